@@ -1,0 +1,47 @@
+# ssm-signal: `make help` lists the targets. Every target creates .venv on first use.
+SHELL := /bin/bash
+PY_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/kws_default.yaml
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PY_SYS) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with its dev tools
+
+system-deps: ## Install Debian packages (espeak-ng, sox, chromium) where apt-get exists
+	@bash scripts/system_deps.sh
+
+train: install system-deps ## Train CONFIG (default: the embedded keyword set) and write a bundle
+	$(VENV)/bin/ssm-signal fit --config $(CONFIG)
+
+test: install system-deps ## Run the fast CPU test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-interpret: install ## Run the Triton kernel tests under TRITON_INTERPRET=1 on tiny shapes
+	TRITON_INTERPRET=1 $(PY) -m pytest -q -m 'not gpu' tests/kernels
+
+test-gpu: install ## Run the GPU-marked tests (on a CUDA machine)
+	$(PY) -m pytest -q -m gpu
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check .
+
+bench: install ## CPU benchmarks of the core (results under benchmarks/results/)
+	$(PY) benchmarks/bench_core_cpu.py
+
+clean: ## Remove caches (keeps .venv, data and artifacts)
+	rm -rf .pytest_cache .ruff_cache **/__pycache__
+
+.PHONY: help install system-deps train test test-interpret test-gpu lint bench clean

@@ -1,0 +1,1 @@
+"""Readers and torch Datasets for audio and sensor streams."""

@@ -1,0 +1,56 @@
+"""Scan kernels behind one dispatch point (see :mod:`ssm_signal.kernels.registry`).
+
+Backends: ``reference`` (sequential spec), ``torch`` (chunked parallel algorithms in
+plain PyTorch), and the optional GPU backends registered when they import.
+"""
+
+from ssm_signal.kernels import reference
+from ssm_signal.kernels.attention_torch import local_attention as _local_attention_torch
+from ssm_signal.kernels.lti_torch import lti_scan as _lti_scan_torch
+from ssm_signal.kernels.registry import (
+    OPS,
+    Backend,
+    active,
+    available,
+    get_op,
+    mark_unavailable,
+    register,
+    resolve,
+    unavailable,
+    use,
+)
+from ssm_signal.kernels.selective_torch import selective_scan as _selective_scan_torch
+from ssm_signal.kernels.ssd_torch import ssd_scan as _ssd_scan_torch
+
+register(Backend(
+    name="reference",
+    ops={op: getattr(reference, op) for op in OPS},
+    devices=("cpu", "cuda"),
+    priority=0,
+    fallback=None,
+))
+
+# One step of a recurrence is already a handful of vectorised ops: the torch backend
+# shares the reference step functions and replaces only the sequence-level ops.
+register(Backend(
+    name="torch",
+    ops={
+        "selective_scan": _selective_scan_torch,
+        "selective_step": reference.selective_step,
+        "ssd_scan": _ssd_scan_torch,
+        "ssd_step": reference.ssd_step,
+        "lti_scan": _lti_scan_torch,
+        "local_attention": _local_attention_torch,
+    },
+    devices=("cpu", "cuda"),
+    priority=10,
+))
+
+from ssm_signal.kernels import optional as _optional  # noqa: E402  (registers GPU backends)
+
+_optional.register_optional_backends()
+
+__all__ = [
+    "OPS", "Backend", "active", "available", "get_op", "mark_unavailable", "register",
+    "resolve", "unavailable", "use",
+]
