@@ -1,0 +1,74 @@
+"""Test helpers: relative errors, random chunkings, folding a module over chunks or steps."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from torch import Tensor
+
+from ssm_signal.state import State
+
+
+def rel_err(a: Tensor, b: Tensor) -> float:
+    """max |a - b| / max |b| (b is the reference)."""
+    a, b = a.detach().double(), b.detach().double()
+    scale = b.abs().max().clamp_min(1e-30)
+    return float((a - b).abs().max() / scale)
+
+
+def state_rel_err(a: State, b: State) -> float:
+    da, db = a.state_dict(), b.state_dict()
+    assert da.keys() == db.keys()
+    return max((rel_err(da[k], db[k]) for k in da if db[k].is_floating_point()), default=0.0)
+
+
+def assert_states_equal_int(a: State, b: State) -> None:
+    da, db = a.state_dict(), b.state_dict()
+    for k in da:
+        if not db[k].is_floating_point():
+            assert torch.equal(da[k], db[k]), k
+
+
+def random_splits(length: int, max_chunk: int, rng: random.Random) -> list[int]:
+    """Chunk lengths summing to ``length``: always a 1, and some longer than ``max_chunk``."""
+    sizes = [1]
+    if length > max_chunk + 2:
+        sizes.append(max_chunk + 1 + rng.randrange(max(1, length - max_chunk - 2)) // 2)
+    while sum(sizes) < length:
+        sizes.append(rng.randint(1, max_chunk))
+    sizes[-1] -= sum(sizes) - length
+    sizes = [s for s in sizes if s > 0]
+    rng.shuffle(sizes)
+    return sizes
+
+
+def fold_chunks(module, x: Tensor, state: State, sizes: list[int]) -> tuple[Tensor, State]:
+    ys, t = [], 0
+    for n in sizes:
+        y, state = module(x[:, t:t + n], state)
+        ys.append(y)
+        t += n
+    return torch.cat(ys, dim=1), state
+
+
+def fold_steps(module, x: Tensor, state: State) -> tuple[Tensor, State]:
+    ys = []
+    for t in range(x.shape[1]):
+        y, state = module.step(x[:, t], state)
+        ys.append(y)
+    return torch.stack(ys, dim=1), state
+
+
+def random_state(module, batch: int, dtype=torch.float32) -> State:
+    """A non-zero state with the module's structure (integer counters kept valid)."""
+    zero = module.init_state(batch, dtype=dtype)
+    d = {}
+    for k, t in zero.state_dict().items():
+        if t.is_floating_point():
+            d[k] = torch.randn_like(t) * 0.5
+        elif k.endswith("__len__"):
+            d[k] = t
+        else:
+            d[k] = torch.randint(0, 50, t.shape, dtype=t.dtype)
+    return type(zero).from_state_dict(d)
