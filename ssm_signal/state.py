@@ -68,6 +68,10 @@ class State:
     def device(self) -> torch.device:
         return next(self.tensors()).device
 
+    def signature(self) -> tuple:
+        """Structure, shapes and float-ness of every tensor: equal signatures, compatible states."""
+        return (self._name,) + tuple(_signature(getattr(self, f.name)) for f in dataclasses.fields(self))
+
     def nbytes(self) -> int:
         """Bytes held by the state (all streams)."""
         return sum(t.numel() * t.element_size() for t in self.tensors())
@@ -145,6 +149,14 @@ class State:
         for f in dataclasses.fields(cls):
             kwargs[f.name] = _unflatten(d, f.name)
         return cls(**kwargs)
+
+
+def _signature(value: Any) -> tuple:
+    if isinstance(value, Tensor):
+        return (tuple(value.shape), value.is_floating_point())
+    if isinstance(value, State):
+        return value.signature()
+    return tuple(_signature(v) for v in value)
 
 
 def _iter_tensors(value: Any) -> Iterator[Tensor]:

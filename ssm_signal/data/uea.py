@@ -340,8 +340,7 @@ class FillLog:
             return "no missing values filled"
         c = self.counts()
         return (
-            f"{len(self.items)} series had missing values: {c['forward_filled']} forward-filled, "
-            f"{c['zeroed']} set to 0"
+            f"{len(self.items)} series had missing values: {c['forward_filled']} forward-filled, {c['zeroed']} set to 0"
         )
 
 

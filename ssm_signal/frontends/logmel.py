@@ -158,6 +158,14 @@ class LogMel(StreamingModule):
         self.register_buffer("mean", torch.zeros(n_mels))
         self.register_buffer("std", torch.ones(n_mels))
 
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        # rebuild the window at the new dtype: upcasting the float32 one would leave the
+        # float64 path with float32-rounded window coefficients
+        w = self.window
+        self.window = torch.hann_window(self.n_fft, periodic=True, dtype=w.dtype, device=w.device)
+        return self
+
     @property
     def d_output(self) -> int:
         return self.n_mels

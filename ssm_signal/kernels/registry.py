@@ -14,7 +14,6 @@ A backend may implement only some ops; for the others it names a ``fallback`` ba
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
 from collections.abc import Callable, Iterator
 
@@ -50,7 +49,10 @@ class Backend:
 
 _BACKENDS: dict[str, Backend] = {}
 _UNAVAILABLE: dict[str, str] = {}
-_ACTIVE: contextvars.ContextVar[str] = contextvars.ContextVar("ssm_signal_backend", default="auto")
+# A plain module global rather than a ContextVar: torch.compile traces (and guards on) a
+# global read, while ContextVar.get breaks the graph. The override is for tests and
+# benchmarks, which force a backend around whole calls.
+_ACTIVE = "auto"
 
 
 def register(backend: Backend) -> None:
@@ -80,7 +82,7 @@ def unavailable() -> dict[str, str]:
 
 
 def active() -> str:
-    return _ACTIVE.get()
+    return _ACTIVE
 
 
 @contextlib.contextmanager
@@ -90,18 +92,19 @@ def use(name: str) -> Iterator[None]:
         reason = _UNAVAILABLE.get(name)
         hint = f": {reason}" if reason else f"; registered: {sorted(_BACKENDS)}"
         raise ValueError(f"unknown or unavailable kernel backend {name!r}{hint}")
-    token = _ACTIVE.set(name)
+    global _ACTIVE
+    previous, _ACTIVE = _ACTIVE, name
     try:
         yield
     finally:
-        _ACTIVE.reset(token)
+        _ACTIVE = previous
 
 
 def resolve(op: str, device: torch.device) -> Backend:
     """The backend that will run ``op`` on ``device`` under the active selection."""
     if op not in OPS:
         raise ValueError(f"unknown op {op!r}")
-    name = _ACTIVE.get()
+    name = _ACTIVE
     if name == "auto":
         candidates = sorted(_BACKENDS.values(), key=lambda b: -b.priority)
         for b in candidates:

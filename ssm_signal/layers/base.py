@@ -52,11 +52,24 @@ class StreamingModule(nn.Module):
         y, state = self._forward(x_t.unsqueeze(1), state)
         return y.squeeze(1), state
 
+    def _expected_signature(self, batch: int) -> tuple:
+        cache = self.__dict__.setdefault("_signature_cache", {})
+        if batch not in cache:
+            cache[batch] = self.init_state(batch, device="meta").signature()
+        return cache[batch]
+
     def _prepare_state(self, state: State | None, x: Tensor) -> State:
         batch = x.shape[0]
         if state is None:
             return self.init_state(batch, device=x.device)
-        check_state(state, self.init_state(batch, device="meta"), type(self).__name__)
+        # Fast path: compare a cached signature of the expected state; the detailed
+        # (slower) check runs only to explain a mismatch.
+        expected = self._expected_signature(batch)
+        if not isinstance(state, State) or state.signature() != expected:
+            if not isinstance(state, State):
+                raise ValueError(f"{type(self).__name__}: state must be a State, got {type(state).__name__}")
+            check_state(state, self.init_state(batch, device="meta"), type(self).__name__)
+            raise ValueError(f"{type(self).__name__}: state does not match this module's configuration")
         if state.device != x.device:
             raise ValueError(f"{type(self).__name__}: state is on {state.device}, input on {x.device}")
         return state

@@ -12,9 +12,10 @@ from torch import Tensor, nn
 
 
 def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
-    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return (y * weight.to(y.dtype)).to(x.dtype)
+    """x / sqrt(mean(x^2) + eps) * weight over the last dim, in at least float32."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return F.rms_norm(x.float(), (x.shape[-1],), weight.float(), eps).to(x.dtype)
+    return F.rms_norm(x, (x.shape[-1],), weight.to(x.dtype), eps)
 
 
 class RMSNorm(nn.Module):

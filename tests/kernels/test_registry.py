@@ -1,0 +1,61 @@
+"""The single dispatch point: listing, forcing, fallbacks and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssm_signal import kernels
+from ssm_signal.kernels import reference
+from ssm_signal.layers import Mamba
+
+
+def test_cpu_backends_and_auto():
+    assert {"reference", "torch"} <= set(kernels.available("cpu"))
+    assert kernels.active() == "auto"
+    # auto picks the fastest correct backend present: torch on CPU
+    for op in kernels.OPS:
+        assert kernels.resolve(op, torch.device("cpu")).name == "torch"
+
+
+def test_use_forces_and_restores():
+    with kernels.use("reference"):
+        assert kernels.active() == "reference"
+        assert kernels.get_op("selective_scan", torch.device("cpu")) is reference.selective_scan
+    assert kernels.active() == "auto"
+
+
+def test_use_actually_routes_layer_calls(monkeypatch):
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return reference.selective_scan(*args, **kwargs)
+
+    kernels.register(kernels.Backend("spy", {"selective_scan": spy}, devices=("cpu",), priority=-1))
+    try:
+        m = Mamba(8, d_state=4)
+        with kernels.use("spy"):
+            m(torch.randn(1, 5, 8))
+            m.step(torch.randn(1, 8))  # selective_step: falls back to reference
+        assert calls == [1]
+        assert kernels.resolve("selective_step", torch.device("cpu")).name == "torch"
+    finally:
+        kernels.registry._BACKENDS.pop("spy")
+
+
+def test_unknown_or_unavailable_backend_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown or unavailable kernel backend 'nope'"):
+        with kernels.use("nope"):
+            pass
+    reasons = kernels.unavailable()
+    assert "mamba_ssm" in reasons and "triton" in reasons  # said once, with the reason
+    if "triton" not in kernels.available():
+        with pytest.raises(ValueError, match="triton"):
+            with kernels.use("triton"):
+                pass
+
+
+def test_registering_an_unknown_op_fails():
+    with pytest.raises(ValueError, match="unknown ops"):
+        kernels.register(kernels.Backend("bad", {"not_an_op": lambda: None}, devices=("cpu",), priority=0))
