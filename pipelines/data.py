@@ -1,0 +1,227 @@
+"""LightningDataModules over the readers in ``ssm_signal.data``.
+
+Every datamodule yields batches ``(x, y, lengths)``: x (B, L, channels) float32 raw signal
+padded at the end with zeros, y (B,) class indices (or (B, L) per-step labels), lengths
+(B,) valid samples. It exposes ``labels``, ``sample_rate``, ``channels`` and
+``normalization_signals()`` (training signals for fitting the frontend's statistics).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+log = logging.getLogger("ssm_signal.pipelines")
+
+
+IGNORE = -100  # padding value of per-step labels (ignored by the losses)
+
+
+def pad_batch(items: list[tuple[Tensor, int | Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
+    """[(signal (L,) or (L, C), label or per-step labels (L,))] -> x (B, Lmax, C), y, lengths (B,).
+
+    y is (B,) for clip labels, (B, Lmax) padded with IGNORE for per-step labels.
+    """
+    sigs = [s if s.dim() == 2 else s[:, None] for s, _ in items]
+    lengths = torch.tensor([s.shape[0] for s in sigs])
+    x = torch.zeros(len(sigs), int(lengths.max()), sigs[0].shape[1])
+    for i, s in enumerate(sigs):
+        x[i, : s.shape[0]] = s
+    labels = [label for _, label in items]
+    if isinstance(labels[0], Tensor) and labels[0].dim() == 1:
+        y = torch.full((len(sigs), x.shape[1]), IGNORE, dtype=torch.long)
+        for i, lab in enumerate(labels):
+            y[i, : lab.shape[0]] = lab
+    else:
+        y = torch.as_tensor([int(label) for label in labels])
+    return x, y, lengths
+
+
+class _Augmented(Dataset):
+    """Applies a waveform augmentation to a dataset's signals (training split only)."""
+
+    def __init__(self, base: Dataset, augment):
+        self.base, self.augment = base, augment
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        return self.augment(x), y
+
+
+class _Base(L.LightningDataModule):
+    def __init__(self, batch_size: int, num_workers: int, normalization_items: int):
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.normalization_items = normalization_items
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+        self.labels: list[str] = []
+
+    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          collate_fn=pad_batch, persistent_workers=self.num_workers > 0, drop_last=False)
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, False)
+
+    def test_dataloader(self):
+        return self._loader(self.test_set, False)
+
+    def normalization_signals(self) -> Iterator[Tensor]:
+        """Un-augmented training signals (one at a time, (L, C)) for the frontend statistics."""
+        ds = self._plain_train()
+        g = torch.Generator().manual_seed(0)
+        idx = torch.randperm(len(ds), generator=g)[: self.normalization_items]
+        for i in idx.tolist():
+            x, _ = ds[i]
+            yield x if x.dim() == 2 else x[:, None]
+
+    def _plain_train(self) -> Dataset:
+        ds = self.train_set
+        return ds.base if isinstance(ds, _Augmented) else ds
+
+
+class KeywordDataModule(_Base):
+    """Speech Commands layout: the generated default keyword set, or a real Speech Commands v2.
+
+    Args:
+        root: dataset folder (label folders, validation_list.txt, testing_list.txt, _background_noise_).
+        setup: "default" (20 core words + _silence_ + _unknown_), "12" or "35" (Speech Commands setups).
+        generate: generate the embedded keyword set with espeak-ng into ``root`` if it is absent.
+        seed: generation seed (the set is cached and deterministic for a seed).
+        augment: noise mixing, gain and time shift on training clips.
+        batch_size, num_workers, normalization_items: loader settings; clips used to fit the frontend.
+    """
+
+    sample_rate = 16000
+    channels = 1
+
+    def __init__(self, root: str = "data/keywords", setup: str = "default", generate: bool = True, seed: int = 0,
+                 augment: bool = True, batch_size: int = 64, num_workers: int = 2, normalization_items: int = 500):
+        super().__init__(batch_size, num_workers, normalization_items)
+        self.root, self.setup_name, self.generate, self.seed, self.augment = Path(root), setup, generate, seed, augment
+
+    def prepare_data(self) -> None:
+        if self.generate:
+            from ssm_signal.data.keywords import generate_keyword_set
+
+            generate_keyword_set(self.root, seed=self.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        from ssm_signal.data.speech_commands import SpeechCommands
+
+        sets = {s: SpeechCommands(self.root, subset=s, setup=self.setup_name)
+                for s in ("training", "validation", "testing")}
+        self.labels = list(sets["training"].labels)
+        for name, ds in sets.items():
+            if len(ds.skipped):
+                log.warning("%s: %s", name, ds.skipped.summary())
+        train: Dataset = sets["training"]
+        if self.augment:
+            from ssm_signal.data.augment import WaveAugment
+
+            train = _Augmented(train, WaveAugment.for_dataset(self.root, seed=self.seed))
+        self.train_set, self.val_set, self.test_set = train, sets["validation"], sets["testing"]
+
+
+class UEADataModule(_Base):
+    """A UEA/UCR archive problem (``<root>/<name>/<name>_TRAIN.ts`` and ``_TEST.ts``).
+
+    The archive has no validation split; with ``val_fraction`` 0 the test split is used
+    for the validation curves only (no checkpoint or early-stopping decision reads it).
+
+    Args:
+        root: archive folder (``python benchmarks/fetch_uea.py`` fills data/uea).
+        name: problem name, e.g. BasicMotions, JapaneseVowels.
+        val_fraction: hold out this fraction of the training set for validation instead.
+        batch_size, num_workers, normalization_items: loader settings.
+    """
+
+    sample_rate = 1
+
+    def __init__(self, root: str = "data/uea", name: str = "BasicMotions", val_fraction: float = 0.0,
+                 batch_size: int = 16, num_workers: int = 0, normalization_items: int = 10_000, seed: int = 0):
+        super().__init__(batch_size, num_workers, normalization_items)
+        self.root, self.name, self.val_fraction, self.seed = root, name, val_fraction, seed
+        self.channels = 0
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        from ssm_signal.data.uea import UEADataset
+
+        train = UEADataset(self.name, split="train", root=self.root)
+        test = UEADataset(self.name, split="test", root=self.root)
+        self.labels = list(train.class_labels)
+        self.channels = train.num_channels
+        if self.val_fraction > 0:
+            g = torch.Generator().manual_seed(self.seed)
+            perm = torch.randperm(len(train), generator=g).tolist()
+            n_val = max(1, int(round(self.val_fraction * len(train))))
+            self.train_set, self.val_set = Subset(train, perm[n_val:]), Subset(train, perm[:n_val])
+        else:
+            self.train_set, self.val_set = train, test
+        self.test_set = test
+
+
+class SensorAnomalyDataModule(_Base):
+    """Sensor tables with per-row anomaly labels (0 normal, 1 anomaly) and a ``split`` column.
+
+    The forecaster trains on the normal ``train`` series only, in windows of ``window``
+    steps; validation and test series are scored whole.
+
+    Args:
+        path: CSV/Parquet table (series_id, split, time, channel columns, label).
+        generate: write the generated demo table to ``path`` if it is absent.
+        window: training window length in samples.
+        batch_size, num_workers, normalization_items: loader settings.
+    """
+
+    sample_rate = 1
+
+    def __init__(self, path: str = "data/sensor_anomaly/table.parquet", generate: bool = True, window: int = 256,
+                 batch_size: int = 16, num_workers: int = 0, normalization_items: int = 1000, seed: int = 0):
+        super().__init__(batch_size, num_workers, normalization_items)
+        self.path, self.generate, self.window, self.seed = Path(path), generate, window, seed
+        self.labels = ["normal", "anomaly"]
+        self.channels = 0
+
+    def prepare_data(self) -> None:
+        if self.generate and not self.path.exists():
+            from ssm_signal.data.synthetic_sensors import make_sensor_anomaly_table
+
+            make_sensor_anomaly_table(self.path, seed=self.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        from ssm_signal.data.sensor_tables import SensorTable, read_table
+
+        table = read_table(self.path)
+        if "split" not in table.columns:
+            raise ValueError(f"{self.path}: needs a 'split' column (train/test) to separate normal training series")
+        channels = [c for c in table.columns if c not in ("series_id", "split", "time", "label")]
+        self.channels = len(channels)
+        kw = dict(channels=channels, row_label_col="label", classes=[0, 1])
+        train = table[table["split"] == "train"]
+        if (train["label"] != 0).any():
+            raise ValueError(f"{self.path}: training series must be normal (label 0) for anomaly detection")
+        self.train_set = SensorTable(train, window=self.window, stride=self.window // 2, **kw)
+        self.test_set = SensorTable(table[table["split"] != "train"], **kw)
+        self.val_set = self.test_set

@@ -1,0 +1,276 @@
+"""The LightningModule: wraps a plain ``SignalModel`` and defines losses, metrics, optimiser.
+
+Lightning never leaks into ``ssm_signal``: the model is built from a ``ModelConfig`` (labels
+and frontend normalisation taken from the datamodule in ``configure_model``) and is what
+the bundle saves.
+
+Losses by head:
+- classify: cross-entropy of the logits at each clip's last valid frame (the same rule a
+  live stream reads at any moment), plus optionally the mean over the last
+  ``frame_loss_frames`` frames, which teaches the posterior to hold after a keyword ends;
+- forecast / anomaly: mean squared error of the next-frame forecast over valid frames.
+
+Streaming-aware training (``tbptt_samples``): each batch is cut at random boundaries into
+chunks of about that many samples; the state is carried across chunks and detached
+(truncated backprop through time), so the model learns to run from any carried state.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchaudio.transforms as T
+from torch import Tensor
+
+from ssm_signal.models import ModelConfig, SignalModel
+from ssm_signal.models.signal_model import SignalModelState
+
+
+class SignalTask(L.LightningModule):
+    """Train a SignalModel.
+
+    Args:
+        network: the model configuration (frontend, backbone, head). ``head.num_classes``,
+            ``labels`` and the sensor frontend's ``channels`` are filled from the datamodule.
+        lr: peak AdamW learning rate (linear warm-up, cosine decay).
+        weight_decay: AdamW weight decay (not applied to norms, biases, A_log, D, dt_bias, S4D's A and Δ).
+        warmup_steps: linear warm-up steps.
+        label_smoothing: cross-entropy label smoothing.
+        frame_loss_frames: also average the loss over this many final frames (0 = last frame only).
+        spec_augment: SpecAugment masks on training features: (freq_mask, time_mask, n_masks); 0 = off.
+        tbptt_samples: truncated BPTT chunk length in samples (None = whole clips).
+    """
+
+    def __init__(
+        self,
+        network: ModelConfig,
+        lr: float = 3e-3,
+        weight_decay: float = 0.05,
+        warmup_steps: int = 200,
+        label_smoothing: float = 0.0,
+        frame_loss_frames: int = 0,
+        spec_augment: tuple[int, int, int] = (0, 0, 0),
+        tbptt_samples: int | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model_config = network
+        self.model: SignalModel | None = None
+        self.freq_mask = T.FrequencyMasking(spec_augment[0]) if spec_augment[0] > 0 else None
+        self.time_mask = T.TimeMasking(spec_augment[1]) if spec_augment[1] > 0 else None
+        self.n_masks = spec_augment[2]
+        if tbptt_samples is not None:
+            self.automatic_optimization = False
+        self.confusion: Tensor | None = None
+        self._scores: list[Tensor] = []
+        self._labels: list[Tensor] = []
+        self.history: dict[str, list[float]] = {}
+
+    # -- model construction ------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        cfg = self.model_config
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is not None:
+            d = cfg.to_dict()
+            if cfg.head.kind == "classify":
+                d["labels"] = list(dm.labels)
+                d["head"]["num_classes"] = len(dm.labels)
+            if cfg.frontend.kind == "sensor" and getattr(dm, "channels", 0):
+                d["frontend"]["channels"] = dm.channels
+            if getattr(dm, "sample_rate", None):
+                d["frontend"]["sample_rate"] = dm.sample_rate
+            cfg = ModelConfig.from_dict(d)
+        self.model_config = cfg
+        self.model = SignalModel(cfg)
+        if dm is not None and hasattr(dm, "normalization_signals"):
+            self.model.frontend.fit_normalization(dm.normalization_signals())
+
+    # -- forward pieces ------------------------------------------------------------------------------
+    def _augment(self, feats: Tensor) -> Tensor:
+        if not self.training or self.n_masks == 0:
+            return feats
+        f = feats.transpose(1, 2)  # (B, feat, F): torchaudio's masking layout
+        for _ in range(self.n_masks):
+            if self.freq_mask is not None:
+                f = self.freq_mask(f)
+            if self.time_mask is not None:
+                f = self.time_mask(f)
+        return f.transpose(1, 2)
+
+    def _parts(self, x: Tensor, state: SignalModelState | None):
+        m = self.model
+        state = m.init_state(x.shape[0], device=x.device) if state is None else state
+        feats, fs = m.frontend._forward(x, state.frontend)
+        return m._from_features(self._augment(feats), fs, state)
+
+    def _frames(self, lengths: Tensor) -> Tensor:
+        return torch.div(lengths, self.model.samples_per_frame, rounding_mode="floor").clamp(min=1)
+
+    def _loss(self, parts, y: Tensor, frames: Tensor, frame_offset: int = 0) -> tuple[Tensor, Tensor | None]:
+        """Loss over the frames of this chunk; returns (loss, clip logits or None)."""
+        kind = self.model_config.head.kind
+        B, F_ = parts.out.shape[:2]
+        idx = torch.arange(F_, device=y.device) + frame_offset  # absolute frame index (B-independent)
+        valid = idx[None, :] < frames[:, None]  # (B, F)
+        if kind == "classify":
+            last = (frames - 1 - frame_offset).clamp(0, F_ - 1)
+            logits = parts.out[torch.arange(B, device=y.device), last]
+            in_chunk = (frames - 1 >= frame_offset) & (frames - 1 < frame_offset + F_)
+            if not in_chunk.any():
+                return parts.out.sum() * 0.0, None
+            loss = F.cross_entropy(logits[in_chunk], y[in_chunk], label_smoothing=self.hparams.label_smoothing)
+            k = self.hparams.frame_loss_frames
+            if k > 0:
+                tail = valid & (idx[None, :] >= frames[:, None] - k)
+                if tail.any():
+                    per = F.cross_entropy(parts.out.transpose(1, 2), y[:, None].expand(B, F_), reduction="none",
+                                          label_smoothing=self.hparams.label_smoothing)
+                    loss = 0.5 * loss + 0.5 * per[tail].mean()
+            return loss, logits
+        # forecast / anomaly: predict frame t+1 from frame t
+        pred, feats = parts.pred[:, :-1], parts.feats[:, 1:]
+        mask = valid[:, 1:]
+        if not mask.any():
+            return parts.out.sum() * 0.0, None
+        err = ((pred - feats) ** 2).mean(-1)
+        return err[mask].mean(), None
+
+    # -- steps ---------------------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        x, y, lengths = batch
+        frames = self._frames(lengths)
+        if self.hparams.tbptt_samples is None:
+            parts = self._parts(x, None)
+            loss, _ = self._loss(parts, y, frames)
+            self.log("train_loss", loss, prog_bar=True, batch_size=x.shape[0])
+            return loss
+        return self._tbptt_step(x, y, frames)
+
+    def _tbptt_step(self, x: Tensor, y: Tensor, frames: Tensor) -> Tensor:
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
+        hop = self.model.samples_per_frame
+        n = self.hparams.tbptt_samples
+        state, start, offset, total = None, 0, 0, 0.0
+        opt.zero_grad()
+        while start < x.shape[1]:
+            # random boundaries, aligned to whole frames so every stream keeps the same phase
+            size = max(hop, int(random.uniform(0.5, 1.5) * n) // hop * hop)
+            parts = self._parts(x[:, start:start + size], state)
+            loss, _ = self._loss(parts, y, frames, frame_offset=offset)
+            if loss.requires_grad:
+                self.manual_backward(loss)
+            total += float(loss.detach())
+            state = parts.state.detach()
+            offset += parts.out.shape[1]
+            start += size
+        self.clip_gradients(opt, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
+        opt.step()
+        sched.step()
+        self.log("train_loss", total, prog_bar=True, batch_size=x.shape[0])
+        return torch.tensor(total)
+
+    def _eval_step(self, batch, stage: str):
+        x, y, lengths = batch
+        parts = self._parts(x, None)
+        frames = self._frames(lengths)
+        loss, logits = self._loss(parts, y, frames)
+        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
+        if self.model_config.head.kind == "anomaly" and y.dim() == 2:
+            self._collect_scores(parts.out[..., 0], y)
+        if logits is not None:
+            pred = logits.argmax(-1)
+            self.log(f"{stage}_acc", (pred == y).float().mean(), prog_bar=True, batch_size=x.shape[0],
+                     sync_dist=True)
+            if stage == "test":
+                k = logits.shape[-1]
+                cm = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+                self.confusion = cm.cpu() if self.confusion is None else self.confusion + cm.cpu()
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self._eval_step(batch, "test")
+
+    def _collect_scores(self, scores: Tensor, y: Tensor) -> None:
+        """Frame anomaly scores (B, F) with frame labels: a frame is anomalous if any of its samples is."""
+        d = self.model.samples_per_frame
+        F_ = scores.shape[1]
+        lab = y[:, : F_ * d].reshape(y.shape[0], F_, d)
+        valid = (lab != -100).all(-1)
+        lab = (lab.clamp(min=0).amax(-1) > 0).long()
+        self._scores.append(scores[valid].detach().float().cpu())
+        self._labels.append(lab[valid].cpu())
+
+    def _log_auroc(self, stage: str) -> None:
+        if not self._scores:
+            return
+        from torchmetrics.functional.classification import binary_auroc
+
+        s, lab = torch.cat(self._scores), torch.cat(self._labels)
+        self._scores, self._labels = [], []
+        if lab.min() != lab.max():
+            self.log(f"{stage}_auroc", binary_auroc(s, lab), prog_bar=True)
+
+    def on_validation_epoch_start(self):
+        self._scores, self._labels = [], []
+
+    def on_test_epoch_start(self):
+        self.confusion = None
+        self._scores, self._labels = [], []
+
+    def on_test_epoch_end(self):
+        self._log_auroc("test")
+
+    @torch.no_grad()
+    def fit_anomaly_scale(self, loader) -> None:
+        """Set the anomaly head's per-feature error variance from normal (training) data."""
+        head = self.model.head
+        total, count = 0.0, 0
+        for x, _, lengths in loader:
+            parts = self.model.forward_parts(x.to(self.device))
+            frames = self._frames(lengths.to(self.device))
+            valid = torch.arange(parts.feats.shape[1] - 1, device=self.device)[None, :] < (frames[:, None] - 1)
+            err = (parts.pred[:, :-1] - parts.feats[:, 1:]) ** 2  # (B, F-1, C)
+            total = total + err[valid].sum(0)
+            count += int(valid.sum())
+        if count:
+            head.err_var.copy_((total / count).clamp_min(1e-8))
+
+    def on_validation_epoch_end(self):
+        self._log_auroc("val")
+        for k in ("val_loss", "val_acc", "train_loss"):
+            v = self.trainer.callback_metrics.get(k)
+            if v is not None and not self.trainer.sanity_checking:
+                self.history.setdefault(k, []).append(float(v))
+
+    # -- optimiser -----------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            # SSM dynamics (A, Δ, D) and norms/biases are not weight-decayed (as in Mamba and S4)
+            leaf = name.rsplit(".", 1)[-1]
+            if p.dim() < 2 or leaf in ("A_log", "D", "dt_bias", "log_dt", "log_A_real", "A_imag") or "norm" in name:
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        total = max(1, self.trainer.estimated_stepping_batches)
+        warm = min(self.hparams.warmup_steps, total // 2)
+
+        def schedule(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

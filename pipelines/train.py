@@ -1,0 +1,123 @@
+"""Training: ``ssm-signal fit --config configs/NAME.yaml`` (LightningCLI) and the plain ``train``.
+
+Every hyperparameter is in the YAML (model -> SignalTask, data -> a datamodule class,
+trainer -> lightning.Trainer, output -> where the bundle goes and how it is registered).
+After fitting, the model is tested, written as a bundle, logged to MLflow with figures,
+and registered in the MLflow model registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import MLFlowLogger
+
+from pipelines.task import SignalTask
+from ssm_signal.bundle import save_bundle
+
+log = logging.getLogger("ssm_signal.pipelines")
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    """Where the trained model goes.
+
+    bundle_dir: bundle directory (config.json + model.safetensors).
+    name: model name in the bundle and the MLflow registry.
+    experiment: MLflow experiment name.
+    register: register the bundle in the MLflow model registry.
+    test: evaluate on the test split after fitting.
+    """
+
+    bundle_dir: str = "artifacts/model"
+    name: str = "model"
+    experiment: str = "ssm-signal"
+    register: bool = True
+    test: bool = True
+
+
+class SignalCLI(LightningCLI):
+    """LightningCLI with an ``output`` group and MLflow as the default logger."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_class_arguments(OutputConfig, "output")
+        parser.add_argument("--resume", type=bool, default=False, help="continue from the last checkpoint")
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks):
+        out = self._get(self.config, "output")
+        if config.get("logger") in (None, True):
+            from pipelines.tracking import make_mlflow_logger
+
+            config["logger"] = make_mlflow_logger(out.experiment, run_name=out.name)
+        if not config.get("default_root_dir"):
+            config["default_root_dir"] = str(Path(out.bundle_dir).parent / "lightning" / out.name)
+        callbacks = list(callbacks) + [ModelCheckpoint(
+            dirpath=str(Path(config["default_root_dir"]) / "checkpoints"), save_last=True, save_top_k=0)]
+        return super()._instantiate_trainer(config, callbacks)
+
+
+def run_fit(args: list[str] | None = None) -> dict[str, Any]:
+    """Parse a fit configuration, train, test, bundle, log and register. Returns the summary."""
+    cli = SignalCLI(SignalTask, L.LightningDataModule, subclass_mode_data=True, run=False, args=args,
+                    save_config_kwargs={"overwrite": True}, parser_kwargs={"default_env": False})
+    out: OutputConfig = cli._get(cli.config, "output")
+    return fit_and_bundle(cli.trainer, cli.model, cli.datamodule, out, resume=cli.config.get("resume", False))
+
+
+def fit_and_bundle(trainer: L.Trainer, task: SignalTask, dm: L.LightningDataModule, out: OutputConfig,
+                   resume: bool = False) -> dict[str, Any]:
+    """The training job as a plain function: fit, test, save the bundle, track it."""
+    t0 = time.time()
+    ckpt = "last" if resume else None
+    trainer.fit(task, datamodule=dm, ckpt_path=ckpt)
+    fit_s = time.time() - t0
+    if task.model_config.head.kind == "anomaly":
+        task.fit_anomaly_scale(dm.train_dataloader())
+    metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if out.test:
+        tested = trainer.test(task, datamodule=dm, verbose=False)
+        metrics.update({k: float(v) for k, v in tested[0].items()})
+    metrics["fit_seconds"] = fit_s
+    bundle_dir = Path(out.bundle_dir)
+    if trainer.is_global_zero:
+        task.model.cpu()
+        save_bundle(task.model, bundle_dir, name=out.name, metrics=metrics)
+        _track(trainer, task, out, bundle_dir, metrics)
+    summary = {"bundle": str(bundle_dir), "metrics": metrics}
+    for key, what in (("test_acc", "test accuracy"), ("test_auroc", "test ROC-AUC")):
+        if key in metrics:
+            print(f"{what}: {metrics[key]:.4f}  ({out.name}, {fit_s:.0f} s training) -> {bundle_dir}")
+    return summary
+
+
+def _track(trainer: L.Trainer, task: SignalTask, out: OutputConfig, bundle_dir: Path, metrics: dict) -> None:
+    logger = next((lg for lg in trainer.loggers if isinstance(lg, MLFlowLogger)), None)
+    if logger is None:
+        return
+    from pipelines.tracking import log_bundle, log_figures, register_bundle
+
+    uri = logger._tracking_uri
+    run_id = logger.run_id
+    logger.experiment.log_metric(run_id, "fit_seconds", metrics["fit_seconds"])
+    for k in ("test_acc", "test_loss"):
+        if k in metrics:
+            logger.experiment.log_metric(run_id, k, metrics[k])
+    log_bundle(run_id, bundle_dir, uri)
+    confusion = task.confusion.numpy() if task.confusion is not None else None
+    log_figures(run_id, uri, confusion=confusion, labels=task.model_config.labels or None, curves=task.history)
+    if out.register:
+        version = register_bundle(run_id, out.name, uri)
+        print(f"registered models:/{out.name}/{version} in {uri}")
+
+
+def train(config: str | os.PathLike, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train from a YAML config, as ``ssm-signal fit --config CONFIG [overrides]`` does."""
+    return run_fit(["--config", str(config), *(overrides or [])])

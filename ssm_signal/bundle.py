@@ -1,0 +1,252 @@
+"""Versioned model bundles: a directory with config.json and model.safetensors. Never pickle.
+
+    save_bundle(model, "artifacts/kws_default", name="kws_default", metrics={"test_acc": 0.97})
+    bundle = load_bundle("artifacts/kws_default")        # or "models:/kws_default/3" (MLflow)
+    p = bundle.predict(waveform, sample_rate=44100)       # resampled and downmixed as needed
+    p.label, p.scores, p.frame_scores
+
+config.json holds the format version, the model config (frontend, backbone, head), labels,
+sample rate, the frontend's normalisation statistics (also in the weights; checked equal
+on load), metrics, name and version. Loading checks the format version and every tensor's
+shape and fails with a message that says what is wrong.
+
+URIs with a scheme (``models:/``, ``runs:/``) are resolved to a local directory by
+resolvers registered under the entry-point group ``ssm_signal.uri_resolvers`` (the MLflow
+one lives in ``pipelines``), so this library never imports MLflow itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import re
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+from safetensors.torch import load_file, save_file
+
+from ssm_signal.models import ModelConfig, SignalModel
+
+FORMAT = "ssm-signal-bundle"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+# Long inputs run through the model in windows with the state carried across them:
+# the same result as one pass, memory bounded by the window.
+PREDICT_WINDOW_SECONDS = 30.0
+
+_RESOLVERS: dict[str, Callable[[str], str]] = {}
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be loaded, with the reason."""
+
+
+def register_uri_resolver(scheme: str, resolver: Callable[[str], str]) -> None:
+    """Map URIs ``<scheme>:/...`` to a local bundle directory."""
+    _RESOLVERS[scheme] = resolver
+
+
+def _resolve(path_or_uri: str | Path) -> Path:
+    s = str(path_or_uri)
+    m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*):/", s)
+    if m is None or len(m.group(1)) == 1:  # no scheme (or a Windows drive letter)
+        return Path(s)
+    scheme = m.group(1)
+    if scheme not in _RESOLVERS:
+        for ep in metadata.entry_points(group="ssm_signal.uri_resolvers"):
+            if ep.name == scheme:
+                _RESOLVERS[scheme] = ep.load()
+    if scheme not in _RESOLVERS:
+        raise BundleError(f"no resolver for {scheme}:/ URIs (install ssm-signal with its pipelines to use MLflow URIs)")
+    return Path(_RESOLVERS[scheme](s))
+
+
+@dataclasses.dataclass
+class Prediction:
+    """label: the predicted label (classification) or "anomaly"/"normal";
+    scores: one score per label, read at the last frame (classification: probabilities;
+    anomaly: [max frame score]); frame_scores: (frames, labels) numpy array over time."""
+
+    label: str | None
+    scores: np.ndarray
+    frame_scores: np.ndarray
+
+
+@dataclasses.dataclass
+class Bundle:
+    model: SignalModel
+    config: ModelConfig
+    name: str
+    version: str
+    metrics: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return self.config.labels
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.frontend.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.config.frontend.channels
+
+    def prepare(self, waveform: np.ndarray | torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """Any (L,) or (L, C) array, int or float, any rate -> (1, L', channels) float32 at the bundle rate."""
+        return prepare_signal(waveform, sample_rate, self.sample_rate, self.channels)
+
+    @torch.inference_mode()
+    def frame_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """x (1, L, C) at the bundle rate -> per-frame outputs (F, out_dim), windowed with carried state."""
+        window = max(self.model.samples_per_frame, int(PREDICT_WINDOW_SECONDS * self.sample_rate))
+        state, ys = None, []
+        for start in range(0, x.shape[1], window):
+            y, state = self.model(x[:, start:start + window], state)
+            ys.append(y[0])
+        return torch.cat(ys, 0)
+
+    def predict(self, waveform: np.ndarray | torch.Tensor, sample_rate: int) -> Prediction:
+        x = self.prepare(waveform, sample_rate)
+        if x.shape[1] < self.model.samples_per_frame:
+            raise ValueError(f"signal too short: {x.shape[1]} samples at {self.sample_rate} Hz, "
+                             f"need at least one frame ({self.model.samples_per_frame})")
+        out = self.frame_outputs(x.to(next(self.model.parameters()).device)).float().cpu()
+        return outputs_to_prediction(out, self.config)
+
+
+def outputs_to_prediction(out: torch.Tensor, config: ModelConfig) -> Prediction:
+    """Per-frame model outputs (F, out_dim) -> Prediction, by the head's rule."""
+    kind = config.head.kind
+    if kind == "classify":
+        probs = torch.softmax(out, dim=-1).numpy()
+        scores = probs[-1]
+        label = config.labels[int(scores.argmax())] if config.labels else str(int(scores.argmax()))
+        return Prediction(label, scores, probs)
+    if kind == "anomaly":
+        frames = out.numpy()
+        top = float(frames.max())
+        return Prediction("anomaly" if top > config.head.threshold else "normal", np.array([top]), frames)
+    return Prediction(None, out[-1].numpy(), out.numpy())
+
+
+def prepare_signal(waveform, sample_rate: int, target_rate: int, channels: int) -> torch.Tensor:
+    """Validate, scale, downmix and resample a signal to (1, L, channels) float32."""
+    if not isinstance(sample_rate, int | np.integer) or not 1 <= sample_rate <= 1_000_000:
+        raise ValueError(f"sample_rate must be an integer in [1, 1000000] Hz, got {sample_rate!r}")
+    x = torch.as_tensor(np.asarray(waveform))
+    if x.dtype in (torch.int16, torch.int32, torch.int8, torch.uint8):
+        x = pcm_to_float(x)
+    elif not x.is_floating_point():
+        raise ValueError(f"waveform must be float or int PCM, got dtype {x.dtype}")
+    x = x.float()
+    if x.dim() == 1:
+        x = x[:, None]
+    if x.dim() != 2:
+        raise ValueError(f"waveform must have shape (samples,) or (samples, channels), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError("waveform is empty")
+    if not torch.isfinite(x).all():
+        raise ValueError("waveform contains NaN or Inf")
+    if channels == 1 and x.shape[1] > 1:
+        x = x.mean(dim=1, keepdim=True)  # downmix
+    elif x.shape[1] != channels:
+        raise ValueError(f"signal has {x.shape[1]} channels, the model expects {channels}")
+    if sample_rate != target_rate:
+        x = AF.resample(x.T, int(sample_rate), target_rate).T
+    return x.unsqueeze(0).contiguous()
+
+
+def pcm_to_float(x: torch.Tensor) -> torch.Tensor:
+    """Integer PCM to float in [-1, 1)."""
+    if x.dtype == torch.uint8:
+        return (x.float() - 128.0) / 128.0
+    scale = {torch.int8: 2.0**7, torch.int16: 2.0**15, torch.int32: 2.0**31}[x.dtype]
+    return x.float() / scale
+
+
+def save_bundle(model: SignalModel, path: str | Path, *, name: str | None = None, version: str | None = None,
+                metrics: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` as a bundle directory (created; existing files replaced)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    norm = {k: state[f"frontend.{k}"].tolist() for k in ("mean", "std") if f"frontend.{k}" in state}
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": name or path.name,
+        "version": version or _dt.datetime.now(_dt.UTC).strftime("%Y%m%d%H%M%S"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "model": model.config.to_dict(),
+        "labels": model.config.labels,
+        "sample_rate": model.config.frontend.sample_rate,
+        "normalisation": norm,
+        "metrics": _jsonable(metrics or {}),
+    }
+    tmp = path / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    tmp.replace(path / WEIGHTS_FILE)
+    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
+def load_bundle(path_or_uri: str | Path, *, device: str | torch.device = "cpu") -> Bundle:
+    """Load a bundle directory (or an MLflow ``models:/NAME/VERSION`` / ``runs:/`` URI)."""
+    path = _resolve(path_or_uri)
+    cfg_file, w_file = path / CONFIG_FILE, path / WEIGHTS_FILE
+    if not cfg_file.is_file() or not w_file.is_file():
+        raise BundleError(f"{path} is not a model bundle: expected {CONFIG_FILE} and {WEIGHTS_FILE} "
+                          "(run `make train` to create the default one)")
+    try:
+        meta = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{cfg_file}: invalid JSON ({e})") from e
+    if meta.get("format") != FORMAT:
+        raise BundleError(f"{cfg_file}: not an ssm-signal bundle (format={meta.get('format')!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{cfg_file}: bundle format version {meta.get('format_version')} is not supported by this "
+                          f"ssm-signal (reads version {FORMAT_VERSION})")
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise BundleError(f"{cfg_file}: invalid model config: {e}") from e
+    model = SignalModel(config)
+    try:
+        weights = load_file(str(w_file))
+    except Exception as e:  # safetensors raises its own error types for damaged files
+        raise BundleError(f"{w_file}: unreadable weights ({e})") from e
+    expected = model.state_dict()
+    missing, unexpected = expected.keys() - weights.keys(), weights.keys() - expected.keys()
+    if missing or unexpected:
+        raise BundleError(f"{w_file}: weights do not match the config (missing {sorted(missing)[:5]}, "
+                          f"unexpected {sorted(unexpected)[:5]})")
+    for k, v in expected.items():
+        if v.shape != weights[k].shape:
+            raise BundleError(f"{w_file}: {k} has shape {tuple(weights[k].shape)}, config implies {tuple(v.shape)}")
+    model.load_state_dict(weights, strict=True)
+    for k, values in meta.get("normalisation", {}).items():
+        if not torch.allclose(weights[f"frontend.{k}"], torch.tensor(values, dtype=torch.float32)):
+            raise BundleError(f"{cfg_file}: normalisation {k!r} differs from the weights (edited by hand?)")
+    model.eval().to(device)
+    return Bundle(model, config, meta.get("name", path.name), str(meta.get("version", "")),
+                  meta.get("metrics", {}), path)
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, torch.Tensor | np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out

@@ -1,0 +1,140 @@
+"""Typed model configuration. Dataclass docstrings double as CLI/YAML help.
+
+A bundle stores ``ModelConfig.to_dict()`` in config.json; ``ModelConfig.from_dict`` rebuilds
+it and validates every field, so a bad YAML or a damaged bundle fails early and clearly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ssm_signal.layers.block import MIXERS
+
+FRONTENDS = ("logmel", "sensor")
+HEADS = ("classify", "forecast", "anomaly")
+
+
+@dataclasses.dataclass
+class FrontendConfig:
+    """Feature extractor in front of the backbone.
+
+    kind: "logmel" (16 kHz audio -> log-mel frames) or "sensor" (multichannel standardisation).
+    sample_rate: input rate in Hz (inputs at other rates are resampled to it; sensor tables
+        with no physical rate use 1 = one sample per time step).
+    n_mels, n_fft, hop_length, f_min, f_max: log-mel parameters (hop_length samples per frame).
+    channels: input channels (1 for audio; sensors: number of channels).
+    decimate: sensor frontend only, average blocks of this many samples (1 = off).
+    """
+
+    kind: str = "logmel"
+    sample_rate: int = 16000
+    n_mels: int = 40
+    n_fft: int = 400
+    hop_length: int = 160
+    f_min: float = 20.0
+    f_max: float = 7600.0
+    channels: int = 1
+    decimate: int = 1
+
+    def __post_init__(self):
+        if self.kind not in FRONTENDS:
+            raise ValueError(f"frontend.kind must be one of {FRONTENDS}, got {self.kind!r}")
+        if self.kind == "logmel" and self.channels != 1:
+            raise ValueError("frontend.channels must be 1 for logmel (audio is downmixed to mono)")
+        for name in ("sample_rate", "n_mels", "n_fft", "hop_length", "channels", "decimate"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"frontend.{name} must be >= 1, got {getattr(self, name)}")
+        if self.kind == "logmel" and not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
+            raise ValueError(f"frontend: need 0 <= f_min < f_max <= sample_rate/2, got {self.f_min}, {self.f_max}")
+
+    @property
+    def feature_dim(self) -> int:
+        return self.n_mels if self.kind == "logmel" else self.channels
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.hop_length if self.kind == "logmel" else self.decimate
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+    """The SSM stack.
+
+    d_model: width of the residual stream.
+    layers: mixer names, one per block, e.g. [mamba2, mamba2, attention, mamba2].
+    mixer_kwargs: constructor arguments per mixer name, e.g. {mamba2: {d_state: 64, headdim: 32}}.
+    mlp_ratio: SwiGLU MLP after each mixer with hidden = ratio * d_model (0 = none).
+    """
+
+    d_model: int = 64
+    layers: list[str] = dataclasses.field(default_factory=lambda: ["mamba2"] * 4)
+    mixer_kwargs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    mlp_ratio: float = 0.0
+
+    def __post_init__(self):
+        if self.d_model < 1:
+            raise ValueError(f"backbone.d_model must be >= 1, got {self.d_model}")
+        if not self.layers:
+            raise ValueError("backbone.layers must name at least one mixer")
+        bad = [k for k in list(self.layers) + list(self.mixer_kwargs) if k not in MIXERS]
+        if bad:
+            raise ValueError(f"backbone: unknown mixers {bad}; choose from {sorted(MIXERS)}")
+        self.layers = list(self.layers)
+        self.mixer_kwargs = {k: dict(v) for k, v in self.mixer_kwargs.items()}
+
+
+@dataclasses.dataclass
+class HeadConfig:
+    """What the model outputs at every frame.
+
+    kind: "classify" (class logits; the clip prediction is the last frame's), "forecast"
+    (the next frame's features), or "anomaly" (forecast + normalised prediction error as score).
+    num_classes: number of classes (classify only).
+    threshold: anomaly score above which a frame is an alarm (anomaly only).
+    """
+
+    kind: str = "classify"
+    num_classes: int = 0
+    threshold: float = 3.0
+
+    def __post_init__(self):
+        if self.kind not in HEADS:
+            raise ValueError(f"head.kind must be one of {HEADS}, got {self.kind!r}")
+        if self.kind == "classify" and self.num_classes < 2:
+            raise ValueError(f"head.num_classes must be >= 2 for classification, got {self.num_classes}")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Frontend + backbone + head, and the label names (classification)."""
+
+    frontend: FrontendConfig = dataclasses.field(default_factory=FrontendConfig)
+    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    head: HeadConfig = dataclasses.field(default_factory=lambda: HeadConfig(num_classes=2))
+    labels: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        if isinstance(self.frontend, dict):
+            self.frontend = FrontendConfig(**self.frontend)
+        if isinstance(self.backbone, dict):
+            self.backbone = BackboneConfig(**self.backbone)
+        if isinstance(self.head, dict):
+            self.head = HeadConfig(**self.head)
+        self.labels = list(self.labels)
+        if self.head.kind == "classify" and self.labels and len(self.labels) != self.head.num_classes:
+            raise ValueError(f"{len(self.labels)} labels given for head.num_classes={self.head.num_classes}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        try:
+            return cls(**d)
+        except TypeError as e:  # unknown nested keys
+            raise ValueError(f"invalid model config: {e}") from e
