@@ -14,6 +14,7 @@ import sys
 COMMANDS = {
     "fit": "train a model from a YAML config (LightningCLI; `ssm-signal fit --help`)",
     "generate-keywords": "generate the embedded keyword set with espeak-ng",
+    "score": "score files into Parquet with a bundle (`ssm-signal score --help`)",
 }
 
 
@@ -43,7 +44,34 @@ def main(argv: list[str] | None = None) -> int:
         a = p.parse_args(rest)
         generate_keyword_set(a.root, seed=a.seed)
         return 0
+    if cmd == "score":
+        return run_score(rest)
     return 2
+
+
+def run_score(rest: list[str]) -> int:
+    from pipelines.score import ScoreConfig, score
+
+    p = argparse.ArgumentParser(prog="ssm-signal score", description="Score files into Parquet, resumably.")
+    p.add_argument("--model", default="artifacts/kws_default", help="bundle directory or models:/NAME/VERSION")
+    p.add_argument("--input", default="data/keywords", help="directory, glob, or manifest.csv/.parquet (path[, label])")
+    p.add_argument("--output", default="artifacts/scores/scores.parquet")
+    p.add_argument("--frames", action="store_true", help="also write per-frame outputs, partitioned by file")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", default="1", help="GPUs to use (an int, or -1 for all)")
+    p.add_argument("--strategy", default="auto", help="ddp for several devices")
+    p.add_argument("--fail-on-error", action="store_true", help="exit non-zero if any file failed")
+    p.add_argument("--no-mlflow", action="store_true", help="do not record the run in MLflow")
+    p.add_argument("--log-output", action="store_true", help="upload the output Parquet to MLflow")
+    a = p.parse_args(rest)
+    devices = int(a.devices) if a.devices.lstrip("-").isdigit() else a.devices
+    summary = score(ScoreConfig(model=a.model, input=a.input, output=a.output, frames=a.frames,
+                                batch_size=a.batch_size, num_workers=a.num_workers, accelerator=a.accelerator,
+                                devices=devices, strategy=a.strategy, fail_on_error=a.fail_on_error,
+                                mlflow=not a.no_mlflow, log_output=a.log_output))
+    return 1 if a.fail_on_error and summary.get("errors") else 0
 
 
 if __name__ == "__main__":
