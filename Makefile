@@ -27,6 +27,7 @@ train: install system-deps ## Train CONFIG (default: the embedded keyword set) a
 	$(VENV)/bin/ssm-signal fit --config $(CONFIG)
 
 test: install system-deps ## Run the fast CPU test suite (what CI runs)
+	$(PY) benchmarks/fetch_uea.py --dest data/uea
 	$(PY) -m pytest -q
 
 test-interpret: install ## Run the Triton kernel tests under TRITON_INTERPRET=1 on tiny shapes

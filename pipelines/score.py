@@ -236,6 +236,9 @@ class PartWriter(BasePredictionWriter):
         self.parts_dir, self.frames_dir, self.bundle = parts_dir, frames_dir, bundle
         self.files = 0
         self.seconds = 0.0
+        self.first: float | None = None  # steady-state throughput: from the first batch written
+        self.last = 0.0
+        self.seconds_after_first = 0.0
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         rows, frame_tables = result_rows(batch, prediction, self.bundle, self.frames_dir is not None)
@@ -247,7 +250,14 @@ class PartWriter(BasePredictionWriter):
         name = f"part-r{trainer.global_rank}-{uuid.uuid4().hex[:12]}.parquet"
         write_atomic(pa.Table.from_pylist(rows, schema=SCHEMA), self.parts_dir / name)
         self.files += len(rows)
-        self.seconds += sum(r["duration_s"] for r in rows)
+        batch_s = sum(r["duration_s"] for r in rows)
+        self.seconds += batch_s
+        now = time.time()
+        if self.first is None:
+            self.first = now
+        else:
+            self.seconds_after_first += batch_s
+        self.last = now
 
 
 def _file_key(path: str) -> str:
@@ -332,6 +342,9 @@ def summarize(df: pd.DataFrame, bundle: Bundle, wall: float, scored_now: int, wr
         "wall_s": wall, "audio_s_this_run": writer.seconds,
         "files_per_s": scored_now / wall if wall > 0 else None,
         "audio_s_per_s": writer.seconds / wall if wall > 0 else None,
+        # excludes start-up (model load, workers spawning): the rate a long job runs at
+        "steady_audio_s_per_s": (writer.seconds_after_first / (writer.last - writer.first)
+                                 if writer.first is not None and writer.last > writer.first else None),
     }
     labelled = ok[ok["true_label"].notna()]
     if len(labelled) and bundle.config.head.kind == "classify":

@@ -19,12 +19,16 @@ def loop_scan(a, b, h0):
     return torch.stack(out, 1)
 
 
+@pytest.mark.parametrize("chunk", [None, 2, 4])  # the sequential (CPU) and chunked (GPU) schedules
 @pytest.mark.parametrize("L", [1, 2, 7, 16, 17, 101])
-def test_linear_scan_forward_and_backward(L, seed):
-    a = torch.rand(2, L, 3, 4, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(2, L, 3, 4, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
-    h = linear_scan(a, b, h0)
+@pytest.mark.parametrize("batch", [1, 2])  # batch 1: the time-major copy must not alias the input
+def test_linear_scan_forward_and_backward(L, chunk, batch, seed):
+    a = torch.rand(batch, L, 3, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(batch, L, 3, 4, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(batch, 3, 4, dtype=torch.float64, requires_grad=True)
+    b_before = b.detach().clone()
+    h = linear_scan(a, b, h0, chunk)
+    assert torch.equal(b.detach(), b_before)  # inputs are never written
     h_ref = loop_scan(a, b, h0)
     assert rel_err(h, h_ref) <= 1e-12
     w = torch.randn_like(h)
@@ -53,9 +57,31 @@ def test_selective_scan_torch_vs_reference(L, seed):
     args = (torch.randn(Bsz, L, Din, **f), torch.randn(Bsz, L, Din, **f), -torch.rand(Din, N, **f) * 4,
             torch.randn(Bsz, L, N, **f), torch.randn(Bsz, L, N, **f), torch.randn(Din, **f),
             torch.randn(Bsz, L, Din, **f), torch.randn(Din, **f), torch.randn(Bsz, Din, N, **f))
-    y, h = selective_torch.selective_scan(*args)
     y_ref, h_ref = reference.selective_scan(*args)
-    assert rel_err(y, y_ref) <= 1e-12 and rel_err(h, h_ref) <= 1e-12
+    # default schedule, then small blocks (state carried across blocks) with chunked in-block scans
+    for kw in ({}, {"block": 2, "chunk": 0}, {"block": 16, "chunk": 3}):
+        y, h = selective_torch.selective_scan(*args, **kw)
+        assert rel_err(y, y_ref) <= 1e-12 and rel_err(h, h_ref) <= 1e-12, kw
+
+
+@pytest.mark.parametrize("block,chunk", [(None, None), (3, 0), (7, 2)])
+def test_selective_scan_torch_gradients_every_schedule(block, chunk, seed):
+    Bsz, L, Din, N = 2, 11, 5, 3
+    f = dict(dtype=torch.float64, requires_grad=True)
+    args = [torch.randn(Bsz, L, Din, **f), torch.randn(Bsz, L, Din, **f), (-torch.rand(Din, N) * 4).double(),
+            torch.randn(Bsz, L, N, **f), torch.randn(Bsz, L, N, **f), torch.randn(Din, **f),
+            torch.randn(Bsz, L, Din, **f), torch.randn(Din, **f), torch.randn(Bsz, Din, N, **f)]
+    args[2].requires_grad_(True)
+    w = torch.randn(Bsz, L, Din, dtype=torch.float64)
+    wh = torch.randn(Bsz, Din, N, dtype=torch.float64)
+
+    def loss(y, h):
+        return (y * w).sum() + (h * wh).sum()
+
+    g = torch.autograd.grad(loss(*selective_torch.selective_scan(*args, block=block, chunk=chunk)), args)
+    g_ref = torch.autograd.grad(loss(*reference.selective_scan(*args)), args)
+    for i, (a, b) in enumerate(zip(g, g_ref, strict=True)):
+        assert rel_err(a, b) <= 1e-10, i
 
 
 @pytest.mark.parametrize("L,chunk", [(1, 4), (3, 4), (8, 4), (13, 4), (13, 64)])
