@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/kws_default.yaml
+MODEL ?= artifacts/kws_default
+INPUT ?= data/keywords/testing_list.txt
+OUTPUT ?= artifacts/scores/kws_default_test.parquet
 
 .DEFAULT_GOAL := help
 
@@ -26,8 +29,15 @@ system-deps: ## Install Debian packages (espeak-ng, sox, chromium) where apt-get
 train: install system-deps ## Train CONFIG (default: the embedded keyword set) and write a bundle
 	$(VENV)/bin/ssm-signal fit --config $(CONFIG)
 
+demo: install ## Live-microphone Gradio demo of MODEL (default: the bundle `make train` writes)
+	$(VENV)/bin/ssm-signal demo --model $(MODEL)
+
+score: install ## Score INPUT into Parquet with MODEL (default: the test split of the embedded set)
+	$(VENV)/bin/ssm-signal score --model $(MODEL) --input $(INPUT) --output $(OUTPUT)
+
 test: install system-deps ## Run the fast CPU test suite (what CI runs)
 	$(PY) benchmarks/fetch_uea.py --dest data/uea
+	$(PY) -m playwright --version >/dev/null
 	$(PY) -m pytest -q
 
 test-interpret: install ## Run the Triton kernel tests under TRITON_INTERPRET=1 on tiny shapes
@@ -39,10 +49,11 @@ test-gpu: install ## Run the GPU-marked tests (on a CUDA machine)
 lint: install ## ruff
 	$(VENV)/bin/ruff check .
 
-bench: install ## CPU benchmarks of the core (results under benchmarks/results/)
+bench: install ## CPU benchmarks (results under benchmarks/results/, summary in docs/performance.md)
 	$(PY) benchmarks/bench_core_cpu.py
+	$(PY) benchmarks/bench_score.py
 
 clean: ## Remove caches (keeps .venv, data and artifacts)
 	rm -rf .pytest_cache .ruff_cache **/__pycache__
 
-.PHONY: help install system-deps train test test-interpret test-gpu lint bench clean
+.PHONY: help install system-deps train demo score test test-interpret test-gpu lint bench clean

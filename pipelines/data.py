@@ -82,13 +82,17 @@ class _Base(L.LightningDataModule):
         return self._loader(self.test_set, False)
 
     def normalization_signals(self) -> Iterator[Tensor]:
-        """Un-augmented training signals (one at a time, (L, C)) for the frontend statistics."""
+        """Un-augmented training signals, one at a time as (1, L, C) batches, for the frontend statistics.
+
+        Three-dimensional on purpose: the frontends read a 2-D tensor differently (log-mel as
+        (B, L) mono audio, the sensor frontend as one (L, C) stream).
+        """
         ds = self._plain_train()
         g = torch.Generator().manual_seed(0)
         idx = torch.randperm(len(ds), generator=g)[: self.normalization_items]
         for i in idx.tolist():
             x, _ = ds[i]
-            yield x if x.dim() == 2 else x[:, None]
+            yield (x if x.dim() == 2 else x[:, None])[None]
 
     def _plain_train(self) -> Dataset:
         ds = self.train_set

@@ -54,9 +54,14 @@ class Item:
 
 
 def list_inputs(spec: str) -> list[Item]:
-    """A directory (recursive), a glob, or a manifest (.csv/.parquet with ``path`` [, ``label``])."""
+    """A directory (recursive), a glob, a manifest (.csv/.parquet with ``path`` [, ``label``]), or a
+    Speech Commands split list (.txt: one path per line, relative to the list's folder; the label is
+    the file's folder)."""
     p = Path(spec)
-    if p.is_file() and p.suffix in (".csv", ".parquet", ".pq") and _is_manifest(p):
+    if p.is_file() and p.suffix == ".txt":
+        rels = [line.strip() for line in p.read_text().splitlines() if line.strip()]
+        items = [Item(str(p.parent / r), Path(r).parent.name or None) for r in rels]
+    elif p.is_file() and p.suffix in (".csv", ".parquet", ".pq") and _is_manifest(p):
         df = pd.read_parquet(p) if p.suffix != ".csv" else pd.read_csv(p)
         base = p.parent
         items = [Item(str((base / str(r["path"])) if not Path(str(r["path"])).is_absolute() else r["path"]),
@@ -399,14 +404,10 @@ class _Progress(L.Callback):
 
 def _track(cfg: ScoreConfig, bundle: Bundle, summary: dict[str, Any], out: Path) -> None:
     """Record the scoring run in MLflow: model version, input spec, counts, throughput."""
-    import mlflow
+    from pipelines.tracking import experiment_id, tracking_client
 
-    from pipelines.tracking import default_tracking_uri
-
-    client = mlflow.MlflowClient(default_tracking_uri())
-    exp = client.get_experiment_by_name("scoring")
-    exp_id = exp.experiment_id if exp else client.create_experiment("scoring")
-    run = client.create_run(exp_id, run_name=f"score-{bundle.name}")
+    client = tracking_client()
+    run = client.create_run(experiment_id("scoring"), run_name=f"score-{bundle.name}")
     rid = run.info.run_id
     for k, v in {"model": bundle.name, "model_version": bundle.version, "model_uri": cfg.model,
                  "input": cfg.input, "output": str(out), "frames": cfg.frames}.items():

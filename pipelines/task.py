@@ -88,6 +88,10 @@ class SignalTask(L.LightningModule):
             cfg = ModelConfig.from_dict(d)
         self.model_config = cfg
         self.model = SignalModel(cfg)
+        if self._trainer is not None and self.logger is not None:
+            # the YAML's network/* parameters are what was asked; these are what the data made of them
+            # (labels, classes, channels, rate), under their own prefix since logged parameters are final
+            self.logger.log_hyperparams({"built": cfg.to_dict()})
         if dm is not None and hasattr(dm, "normalization_signals"):
             self.model.frontend.fit_normalization(dm.normalization_signals())
 
@@ -247,9 +251,12 @@ class SignalTask(L.LightningModule):
 
     def on_validation_epoch_end(self):
         self._log_auroc("val")
+        if self.trainer.sanity_checking:
+            return
+        self.history.setdefault("epoch", []).append(self.current_epoch + 1)
         for k in ("val_loss", "val_acc", "train_loss"):
             v = self.trainer.callback_metrics.get(k)
-            if v is not None and not self.trainer.sanity_checking:
+            if v is not None:
                 self.history.setdefault(k, []).append(float(v))
 
     # -- optimiser -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
 from pipelines.task import SignalTask
@@ -57,6 +57,13 @@ class SignalCLI(LightningCLI):
             from pipelines.tracking import make_mlflow_logger
 
             config["logger"] = make_mlflow_logger(out.experiment, run_name=out.name)
+        loggers = config["logger"] if isinstance(config.get("logger"), list) else [config.get("logger")]
+        if self.save_config_callback is SaveConfigCallback and any(isinstance(lg, MLFlowLogger) for lg in loggers):
+            from pipelines.tracking import MLflowConfigCallback
+
+            # the stock callback asserts on trainer.log_dir, which MLFlowLogger leaves None for database and
+            # server stores; this one writes config.yaml to default_root_dir and into the MLflow run
+            self.save_config_callback = MLflowConfigCallback
         if not config.get("default_root_dir"):
             config["default_root_dir"] = str(Path(out.bundle_dir).parent / "lightning" / out.name)
         callbacks = list(callbacks) + [ModelCheckpoint(
@@ -106,10 +113,11 @@ def _track(trainer: L.Trainer, task: SignalTask, out: OutputConfig, bundle_dir: 
 
     uri = logger._tracking_uri
     run_id = logger.run_id
-    logger.experiment.log_metric(run_id, "fit_seconds", metrics["fit_seconds"])
-    for k in ("test_acc", "test_loss"):
-        if k in metrics:
-            logger.experiment.log_metric(run_id, k, metrics[k])
+    # Lightning already logged what the task logs (val_*, test_*) at their steps; add the rest once
+    logged = logger.experiment.get_run(run_id).data.metrics
+    for k, v in metrics.items():
+        if k not in logged:
+            logger.experiment.log_metric(run_id, k, v)
     log_bundle(run_id, bundle_dir, uri)
     confusion = task.confusion.numpy() if task.confusion is not None else None
     log_figures(run_id, uri, confusion=confusion, labels=task.model_config.labels or None, curves=task.history)

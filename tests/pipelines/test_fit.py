@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pipelines.train import run_fit
 from ssm_signal import load_bundle
+from ssm_signal.data.keywords import KeywordSetConfig, generate_keyword_set
 from ssm_signal.data.synthetic_sensors import make_sensor_anomaly_table
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -53,3 +56,22 @@ def test_fit_sensor_anomaly_family(tmp_path):
     assert float(b.model.head.err_var.min()) > 0 and not np.allclose(b.model.head.err_var.numpy(), 1.0)
     p = b.predict(np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32), 1)
     assert p.label in ("anomaly", "normal") and p.frame_scores.shape == (100, 1)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (make system-deps)")
+def test_fit_keyword_family(tmp_path):
+    """The default job's path end to end on a tiny generated set: all twenty core words, a few voices."""
+    root = generate_keyword_set(tmp_path / "kw", seed=5, workers=1, config=KeywordSetConfig(
+        n_speakers=10, other_per_speaker=1, validation_percent=30, testing_percent=30))
+    out = run_fit(["--config", str(CONFIGS / "kws_default.yaml"), *FAST,
+                   "--data.init_args.root", str(root), "--data.init_args.generate", "false",
+                   "--data.init_args.batch_size", "8", "--data.init_args.num_workers", "0",
+                   "--output.bundle_dir", str(tmp_path / "bundle"),
+                   "--trainer.default_root_dir", str(tmp_path / "runs")])
+    assert 0.0 <= out["metrics"]["test_acc"] <= 1.0
+    b = load_bundle(tmp_path / "bundle")
+    assert len(b.labels) == 22 and b.labels[-2:] == ["_silence_", "_unknown_"]
+    # the frontend statistics were fitted on the training audio (not left at 0 / 1)
+    assert not np.allclose(b.model.frontend.mean.numpy(), 0.0) and not np.allclose(b.model.frontend.std.numpy(), 1.0)
+    p = b.predict(np.random.default_rng(0).normal(scale=0.1, size=8000).astype(np.float32), 8000)
+    assert p.label in b.labels and p.frame_scores.shape == (100, 22)

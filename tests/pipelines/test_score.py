@@ -99,6 +99,17 @@ def test_manifest_input_and_missing_files(tmp_path, bundle_dir):
     assert s["files"] == 4 and s["errors"] == 1
 
 
+def test_split_list_input(tmp_path, bundle_dir):
+    data = tmp_path / "data"
+    files = make_files(data, 4)
+    (data / "testing_list.txt").write_text("".join(f"{f.parent.name}/{f.name}\n" for f in files[:3]))
+    s = score(ScoreConfig(model=str(bundle_dir), input=str(data / "testing_list.txt"),
+                          output=str(tmp_path / "o.parquet"), num_workers=0, accelerator="cpu", mlflow=False))
+    df = pd.read_parquet(tmp_path / "o.parquet")
+    assert s["files"] == 3 and set(df["path"]) == {str(f) for f in files[:3]}
+    assert list(df.sort_values("path")["true_label"]) == [f.parent.name for f in sorted(files[:3])]
+
+
 def test_killed_run_resumes_to_exactly_one_row_per_input(tmp_path, bundle_dir):
     data = tmp_path / "data"
     make_files(data, 240, seconds=3.0)

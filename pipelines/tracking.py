@@ -1,0 +1,593 @@
+"""MLflow wiring: the tracking store, the Lightning logger, bundle artifacts, figures, the registry,
+and the resolver that turns ``models:/NAME/VERSION`` and ``runs:/RUN_ID/PATH`` into a bundle directory.
+
+Where runs go
+    With no configuration the store is embedded, and no server is needed: a SQLite database at
+    ``<cwd>/mlruns/mlflow.db`` holds experiments, runs, parameters, metrics and the model registry
+    (MLflow's registry needs a database store; the plain file store is deprecated in MLflow 3), and
+    artifact files go under ``<cwd>/mlruns/artifacts/<experiment>/<run_id>/artifacts/``.
+    ``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`` browses it. Both paths are in
+    .gitignore.
+
+    ``MLFLOW_TRACKING_URI`` (MLflow's own variable) points everything at another store instead: a team
+    server (``http://mlflow.example:5000``; the server then chooses where artifacts go), another
+    database, or another SQLite file (artifacts then go to an ``artifacts`` folder beside that file).
+    ``MLFLOW_REGISTRY_URI`` separates the registry as MLflow defines it. ``SSM_SIGNAL_MLFLOW_ARTIFACT_ROOT``
+    (a folder or a URI such as ``s3://bucket/prefix``) overrides where this project's new experiments
+    keep artifacts, for any store. An artifact location is fixed when an experiment is created, so
+    existing experiments keep theirs. This module always passes the URI explicitly and never relies on
+    MLflow's process-wide state (``mlflow.set_tracking_uri``), so two stores can be used side by side.
+
+What a training run records
+    Parameters: the LightningModule's hyperparameters (``lr``, ``network/backbone/d_model`` ...),
+    logged by Lightning through ``MLFlowLogger``, and the rest of the LightningCLI config flattened
+    (``data/...``, ``trainer/...``, ``output/...``); the whole config as ``config.yaml``. Metrics: what
+    the task logs (``train_loss`` per logging step, ``val_loss``/``val_acc`` per validation epoch,
+    ``test_*``). Artifacts: ``bundle/`` (config.json + model.safetensors: the exact files
+    ``ssm_signal.save_bundle`` wrote) and ``figures/`` (confusion matrix, learning curves; PNG). Lightning
+    checkpoints are not uploaded: they are pickles, and the bundle is the deliverable.
+
+How registry entries look
+    ``register_bundle`` creates a version of registered model NAME whose ``source`` is the run's
+    ``bundle/`` artifact location and whose ``run_id`` links back to the run, tagged
+    ``ssm_signal.format = ssm-signal-bundle`` (plus the bundle's version, head kind, rate, channels and
+    test metric). It uses ``MlflowClient.create_model_version`` directly: ``mlflow.register_model`` in
+    MLflow 3 accepts a ``runs:/`` URI only when the directory holds an ``MLmodel`` file or the run has a
+    LoggedModel of that name (mlflow PR 14487), and both would mean wrapping the model in an MLflow
+    flavour (pyfunc pickles a Python object). The registry itself stores any artifact location, on a
+    SQLite store and on a server alike (a server accepts a source inside the run's artifact root when
+    ``run_id`` names that run). The bundle stays safetensors + JSON.
+
+Loading from the registry
+    ``ssm_signal.load_bundle("models:/kws_default/3")`` finds :func:`resolve_uri` through the entry-point
+    group ``ssm_signal.uri_resolvers`` (so the library never imports MLflow). Accepted forms:
+    ``models:/NAME/VERSION``, ``models:/NAME/latest``, ``models:/NAME@ALIAS``, ``runs:/RUN_ID[/PATH]``
+    (PATH defaults to ``bundle``). Artifacts that are already local files (the embedded store) are used
+    in place; remote ones are downloaded once into ``<cache>/<store hash>/models/NAME/VERSION`` (or
+    ``.../runs/RUN_ID/PATH``), where ``<cache>`` is ``SSM_SIGNAL_CACHE_DIR`` or
+    ``$XDG_CACHE_HOME/ssm-signal/mlflow`` (``~/.cache/ssm-signal/mlflow``). A download lands in a
+    temporary folder and is renamed into place only when it is a complete bundle, so an interrupted
+    download is never taken for a cached one. Registry versions are immutable, so the cache needs no
+    invalidation; ``latest`` and aliases are resolved to a version number first.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import MLFlowLogger
+
+from ssm_signal.bundle import CONFIG_FILE, FORMAT, WEIGHTS_FILE, BundleError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from mlflow import MlflowClient
+
+log = logging.getLogger("ssm_signal.pipelines")
+
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_REGISTRY_URI = "MLFLOW_REGISTRY_URI"
+ENV_ARTIFACT_ROOT = "SSM_SIGNAL_MLFLOW_ARTIFACT_ROOT"
+ENV_CACHE_DIR = "SSM_SIGNAL_CACHE_DIR"
+STORE_DIR = "mlruns"
+DB_FILE = "mlflow.db"
+BUNDLE_ARTIFACT_PATH = "bundle"
+FIGURES_ARTIFACT_PATH = "figures"
+TAG_PREFIX = "ssm_signal."
+FORMAT_TAG = TAG_PREFIX + "format"
+_DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+# ---------------------------------------------------------------------------------------------
+# the store
+# ---------------------------------------------------------------------------------------------
+def default_tracking_uri() -> str:
+    """The tracking URI in use: ``$MLFLOW_TRACKING_URI``, else the embedded SQLite store under ``<cwd>/mlruns``."""
+    env = os.environ.get(ENV_TRACKING_URI, "").strip()
+    if env:
+        return env
+    return "sqlite:///" + (Path.cwd() / STORE_DIR / DB_FILE).as_posix()
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///path`` URI (relative paths are relative to the cwd); None otherwise."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = urllib.parse.unquote(uri[len("sqlite:///"):].split("?", 1)[0])
+    return None if path in ("", ":memory:") else Path(path).absolute()
+
+
+def default_artifact_root(uri: str | None = None) -> str | None:
+    """Where new experiments of store ``uri`` keep artifacts (a file URI or any artifact URI).
+
+    None lets the store decide (a tracking server, or a ``file:`` store, which keeps artifacts inside itself).
+    """
+    env = os.environ.get(ENV_ARTIFACT_ROOT, "").strip()
+    if env:
+        return env if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+:", env) else Path(env).absolute().as_uri()
+    uri = uri or default_tracking_uri()
+    db = _sqlite_path(uri)
+    if db is not None:
+        return (db.parent / "artifacts").as_uri()
+    if urllib.parse.urlparse(uri).scheme.split("+")[0] in _DB_SCHEMES:
+        # a database without a server: MLflow's own default would be "./mlruns" relative to whatever
+        # directory a later process runs in, so pin it
+        return (Path.cwd() / STORE_DIR / "artifacts").as_uri()
+    return None
+
+
+def experiment_artifact_location(experiment: str, uri: str | None = None) -> str | None:
+    """Artifact location for a new experiment: ``<artifact root>/<experiment name, made path-safe>``."""
+    root = default_artifact_root(uri)
+    if root is None:
+        return None
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._") or "experiment"
+    return root.rstrip("/") + "/" + safe
+
+
+def tracking_client(uri: str | None = None) -> MlflowClient:
+    """An ``MlflowClient`` for ``uri`` (default: :func:`default_tracking_uri`); creates a SQLite store's folder."""
+    from mlflow import MlflowClient
+
+    uri = uri or default_tracking_uri()
+    db = _sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
+    registry = os.environ.get(ENV_REGISTRY_URI, "").strip() or uri
+    return MlflowClient(tracking_uri=uri, registry_uri=registry)
+
+
+def experiment_id(name: str, uri: str | None = None) -> str:
+    """The id of experiment ``name``, created (with this project's artifact location) if missing."""
+    from mlflow.exceptions import MlflowException
+
+    client = tracking_client(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None and exp.lifecycle_stage == "deleted":
+        raise ValueError(f"MLflow experiment {name!r} is deleted in {uri or default_tracking_uri()}: restore it "
+                         "(mlflow experiments restore) or choose another output.experiment")
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=experiment_artifact_location(name, uri))
+    except MlflowException:  # another process created it in between
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+# ---------------------------------------------------------------------------------------------
+# training-time logging
+# ---------------------------------------------------------------------------------------------
+def make_mlflow_logger(experiment: str, run_name: str | None = None, *, uri: str | None = None,
+                       tags: Mapping[str, str] | None = None) -> MLFlowLogger:
+    """Lightning's ``MLFlowLogger`` on the project's store; it logs hyperparameters and per-epoch metrics.
+
+    The experiment and run are created lazily, on the first log call (rank zero only); a new experiment
+    gets :func:`experiment_artifact_location`. Checkpoints are not uploaded (``log_model=False``): they are
+    pickles; :func:`log_bundle` uploads the bundle instead. Note that the logger, when it starts, calls
+    ``mlflow.set_tracking_uri`` (process-wide, and it exports ``MLFLOW_TRACKING_URI``) with this same URI.
+    """
+    uri = uri or default_tracking_uri()
+    tracking_client(uri)  # creates a SQLite store's folder before Lightning's client opens it
+    return MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=uri, tags=dict(tags or {}),
+                        log_model=False, artifact_location=experiment_artifact_location(experiment, uri))
+
+
+class MLflowConfigCallback(SaveConfigCallback):
+    """LightningCLI's config saver for MLflow runs: ``config.yaml`` in ``default_root_dir`` and in the run.
+
+    Lightning's own ``SaveConfigCallback`` writes to ``trainer.log_dir``, which ``MLFlowLogger`` leaves None
+    for database and server stores, and then fails on an assertion (Lightning issues 19441, 16310). The
+    model's hyperparameters are logged by Lightning; this adds the data/trainer/output sections as
+    flattened parameters so runs can be compared on them. The config is always one file (no ``multifile``).
+    """
+
+    def __init__(self, parser, config, config_filename: str = "config.yaml", overwrite: bool = False,
+                 multifile: bool = False, save_to_log_dir: bool = False):
+        super().__init__(parser, config, config_filename, overwrite, multifile, save_to_log_dir=False)
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        text = self.parser.dump(self.config, **_keep_none())
+        path = Path(trainer.default_root_dir) / self.config_filename
+        if path.exists() and not self.overwrite:
+            raise RuntimeError(f"{path} exists; set LightningCLI(save_config_kwargs={{'overwrite': True}}) to replace it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        params = cli_params(self.config.as_dict() if hasattr(self.config, "as_dict") else dict(self.config))
+        for lg in trainer.loggers:
+            if isinstance(lg, MLFlowLogger):
+                lg.experiment.log_text(lg.run_id, text, self.config_filename)
+                lg.log_hyperparams(params)
+
+
+def _keep_none() -> dict[str, bool]:
+    """jsonargparse's switch to keep None values in a dump (renamed skip_none -> skip_unset in 4.49)."""
+    import jsonargparse
+
+    major, minor = (int(x) for x in jsonargparse.__version__.split(".")[:2])
+    return {"skip_unset": False} if (major, minor) >= (4, 49) else {"skip_none": False}
+
+
+def cli_params(config: Mapping[str, Any], sections: Sequence[str] = ("data", "trainer", "output")) -> dict[str, str]:
+    """Flatten the non-model sections of a LightningCLI config into ``section/key/...`` parameters.
+
+    The ``model`` section is left out: Lightning logs it from the module's ``save_hyperparameters`` under
+    its own keys. None values are dropped; values are strings of at most 500 characters.
+    """
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, v: Any) -> None:
+        if isinstance(v, Mapping):
+            for k, sub in v.items():
+                walk(f"{prefix}/{k}", sub)
+        elif v is not None:
+            out[prefix] = str(v)[:500]
+
+    for s in sections:
+        if s in config:
+            walk(s, config[s])
+    return out
+
+
+def log_bundle(run_id: str, bundle_dir: str | os.PathLike, uri: str | None = None) -> str:
+    """Upload a bundle directory's files to the run under ``bundle/``; returns that artifact URI."""
+    bundle_dir = Path(bundle_dir)
+    missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (bundle_dir / f).is_file()]
+    if missing:
+        raise ValueError(f"{bundle_dir} is not a bundle: {', '.join(missing)} missing")
+    client = tracking_client(uri)
+    for f in sorted(bundle_dir.iterdir()):
+        # the bundle's own files only: no temporaries of an interrupted save, no hidden files
+        if f.is_file() and not f.name.startswith(".") and not f.name.endswith(".tmp"):
+            client.log_artifact(run_id, str(f), BUNDLE_ARTIFACT_PATH)
+    return client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + BUNDLE_ARTIFACT_PATH
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+# ---------------------------------------------------------------------------------------------
+def confusion_figure(confusion: np.ndarray, labels: Sequence[str] | None = None) -> Figure:
+    """Confusion matrix (rows: true label, columns: predicted), coloured by row share, annotated with counts.
+
+    confusion: (K, K) non-negative counts; labels: K names (None: class indices).
+    """
+    from matplotlib.figure import Figure
+
+    cm = np.asarray(confusion)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
+        raise ValueError(f"confusion matrix must be square (K, K), got shape {cm.shape}")
+    if not np.isfinite(cm).all() or (cm < 0).any():
+        raise ValueError("confusion matrix must hold finite non-negative counts")
+    k = cm.shape[0]
+    names = [str(i) for i in range(k)] if labels is None else [str(x) for x in labels]
+    if len(names) != k:
+        raise ValueError(f"{len(names)} labels for a {k}x{k} confusion matrix")
+    rows = cm.sum(1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+    side = min(16.0, 2.5 + 0.45 * k)
+    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true label")
+    ax.set_xticks(range(k), names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    total = cm.sum()
+    acc = float(np.trace(cm) / total) if total > 0 else float("nan")
+    ax.set_title(f"confusion matrix: {int(total)} clips, accuracy {acc:.3f}")
+    if k <= 25:  # counts stay legible up to about this many classes
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{cm[i, j]:g}", ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] > 0.5 else "black")
+    return fig
+
+
+def curves_figure(curves: Mapping[str, Sequence[float]]) -> Figure | None:
+    """Learning curves: losses on one panel, accuracies/AUROCs on another. None when there is nothing to plot.
+
+    curves: metric name -> one value per validation epoch (``SignalTask.history``); an optional ``epoch``
+    list gives the x positions (otherwise validation rounds 1, 2, ...).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    series = {k: [float(v) for v in vals] for k, vals in curves.items() if k != "epoch" and len(vals) > 0}
+    if not series:
+        return None
+    epochs = list(curves.get("epoch") or [])
+    rounds = max(len(v) for v in series.values())
+    if len(epochs) < rounds:
+        epochs = []
+    losses = {k: v for k, v in series.items() if "loss" in k}
+    scores = {k: v for k, v in series.items() if k not in losses}
+    panels = [(p, t) for p, t in ((losses, "loss"), (scores, "score")) if p]
+    fig = Figure(figsize=(5.0 * len(panels), 3.8), layout="constrained")
+    fig.suptitle("learning curves")
+    for n, (panel, title) in enumerate(panels, 1):
+        ax = fig.add_subplot(1, len(panels), n)
+        for name, vals in sorted(panel.items()):
+            # a series that started late (train_loss is missing before the first logged step) ends with the others
+            x = epochs[-len(vals):] if epochs else list(range(rounds - len(vals) + 1, rounds + 1))
+            ax.plot(x, vals, marker="o", markersize=3, label=name)
+        if title == "score" and all(0.0 <= v <= 1.0 for vals in panel.values() for v in vals):
+            ax.set_ylim(-0.02, 1.02)  # accuracies and AUROCs on their full scale
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch" if epochs else "validation round")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def log_figures(run_id: str, uri: str | None = None, *, confusion: np.ndarray | None = None,
+                labels: Sequence[str] | None = None, curves: Mapping[str, Sequence[float]] | None = None
+                ) -> list[str]:
+    """Render the confusion matrix and learning curves that exist and log them under ``figures/`` as PNG.
+
+    Pieces that are None or empty are skipped (an anomaly model has no confusion matrix; a run without
+    validation has no curves). Returns the artifact paths logged. Uses matplotlib's Agg canvas through
+    ``Figure`` directly, never pyplot, so no GUI backend is touched.
+    """
+    figures: list[tuple[str, Figure]] = []
+    if confusion is not None and np.asarray(confusion).size:
+        figures.append(("confusion_matrix.png", confusion_figure(confusion, labels)))
+    if curves:
+        fig = curves_figure(curves)
+        if fig is not None:
+            figures.append(("learning_curves.png", fig))
+    if not figures:
+        return []
+    client = tracking_client(uri)
+    logged = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, fig in figures:
+            path = Path(tmp) / name
+            fig.savefig(path, dpi=120)
+            client.log_artifact(run_id, str(path), FIGURES_ARTIFACT_PATH)
+            logged.append(f"{FIGURES_ARTIFACT_PATH}/{name}")
+    return logged
+
+
+# ---------------------------------------------------------------------------------------------
+# the registry
+# ---------------------------------------------------------------------------------------------
+def register_bundle(run_id: str, name: str, uri: str | None = None) -> str:
+    """Register the run's ``bundle/`` artifact as a new version of model ``name``; returns the version ("1", ...)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    client = tracking_client(uri)
+    run = client.get_run(run_id)
+    files = {Path(f.path).name for f in client.list_artifacts(run_id, BUNDLE_ARTIFACT_PATH)}
+    if not {CONFIG_FILE, WEIGHTS_FILE} <= files:
+        raise ValueError(f"run {run_id} has no bundle under {BUNDLE_ARTIFACT_PATH}/ (found {sorted(files)}): "
+                         "call log_bundle first")
+    source = run.info.artifact_uri.rstrip("/") + "/" + BUNDLE_ARTIFACT_PATH
+    local = _local_path(source)
+    if local is not None and (local / CONFIG_FILE).is_file():
+        meta = json.loads((local / CONFIG_FILE).read_text())
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            meta = json.loads(Path(client.download_artifacts(
+                run_id, f"{BUNDLE_ARTIFACT_PATH}/{CONFIG_FILE}", tmp)).read_text())
+    try:
+        client.create_registered_model(name, description="ssm-signal model bundles (config.json + model.safetensors)")
+    except MlflowException as e:
+        if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    model = meta.get("model", {})
+    tags = {FORMAT_TAG: FORMAT, TAG_PREFIX + "format_version": str(meta.get("format_version")),
+            TAG_PREFIX + "bundle_version": str(meta.get("version", "")),
+            TAG_PREFIX + "head": str(model.get("head", {}).get("kind", "")),
+            TAG_PREFIX + "sample_rate": str(meta.get("sample_rate", "")),
+            TAG_PREFIX + "channels": str(model.get("frontend", {}).get("channels", ""))}
+    for k in ("test_acc", "test_auroc"):
+        if k in meta.get("metrics", {}):
+            tags[TAG_PREFIX + k] = f"{float(meta['metrics'][k]):.6g}"
+    mv = client.create_model_version(name, source, run_id=run_id, tags=tags,
+                                     description=f"bundle {meta.get('name', name)} v{meta.get('version', '?')}")
+    return str(mv.version)
+
+
+def list_registered_bundles(uri: str | None = None) -> list[dict[str, Any]]:
+    """Registered bundle versions, newest first: dicts with name, version, uri (``models:/NAME/VERSION``),
+    source, run_id, creation_time (ISO 8601, UTC), aliases, description and the ``ssm_signal.*`` tags
+    (without the prefix). Versions not registered by :func:`register_bundle` (other model kinds) are left out."""
+    db = _sqlite_path(uri or default_tracking_uri())
+    if db is not None and not db.is_file():
+        return []  # no store yet: nothing registered (and no empty database created)
+    client = tracking_client(uri)
+    versions, token = [], None
+    while True:
+        page = client.search_model_versions(max_results=1000, page_token=token)
+        versions.extend(page)
+        token = page.token
+        if not token:
+            break
+    aliases: dict[tuple[str, str], list[str]] = {}  # search_model_versions leaves ModelVersion.aliases empty
+    token = None
+    while True:
+        models = client.search_registered_models(max_results=1000, page_token=token)
+        for rm in models:
+            for alias, version in (rm.aliases or {}).items():
+                aliases.setdefault((rm.name, str(version)), []).append(alias)
+        token = models.token
+        if not token:
+            break
+    out = []
+    for mv in versions:
+        tags = dict(mv.tags or {})
+        if tags.get(FORMAT_TAG) != FORMAT:
+            continue
+        created = _dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, _dt.UTC).isoformat(timespec="seconds")
+        out.append({"name": mv.name, "version": str(mv.version), "uri": f"models:/{mv.name}/{mv.version}",
+                    "source": mv.source, "run_id": mv.run_id, "creation_time": created,
+                    "creation_timestamp_ms": int(mv.creation_timestamp), "aliases": sorted(aliases.get((mv.name, str(mv.version)), [])),
+                    "description": mv.description or "",
+                    "tags": {k[len(TAG_PREFIX):]: v for k, v in tags.items() if k.startswith(TAG_PREFIX)}})
+    out.sort(key=lambda d: (-d["creation_timestamp_ms"], d["name"], -int(d["version"])))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# models:/ and runs:/ -> a local bundle directory
+# ---------------------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """Root of downloaded bundles: ``$SSM_SIGNAL_CACHE_DIR`` or ``$XDG_CACHE_HOME/ssm-signal/mlflow``."""
+    env = os.environ.get(ENV_CACHE_DIR, "").strip()
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "ssm-signal" / "mlflow"
+
+
+def resolve_uri(uri: str, *, tracking_uri: str | None = None, force_download: bool = False) -> str:
+    """``models:/NAME/VERSION``, ``models:/NAME/latest``, ``models:/NAME@ALIAS`` or ``runs:/RUN_ID[/PATH]``
+    -> the path of a local bundle directory.
+
+    tracking_uri: the store (default :func:`default_tracking_uri`). Local artifacts are used in place and
+    remote ones downloaded into the cache; force_download=True sends local ones through the cache too.
+    Raises BundleError (a ValueError) naming what is missing: unknown model, version, alias or run.
+    """
+    from mlflow.exceptions import MlflowException
+
+    store = tracking_uri or default_tracking_uri()
+    db = _sqlite_path(store)
+    if db is not None and not db.is_file():  # do not create an empty store just to find nothing in it
+        raise BundleError(f"{uri}: there is no MLflow store at {db} (train a model first, or set "
+                          f"{ENV_TRACKING_URI} to the store that holds it)")
+    client = tracking_client(store)
+    store_key = hashlib.sha1(store.encode()).hexdigest()[:12]
+    try:
+        if uri.startswith("models:/"):
+            name, version = _model_version(client, uri, store)
+            source = client.get_model_version_download_uri(name, version)
+            target = cache_dir() / store_key / "models" / _safe(name) / version
+        elif uri.startswith("runs:/"):
+            parts = uri[len("runs:/"):].strip("/").split("/", 1)
+            run_id, path = parts[0], (parts[1].strip("/") if len(parts) > 1 else "") or BUNDLE_ARTIFACT_PATH
+            if not run_id:
+                raise BundleError(f"{uri}: expected runs:/RUN_ID[/PATH]")
+            try:
+                run = client.get_run(run_id)
+            except MlflowException as e:
+                raise BundleError(f"{uri}: no run {run_id!r} in {store}") from e
+            source = run.info.artifact_uri.rstrip("/") + "/" + path
+            target = cache_dir() / store_key / "runs" / run_id / path
+        else:
+            raise BundleError(f"{uri}: expected models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/PATH")
+        local = _local_path(source)
+        if local is not None and not force_download:
+            if not _is_bundle(local):
+                raise BundleError(f"{uri}: {local} is not an ssm-signal bundle ({CONFIG_FILE} and {WEIGHTS_FILE} "
+                                  "expected)")
+            return str(local)
+        return str(_download(source, target, uri, store))
+    except MlflowException as e:  # anything MLflow reports that the branches above did not name
+        raise BundleError(f"{uri}: {e.message} (store {store})") from e
+
+
+def _model_version(client, uri: str, store: str) -> tuple[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    rest = uri[len("models:/"):].strip("/")
+    if "@" in rest and "/" not in rest:
+        name, alias = rest.split("@", 1)
+        ref = "latest" if alias.lower() == "latest" else None
+    else:
+        parts = rest.split("/")
+        if len(parts) != 2 or not all(parts):
+            raise BundleError(f"{uri}: expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")
+        name, ref = parts
+        alias = None
+    try:
+        known = list(client.search_model_versions(_name_filter(name)))
+    except MlflowException as e:
+        raise BundleError(f"{uri}: cannot search the registry of {store}: {e.message}") from e
+    if not known:
+        names = sorted({b["name"] for b in list_registered_bundles(store)})
+        raise BundleError(f"{uri}: no registered model {name!r} (or it has no versions) in {store} "
+                          f"(registered bundles: {', '.join(names) or 'none'})")
+    numbers = sorted(int(mv.version) for mv in known)
+    if ref is None:  # an alias
+        try:
+            return name, str(client.get_model_version_by_alias(name, alias).version)
+        except MlflowException as e:
+            raise BundleError(f"{uri}: model {name!r} has no alias {alias!r} in {store}") from e
+    if ref.lower() == "latest":
+        return name, str(numbers[-1])
+    if not ref.isdigit():
+        raise BundleError(f"{uri}: version must be a number or 'latest' (or use models:/NAME@ALIAS), got {ref!r}")
+    if int(ref) not in numbers:
+        raise BundleError(f"{uri}: model {name!r} has no version {ref} in {store} "
+                          f"(versions: {', '.join(map(str, numbers))})")
+    return name, str(int(ref))
+
+
+def _name_filter(name: str) -> str:
+    if "'" in name and '"' in name:
+        raise BundleError(f"model name {name!r} contains both quote characters")
+    return f"name = '{name}'" if "'" not in name else f'name = "{name}"'
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def _local_path(artifact_uri: str) -> Path | None:
+    """The local directory behind a ``file:`` URI or a plain path; None for remote artifact stores."""
+    p = urllib.parse.urlparse(artifact_uri)
+    if p.scheme == "file" and p.netloc in ("", "localhost"):
+        return Path(urllib.request.url2pathname(p.path))
+    if p.scheme == "" or (len(p.scheme) == 1 and os.name == "nt"):
+        return Path(artifact_uri)
+    return None
+
+
+def _is_bundle(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
+
+
+def _download(source: str, target: Path, uri: str, store: str) -> Path:
+    """Download ``source`` into ``target`` once; a complete earlier download is reused."""
+    import mlflow.artifacts
+
+    if _is_bundle(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.partial"
+    try:
+        got = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp), tracking_uri=store))
+        if not _is_bundle(got):
+            raise BundleError(f"{uri}: {source} is not an ssm-signal bundle ({CONFIG_FILE} and {WEIGHTS_FILE} "
+                              "expected)")
+        if target.exists():  # an incomplete leftover (complete ones returned above)
+            shutil.rmtree(target)
+        try:
+            os.replace(got, target)
+        except OSError:
+            if not _is_bundle(target):  # not a concurrent download that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("downloaded %s to %s", uri, target)
+    return target

@@ -1,0 +1,333 @@
+"""The embedded default data set: spoken keywords generated on this machine with espeak-ng.
+
+No speech corpus can be downloaded here, so the default job trains on words synthesised by
+espeak-ng (formant synthesis, many English accents and voice variants), written in exactly the
+Speech Commands v2 layout (see :mod:`ssm_signal.data.speech_commands`), so the same loader serves
+this set and a user's real download::
+
+    <root>/<word>/<speaker>_nohash_<n>.wav      16 kHz mono PCM-16, exactly 1 s
+    <root>/validation_list.txt, testing_list.txt speaker-disjoint (voice-disjoint, see below)
+    <root>/_background_noise_/*.wav             real recorded noise, resampled to 16 kHz
+    <root>/GENERATED.json                        what was generated, with which settings
+
+Speakers. espeak-ng's "voice" is an accent (``en-us``, ``en-gb-scotland``, ``en-029`` ...) and a
+voice variant (``m3``, ``f2``, ``klatt4``, ``edward`` ...: formant sets, breathiness, base pitch).
+A speaker here is one (accent, variant, speaking rate, pitch) draw; every utterance then jitters
+rate and pitch a little, lands at a random offset in its 1 s clip at a random level, and gets real
+background noise mixed in at a random SNR. Each speaker says all 35 Speech Commands words' core
+twenty once and a few of the other fifteen (the ``_unknown_`` class of the 12-class and default
+setups).
+
+Splits are decided by the voice variant, hashed like Speech Commands hashes speaker ids: every
+speaker built on one variant lands in the same split, so the test set holds voices never heard in
+training in any accent, rate or pitch (stricter than disjoint speaker ids alone).
+
+Generation is deterministic for a seed (one random stream per speaker, independent of worker
+scheduling), runs in parallel worker processes, is written to a temporary folder and renamed into
+place when complete, and is cached: a second call with the same settings returns at once.
+
+Background noise comes from Debian packages installed by ``make system-deps``: ``sonic-pi-samples``
+(recorded ambience, CC0) and ``alsa-utils`` (``Noise.wav``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from ssm_signal.data.audio_io import read_audio, resample, write_audio
+from ssm_signal.data.skips import DataError
+from ssm_signal.data.speech_commands import (
+    AUXILIARY_WORDS,
+    BACKGROUND_DIR,
+    CORE_WORDS,
+    SAMPLE_RATE,
+    TESTING_LIST,
+    VALIDATION_LIST,
+)
+
+log = logging.getLogger("ssm_signal.data")
+
+GENERATOR = "ssm-signal espeak-ng keywords"
+GENERATOR_VERSION = 1
+MARKER = "GENERATED.json"
+
+ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
+           "en-us-nyc")
+# Human-sounding voice variants of espeak-ng 1.51 (robotic, whispering and novelty variants left out).
+VARIANTS = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
+    "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6",
+    "adam", "Alex", "Alicia", "Andrea", "Andy", "Annie", "antonio", "aunty", "belinda", "benjamin", "boris",
+    "caleb", "david", "Denis", "Diogo", "ed", "edward", "edward2", "Gene", "Gene2", "gustave", "Henrique",
+    "Hugo", "iven", "iven2", "iven3", "iven4", "Jacky", "john", "kaukovalta", "Lee", "linda", "marcelo",
+    "Marco", "Mario", "max", "Michael", "michel", "miguel", "Mike", "Mr", "Nguyen", "norbert", "pablo",
+    "paul", "pedro", "quincy", "rob", "robert", "sandro", "shelby", "steph", "steph2", "steph3", "travis",
+    "victor", "zac", "anika", "grandpa", "grandma",
+)  # fmt: skip
+NOISE_SOURCES = (
+    "/usr/share/sounds/alsa/Noise.wav",
+    *(f"/usr/share/sonic-pi/samples/{n}.flac" for n in (
+        "ambi_choir", "ambi_dark_woosh", "ambi_drone", "ambi_glass_hum", "ambi_glass_rub", "ambi_haunted_hum",
+        "ambi_lunar_land", "ambi_sauna", "ambi_soft_buzz", "ambi_swoosh", "vinyl_hiss")),
+)
+ESPEAK_RATE = 22050  # espeak-ng's output rate
+
+
+@dataclasses.dataclass(frozen=True)
+class KeywordSetConfig:
+    """What to generate.
+
+    n_speakers: speakers (voice variants are cycled, so each variant backs about n / len(VARIANTS)).
+    words: words every speaker says once. other_words / other_per_speaker: each speaker also says
+        this many words drawn from ``other_words`` (the ``_unknown_`` class of the default setup).
+    validation_percent, testing_percent: share of voice variants held out for each split.
+    rate_wpm, pitch: ranges of a speaker's speaking rate (words per minute) and pitch (0-99).
+    snr_db: range of the signal-to-noise ratio of the mixed-in background noise.
+    peak_dbfs: range of the clip's peak level.
+    """
+
+    n_speakers: int = 240
+    words: tuple[str, ...] = CORE_WORDS
+    other_words: tuple[str, ...] = AUXILIARY_WORDS
+    other_per_speaker: int = 4
+    validation_percent: float = 10.0
+    testing_percent: float = 10.0
+    rate_wpm: tuple[float, float] = (120.0, 220.0)
+    pitch: tuple[float, float] = (20.0, 80.0)
+    snr_db: tuple[float, float] = (10.0, 40.0)
+    peak_dbfs: tuple[float, float] = (-24.0, -2.0)
+
+    def __post_init__(self):
+        if self.n_speakers < 1:
+            raise ValueError(f"n_speakers must be >= 1, got {self.n_speakers}")
+        if not self.words:
+            raise ValueError("words must name at least one word")
+        if not 0 <= self.other_per_speaker <= len(self.other_words):
+            raise ValueError(f"other_per_speaker must be in [0, {len(self.other_words)}]")
+        if set(self.words) & set(self.other_words):
+            raise ValueError(f"words and other_words overlap: {sorted(set(self.words) & set(self.other_words))}")
+        if not (0 <= self.validation_percent and 0 <= self.testing_percent
+                and self.validation_percent + self.testing_percent < 100):
+            raise ValueError("validation_percent and testing_percent must be >= 0 and sum to < 100")
+
+
+@dataclasses.dataclass(frozen=True)
+class Speaker:
+    """One synthetic speaker: ``id`` (8 hex digits, as in Speech Commands file names), espeak-ng
+    accent and variant, base rate (wpm) and pitch, its split and its words."""
+
+    id: str
+    accent: str
+    variant: str
+    rate: float
+    pitch: float
+    split: str
+    words: tuple[str, ...]
+    seed: int
+
+
+def split_of(variant: str, validation_percent: float, testing_percent: float) -> str:
+    """"training", "validation" or "testing", from a stable hash of the voice variant (as Speech
+    Commands' ``which_set`` hashes the speaker id): the split never depends on the other speakers."""
+    h = int(hashlib.sha1(f"ssm-signal-voice/{variant}".encode()).hexdigest(), 16) % 10_000 / 100.0
+    if h < validation_percent:
+        return "validation"
+    if h < validation_percent + testing_percent:
+        return "testing"
+    return "training"
+
+
+def plan_speakers(cfg: KeywordSetConfig, seed: int) -> list[Speaker]:
+    """The speakers of a set: deterministic for (cfg, seed)."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    variants = rng.permutation(VARIANTS).tolist()  # a small set still draws voices from every split
+    speakers = []
+    for i in range(cfg.n_speakers):
+        variant = variants[i % len(variants)]
+        accent = ACCENTS[int(rng.integers(len(ACCENTS)))]
+        rate, pitch = float(rng.uniform(*cfg.rate_wpm)), float(rng.uniform(*cfg.pitch))
+        others = tuple(rng.choice(cfg.other_words, size=cfg.other_per_speaker, replace=False).tolist())
+        sid = hashlib.sha1(f"{seed}/{i}/{accent}/{variant}/{rate:.3f}/{pitch:.3f}".encode()).hexdigest()[:8]
+        speakers.append(Speaker(sid, accent, variant, rate, pitch,
+                                split_of(variant, cfg.validation_percent, cfg.testing_percent),
+                                tuple(cfg.words) + others, int(rng.integers(2**62))))
+    return speakers
+
+
+def espeak_path() -> str:
+    path = shutil.which("espeak-ng")
+    if path is None:
+        raise DataError(
+            "espeak-ng not found: it generates the default keyword set. Install it (`make system-deps`, or "
+            "`sudo apt-get install espeak-ng`), or train on your own Speech Commands copy "
+            "(configs/speech_commands_12.yaml)."
+        )
+    return path
+
+
+def synthesize(word: str, voice: str, rate: float, pitch: float, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """espeak-ng saying ``word``: (L,) float32 at ``sample_rate``, leading/trailing silence trimmed."""
+    cmd = [espeak_path(), "-v", voice, "-s", str(int(round(rate))), "-p", str(int(round(pitch))), "--stdout", word]
+    proc = subprocess.run(cmd, capture_output=True, timeout=60)
+    if proc.returncode != 0 or not proc.stdout:
+        raise DataError(f"espeak-ng failed for {word!r} with voice {voice!r}: {proc.stderr.decode()[-300:]}")
+    wave, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32")
+    if wave.ndim > 1:
+        wave = wave.mean(axis=1)
+    loud = np.flatnonzero(np.abs(wave) > 0.02 * np.abs(wave).max())
+    if loud.size == 0:
+        raise DataError(f"espeak-ng produced silence for {word!r} with voice {voice!r}")
+    wave = wave[loud[0]:loud[-1] + 1]
+    return resample(torch.from_numpy(np.ascontiguousarray(wave)), int(sr), sample_rate)
+
+
+def render_clip(word: str, speaker: Speaker, rng: np.random.Generator, noises: Sequence[torch.Tensor],
+                cfg: KeywordSetConfig) -> torch.Tensor:
+    """One 1 s clip (16000,) of ``speaker`` saying ``word``, placed, levelled and mixed with noise."""
+    rate = speaker.rate * rng.uniform(0.92, 1.08)
+    pitch = float(np.clip(speaker.pitch + rng.uniform(-6, 6), 0, 99))
+    voice = synthesize(word, f"{speaker.accent}+{speaker.variant}", rate, pitch)
+    n = SAMPLE_RATE
+    if voice.shape[0] > n:  # a slow long word: keep its start, as a 1 s recording would
+        voice = voice[:n]
+    voice = voice * (10 ** (rng.uniform(*cfg.peak_dbfs) / 20) / voice.abs().max().clamp_min(1e-9))
+    clip = torch.zeros(n)
+    start = int(rng.integers(0, n - voice.shape[0] + 1))
+    clip[start:start + voice.shape[0]] = voice
+    if noises:
+        noise = noises[int(rng.integers(len(noises)))]
+        tiled = noise.repeat(-(-n // noise.shape[0]) + 1)  # short recordings are looped
+        off = int(rng.integers(0, tiled.shape[0] - n + 1))
+        crop = tiled[off:off + n]
+        # the SNR refers to the speech itself, not to the silence around it in the clip
+        p_voice, p_noise = voice.square().mean(), crop.square().mean().clamp_min(1e-12)
+        clip = clip + crop * torch.sqrt(p_voice / (p_noise * 10 ** (rng.uniform(*cfg.snr_db) / 10)))
+    peak = float(clip.abs().max())
+    return clip / peak * 0.99 if peak > 0.99 else clip
+
+
+def _load_noises(folder: Path) -> list[torch.Tensor]:
+    return [read_audio(f, SAMPLE_RATE) for f in sorted(folder.glob("*.wav"))]
+
+
+def _speaker_job(args: tuple[Speaker, str, KeywordSetConfig]) -> list[str]:
+    """Worker: every clip of one speaker. Returns the written paths relative to the root."""
+    speaker, root, cfg = args
+    torch.set_num_threads(1)  # one process per core already
+    root_p = Path(root)
+    noises = _worker_noises(root_p / BACKGROUND_DIR)
+    rng = np.random.default_rng(speaker.seed)
+    written = []
+    for word in speaker.words:
+        rel = f"{word}/{speaker.id}_nohash_0.wav"
+        write_audio(root_p / rel, render_clip(word, speaker, rng, noises, cfg), SAMPLE_RATE)
+        written.append(rel)
+    return written
+
+
+_NOISE_CACHE: dict[str, list[torch.Tensor]] = {}
+
+
+def _worker_noises(folder: Path) -> list[torch.Tensor]:
+    key = str(folder)
+    if key not in _NOISE_CACHE:
+        _NOISE_CACHE[key] = _load_noises(folder)
+    return _NOISE_CACHE[key]
+
+
+def write_background_noise(folder: Path, sources: Sequence[str] = NOISE_SOURCES) -> list[Path]:
+    """Copy the real noise recordings that are installed into ``folder`` as 16 kHz mono WAV."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for src in sources:
+        p = Path(src)
+        if not p.is_file():
+            continue
+        dst = folder / f"{p.stem.lower()}.wav"
+        write_audio(dst, read_audio(p, SAMPLE_RATE), SAMPLE_RATE)
+        out.append(dst)
+    if not out:
+        log.warning("no background noise recordings found (install sonic-pi-samples and alsa-utils: "
+                    "`make system-deps`); the set gets no _silence_ source and no mixed-in noise")
+    return out
+
+
+def _settings(cfg: KeywordSetConfig, seed: int) -> dict:
+    """The generation settings as the marker file stores them (JSON types: tuples become lists)."""
+    return json.loads(json.dumps({"generator": GENERATOR, "version": GENERATOR_VERSION, "seed": seed,
+                                  "config": dataclasses.asdict(cfg)}))
+
+
+def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: KeywordSetConfig | None = None,
+                         workers: int | None = None) -> Path:
+    """Generate the keyword set into ``root`` (or return at once if it is already there).
+
+    A folder that holds data without this generator's marker (a real Speech Commands copy, say) is
+    never touched: that raises a DataError instead. Returns ``root``.
+    """
+    cfg = config or KeywordSetConfig()
+    root = Path(root)
+    settings = _settings(cfg, seed)
+    marker = root / MARKER
+    if marker.is_file():
+        if json.loads(marker.read_text()) == settings:
+            return root
+        raise DataError(f"{root} holds a keyword set generated with other settings ({marker}); "
+                        "delete the folder or choose another root")
+    if root.exists() and any(root.iterdir()):
+        raise DataError(f"{root} exists and is not a generated keyword set (no {MARKER}); not overwriting it")
+    espeak_path()
+
+    t0 = time.time()
+    tmp = root.with_name(root.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)  # an interrupted earlier run
+    tmp.mkdir(parents=True)
+    write_background_noise(tmp / BACKGROUND_DIR)
+    speakers = plan_speakers(cfg, seed)
+    log.info("generating the keyword set: %d speakers, %d words each, into %s", len(speakers),
+             len(speakers[0].words), root)
+    workers = workers or max(1, min(len(speakers), os.cpu_count() or 1))
+    jobs = [(s, str(tmp), cfg) for s in speakers]
+    if workers == 1:
+        results = [_speaker_job(j) for j in jobs]
+    else:
+        # spawn, not fork: the parent has torch's thread pools running
+        with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_speaker_job, jobs, chunksize=4))
+
+    lists: dict[str, list[str]] = {"validation": [], "testing": []}
+    for speaker, rels in zip(speakers, results, strict=True):
+        if speaker.split in lists:
+            lists[speaker.split] += rels
+    for name, split in ((VALIDATION_LIST, "validation"), (TESTING_LIST, "testing")):
+        (tmp / name).write_text("".join(f"{r}\n" for r in sorted(lists[split])))
+    counts = {s: sum(1 for sp in speakers if sp.split == s) for s in ("training", "validation", "testing")}
+    (tmp / MARKER).write_text(json.dumps({**settings, "speakers": counts,
+                                          "clips": sum(len(r) for r in results)}, indent=2) + "\n")
+    if root.exists():
+        root.rmdir()  # empty (checked above)
+    tmp.rename(root)
+    # the marker's extra fields are informative; the cache check compares the settings only
+    marker_data = json.loads(marker.read_text())
+    marker.write_text(json.dumps(settings, indent=2) + "\n")
+    (root / "SUMMARY.json").write_text(json.dumps({k: marker_data[k] for k in ("speakers", "clips")}, indent=2) + "\n")
+    log.info("keyword set ready in %.0f s: %d clips, speakers per split %s", time.time() - t0,
+             marker_data["clips"], counts)
+    return root
