@@ -39,9 +39,10 @@ test: install system-deps ## Run the fast CPU test suite (what CI runs)
 	$(PY) benchmarks/fetch_uea.py --dest data/uea
 	$(PY) -m playwright --version >/dev/null
 	$(PY) -m pytest -q
+	TRITON_INTERPRET=1 $(PY) -m pytest -q tests/kernels/triton
 
-test-interpret: install ## Run the Triton kernel tests under TRITON_INTERPRET=1 on tiny shapes
-	TRITON_INTERPRET=1 $(PY) -m pytest -q -m 'not gpu' tests/kernels
+test-interpret: install ## Run the Triton kernel tests under TRITON_INTERPRET=1 on tiny shapes (part of make test)
+	TRITON_INTERPRET=1 $(PY) -m pytest -q tests/kernels/triton
 
 test-gpu: install ## Run the GPU-marked tests (on a CUDA machine)
 	$(PY) -m pytest -q -m gpu

@@ -31,6 +31,27 @@ RUNS = {
     "E_m2_d64_N16_L3": ["--model.network.backbone.layers", "[mamba2, mamba2, mamba2]",
                         "--model.network.backbone.mixer_kwargs", M2 % (16, 32)],
     "F_m2_d64_N32_L4": ["--model.network.backbone.mixer_kwargs", M2 % (32, 32)],
+    # the chosen architecture (A): seeds, and schedule length
+    "G_A_seed1": ["--seed_everything", "1"],
+    "H_A_seed2": ["--seed_everything", "2"],
+    "I_A_10ep": ["--trainer.max_epochs", "10"],
+    "J_A_16ep": ["--trainer.max_epochs", "16"],
+    "K_A_10ep_seed1": ["--trainer.max_epochs", "10", "--seed_everything", "1"],
+    "L_A_8ep": ["--trainer.max_epochs", "8"],
+    # convergence on the slowest seed (2)
+    "M_A_b32_seed2": ["--data.init_args.batch_size", "32", "--seed_everything", "2"],
+    "N_A_b32_seed0": ["--data.init_args.batch_size", "32"],
+    "O_A_b32_lr2e-3_seed2": ["--data.init_args.batch_size", "32", "--model.lr", "0.002", "--seed_everything", "2"],
+    "P_A_nospec_seed2": ["--model.spec_augment", "[0, 0, 0]", "--seed_everything", "2"],
+    "Q_A_noaug_seed2": ["--data.init_args.augment", "false", "--seed_everything", "2"],
+    "R_A_lastframe_seed2": ["--model.frame_loss_frames", "0", "--seed_everything", "2"],
+    # without waveform augmentation (the generated clips already carry noise, level and offset)
+    "S_noaug_seed0": ["--data.init_args.augment", "false"],
+    "T_noaug_seed1": ["--data.init_args.augment", "false", "--seed_everything", "1"],
+    "U_noaug_seed3": ["--data.init_args.augment", "false", "--seed_everything", "3"],
+    "V_noaug_seed2_14ep": ["--data.init_args.augment", "false", "--seed_everything", "2", "--trainer.max_epochs", "14"],
+    "W_noaug_seed0_14ep": ["--data.init_args.augment", "false", "--trainer.max_epochs", "14"],
+    "X_noaug_seed4": ["--data.init_args.augment", "false", "--seed_everything", "4"],
 }
 
 

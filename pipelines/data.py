@@ -89,7 +89,9 @@ class _Base(L.LightningDataModule):
         """
         ds = self._plain_train()
         g = torch.Generator().manual_seed(0)
-        idx = torch.randperm(len(ds), generator=g)[: self.normalization_items]
+        # device="cpu" explicitly: Lightning calls configure_model (our caller) under a
+        # torch.device("cuda") default-device context on GPU runs
+        idx = torch.randperm(len(ds), generator=g, device="cpu")[: self.normalization_items]
         for i in idx.tolist():
             x, _ = ds[i]
             yield (x if x.dim() == 2 else x[:, None])[None]
@@ -176,7 +178,7 @@ class UEADataModule(_Base):
         self.channels = train.num_channels
         if self.val_fraction > 0:
             g = torch.Generator().manual_seed(self.seed)
-            perm = torch.randperm(len(train), generator=g).tolist()
+            perm = torch.randperm(len(train), generator=g, device="cpu").tolist()
             n_val = max(1, int(round(self.val_fraction * len(train))))
             self.train_set, self.val_set = Subset(train, perm[n_val:]), Subset(train, perm[:n_val])
         else:

@@ -93,7 +93,8 @@ class SignalTask(L.LightningModule):
             # (labels, classes, channels, rate), under their own prefix since logged parameters are final
             self.logger.log_hyperparams({"built": cfg.to_dict()})
         if dm is not None and hasattr(dm, "normalization_signals"):
-            self.model.frontend.fit_normalization(dm.normalization_signals())
+            device = self.model.frontend.mean.device  # built under Lightning's default-device context
+            self.model.frontend.fit_normalization(x.to(device) for x in dm.normalization_signals())
 
     # -- forward pieces ------------------------------------------------------------------------------
     def _augment(self, feats: Tensor) -> Tensor:

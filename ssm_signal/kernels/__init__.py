@@ -41,6 +41,7 @@ register(Backend(
         "ssd_step": reference.ssd_step,
         "lti_scan": _lti_scan_torch,
         "local_attention": _local_attention_torch,
+        "gated_rms_norm": reference.gated_rms_norm,
     },
     devices=("cpu", "cuda"),
     priority=10,

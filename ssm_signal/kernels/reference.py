@@ -167,3 +167,21 @@ def local_attention(
                 k_new[b, :, tau % slots] = kk
                 v_new[b, :, tau % slots] = vv
     return y, k_new, v_new
+
+
+# ---------------------------------------------------------------------------------------
+# Mamba-2's gated RMSNorm (not a scan, but on the layer's hot path: the GPU backend fuses it)
+# ---------------------------------------------------------------------------------------
+def gated_rms_norm(x: Tensor, z: Tensor, weight: Tensor, eps: float = 1e-5, group_size: int | None = None) -> Tensor:
+    """rmsnorm(x * silu(z)) * weight, each group of ``group_size`` channels normalised on its own.
+
+    x, z: (..., D); weight: (D,). Computed in float32 (float64 for float64 input) and cast back
+    to x's dtype; mamba_ssm's ``RMSNormGated`` with norm_before_gate=False.
+    """
+    D = x.shape[-1]
+    gs = group_size or D
+    cd = torch.float64 if x.dtype == torch.float64 else torch.float32
+    g = x.to(cd) * F.silu(z.to(cd))
+    g = g.reshape(*g.shape[:-1], D // gs, gs)
+    g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + eps)
+    return (g.reshape(*x.shape) * weight.to(cd)).to(x.dtype)

@@ -26,6 +26,7 @@ OPS = (
     "ssd_step",  # Mamba-2 SSD, one time step
     "lti_scan",  # S4D: diagonal LTI SSM over a sequence
     "local_attention",  # causal sliding-window attention against a ring-buffer KV cache
+    "gated_rms_norm",  # Mamba-2's output norm: rmsnorm(x * silu(z)) * weight per group
 )
 
 

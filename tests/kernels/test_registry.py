@@ -49,7 +49,8 @@ def test_unknown_or_unavailable_backend_is_a_clear_error():
         with kernels.use("nope"):
             pass
     reasons = kernels.unavailable()
-    assert "mamba_ssm" in reasons and "triton" in reasons  # said once, with the reason
+    # said once, with the reason (on a GPU machine triton registers instead)
+    assert "mamba_ssm" in reasons and ("triton" in reasons or "triton" in kernels.available())
     if "triton" not in kernels.available():
         with pytest.raises(ValueError, match="triton"):
             with kernels.use("triton"):
