@@ -75,3 +75,30 @@ def test_fit_keyword_family(tmp_path):
     assert not np.allclose(b.model.frontend.mean.numpy(), 0.0) and not np.allclose(b.model.frontend.std.numpy(), 1.0)
     p = b.predict(np.random.default_rng(0).normal(scale=0.1, size=8000).astype(np.float32), 8000)
     assert p.label in b.labels and p.frame_scores.shape == (100, 22)
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    from pipelines.task import SignalTask
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "Tiny").mkdir()
+    write_ts(tmp_path / "Tiny" / "Tiny_TRAIN.ts", 8, rng)
+    write_ts(tmp_path / "Tiny" / "Tiny_TEST.ts", 4, rng)
+    args = ["--config", str(CONFIGS / "uea_basicmotions.yaml"), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.check_val_every_n_epoch", "1",
+            "--data.init_args.root", str(tmp_path), "--data.init_args.name", "Tiny", "--data.init_args.batch_size", "4",
+            "--model.network.backbone.d_model", "16", "--output.test", "false",
+            "--output.bundle_dir", str(tmp_path / "bundle"), "--trainer.default_root_dir", str(tmp_path / "runs")]
+    run_fit([*args, "--trainer.max_epochs", "1"])
+    last = tmp_path / "runs" / "checkpoints" / "last.ckpt"
+    first = torch.load(last, map_location="cpu", weights_only=False)
+    assert first["global_step"] == 2  # one epoch: 8 series / batch 4
+    steps = []
+    original = SignalTask.training_step
+    monkeypatch.setattr(SignalTask, "training_step", lambda self, *a: steps.append(1) or original(self, *a))
+    run_fit([*args, "--trainer.max_epochs", "3", "--resume", "true"])
+    resumed = torch.load(last, map_location="cpu", weights_only=False)
+    # two more epochs on top of the restored one (4 steps run now), not three from scratch (6)
+    assert len(steps) == 4 and resumed["global_step"] == 6
