@@ -2,6 +2,7 @@
 
     ssm-signal fit --config configs/kws_default.yaml [--trainer.max_epochs 3 ...]
     ssm-signal generate-keywords [--root data/keywords] [--seed 0]
+    ssm-signal demo --model artifacts/kws_default|models:/NAME/VERSION [--host 127.0.0.1 --port 7860]
     ssm-signal --help
 """
 
@@ -15,6 +16,7 @@ COMMANDS = {
     "fit": "train a model from a YAML config (LightningCLI; `ssm-signal fit --help`)",
     "generate-keywords": "generate the embedded keyword set with espeak-ng",
     "score": "score files into Parquet with a bundle (`ssm-signal score --help`)",
+    "demo": "live-microphone Gradio demo of a bundle (`ssm-signal demo --help`)",
 }
 
 
@@ -46,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if cmd == "score":
         return run_score(rest)
+    if cmd == "demo":
+        from app.demo import main as run_demo
+
+        return run_demo(rest)
     return 2
 
 

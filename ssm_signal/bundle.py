@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchaudio.functional as AF
 from safetensors.torch import load_file, save_file
 
+from ssm_signal.frontends.resample import resample
 from ssm_signal.models import ModelConfig, SignalModel
 
 FORMAT = "ssm-signal-bundle"
@@ -161,7 +161,9 @@ def prepare_signal(waveform, sample_rate: int, target_rate: int, channels: int) 
     elif x.shape[1] != channels:
         raise ValueError(f"signal has {x.shape[1]} channels, the model expects {channels}")
     if sample_rate != target_rate:
-        x = AF.resample(x.T, int(sample_rate), target_rate).T
+        # the causal polyphase resampler the streaming engine runs, whole signal from a zero
+        # state, so predict(), batch scoring and a StreamingSession compute the same function
+        x = resample(x.T.contiguous(), int(sample_rate), int(target_rate)).T
     return x.unsqueeze(0).contiguous()
 
 

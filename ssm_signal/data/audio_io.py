@@ -49,9 +49,7 @@ def audio_info(path: str | Path) -> AudioInfo:
     Raises:
         DataError: missing file, unreadable or unsupported header, or 0 frames.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    path = _existing(path)
     try:
         info = sf.info(str(path))
     except _SF_ERRORS as e:
@@ -82,9 +80,7 @@ def read_audio(path: str | Path, sample_rate: int | None = 16000) -> torch.Tenso
 
 def read_audio_with_rate(path: str | Path) -> tuple[torch.Tensor, int]:
     """Like :func:`read_audio` without resampling: ``(waveform (L,) float32, sample_rate)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    path = _existing(path)
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except _SF_ERRORS as e:
@@ -162,6 +158,17 @@ def fix_length(wave: torch.Tensor, length: int, mode: str = "start", offset: int
     before = offset if offset is not None else (0 if mode == "start" else (length - n) // 2)
     before = max(0, min(int(before), length - n))
     return torch.nn.functional.pad(wave, (before, length - n - before))
+
+
+def _existing(path: str | Path) -> Path:
+    """The path of a file that exists and is not 0 bytes long, else a DataError saying which."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    # libsndfile calls a 0-byte file "Format not recognised"; say what it is, so it is counted as empty
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    return path
 
 
 def _reason(e: BaseException) -> str:

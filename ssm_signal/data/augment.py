@@ -16,6 +16,7 @@ from the global RNG and this module's contract is determinism from a seed.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ import torchaudio.functional as AF
 
 from ssm_signal.data.audio_io import AUDIO_EXTENSIONS, fix_length, read_audio, resample
 from ssm_signal.data.skips import DataError, SkipLog
+
+log = logging.getLogger("ssm_signal.data")
 
 _EPS = 1e-12
 
@@ -318,6 +321,22 @@ class WaveAugment:
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self._worker_seed: int | None = None
+
+    @classmethod
+    def for_dataset(cls, root: str | Path, sample_rate: int = 16000, seed: int = 0) -> WaveAugment:
+        """The training recipe for a Speech Commands-layout tree: noise from ``<root>/_background_noise_``
+        at 5-30 dB SNR (80% of clips), gain +-6 dB, time shift +-100 ms, speed 0.9-1.1 (half the clips).
+
+        Without readable background noise, the noise step is left out with a logged warning (the other
+        transforms still apply) rather than failing the run.
+        """
+        transforms: list = []
+        try:
+            transforms.append(AddNoise.from_folder(Path(root) / "_background_noise_", sample_rate, p=0.8))
+        except DataError as e:
+            log.warning("augmentation without noise: %s", e)
+        transforms += [Gain(), TimeShift(sample_rate // 10), Speed(p=0.5)]
+        return cls(transforms, seed=seed)
 
     def reset(self, seed: int | None = None) -> None:
         """Restart the draws (from ``seed`` if given)."""

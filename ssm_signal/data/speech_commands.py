@@ -181,6 +181,8 @@ class SpeechCommands(Dataset):
             entries += [(rel, index[UNKNOWN]) for rel in unknown]
         elif others:
             log.info("%s: folders outside setup %r ignored: %s", self.root, setup, ", ".join(others))
+        self._record_missing_listed(validation if subset == "validation" else testing if subset == "testing" else set(),
+                                    set(keywords) | (set(others) if extras else set()), set(folders))
 
         ok = screen_audio([self.root / rel for rel, _ in entries], check, self.skipped)
         entries = [e for e, k in zip(entries, ok, strict=True) if k]
@@ -199,6 +201,18 @@ class SpeechCommands(Dataset):
             log.warning("%s [%s]: %s", self.root, subset, self.skipped.summary())
         if not self._paths:
             raise DataError(f"{self.root}: no usable items in subset {subset!r} ({self.skipped.summary()})")
+
+    def _record_missing_listed(self, listed: set[str], used: set[str], folders: set[str]) -> None:
+        """Record split-list entries whose file is absent (a damaged or partial copy), instead of losing them
+        silently. Entries of folders present but outside the setup are not counted (those folders are logged
+        as ignored); an entry of a folder absent altogether is counted when the setup has ``_unknown_``,
+        which would have taken it."""
+        name = VALIDATION_LIST if self.subset == "validation" else TESTING_LIST
+        for rel in sorted(listed):
+            word = rel.split("/", 1)[0]
+            counted = word in used or (word not in folders and UNKNOWN in self.labels and not word.startswith("_"))
+            if counted and not (self.root / rel).is_file():
+                self.skipped.add(str(self.root / rel), f"missing: listed in {name} but not found")
 
     def _add_silence(self, count: int | None, gain: tuple[float, float], seed: int, target: int) -> None:
         n_words = len(self._paths)

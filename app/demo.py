@@ -1,0 +1,244 @@
+"""The live-microphone demo: Gradio wiring only (the logic is ssm_signal.streaming.live).
+
+    ssm-signal demo --model artifacts/kws_default          # or models:/kws_default/3, or make demo
+    python -m app.demo --model artifacts/kws_default --port 7860
+
+Every browser session gets its own LiveStream (engine state) in a ``gr.State``; the
+microphone streams int16 chunks every ``stream_every`` seconds into it; an uploaded file goes
+through the same StreamingSession path. Models load once per process, are warmed up before
+they serve (the compiled step and the resampler filters are built then), and are shared by
+all sessions; their state never is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+import torch
+
+from ssm_signal.bundle import BundleError, load_bundle
+from ssm_signal.streaming import Admission, Limits, LiveStream, LiveView, StreamConfig, StreamEngine, find_bundles
+
+log = logging.getLogger("ssm_signal.app")
+
+DEFAULT_MODEL = "artifacts/kws_default"
+NO_MODEL = "No model found. Run `make train` to create artifacts/kws_default, or pass --model PATH|models:/NAME/VERSION."
+
+
+# ---------------------------------------------------------------------------------------------------
+# models: listed from artifacts/ and the MLflow registry, loaded once, warmed up, shared
+# ---------------------------------------------------------------------------------------------------
+class Models:
+    def __init__(self, artifacts: str | Path = "artifacts", compile: bool | str | None = None, registry: bool = True):
+        self.artifacts, self.compile, self.registry = Path(artifacts), compile, registry
+        self._engines: dict[str, StreamEngine] = {}
+        self._lock = threading.Lock()
+
+    def choices(self, extra: str | None = None) -> list[tuple[str, str]]:
+        """(label, value) pairs: local bundles, registered MLflow models, and ``extra`` if given."""
+        out = [(f"{b['name']} v{b['version']} ({b['source']})", b["source"]) for b in find_bundles(self.artifacts)]
+        try:  # optional: the MLflow registry (another module; absent or failing is fine)
+            if self.registry:
+                from pipelines.tracking import list_registered_bundles
+
+                for b in list_registered_bundles():
+                    uri = b.get("uri") or f"models:/{b['name']}/{b['version']}"
+                    out.append((f"{b['name']} v{b['version']} (MLflow)", uri))
+        except Exception as e:  # the registry is a nicety: the demo runs without it
+            log.info("MLflow registry not listed: %s", e)
+        if extra and extra not in [v for _, v in out]:
+            out.insert(0, (extra, extra))
+        return out
+
+    def engine(self, spec: str) -> StreamEngine:
+        with self._lock:
+            if spec not in self._engines:
+                bundle = load_bundle(spec)
+                engine = StreamEngine(bundle, config=StreamConfig(compile=self.compile))
+                seconds = engine.warm_up()
+                log.info("loaded %s (%s v%s), warmed up in %.1f s", spec, bundle.name, bundle.version, seconds)
+                self._engines[spec] = engine
+            return self._engines[spec]
+
+
+# ---------------------------------------------------------------------------------------------------
+# view -> components
+# ---------------------------------------------------------------------------------------------------
+def top_markdown(v: LiveView) -> str:
+    if v.message:
+        return f"### ⚠️ {v.message}"
+    if v.top_label is None:
+        return "### waiting for audio…"
+    last = f"\n\nlast detection: **{v.log[0].label}** at {v.log[0].time_s:.2f} s" if v.log else ""
+    return f"## {v.top_label}\nconfidence {v.top_score:.2f}{last}"
+
+
+def meters_markdown(v: LiveView) -> str:
+    return (f"latency **{v.latency_ms:.1f} ms**/chunk (p95 {v.latency_p95_ms:.1f}) · real-time factor "
+            f"**{v.rtf:.3f}** (mean) · backlog {v.backlog_s:.2f} s · streamed {v.stream_s:.1f} s ({v.frames} frames)")
+
+
+def plot_frame(v: LiveView) -> pd.DataFrame:
+    if not len(v.times):
+        return pd.DataFrame({"time (s)": [], "score": [], "label": []})
+    k = len(v.curve_labels)
+    return pd.DataFrame({"time (s)": v.times.repeat(k), "score": v.values.reshape(-1),
+                         "label": v.curve_labels * len(v.times)})
+
+
+def log_frame(v: LiveView) -> pd.DataFrame:
+    return pd.DataFrame({"time (s)": [round(e.time_s, 2) for e in v.log], "label": [e.label for e in v.log],
+                         "score": [round(e.score, 3) for e in v.log]})
+
+
+def outputs(v: LiveView) -> tuple:
+    return top_markdown(v), meters_markdown(v), plot_frame(v), log_frame(v)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the app
+# ---------------------------------------------------------------------------------------------------
+def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts", limits: Limits | None = None,
+               stream_every: float = 0.2, compile: bool | str | None = None, registry: bool = True) -> gr.Blocks:
+    """The Blocks app. model: bundle directory or models:/NAME/VERSION (default artifacts/kws_default);
+    artifacts: where the picker looks for bundles; registry: also list registered MLflow models;
+    compile: the engine's step mode (StreamConfig.compile)."""
+    limits = limits or Limits()
+    models = Models(artifacts, compile, registry)
+    admission = Admission(limits.max_live_sessions, limits.idle_seconds)
+    default = model or (DEFAULT_MODEL if Path(DEFAULT_MODEL).is_dir() else None)
+    status = NO_MODEL
+    if default is not None:
+        try:
+            models.engine(default)  # load and warm up before serving
+            status = f"Model: `{default}`"
+        except (BundleError, ValueError, OSError) as e:
+            status = f"⚠️ cannot load `{default}`: {e}"
+            default = None
+    choices = models.choices(default)
+    if default is None and choices:
+        default = choices[0][1]
+
+    def live_for(state: LiveStream | None, spec: str | None) -> LiveStream:
+        if not spec:
+            raise ValueError(NO_MODEL)
+        engine = models.engine(spec)
+        if state is None or state.engine is not engine:
+            state = LiveStream(engine, limits)
+        return state
+
+    def on_chunk(chunk, state, spec):
+        try:
+            state = live_for(state, spec)
+        except (BundleError, ValueError, OSError) as e:
+            return (state, *outputs(LiveView(message=str(e))))
+        if not admission.admit(id(state)):
+            return (state, *outputs(LiveView(message=f"the demo serves {limits.max_live_sessions} live streams "
+                                                     "already; try again in a moment")))
+        if chunk is None:
+            return (state, *outputs(state.view()))
+        rate, samples = chunk
+        return (state, *outputs(state.push(samples, rate)))
+
+    def on_reset(state):
+        if state is None:
+            return (None, *outputs(LiveView()))
+        admission.release(id(state))
+        return (state, *outputs(state.reset()))
+
+    def on_model(spec):
+        try:
+            models.engine(spec)
+            msg = f"Model: `{spec}`"
+        except (BundleError, ValueError, OSError) as e:
+            msg = f"⚠️ cannot load `{spec}`: {e}"
+        return (msg, None, *outputs(LiveView()))
+
+    def on_file(path, spec):
+        try:
+            engine = models.engine(spec) if spec else None
+        except (BundleError, ValueError, OSError) as e:
+            yield outputs(LiveView(message=str(e)))
+            return
+        if engine is None:
+            yield outputs(LiveView(message=NO_MODEL))
+            return
+        live = LiveStream(engine, limits)  # a fresh stream per file: nothing shared with the live one
+        for view in live.play_file(path):
+            yield outputs(view)
+
+    with gr.Blocks(title="ssm-signal live demo", analytics_enabled=False) as demo:
+        gr.Markdown("# ssm-signal: streaming keyword spotting\nA selective state-space model runs on your "
+                    "microphone chunk by chunk, with its state carried between chunks.")
+        with gr.Row():
+            model_dd = gr.Dropdown(choices=choices, value=default, label="Model", allow_custom_value=True,
+                                   scale=2, elem_id="model-picker")
+            model_md = gr.Markdown(status, elem_id="model-status")
+        live_state = gr.State(None)  # one LiveStream per browser session, created on its first chunk
+        with gr.Tab("Live microphone"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
+                                   elem_id="mic")
+                    reset = gr.Button("Reset", elem_id="reset")
+                with gr.Column(scale=1):
+                    top = gr.Markdown("### waiting for audio…", elem_id="live-top")
+                    meters = gr.Markdown(meters_markdown(LiveView()), elem_id="live-meters")
+            plot = gr.LinePlot(x="time (s)", y="score", color="label", y_lim=[0, 1],
+                               label=f"Smoothed scores, last {limits.history_seconds:g} s", elem_id="live-plot")
+            events = gr.Dataframe(headers=["time (s)", "label", "score"], label="Detections (newest first)",
+                                  elem_id="live-log", interactive=False)
+        with gr.Tab("Upload a file"):
+            upload = gr.File(label="Audio file (WAV, FLAC, OGG, MP3)", type="filepath", elem_id="upload")
+            f_top = gr.Markdown("### no file yet", elem_id="file-top")
+            f_meters = gr.Markdown("", elem_id="file-meters")
+            f_plot = gr.LinePlot(x="time (s)", y="score", color="label", y_lim=[0, 1], label="Timeline",
+                                 elem_id="file-plot")
+            f_events = gr.Dataframe(headers=["time (s)", "label", "score"], label="Detections",
+                                    elem_id="file-log", interactive=False)
+        live_out = [top, meters, plot, events]
+        mic.stream(on_chunk, [mic, live_state, model_dd], [live_state, *live_out], stream_every=stream_every,
+                   time_limit=int(limits.max_session_seconds), concurrency_limit=limits.max_live_sessions,
+                   show_progress="hidden")
+        reset.click(on_reset, [live_state], [live_state, *live_out], show_progress="hidden")
+        model_dd.change(on_model, [model_dd], [model_md, live_state, *live_out])
+        upload.upload(on_file, [upload, model_dd], [f_top, f_meters, f_plot, f_events], concurrency_limit=2)
+    return demo
+
+
+def launch(model: str | None = None, host: str = "127.0.0.1", port: int = 7860, *, threads: int = 1,
+           compile: bool | str | None = None, limits: Limits | None = None, block: bool = True, **kwargs) -> gr.Blocks:
+    """Build and serve the demo (``block=False`` returns once the server is up; ``demo.close()`` stops it)."""
+    torch.set_num_threads(threads)  # many tiny ops per chunk: one thread each, sessions in parallel
+    limits = limits or Limits()
+    demo = build_demo(model, compile=compile, limits=limits, **kwargs)
+    demo.queue(max_size=64)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False, quiet=not block,
+                max_file_size=limits.max_upload_bytes, show_error=True)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ssm-signal demo", description="Live-microphone Gradio demo of a bundle.")
+    p.add_argument("--model", default=None, help=f"bundle directory or models:/NAME/VERSION (default {DEFAULT_MODEL})")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--artifacts", default="artifacts", help="where the model picker looks for bundles")
+    p.add_argument("--no-compile", action="store_true", help="run the eager step (no compilation at start)")
+    p.add_argument("--no-registry", action="store_true", help="do not list registered MLflow models")
+    p.add_argument("--stream-every", type=float, default=0.2, help="seconds of audio per microphone chunk")
+    a = p.parse_args(argv)
+    if not logging.getLogger("ssm_signal").handlers:  # `ssm-signal demo` has set one up already
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    launch(a.model, a.host, a.port, compile=False if a.no_compile else None, artifacts=a.artifacts,
+           stream_every=a.stream_every, registry=not a.no_registry)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

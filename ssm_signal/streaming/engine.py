@@ -1,0 +1,432 @@
+"""The streaming core: ``process(chunk, state) -> (out, state)`` for one bundle's model.
+
+    engine = StreamEngine(bundle)
+    state = engine.init_state()
+    out, state = engine.process(chunk, 44100, state)   # chunk (B, n, C) float32 at 44.1 kHz
+    out, state = engine.flush(state)                     # the end of the stream
+
+Per chunk, with the state carried through every stage:
+
+    samples at the input rate --Resampler (causal, aligned)--> samples at the model rate
+        --> whole frames (a pending partial frame waits in the state) --> SignalModel
+        --> scores (classify: softmax posteriors; anomaly: score) --> EventDetector
+
+Everything a stream remembers is in :class:`EngineState` (a typed State), so the output
+never depends on how the stream was cut into chunks, states of several streams stack
+along the batch dimension, and a snapshot is just its ``state_dict``. The functions here
+are pure: they return a new state and never touch the caller's. :class:`StreamingSession`
+(one stream) and :class:`StreamPool` (many) are the shells around them.
+
+Long chunks are processed in windows of ``window_seconds`` of input with the state carried
+across them, so memory does not grow with the chunk (up to ``max_chunk_seconds``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import time
+from functools import partial
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ssm_signal.bundle import Bundle, pcm_to_float
+from ssm_signal.frontends.resample import Resampler, ResamplerState
+from ssm_signal.models import SignalModel, SignalModelState
+from ssm_signal.state import State
+from ssm_signal.streaming.events import DetectorConfig, DetectorState, Event, EventDetector
+from ssm_signal.streaming.step import aot_step, compiled, frame_step
+
+log = logging.getLogger("ssm_signal.streaming")
+
+# Input rates an audio stream may use (Hz); the model's own rate is always accepted.
+MIN_AUDIO_RATE, MAX_AUDIO_RATE = 8000, 48000
+
+
+@dataclasses.dataclass
+class StreamConfig:
+    """How a stream is processed.
+
+    detector: smoothing, threshold and refractory period of events.
+    window_seconds: long chunks run through the model in windows of this many seconds of
+        input, the state carried across (memory bounded by the window, not the chunk).
+    max_chunk_seconds: longer chunks are refused (push them in parts).
+    compile: how single frames run (the latency path): "aot" (the frame step compiled ahead of
+        time by AOTInductor, cached on disk; fastest per call), "jit" (``torch.compile``), or
+        False / "eager". True means "aot"; None: "aot" on CPU when a C++ compiler exists, else
+        eager. Compiling takes tens of seconds once (``StreamEngine.warm_up`` does it up front).
+    step_max_frames: chunks completing up to this many frames use the per-frame step; more
+        use the model's chunked forward (None: 32 when compiled, 2 in eager mode).
+    """
+
+    detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
+    window_seconds: float = 10.0
+    max_chunk_seconds: float = 3600.0
+    compile: bool | str | None = None
+    step_max_frames: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.detector, dict):
+            self.detector = DetectorConfig(**self.detector)
+        if not 0.01 <= self.window_seconds <= 600:
+            raise ValueError(f"window_seconds must be in [0.01, 600], got {self.window_seconds}")
+        if not 0 < self.max_chunk_seconds <= 24 * 3600:
+            raise ValueError(f"max_chunk_seconds must be in (0, 86400], got {self.max_chunk_seconds}")
+        if self.compile not in (None, True, False, "aot", "jit", "eager"):
+            raise ValueError(f"compile must be None, True, False, 'aot', 'jit' or 'eager', got {self.compile!r}")
+        if self.step_max_frames is not None and self.step_max_frames < 0:
+            raise ValueError(f"step_max_frames must be >= 0, got {self.step_max_frames}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineState(State):
+    """Everything one or more streams remember (batch dimension first in every tensor).
+
+    resampler: () until the first chunk fixes the input rate, then (ResamplerState,);
+    pending: (B, samples_per_frame, C) model-rate samples of the unfinished frame (first
+    ``n_pending``); model: the SignalModel's state (frontend at frame phase 0);
+    detector: the event detector's state (its ``seen`` counts frames);
+    input_rate: (B,) int64 Hz (0 = not yet known); samples_in: (B,) int64 input samples
+    received; finished: (B,) int64, 1 once flushed.
+    """
+
+    resampler: tuple[ResamplerState, ...]
+    pending: Tensor
+    n_pending: Tensor
+    model: SignalModelState
+    detector: DetectorState
+    input_rate: Tensor
+    samples_in: Tensor
+    finished: Tensor
+
+
+@dataclasses.dataclass
+class EngineOutput:
+    """scores: (B, F, C) per-frame scores (classify: posteriors; anomaly: score; forecast:
+    the forecast); smoothed: (B, F, C) their moving average; events: per stream; first_frame:
+    index of the first of these frames in the stream."""
+
+    scores: Tensor
+    smoothed: Tensor
+    events: list[list[Event]]
+    first_frame: int
+
+    @staticmethod
+    def cat(outs: list[EngineOutput]) -> EngineOutput:
+        if len(outs) == 1:
+            return outs[0]
+        return EngineOutput(torch.cat([o.scores for o in outs], 1), torch.cat([o.smoothed for o in outs], 1),
+                            [sum((o.events[b] for o in outs), []) for b in range(len(outs[0].events))],
+                            outs[0].first_frame)
+
+
+def check_sample_rate(sample_rate, model_rate: int, audio: bool) -> int:
+    """An integer rate the engine can take: the model's own, or 8-48 kHz for audio models."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer | float | np.floating):
+        raise ValueError(f"sample_rate must be a number of Hz, got {type(sample_rate).__name__}")
+    if not math.isfinite(float(sample_rate)) or float(sample_rate) != int(sample_rate):
+        raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
+    rate = int(sample_rate)
+    if rate == model_rate:
+        return rate
+    lo, hi = (MIN_AUDIO_RATE, MAX_AUDIO_RATE) if audio else (1, 1_000_000)
+    if not lo <= rate <= hi:
+        raise ValueError(f"sample_rate {rate} Hz is outside the supported range [{lo}, {hi}] Hz "
+                         f"(the model runs at {model_rate} Hz)")
+    return rate
+
+
+def as_samples(samples, channels: int) -> Tensor:
+    """Raw samples -> (n, channels) float32 CPU tensor.
+
+    Accepts numpy arrays, tensors or sequences; int8/16/32 and uint8 PCM (scaled to [-1, 1))
+    or float; shape (n,) or (n, c). A multichannel signal for a mono model is downmixed
+    (mean); any other channel mismatch is an error, as are NaN/Inf, other dtypes and shapes.
+    n = 0 is allowed (an empty chunk).
+    """
+    if isinstance(samples, Tensor):
+        x = samples.detach().cpu()
+    else:
+        try:
+            arr = np.asarray(samples)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"samples must be an array of numbers: {e}") from e
+        if arr.dtype == object or arr.dtype.kind in "USVMm":
+            raise ValueError(f"samples must be numeric PCM or float, got dtype {arr.dtype}")
+        if arr.dtype.kind == "c":
+            raise ValueError("samples must be real, got a complex array")
+        if arr.dtype.kind == "b":
+            raise ValueError("samples must be PCM or float, got booleans")
+        if arr.dtype in (np.uint16, np.uint32, np.uint64, np.int64):
+            raise ValueError(f"samples of dtype {arr.dtype} are not a PCM format; use int16/int32 or float")
+        x = torch.from_numpy(np.ascontiguousarray(arr))
+    is_pcm = x.dtype in (torch.int8, torch.int16, torch.int32, torch.uint8)
+    if is_pcm:
+        x = pcm_to_float(x)
+    elif not x.is_floating_point() or x.is_complex():
+        raise ValueError(f"samples must be int8/int16/int32/uint8 PCM or float, got {x.dtype}")
+    else:
+        x = x.to(torch.float32, copy=True)  # never keep a view of the caller's buffer
+    if x.dim() == 1:
+        x = x[:, None]
+    if x.dim() != 2:
+        raise ValueError(f"samples must have shape (n,) or (n, channels), got {tuple(x.shape)}")
+    n, c = x.shape
+    if c != channels:
+        if channels == 1 and 1 < c <= 64:
+            x = x.mean(dim=1, keepdim=True)  # downmix
+        elif channels == 1 and c > 64:
+            raise ValueError(f"samples have shape {tuple(x.shape)}: {c} channels? Pass (n,) or (n, channels) "
+                             "(time first)")
+        else:
+            raise ValueError(f"samples have {c} channels, the model expects {channels}")
+    if n and not is_pcm and not bool(torch.isfinite(x).all()):  # PCM is finite by construction
+        raise ValueError("samples contain NaN or Inf")
+    return x
+
+
+class StreamEngine:
+    """The pure streaming functions for one bundle (see the module docstring).
+
+    device: where the model runs (a copy of the bundle's model if that lives elsewhere).
+    """
+
+    def __init__(self, bundle: Bundle, device: torch.device | str | None = None, config: StreamConfig | None = None):
+        if not isinstance(bundle, Bundle):
+            raise ValueError(f"StreamEngine needs a Bundle (ssm_signal.load_bundle), got {type(bundle).__name__}")
+        self.bundle = bundle
+        self.config = config or StreamConfig()
+        model = bundle.model
+        current = next(model.parameters()).device
+        self.device = torch.device(device) if device is not None else current
+        if self.device != current:
+            model = copy.deepcopy(model).to(self.device)
+        self.model: SignalModel = model.eval()
+        cfg = bundle.config
+        self.rate, self.hop, self.channels = bundle.sample_rate, model.samples_per_frame, bundle.channels
+        self.audio = cfg.frontend.kind == "logmel"
+        self.frame_rate = self.rate / self.hop
+        head = cfg.head.kind
+        self.kind = {"classify": "keyword", "anomaly": "anomaly"}.get(head, "none")
+        self.labels = list(cfg.labels) if head == "classify" and cfg.labels else (
+            [str(i) for i in range(cfg.head.num_classes)] if head == "classify" else
+            ["anomaly"] if head == "anomaly" else [f"f{i}" for i in range(model.d_output)])
+        self.detector = EventDetector(self.kind, self.labels, self.frame_rate, self.config.detector,
+                                      default_threshold=cfg.head.threshold)
+        self._resamplers: dict[int, Resampler] = {}
+        mode = self.config.compile
+        if mode is None:
+            mode = "aot" if self.device.type == "cpu" and _have_compiler() else "eager"
+        self.mode = {True: "aot", False: "eager"}.get(mode, mode)
+        self.compiled = self.mode != "eager"
+        self._aot = None  # built on first use (compiling takes a while)
+        self._jit = compiled(self.model, "frame") if self.mode == "jit" else None
+        self.step_max_frames = self.config.step_max_frames if self.config.step_max_frames is not None else (
+            32 if self.compiled else 2)
+
+    def _steps(self, x: Tensor, F: int, state: SignalModelState) -> tuple[Tensor, SignalModelState]:
+        """F frames one by one through the frame step of ``self.mode``. x: (B, >= F * hop, C)."""
+        frames = [canonical(x[:, f * self.hop:(f + 1) * self.hop]) for f in range(F)]  # compiled code: row-major
+        ys = []
+        if self.mode == "aot" and self._aot is None:
+            try:
+                self._aot = aot_step(self.model, x.shape[0])
+            except Exception as e:  # AOTInductor cannot lower every op (S4D's complex arithmetic, ...)
+                log.warning("ahead-of-time compilation failed (%s: %s); using torch.compile instead",
+                            type(e).__name__, str(e).splitlines()[0][:200])
+                self.mode, self._jit = "jit", compiled(self.model, "frame")
+        if self.mode == "aot":
+            flat = [canonical(t) for t in self._aot.flat(state)]
+            for frame in frames:
+                y, flat = self._aot.step_flat(frame, flat)
+                ys.append(y)
+            return torch.stack(ys, 1), self._aot.state(flat)
+        step = self._jit if self.mode == "jit" else partial(frame_step, self.model)
+        for frame in frames:
+            y, state = step(frame, state)
+            ys.append(y)
+        return torch.stack(ys, 1), state
+
+    # -- state --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def init_state(self, batch_size: int = 1, sample_rate: int | None = None) -> EngineState:
+        """A fresh stream (input rate unknown until the first chunk, or ``sample_rate``)."""
+        resampler: tuple[ResamplerState, ...] = ()
+        rate = 0
+        if sample_rate is not None:
+            rate = check_sample_rate(sample_rate, self.rate, self.audio)
+            resampler = (self.resampler(rate).init_state(batch_size),)
+        i64 = dict(dtype=torch.int64)
+        return EngineState(
+            resampler=resampler,
+            pending=torch.zeros(batch_size, self.hop, self.channels),
+            n_pending=torch.zeros(batch_size, **i64),
+            model=self.model.init_state(batch_size, device=self.device),
+            detector=self.detector.init_state(batch_size, width=self.width),
+            input_rate=torch.full((batch_size,), rate, **i64),
+            samples_in=torch.zeros(batch_size, **i64),
+            finished=torch.zeros(batch_size, **i64),
+        )
+
+    @property
+    def width(self) -> int:
+        """Columns of the scores: labels (classify), 1 (anomaly), features (forecast)."""
+        return len(self.labels)
+
+    def resampler(self, rate: int) -> Resampler:
+        if rate not in self._resamplers:
+            self._resamplers[rate] = Resampler(rate, self.rate, self.channels)
+        return self._resamplers[rate]
+
+    def latency_seconds(self, rate: int) -> float:
+        """Algorithmic latency at input rate ``rate``: resampler delay + up to one hop of buffering."""
+        return self.resampler(rate).delay_seconds + self.hop / self.rate
+
+    def warm_up(self, rates: tuple[int, ...] = (48000, 16000),
+                chunk_seconds: tuple[float, ...] = (0.02, 0.2, 1.0, 0.02)) -> float:
+        """Stream silence through throwaway states at each rate and chunk size, so the first real
+        chunk is not slow (compiles the step, builds the resampler filters; a short chunk after a
+        long one covers the switch from the chunked forward to the step). Returns seconds taken."""
+        t0 = time.perf_counter()
+        for rate in rates:
+            state = self.init_state(1)
+            for seconds in chunk_seconds:
+                chunk = torch.zeros(1, max(1, int(seconds * rate)), self.channels)
+                _, state = self.process(chunk, rate, state)
+            self.flush(state)
+        return time.perf_counter() - t0
+
+    # -- the core -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def process(self, chunk: Tensor, sample_rate: int, state: EngineState) -> tuple[EngineOutput, EngineState]:
+        """chunk (B, n, C) float32 at ``sample_rate`` (n >= 0) -> the frames it completes, and the new state."""
+        B, n, C = chunk.shape
+        state = _inference(state)
+        if C != self.channels:
+            raise ValueError(f"chunk has {C} channels, the model expects {self.channels}")
+        rate = check_sample_rate(sample_rate, self.rate, self.audio)
+        if bool(state.finished.any()):
+            raise ValueError("the stream was flushed (ended); reset it to start a new one")
+        known = _common(state.input_rate, "input rate")
+        if known == 0:
+            state = dataclasses.replace(state, resampler=(self.resampler(rate).init_state(B),),
+                                        input_rate=torch.full_like(state.input_rate, rate))
+        elif known != rate:
+            raise ValueError(f"sample rate changed from {known} to {rate} Hz mid-stream; reset the stream first")
+        if n > self.config.max_chunk_seconds * rate:
+            raise ValueError(f"chunk of {n / rate:.1f} s exceeds max_chunk_seconds={self.config.max_chunk_seconds:g}; "
+                             "push it in parts")
+        window = max(1, int(self.config.window_seconds * rate))
+        outs, r = [], self.resampler(rate)
+        for start in range(0, max(n, 1), window):
+            y, rs = r._forward(chunk[:, start:start + window], state.resampler[0])
+            out, state = self._frames(y, dataclasses.replace(state, resampler=(rs,)))
+            outs.append(out)
+        state = dataclasses.replace(state, samples_in=state.samples_in + n)
+        return EngineOutput.cat(outs), state
+
+    @torch.inference_mode()
+    def flush(self, state: EngineState) -> tuple[EngineOutput, EngineState]:
+        """End the stream: release the resampler's last samples, run the frames they complete.
+
+        A final partial frame is dropped (as in ``Bundle.predict``). The state is then finished.
+        """
+        state = _inference(state)
+        if bool(state.finished.any()):
+            raise ValueError("the stream was already flushed; reset it to start a new one")
+        if state.resampler:
+            rate = _common(state.input_rate, "input rate")
+            tail, rs = self.resampler(rate).flush(state.resampler[0])
+            out, state = self._frames(tail, dataclasses.replace(state, resampler=(rs,)))
+        else:
+            out = self._empty(state)
+        return out, dataclasses.replace(state, finished=torch.ones_like(state.finished))
+
+    def _empty(self, state: EngineState) -> EngineOutput:
+        B = state.batch_size
+        z = torch.zeros(B, 0, self.width)
+        return EngineOutput(z, z, [[] for _ in range(B)], _common(state.detector.seen, "frame count"))
+
+    def _frames(self, y: Tensor, state: EngineState) -> tuple[EngineOutput, EngineState]:
+        """Model-rate samples y (B, m, C) -> the whole frames they complete with the pending ones."""
+        n_p = _common(state.n_pending, "pending samples")
+        buf = torch.cat([state.pending[:, :n_p], y], dim=1) if n_p else y
+        F = buf.shape[1] // self.hop
+        first = _common(state.detector.seen, "frame count")
+        rest = buf[:, F * self.hop:]
+        pending = torch.zeros_like(state.pending)
+        pending[:, :rest.shape[1]] = rest
+        state = dataclasses.replace(state, pending=pending, n_pending=torch.full_like(state.n_pending, rest.shape[1]))
+        if F == 0:
+            return self._empty(state), state
+        out, ms = self.run_model(buf[:, :F * self.hop], state.model)
+        scores = self.scores(out).cpu()
+        smoothed, events, ds = self.detector(scores, state.detector)
+        return EngineOutput(scores, smoothed, events, first), dataclasses.replace(state, model=ms, detector=ds)
+
+    def run_model(self, x: Tensor, state: SignalModelState) -> tuple[Tensor, SignalModelState]:
+        """Whole frames x (B, F * hop, C) at the model rate -> outputs (B, F, out_dim), new state.
+
+        Few frames: the per-frame step (compiled on CPU); many: the chunked forward in windows.
+        Both compute the same function (the state contract), up to float rounding.
+        """
+        x = x.to(self.device)
+        F = x.shape[1] // self.hop
+        if F <= self.step_max_frames:
+            return self._steps(x, F, state)
+        window = max(1, int(self.config.window_seconds * self.rate) // self.hop) * self.hop
+        ys = []
+        for start in range(0, x.shape[1], window):
+            y, state = self.model._forward(x[:, start:start + window], state)
+            ys.append(y)
+        # back to row-major layouts, as the compiled step returns them (else it would recompile)
+        return torch.cat(ys, 1), state._apply(canonical) if self.compiled else state
+
+    def scores(self, out: Tensor) -> Tensor:
+        """Model outputs -> the scores a Prediction reports: softmax for classification, else as is."""
+        out = out.float()
+        return torch.softmax(out, dim=-1) if self.kind == "keyword" else out
+
+
+def _inference(state: EngineState) -> EngineState:
+    """The state with inference tensors only (the compiled step is specialised on that too)."""
+    # states this engine returns are inference tensors throughout: checking two is enough
+    if state.pending.is_inference() and next(state.model.tensors()).is_inference():
+        return state
+    return state._apply(lambda t: t if t.is_inference() else t.clone())
+
+
+def canonical(t: Tensor) -> Tensor:
+    """``t`` with row-major strides (a copy only if its strides differ, size-1 dims included)."""
+    expected, acc = [], 1
+    for size in reversed(t.shape):
+        expected.append(acc)
+        acc *= max(size, 1)
+    if tuple(reversed(expected)) == t.stride():
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
+def _common(t: Tensor, what: str) -> int:
+    if t.numel() == 1:
+        return int(t)
+    lo, hi = torch.stack([t.min(), t.max()]).tolist()
+    if lo != hi:
+        raise ValueError(f"streams of one batch must agree on their {what} (got {lo}..{hi}); run them apart")
+    return int(lo)
+
+
+_COMPILER: bool | None = None
+
+
+def _have_compiler() -> bool:
+    global _COMPILER
+    if _COMPILER is None:
+        import shutil
+
+        _COMPILER = any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+    return _COMPILER

@@ -1,0 +1,228 @@
+"""StreamingSession: one live stream, the stateful shell around :class:`StreamEngine`.
+
+    session = StreamingSession(bundle)
+    for chunk in microphone:                        # int16 or float, (n,) or (n, channels), any size
+        update = session.push(chunk, 48000)         # any rate in 8-48 kHz (resampled causally)
+        update.frame_scores, update.events, update.timing.rtf
+    last = session.flush()                          # end of stream: the final frames
+    blob = session.snapshot()                       # bytes (safetensors: state tensors + JSON metadata)
+    later = StreamingSession.restore(bundle, blob)  # resumes exactly where the snapshot was taken
+
+A bad chunk (NaN, wrong dtype or channel count, an absurd rate, longer than
+``max_chunk_seconds``) raises ValueError and leaves the session as it was; an empty chunk
+is a no-op. Nothing is reset behind the caller's back: after ``flush`` the session refuses
+more samples until ``reset``, and a change of sample rate mid-stream is an error too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import threading
+import time
+
+import numpy as np
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from ssm_signal.bundle import Bundle
+from ssm_signal.streaming.engine import EngineOutput, EngineState, StreamConfig, StreamEngine, as_samples
+from ssm_signal.streaming.events import Event
+from ssm_signal.validation import check_state
+
+SNAPSHOT_FORMAT = "ssm-signal-stream"
+SNAPSHOT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """processing_s: wall time this call took; audio_s: duration of the chunk; rtf: real-time
+    factor processing_s / audio_s (0 for an empty chunk); backlog_s: seconds of work the stream
+    is behind real time if chunks arrive in real time, b <- max(0, b + processing_s - audio_s)
+    (a queue's waiting work: it grows only while processing is slower than the audio)."""
+
+    processing_s: float
+    audio_s: float
+    rtf: float
+    backlog_s: float
+
+
+@dataclasses.dataclass
+class Update:
+    """What one push (or flush) produced.
+
+    frame_scores: (F, C) the new frames' scores (classification: posteriors over ``labels``;
+    anomaly: the score, C = 1); smoothed: (F, C) the detector's moving average; frame_times:
+    (F,) the end of each frame in seconds of stream time; first_frame: the index of the first
+    new frame; events: detections; timing; final: True for the update of ``flush``.
+    """
+
+    frame_scores: np.ndarray
+    smoothed: np.ndarray
+    frame_times: np.ndarray
+    first_frame: int
+    events: list[Event]
+    timing: Timing
+    labels: list[str]
+    final: bool = False
+
+    @property
+    def n_frames(self) -> int:
+        return self.frame_scores.shape[0]
+
+    def top(self) -> tuple[str, float] | None:
+        """(label, smoothed score) of the best label at the last new frame; None without frames."""
+        if not self.n_frames:
+            return None
+        i = int(self.smoothed[-1].argmax())
+        return self.labels[i], float(self.smoothed[-1, i])
+
+
+def model_fingerprint(bundle: Bundle) -> str:
+    """A short hash of the bundle's identity and configuration (snapshots check it)."""
+    meta = {"name": bundle.name, "version": bundle.version, "config": bundle.config.to_dict()}
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class StreamingSession:
+    """One live stream of a bundle. Thread-safe (calls are serialised); one stream only."""
+
+    def __init__(self, bundle: Bundle, device: torch.device | str | None = None, config: StreamConfig | None = None,
+                 *, engine: StreamEngine | None = None):
+        if engine is not None and engine.bundle is not bundle:
+            raise ValueError("engine was built for another bundle")
+        self.engine = engine or StreamEngine(bundle, device, config)
+        self.bundle = bundle
+        self._lock = threading.Lock()
+        self._state = self.engine.init_state(1)
+        self._backlog = 0.0
+
+    @classmethod
+    def from_engine(cls, engine: StreamEngine) -> StreamingSession:
+        """A new stream sharing ``engine`` (its model, compiled step and resampler filters)."""
+        return cls(engine.bundle, engine=engine)
+
+    # -- read-only views ------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return self.engine.labels
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @property
+    def sample_rate(self) -> int | None:
+        """The stream's input rate (None before the first chunk)."""
+        return int(self._state.input_rate[0]) or None
+
+    @property
+    def frames(self) -> int:
+        """Frames emitted so far."""
+        return int(self._state.detector.seen[0])
+
+    @property
+    def seconds(self) -> float:
+        """Input received so far, in seconds."""
+        rate = self.sample_rate
+        return int(self._state.samples_in[0]) / rate if rate else 0.0
+
+    @property
+    def finished(self) -> bool:
+        return bool(self._state.finished[0])
+
+    # -- the stream -------------------------------------------------------------------------------
+    def push(self, samples, sample_rate: int) -> Update:
+        """Process a chunk: (n,) or (n, channels), int PCM or float, at ``sample_rate`` Hz."""
+        x = as_samples(samples, self.engine.channels)  # validate before touching the state
+        with self._lock:
+            t0 = time.perf_counter()
+            out, state = self.engine.process(x.unsqueeze(0), sample_rate, self._state)
+            elapsed = time.perf_counter() - t0
+            self._state = state
+            return self._update(out, elapsed, x.shape[0] / int(sample_rate), final=False)
+
+    def flush(self) -> Update:
+        """End the stream and return the final update (the resampler's tail). Then reset to reuse."""
+        with self._lock:
+            t0 = time.perf_counter()
+            out, state = self.engine.flush(self._state)
+            elapsed = time.perf_counter() - t0
+            self._state = state
+            return self._update(out, elapsed, 0.0, final=True)
+
+    def reset(self) -> None:
+        """Forget everything: the next chunk starts a new stream (at any rate)."""
+        with self._lock:
+            self._state = self.engine.init_state(1)
+            self._backlog = 0.0
+
+    def _update(self, out: EngineOutput, elapsed: float, audio_s: float, final: bool) -> Update:
+        self._backlog = max(0.0, self._backlog + elapsed - audio_s)
+        F = out.scores.shape[1]
+        times = (np.arange(out.first_frame, out.first_frame + F) + 1) / self.engine.frame_rate
+        return Update(
+            frame_scores=out.scores[0].numpy(), smoothed=out.smoothed[0].numpy(), frame_times=times,
+            first_frame=out.first_frame, events=out.events[0],
+            timing=Timing(elapsed, audio_s, elapsed / audio_s if audio_s > 0 else 0.0, self._backlog),
+            labels=self.labels, final=final,
+        )
+
+    # -- snapshots ---------------------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """The stream's state as safetensors bytes (tensors + JSON metadata; no pickling)."""
+        with self._lock:
+            tensors = {k: v.detach().cpu().contiguous().clone() for k, v in self._state.state_dict().items()}
+            meta = {
+                "format": SNAPSHOT_FORMAT, "format_version": str(SNAPSHOT_VERSION),
+                "bundle": self.bundle.name, "bundle_version": self.bundle.version,
+                "fingerprint": model_fingerprint(self.bundle),
+                "session": json.dumps({"backlog_s": self._backlog, "labels": self.labels}),
+            }
+            return st_save(tensors, metadata=meta)
+
+    @classmethod
+    def restore(cls, bundle: Bundle, blob: bytes, device: torch.device | str | None = None,
+                config: StreamConfig | None = None, *, engine: StreamEngine | None = None) -> StreamingSession:
+        """A session resuming the stream captured by :meth:`snapshot` (same bundle required)."""
+        if not isinstance(blob, bytes | bytearray):
+            raise ValueError(f"snapshot must be bytes, got {type(blob).__name__}")
+        meta = _read_metadata(bytes(blob))
+        if meta.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError("not a stream snapshot (no ssm-signal-stream metadata)")
+        if meta.get("format_version") != str(SNAPSHOT_VERSION):
+            raise ValueError(f"stream snapshot version {meta.get('format_version')} is not supported "
+                             f"(this ssm-signal reads {SNAPSHOT_VERSION})")
+        if meta.get("fingerprint") != model_fingerprint(bundle):
+            raise ValueError(f"snapshot was taken with model {meta.get('bundle')!r} version "
+                             f"{meta.get('bundle_version')!r}, not with {bundle.name!r} version {bundle.version!r} "
+                             "(or its configuration differs)")
+        session = cls(bundle, device, config, engine=engine)
+        try:
+            state = EngineState.from_state_dict(st_load(bytes(blob)))
+        except Exception as e:  # safetensors raises its own error types for damaged bytes
+            raise ValueError(f"damaged stream snapshot: {e}") from e
+        rate = int(state.input_rate[0]) if state.input_rate.numel() == 1 else -1
+        if rate < 0:
+            raise ValueError("a stream snapshot holds exactly one stream")
+        template = session.engine.init_state(1, rate or None)
+        check_state(state, template, "StreamingSession.restore")
+        session._state = dataclasses.replace(state, model=state.model.to(session.engine.device))
+        session._backlog = float(json.loads(meta.get("session", "{}")).get("backlog_s", 0.0))
+        return session
+
+
+def _read_metadata(blob: bytes) -> dict:
+    """The JSON header's __metadata__ of safetensors bytes (8-byte little-endian length, then JSON)."""
+    if len(blob) < 8:
+        raise ValueError("stream snapshot is truncated")
+    n = int.from_bytes(blob[:8], "little")
+    if not 2 <= n <= len(blob) - 8:
+        raise ValueError("stream snapshot is damaged (bad header length)")
+    try:
+        header = json.loads(blob[8:8 + n])
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"stream snapshot is damaged (header: {e})") from e
+    return header.get("__metadata__", {}) if isinstance(header, dict) else {}

@@ -1,0 +1,78 @@
+"""The demo's wiring without a browser: model listing (local + MLflow, tolerant), view rendering,
+the missing-model message, and the CLI entry."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from app.demo import NO_MODEL, Models, build_demo, log_frame, meters_markdown, plot_frame, top_markdown
+from ssm_signal import save_bundle
+from ssm_signal.streaming import Event, LiveView
+from tests.streaming.conftest import kws_model
+
+
+def fake_tracking(monkeypatch, fn):
+    mod = types.ModuleType("pipelines.tracking")
+    mod.list_registered_bundles = fn
+    monkeypatch.setitem(sys.modules, "pipelines.tracking", mod)
+
+
+def test_model_choices_local_and_registered(tmp_path, monkeypatch):
+    save_bundle(kws_model(), tmp_path / "kws_default", name="kws_default", version="7")
+    fake_tracking(monkeypatch, lambda uri=None: [{"name": "kws", "version": "3", "source": "s3://x"},
+                                                 {"name": "kws", "version": "2", "uri": "models:/kws/2"}])
+    choices = Models(tmp_path).choices()
+    assert choices == [(f"kws_default v7 ({tmp_path / 'kws_default'})", str(tmp_path / "kws_default")),
+                       ("kws v3 (MLflow)", "models:/kws/3"), ("kws v2 (MLflow)", "models:/kws/2")]
+    assert Models(tmp_path).choices("models:/other/1")[0] == ("models:/other/1", "models:/other/1")
+
+
+def test_registry_failure_or_absence_is_tolerated(tmp_path, monkeypatch):
+    def broken(uri=None):
+        raise RuntimeError("no tracking server")
+
+    fake_tracking(monkeypatch, broken)
+    assert Models(tmp_path).choices() == []
+    monkeypatch.setitem(sys.modules, "pipelines.tracking", None)  # import fails
+    assert Models(tmp_path).choices() == []
+
+
+def test_view_rendering():
+    v = LiveView(top_label="yes", top_score=0.91, curve_labels=["yes", "no"], times=np.array([0.04, 0.08]),
+                 values=np.array([[0.9, 0.1], [0.8, 0.2]]), log=[Event("keyword", "yes", 1.234, 0.876, 123)],
+                 latency_ms=1.5, latency_p95_ms=2.5, rtf=0.01, stream_s=3.0, frames=300)
+    assert "## yes" in top_markdown(v) and "0.91" in top_markdown(v)
+    assert "last detection: **yes** at 1.23 s" in top_markdown(v)
+    assert "1.5 ms" in meters_markdown(v) and "0.010" in meters_markdown(v) and "(300 frames)" in meters_markdown(v)
+    df = plot_frame(v)
+    assert list(df["label"]) == ["yes", "no", "yes", "no"] and list(df["score"]) == [0.9, 0.1, 0.8, 0.2]
+    assert list(df["time (s)"]) == [0.04, 0.04, 0.08, 0.08]
+    assert log_frame(v).values.tolist() == [[1.23, "yes", 0.876]]
+    assert "waiting" in top_markdown(LiveView()) and plot_frame(LiveView()).empty
+    assert "⚠️ boom" in top_markdown(LiveView(message="boom"))
+
+
+def test_without_a_model_the_page_says_run_make_train(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no artifacts/kws_default here
+    fake_tracking(monkeypatch, lambda uri=None: [])
+    demo = build_demo(None, artifacts=tmp_path, compile=False)
+    status = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "model-status"][0]
+    assert status.value == NO_MODEL and "make train" in NO_MODEL
+    bad = build_demo(str(tmp_path / "missing"), artifacts=tmp_path, compile=False)
+    status = [b for b in bad.blocks.values() if getattr(b, "elem_id", None) == "model-status"][0]
+    assert "cannot load" in status.value and "make train" in status.value
+
+
+def test_cli_has_the_demo_command(capsys):
+    from pipelines.cli import main
+
+    assert main([]) == 0
+    assert "demo" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--help"])
+    assert e.value.code == 0
+    assert "--model" in capsys.readouterr().out

@@ -1,0 +1,400 @@
+"""Augmentations: SNR of mixed noise measured numerically, gain, shift, speed and pitch on tones,
+SpecAugment mask structure, and determinism from a seed (WaveAugment, DataLoader workers)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from torch.utils.data import DataLoader, Dataset
+
+from ssm_signal.data.augment import (
+    AddNoise,
+    Gain,
+    PitchShift,
+    SpecAugment,
+    Speed,
+    TimeShift,
+    WaveAugment,
+    apply_gain,
+    change_speed,
+    crop_or_tile,
+    mask_features,
+    measure_snr,
+    mix_at_snr,
+    power,
+    shift_pitch,
+    time_shift,
+)
+from ssm_signal.data.skips import DataError, SkipLog
+
+SR = 16000
+
+
+def tone(freq: float, n: int, rate: int = SR, amp: float = 0.5) -> torch.Tensor:
+    return amp * torch.sin(2 * math.pi * freq * torch.arange(n) / rate)
+
+
+def peak_hz(x: torch.Tensor, rate: int = SR) -> float:
+    x = x.double()
+    spec = torch.fft.rfft(x * torch.hann_window(len(x), dtype=torch.float64)).abs()
+    return float(torch.fft.rfftfreq(len(x), 1 / rate)[spec.argmax()])
+
+
+def best_lag(ref: torch.Tensor, x: torch.Tensor) -> int:
+    """The start k maximising the normalised correlation of x with ref[k : k + len(x)] (FFT, no copies)."""
+    n, m = len(ref), len(x)
+    corr = torch.fft.irfft(torch.fft.rfft(ref.double()) * torch.fft.rfft(x.double(), n=n).conj(), n=n)[: n - m + 1]
+    energy = torch.cat([torch.zeros(1, dtype=torch.float64), ref.double().pow(2).cumsum(0)])
+    norms = (energy[m:] - energy[: n - m + 1]).clamp_min(1e-12).sqrt()
+    return int((corr / norms).argmax())
+
+
+# -- noise at an SNR -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("snr", [-5.0, 0.0, 7.5, 30.0])
+def test_mix_at_snr_hits_the_requested_snr(snr):
+    g = torch.Generator().manual_seed(0)
+    signal = tone(440, 8000) + 0.01 * torch.randn(8000, generator=g)
+    noise = 3.0 * torch.randn(8000, generator=g)
+    mixed = mix_at_snr(signal, noise, snr)
+    added = mixed - signal
+    assert float(measure_snr(signal, added)) == pytest.approx(snr, abs=1e-3)
+    # what was added is the noise, scaled (correlation 1)
+    assert float(torch.corrcoef(torch.stack([added, noise]))[0, 1]) > 0.9999
+
+
+def test_mix_at_snr_per_row_snr_and_broadcast_noise():
+    g = torch.Generator().manual_seed(1)
+    signal = torch.randn(3, 4000, generator=g) * torch.tensor([[0.1], [1.0], [5.0]])
+    noise = torch.randn(4000, generator=g)  # one clip for every row
+    snr = torch.tensor([0.0, 10.0, 20.0])
+    mixed = mix_at_snr(signal, noise, snr)
+    assert mixed.shape == (3, 4000) and mixed.dtype == signal.dtype
+    np.testing.assert_allclose(measure_snr(signal, mixed - signal).numpy(), snr.numpy(), atol=1e-3)
+
+
+def test_mix_at_snr_silent_inputs_stay_finite():
+    x = torch.randn(1000)
+    assert torch.equal(mix_at_snr(x, torch.zeros(1000), 10.0), x)  # silent noise adds nothing
+    assert torch.equal(mix_at_snr(torch.zeros(1000), x, 10.0), torch.zeros(1000))  # no SNR on silence
+
+
+def test_power_and_measure_snr_definitions():
+    x = torch.tensor([[1.0, -1.0, 1.0, -1.0], [2.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(power(x).numpy(), [1.0, 1.0])
+    assert float(measure_snr(torch.ones(10), 0.1 * torch.ones(10))) == pytest.approx(20.0, abs=1e-5)
+
+
+def test_add_noise_mixes_a_crop_at_an_snr_in_range():
+    noises = [torch.randn(20000, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    x = tone(300, 4000)
+    for lo, hi in ((10.0, 10.0), (5.0, 30.0)):
+        t = AddNoise(noises, snr_db=(lo, hi))
+        g = torch.Generator().manual_seed(2)
+        for _ in range(20):
+            y = t(x, g)
+            snr = float(measure_snr(x, y - x))
+            assert lo - 1e-3 <= snr <= hi + 1e-3
+    # the added noise is a contiguous crop of one of the clips, scaled
+    y = AddNoise(noises, snr_db=(0.0, 0.0))(x, torch.Generator().manual_seed(3))
+    added = (y - x).double()
+    best = 0.0
+    for n in noises:
+        n = n.double()
+        k = best_lag(n, added)
+        window = n[k : k + 4000]
+        best = max(best, float(window @ added / (window.norm() * added.norm())))
+    assert best > 0.9999
+
+
+def test_add_noise_loops_short_clips_and_respects_p():
+    short = torch.randn(300, generator=torch.Generator().manual_seed(0))
+    x = tone(300, 1000)
+    y = AddNoise([short], snr_db=(0.0, 0.0))(x, torch.Generator().manual_seed(0))
+    added = y - x
+    # period 300: the tiled crop repeats itself
+    torch.testing.assert_close(added[:300], added[300:600], rtol=0, atol=1e-6)
+    g = torch.Generator().manual_seed(0)
+    assert all(torch.equal(AddNoise([short], p=0.0)(x, g), x) for _ in range(5))
+
+
+def test_add_noise_refuses_no_clips():
+    with pytest.raises(ValueError, match="non-empty noise"):
+        AddNoise([torch.zeros(0)])
+
+
+def test_add_noise_from_folder_counts_unreadable_clips(tmp_path):
+    folder = tmp_path / "_background_noise_"
+    folder.mkdir()
+    sf.write(folder / "white.wav", 0.1 * np.random.default_rng(0).standard_normal(4000).astype(np.float32), 8000)
+    sf.write(folder / "pink.flac", 0.1 * np.random.default_rng(1).standard_normal(16000).astype(np.float32), SR)
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnothing here")
+    (folder / "README.md").write_text("not audio, not an audio suffix: ignored\n")
+    skips = SkipLog()
+    t = AddNoise.from_folder(folder, SR, skips=skips, snr_db=(3.0, 3.0))
+    assert skips.counts() == {"unreadable": 1} and "broken.wav" in skips.items[0][0]
+    # the 8 kHz clip was resampled: 0.5 s of it at 16 kHz
+    assert sorted(n.shape[0] for n in t.noises) == [8000, 16000]
+    assert t.snr_db == (3.0, 3.0)
+
+
+def test_add_noise_from_folder_without_readable_clips_is_an_error(tmp_path):
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / "bad.wav").write_bytes(b"")
+    with pytest.raises(DataError, match="no readable noise clips.*1 items skipped"):
+        AddNoise.from_folder(tmp_path / "n")
+    with pytest.raises(DataError, match="no readable noise clips"):
+        AddNoise.from_folder(tmp_path / "absent")
+
+
+def test_crop_or_tile():
+    n = torch.arange(10.0)
+    assert torch.equal(crop_or_tile(n, 4, 3), n[3:7])
+    assert torch.equal(crop_or_tile(n, 25, 8), torch.cat([n[8:], n, n, n[:3]]))
+    with pytest.raises(ValueError, match="empty"):
+        crop_or_tile(torch.zeros(0), 4, 0)
+
+
+# -- gain, shift, speed, pitch ----------------------------------------------------------------------------------
+
+
+def test_apply_gain_in_db():
+    x = torch.randn(2, 100)
+    torch.testing.assert_close(apply_gain(x, 20.0), 10 * x)
+    torch.testing.assert_close(apply_gain(x, torch.tensor([-6.0, 0.0])), x * torch.tensor([[10 ** -0.3], [1.0]]))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        y = Gain(db=(-6.0, 6.0))(x[0], g)
+        ratio = float(y.norm() / x[0].norm())
+        assert 10 ** (-6 / 20) - 1e-6 <= ratio <= 10 ** (6 / 20) + 1e-6
+
+
+def test_time_shift_zeros_and_roll():
+    x = torch.arange(1.0, 7.0)
+    assert time_shift(x, 2).tolist() == [0, 0, 1, 2, 3, 4]
+    assert time_shift(x, -2).tolist() == [3, 4, 5, 6, 0, 0]
+    assert time_shift(x, 0).tolist() == x.tolist()
+    assert time_shift(x, 9).tolist() == [0] * 6
+    assert time_shift(x, 2, fill="roll").tolist() == [5, 6, 1, 2, 3, 4]
+    assert time_shift(torch.ones(2, 3, 5), 1).shape == (2, 3, 5)
+    with pytest.raises(ValueError, match="fill"):
+        time_shift(x, 1, fill="reflect")
+
+
+def test_random_time_shift_stays_within_bounds():
+    x = torch.zeros(200)
+    x[100] = 1.0
+    g = torch.Generator().manual_seed(0)
+    positions = {int(TimeShift(max_shift=10)(x, g).argmax()) for _ in range(200)}
+    assert positions <= set(range(90, 111)) and len(positions) > 10
+    assert torch.equal(TimeShift(max_shift=0)(x, g), x)
+
+
+@pytest.mark.parametrize("factor", [0.8, 0.9, 1.1, 1.25])
+def test_change_speed_scales_length_and_pitch(factor):
+    x = tone(500, 8000)
+    y = change_speed(x, factor)
+    assert y.shape == (math.ceil(8000 / factor),)
+    assert peak_hz(y) == pytest.approx(500 * factor, abs=4)
+
+
+def test_change_speed_quantises_and_refuses_bad_factors():
+    x = torch.randn(1000)
+    assert change_speed(x, 1.004) is x  # rounds to 1.00
+    with pytest.raises(ValueError, match="> 0"):
+        change_speed(x, 0.0)
+
+
+def test_speed_transform_keeps_length_when_asked():
+    x = tone(500, 4000)
+    g = torch.Generator().manual_seed(0)
+    assert Speed((0.85, 0.95))(x, g).shape == (4000,)
+    assert Speed((0.85, 0.95), keep_length=False)(x, g).shape[0] > 4000
+
+
+@pytest.mark.parametrize("semitones, ratio", [(12.0, 2.0), (-12.0, 0.5), (5.0, 1.33)])
+def test_shift_pitch_moves_the_tone_and_keeps_duration(semitones, ratio):
+    x = tone(400, 16000)
+    y = shift_pitch(x, semitones)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert peak_hz(y[2000:-2000]) == pytest.approx(400 * ratio, rel=0.01)
+    # The tone survives. Not at its full level: a phase vocoder without phase locking loses the bins'
+    # relative phases, and a steady tone comes out about 7 dB quieter when raised (torchaudio's too).
+    assert 0.1 < float(y[2000:-2000].pow(2).mean() / x.pow(2).mean()) < 1.5
+
+
+@pytest.mark.parametrize("semitones", [12.0, -12.0])
+def test_shift_pitch_matches_torchaudio_on_exact_octaves(semitones):
+    # at an octave the quantised ratio is exact, so the result is torchaudio's pitch_shift
+    x = tone(400, 8000) + 0.1 * torch.randn(8000, generator=torch.Generator().manual_seed(0))
+    ref = AF.pitch_shift(x[None], SR, int(semitones), n_fft=512, hop_length=128)[0]
+    torch.testing.assert_close(shift_pitch(x, semitones), ref, rtol=0, atol=1e-4)
+
+
+def test_shift_pitch_batches_and_identity():
+    x = torch.stack([tone(400, 8000), tone(600, 8000)])
+    y = shift_pitch(x, 12.0)
+    assert y.shape == (2, 8000)
+    torch.testing.assert_close(y[1], shift_pitch(x[1], 12.0), rtol=0, atol=1e-5)
+    assert shift_pitch(x, 0.05) is x  # below the 1/100 ratio quantum
+    g = torch.Generator().manual_seed(0)
+    assert PitchShift((2.0, 2.0))(x[0], g).shape == (8000,)
+
+
+# -- SpecAugment --------------------------------------------------------------------------------------------------
+
+
+def masked_structure(out: torch.Tensor, mask_value: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(masked elements, fully masked channels, fully masked frames) of one (T, F) output."""
+    m = out == mask_value
+    return m, m.all(dim=0), m.all(dim=1)
+
+
+def test_mask_features_masks_whole_bands_and_runs():
+    x = torch.rand(4, 50, 20) + 1.0  # no element equals the mask value by chance
+    g = torch.Generator().manual_seed(0)
+    out = mask_features(x, g, freq_masks=2, freq_width=6, time_masks=2, time_width=10, mask_value=-7.0)
+    assert out.shape == x.shape
+    for b in range(4):
+        m, cols, rows = masked_structure(out[b], -7.0)
+        # every masked element lies in a fully masked channel or a fully masked frame
+        assert torch.equal(m, cols[None, :] | rows[:, None])
+        assert int(cols.sum()) <= 2 * 5 and int(rows.sum()) <= 2 * 9
+        # unmasked elements are untouched
+        assert torch.equal(out[b][~m], x[b][~m])
+    # rows get their own masks
+    assert not all(torch.equal(out[0] == -7.0, out[b] == -7.0) for b in range(1, 4))
+
+
+def test_mask_features_is_deterministic_for_a_generator_and_2d_input():
+    x = torch.rand(40, 16) + 1.0
+    a = mask_features(x, torch.Generator().manual_seed(5), time_width=10)
+    b = mask_features(x, torch.Generator().manual_seed(5), time_width=10)
+    c = mask_features(x, torch.Generator().manual_seed(6), time_width=10)
+    assert a.shape == (40, 16) and torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(mask_features(x, None, freq_masks=0, time_masks=0), x)
+    with pytest.raises(ValueError, match=r"\(T, F\) or \(B, T, F\)"):
+        mask_features(torch.rand(2, 3, 4, 5))
+
+
+def test_mask_features_widths_cover_the_policy_range():
+    # widths uniform in [0, width): over many draws every width 0..width-1 appears, none larger
+    x = torch.rand(400, 30, 40) + 1.0
+    out = mask_features(x, torch.Generator().manual_seed(1), freq_masks=1, freq_width=5, time_masks=0)
+    widths = (out == 0).all(dim=1).sum(dim=1)
+    assert set(widths.tolist()) == {0, 1, 2, 3, 4}
+
+
+def test_spec_augment_module_only_in_training():
+    x = torch.rand(2, 30, 16) + 1.0
+    m = SpecAugment(freq_masks=2, freq_width=8, time_masks=2, time_width=10, seed=3)
+    y = m(x)
+    assert (y == 0).any() and y.shape == x.shape
+    assert torch.equal(m.eval()(x), x)
+    again = SpecAugment(freq_masks=2, freq_width=8, time_masks=2, time_width=10, seed=3)
+    assert torch.equal(again(x), y)
+
+
+# -- WaveAugment: composition and determinism ----------------------------------------------------------------------
+
+
+def make_augment(seed: int) -> WaveAugment:
+    noise = [torch.randn(10000, generator=torch.Generator().manual_seed(7))]
+    return WaveAugment([AddNoise(noise, snr_db=(5, 20)), Gain(), TimeShift(400), Speed(p=0.5)], seed=seed)
+
+
+def test_wave_augment_same_seed_same_draws():
+    x = tone(440, 4000)
+    a, b, c = make_augment(0), make_augment(0), make_augment(1)
+    ya = [a(x) for _ in range(4)]
+    yb = [b(x) for _ in range(4)]
+    assert all(torch.equal(u, v) for u, v in zip(ya, yb, strict=True))
+    assert not torch.equal(ya[0], ya[1])  # successive calls draw anew
+    assert not torch.equal(c(x), ya[0])
+    a.reset()
+    assert torch.equal(a(x), ya[0])
+    a.reset(seed=1)
+    assert torch.equal(a(x), make_augment(1)(x))
+    assert "AddNoise, Gain, TimeShift, Speed" in repr(a)
+
+
+def test_wave_augment_batches_draw_per_row():
+    x = tone(440, 4000).expand(3, 4000).clone()
+    aug = make_augment(0)
+    y = aug(x)
+    assert y.shape == (3, 4000)
+    assert not torch.equal(y[0], y[1]) and not torch.equal(y[1], y[2])
+    # the batch equals the same rows one at a time, in order
+    ref = make_augment(0)
+    assert all(torch.equal(y[i], ref(x[i])) for i in range(3))
+    with pytest.raises(ValueError, match=r"\(L,\) or \(B, L\)"):
+        aug(torch.zeros(1, 2, 3))
+
+
+def test_wave_augment_applies_transforms_in_order():
+    calls = []
+
+    def record(name):
+        def t(wave, g):
+            calls.append(name)
+            return wave + 1
+
+        return t
+
+    out = WaveAugment([record("a"), record("b")], seed=0)(torch.zeros(5))
+    assert calls == ["a", "b"] and torch.equal(out, torch.full((5,), 2.0))
+
+
+class _Same(Dataset):
+    """Every item is the same clip, so any difference between items comes from the augmentation."""
+
+    def __init__(self, aug: WaveAugment, n: int = 8):
+        self.aug, self.n, self.x = aug, n, tone(440, 2000)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.aug(self.x)
+
+
+def _epoch(seed: int, loader_seed: int) -> torch.Tensor:
+    loader = DataLoader(_Same(make_augment(seed)), batch_size=2, num_workers=2,
+                        generator=torch.Generator().manual_seed(loader_seed))
+    return torch.cat(list(loader))
+
+
+def test_wave_augment_in_workers_differs_per_worker_and_replays_for_a_seeded_loader():
+    a = _epoch(0, 123)
+    # worker 0 serves batches 0, 2, ..., worker 1 batches 1, 3, ...: without the per-worker reseed both
+    # workers would replay the same draws and items 0 and 2 would be equal
+    assert not torch.equal(a[0], a[2])
+    assert len({tuple(r.tolist()) for r in a}) == len(a)
+    assert torch.equal(a, _epoch(0, 123))  # same seeds: same epoch
+    assert not torch.equal(a, _epoch(0, 124))  # another loader seed: other draws
+
+
+def test_for_dataset_recipe_reads_the_background_folder(tmp_path):
+    folder = tmp_path / "_background_noise_"
+    folder.mkdir()
+    sf.write(folder / "n.wav", 0.2 * np.random.default_rng(0).standard_normal(SR).astype(np.float32), SR)
+    aug = WaveAugment.for_dataset(tmp_path, seed=4)
+    assert isinstance(aug.transforms[0], AddNoise)
+    x = tone(440, SR)
+    y = aug(x)
+    assert y.shape == x.shape and not torch.equal(y, x)
+    assert torch.equal(WaveAugment.for_dataset(tmp_path, seed=4)(x), y)
+
+
+def test_for_dataset_without_noise_logs_and_goes_on(tmp_path: Path, caplog):
+    with caplog.at_level("WARNING", logger="ssm_signal.data"):
+        aug = WaveAugment.for_dataset(tmp_path)
+    assert not any(isinstance(t, AddNoise) for t in aug.transforms)
+    assert any("without noise" in r.getMessage() for r in caplog.records)

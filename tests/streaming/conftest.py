@@ -1,0 +1,66 @@
+"""Small bundles for the streaming tests: a 16 kHz keyword model and a 2-channel sensor anomaly model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ssm_signal import load_bundle, save_bundle
+from ssm_signal.bundle import Bundle
+from ssm_signal.models import BackboneConfig, FrontendConfig, HeadConfig, ModelConfig, SignalModel
+
+KWS_LABELS = ["yes", "no", "_silence_", "_unknown_"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # streaming runs many tiny ops: one thread is faster, and immune to a busy machine's stragglers
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def kws_model(layers=("mamba2", "s4d")) -> SignalModel:
+    """The default keyword frontend (16 kHz, 10 ms hop, 25 ms window), a tiny backbone."""
+    cfg = ModelConfig(
+        FrontendConfig(n_mels=8, n_fft=400, hop_length=160, sample_rate=16000, f_max=7600),
+        BackboneConfig(d_model=8, layers=list(layers),
+                       mixer_kwargs={"mamba2": {"headdim": 4, "d_state": 4, "chunk_size": 64}, "s4d": {"d_state": 4}}),
+        HeadConfig("classify", num_classes=len(KWS_LABELS)), labels=KWS_LABELS)
+    m = SignalModel(cfg).eval()
+    with torch.no_grad():
+        m.frontend.mean.normal_(-8, 1)
+        m.frontend.std.uniform_(2, 4)
+    return m
+
+
+def sensor_model() -> SignalModel:
+    cfg = ModelConfig(FrontendConfig(kind="sensor", channels=2, sample_rate=100, decimate=2),
+                      BackboneConfig(d_model=8, layers=["mamba2"], mixer_kwargs={"mamba2": {"headdim": 4, "d_state": 4}}),
+                      HeadConfig("anomaly", threshold=1.5))
+    return SignalModel(cfg).eval()
+
+
+@pytest.fixture
+def kws_bundle(tmp_path, seed) -> Bundle:
+    return load_bundle(save_bundle(kws_model(), tmp_path / "kws", name="kws_test", version="1"))
+
+
+@pytest.fixture
+def sensor_bundle(tmp_path, seed) -> Bundle:
+    return load_bundle(save_bundle(sensor_model(), tmp_path / "sensor", name="sensor_test", version="1"))
+
+
+def speechlike(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
+    """A band-limited test signal: a few gliding tones with a syllable-rate envelope, plus noise (float32)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    x = np.zeros_like(t)
+    for _ in range(4):
+        f0 = rng.uniform(150, 2500)
+        x += rng.uniform(0.05, 0.2) * np.sin(2 * np.pi * (f0 * t + 40 * np.sin(2 * np.pi * 0.5 * t)))
+    x *= 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
+    x += 0.01 * rng.standard_normal(len(t))
+    return x.astype(np.float32)

@@ -1,0 +1,77 @@
+"""EventDetector: moving average, threshold, refractory period, ignored labels, chunk invariance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ssm_signal.streaming import DetectorConfig, EventDetector
+
+LABELS = ["yes", "no", "_silence_", "_unknown_"]
+
+
+def run(det: EventDetector, scores: torch.Tensor, sizes: list[int]):
+    state, sm, ev, t = det.init_state(scores.shape[0]), [], [[] for _ in range(scores.shape[0])], 0
+    for n in sizes:
+        s, e, state = det(scores[:, t:t + n], state)
+        sm.append(s)
+        for b in range(len(ev)):
+            ev[b] += e[b]
+        t += n
+    return torch.cat(sm, 1), ev, state
+
+
+def test_moving_average_by_hand(seed):
+    det = EventDetector("keyword", LABELS, 100.0, DetectorConfig(smoothing_frames=4, threshold=2.0))
+    x = torch.rand(2, 30, 4)
+    sm, ev, state = run(det, x, [30])
+    ref = np.stack([[x[b, max(0, t - 3):t + 1].double().mean(0).numpy() for t in range(30)] for b in range(2)])
+    assert np.allclose(sm.numpy(), ref, atol=1e-6)
+    assert ev == [[], []] and state.seen.tolist() == [30, 30]  # threshold 2: nothing fires
+    # chunked: identical smoothing
+    sm2, _, _ = run(det, x, [1, 2, 5, 1, 21])
+    assert torch.equal(sm, sm2)
+
+
+def test_threshold_refractory_and_ignored_labels():
+    det = EventDetector("keyword", LABELS, 100.0, DetectorConfig(smoothing_frames=1, threshold=0.6,
+                                                                 refractory_s=0.05))
+    x = torch.zeros(1, 40, 4)
+    x[0, :, 2] = 0.9          # _silence_ high everywhere: never reported
+    x[0, 10:30, 0] = 0.7      # "yes" from frame 10 to 29: fires at 10, 15, 20, 25
+    x[0, 33, 1] = 0.6         # "no" exactly at the threshold at 33 (after the refractory period)
+    _, ev, state = run(det, x, [40])
+    assert [(e.label, e.frame) for e in ev[0]] == [("yes", 10), ("yes", 15), ("yes", 20), ("yes", 25), ("no", 33)]
+    assert ev[0][0].time_s == pytest.approx(0.11) and ev[0][0].kind == "keyword"
+    assert int(state.quiet_until[0]) == 38
+    for sizes in ([1] * 40, [11, 4, 25], [33, 7]):
+        assert run(det, x, sizes)[1] == ev
+
+
+def test_anomaly_alarms_above_threshold():
+    det = EventDetector("anomaly", ["anomaly"], 50.0, DetectorConfig(refractory_s=0.1), default_threshold=3.0)
+    assert det.threshold == 3.0 and det.window == 1
+    x = torch.zeros(1, 20, 1)
+    x[0, 5] = 3.0   # at the threshold: not an alarm (the bundle labels "anomaly" only above it)
+    x[0, 7] = 3.5
+    x[0, 9] = 9.0   # inside the refractory period of 7 (5 frames)
+    x[0, 12] = 4.0
+    _, ev, _ = run(det, x, [20])
+    assert [(e.kind, e.label, e.frame, e.score) for e in ev[0]] == [("anomaly", "anomaly", 7, 3.5),
+                                                                     ("anomaly", "anomaly", 12, 4.0)]
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="smoothing_frames"):
+        DetectorConfig(smoothing_frames=0)
+    with pytest.raises(ValueError, match="refractory"):
+        DetectorConfig(refractory_s=-1)
+    with pytest.raises(ValueError, match="threshold"):
+        DetectorConfig(threshold=float("nan"))
+    with pytest.raises(ValueError, match="does not have"):
+        EventDetector("keyword", LABELS, 100.0, DetectorConfig(ignore=("maybe",)))
+    with pytest.raises(ValueError, match="every label"):
+        EventDetector("keyword", ["_a", "_b"], 100.0)
+    with pytest.raises(ValueError, match="kind"):
+        EventDetector("speech", LABELS, 100.0)
