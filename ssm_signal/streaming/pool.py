@@ -44,6 +44,8 @@ from ssm_signal.streaming.session import Timing, Update
 from ssm_signal.streaming.step import compiled, frame_step, pool_step
 
 RUNNERS = ("auto", "eager", "compiled", "cuda_graph")
+# a sanity bound, not a kernel limit: the step kernels index streams on the large grid axis
+MAX_SLOTS = 1 << 20
 
 
 # -------------------------------------------------------------------------------------------------
@@ -188,8 +190,8 @@ class StreamPool:
                  *, slots: int = 8, runner: str = "auto", engine: StreamEngine | None = None):
         if runner not in RUNNERS:
             raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
-        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 65536:
-            raise ValueError(f"slots must be an int in [1, 65536], got {slots!r}")
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= MAX_SLOTS:
+            raise ValueError(f"slots must be an int in [1, {MAX_SLOTS}], got {slots!r}")
         config = config or StreamConfig()
         # the engine's own single-stream step is not used here: keep it eager (no compile)
         self.engine = engine or StreamEngine(bundle, device, dataclasses.replace(config, compile=False))
