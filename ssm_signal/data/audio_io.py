@@ -146,11 +146,11 @@ def fix_length(wave: torch.Tensor, length: int, mode: str = "start", offset: int
     Returns:
         (..., length).
     """
+    if mode not in ("start", "center"):
+        raise ValueError(f"mode must be 'start' or 'center', got {mode!r}")
     n = wave.shape[-1]
     if n == length and offset is None:
         return wave
-    if mode not in ("start", "center"):
-        raise ValueError(f"mode must be 'start' or 'center', got {mode!r}")
     if n >= length:
         start = offset if offset is not None else (0 if mode == "start" else (n - length) // 2)
         start = max(0, min(int(start), n - length))
