@@ -52,6 +52,7 @@ lint: install ## ruff
 
 bench: install ## CPU benchmarks (results under benchmarks/results/, summary in docs/performance.md)
 	$(PY) benchmarks/bench_core_cpu.py
+	$(PY) benchmarks/bench_streaming.py
 	$(PY) benchmarks/bench_score.py
 
 clean: ## Remove caches (keeps .venv, data and artifacts)

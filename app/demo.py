@@ -27,6 +27,10 @@ from ssm_signal.streaming import Admission, Limits, LiveStream, LiveView, Stream
 log = logging.getLogger("ssm_signal.app")
 
 DEFAULT_MODEL = "artifacts/kws_default"
+# 22 distinguishable colours (the default keyword set has 22 labels); a label keeps its colour
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+           "#dbdb8d", "#9edae5", "#393b79", "#000000"]
 NO_MODEL = "No model found. Run `make train` to create artifacts/kws_default, or pass --model PATH|models:/NAME/VERSION."
 
 
@@ -124,12 +128,23 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
     if default is None and choices:
         default = choices[0][1]
 
+    def live_stream(engine: StreamEngine) -> LiveStream:
+        # every label is plotted: Gradio's LinePlot fixes its colour domain at the first data it
+        # gets and drops series that were not in it, so the set of series must not change
+        return LiveStream(engine, limits, plot_labels=len(engine.labels))
+
+    try:
+        labels = models.engine(default).labels if default else []
+    except (BundleError, ValueError, OSError):
+        labels = []
+    color_map = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)} or None
+
     def live_for(state: LiveStream | None, spec: str | None) -> LiveStream:
         if not spec:
             raise ValueError(NO_MODEL)
         engine = models.engine(spec)
         if state is None or state.engine is not engine:
-            state = LiveStream(engine, limits)
+            state = live_stream(engine)
         return state
 
     def on_chunk(chunk, state, spec):
@@ -168,7 +183,7 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
         if engine is None:
             yield outputs(LiveView(message=NO_MODEL))
             return
-        live = LiveStream(engine, limits)  # a fresh stream per file: nothing shared with the live one
+        live = live_stream(engine)  # a fresh stream per file: nothing shared with the live one
         for view in live.play_file(path):
             yield outputs(view)
 
@@ -189,7 +204,7 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
                 with gr.Column(scale=1):
                     top = gr.Markdown("### waiting for audio…", elem_id="live-top")
                     meters = gr.Markdown(meters_markdown(LiveView()), elem_id="live-meters")
-            plot = gr.LinePlot(x="time (s)", y="score", color="label", y_lim=[0, 1],
+            plot = gr.LinePlot(x="time (s)", y="score", color="label", y_lim=[0, 1], color_map=color_map,
                                label=f"Smoothed scores, last {limits.history_seconds:g} s", elem_id="live-plot")
             events = gr.Dataframe(headers=["time (s)", "label", "score"], label="Detections (newest first)",
                                   elem_id="live-log", interactive=False)
@@ -197,7 +212,7 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
             upload = gr.File(label="Audio file (WAV, FLAC, OGG, MP3)", type="filepath", elem_id="upload")
             f_top = gr.Markdown("### no file yet", elem_id="file-top")
             f_meters = gr.Markdown("", elem_id="file-meters")
-            f_plot = gr.LinePlot(x="time (s)", y="score", color="label", y_lim=[0, 1], label="Timeline",
+            f_plot = gr.LinePlot(x="time (s)", y="score", color="label", y_lim=[0, 1], label="Timeline", color_map=color_map,
                                  elem_id="file-plot")
             f_events = gr.Dataframe(headers=["time (s)", "label", "score"], label="Detections",
                                     elem_id="file-log", interactive=False)

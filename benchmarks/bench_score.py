@@ -1,11 +1,15 @@
 """Batch-scoring throughput: signal-seconds scored per wall-clock second, against the
 model's bare forward throughput on the same machine (the rest is decoding and I/O).
 
-    python benchmarks/bench_score.py [--files 2000] [--seconds 1.0] [--bundle artifacts/kws_default]
+    python benchmarks/bench_score.py [--files 2000] [--seconds 1.0] [--batch-size 64] [--num-workers 2]
+
+On the H100 (16 host cores): --files 20000 --seconds 1 --batch-size 1024 --num-workers 14 (keyword
+clips) and --files 2000 --seconds 10 --batch-size 256 --num-workers 14 (recordings). Medians of
+--repeats whole scoring runs (the first run on a fresh machine also compiles the kernels).
 
 Uses the default keyword model (artifacts/kws_default if present, else the architecture of
 configs/kws_default.yaml with random weights: throughput does not depend on the weights).
-Writes benchmarks/results/score_<device>_<date>.json.
+Writes benchmarks/results/score_<device>_<seconds>s_<date>.json.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--bundle", default=str(ROOT / "artifacts/kws_default"))
+    p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     from pipelines.score import ScoreConfig, score
 
@@ -89,7 +94,7 @@ def main() -> None:
         bundle = load_bundle(bundle_path)
         bare = bare_forward(bundle, args.batch_size, args.seconds, device)
         runs = []
-        for r in range(2):
+        for r in range(args.repeats):  # the first run on a fresh machine also compiles the kernels
             out = tmp / f"scores{r}.parquet"
             s = score(ScoreConfig(model=bundle_path, input=str(tmp / "data"), output=str(out),
                                   batch_size=args.batch_size, num_workers=args.num_workers,
@@ -107,7 +112,7 @@ def main() -> None:
               "steady_over_bare": steady / bare_med, "whole_run_over_bare": whole / bare_med}
     print(f"scorer: {whole:.0f}x real time over the whole run (start-up included), {steady:.0f}x steady; "
           f"bare forward: {bare_med:.0f}x; steady/bare {steady / bare_med:.2f}")
-    write_result(f"score_{'gpu' if device == 'cuda' else 'cpu'}", result)
+    write_result(f"score_{'gpu' if device == 'cuda' else 'cpu'}_{args.seconds:g}s", result)
 
 
 if __name__ == "__main__":

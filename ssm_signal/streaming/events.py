@@ -8,13 +8,18 @@ over the labels; anomaly: the head's score):
     c_t  = argmax_{c in K} s̄_t[c]                     K: the reportable labels (classification:
                                                        all but those starting with "_", i.e.
                                                        _silence_ and _unknown_; anomaly: the score)
-    fire at t   iff  s̄_t[c_t] >= threshold (anomaly: >)  and  t >= quiet_until
+    keyword:  fire at t  iff  s̄_t[c_t] >= threshold,  the frame before did not already hold c_t
+              at or above the threshold (c_{t-1} != c_t or s̄_{t-1}[c_{t-1}] < threshold),
+              and t >= quiet_until
+    anomaly:  fire at t  iff  s̄_t > threshold  and  t >= quiet_until
     then quiet_until = t + R                           R = refractory_s * frame rate (refractory period)
 
-A keyword spoken once keeps its smoothed posterior above the threshold for a few hundred
-milliseconds; the refractory period makes that one event. A class that stays above the
-threshold longer than R fires again every R. The event's time is the end of frame t in
-seconds of stream time, (t + 1) / frame rate.
+A keyword fires once when its smoothed posterior rises to the threshold, however long it then
+stays there: keyword models hold their posterior for a while after the word (the default recipe
+trains them to), and one spoken word is one event. It fires again only after falling below the
+threshold (or another keyword taking over) and the refractory period. An anomaly that persists
+raises an alarm every R. The event's time is the end of frame t in seconds of stream time,
+(t + 1) / frame rate.
 
 The detector state (last W-1 scores, frames seen, quiet_until) is a typed State, so the
 events of a stream do not depend on how it is chunked, and snapshots carry it.
@@ -37,7 +42,7 @@ class DetectorConfig:
 
     smoothing_frames: W, frames in the moving average (1 = no smoothing; None = the head's
         default: 10 frames, i.e. 100 ms at a 10 ms hop, for classification, 1 for anomaly).
-    threshold: smoothed score at or above which an event fires (None = 0.6 for classification,
+    threshold: smoothed score at or above which an event fires (None = 0.8 for classification,
         the bundle's ``head.threshold`` for anomaly).
     refractory_s: seconds after an event during which no other event of the stream fires.
     ignore: labels never reported (None = every label starting with "_").
@@ -79,11 +84,13 @@ class Event:
 @dataclasses.dataclass(frozen=True)
 class DetectorState(State):
     """recent: (B, W-1, C) the last W-1 frame scores, oldest first (zeros before the start);
-    seen: (B,) int64 frames seen; quiet_until: (B,) int64 first frame allowed to fire."""
+    seen: (B,) int64 frames seen; quiet_until: (B,) int64 first frame allowed to fire;
+    held: (B,) int64 the label index at or above the threshold at the last frame (-1: none)."""
 
     recent: Tensor
     seen: Tensor
     quiet_until: Tensor
+    held: Tensor
 
 
 class EventDetector:
@@ -105,7 +112,9 @@ class EventDetector:
         if config.threshold is not None:
             self.threshold = float(config.threshold)
         elif kind == "keyword":
-            self.threshold = 0.6
+            # high enough that the brief blips of other words at a word's onset (up to ~0.65 with
+            # the default model) do not fire, far below a held detection (~0.95)
+            self.threshold = 0.8
         else:
             self.threshold = float(default_threshold if default_threshold is not None else float("inf"))
         self.refractory_frames = int(round(config.refractory_s * self.frame_rate))
@@ -132,6 +141,7 @@ class EventDetector:
             recent=torch.zeros(batch_size, self.window - 1, width or self.width, device=device),
             seen=torch.zeros(batch_size, dtype=torch.int64, device=device),
             quiet_until=torch.zeros(batch_size, dtype=torch.int64, device=device),
+            held=torch.full((batch_size,), -1, dtype=torch.int64, device=device),
         )
 
     def __call__(self, scores: Tensor, state: DetectorState) -> tuple[Tensor, list[list[Event]], DetectorState]:
@@ -153,19 +163,27 @@ class EventDetector:
         smoothed = sums / np.minimum(t + 1, W)[..., None]
         events: list[list[Event]] = [[] for _ in range(B)]
         quiet = state.quiet_until.numpy().copy()
+        held = state.held.numpy().copy()
         if self.kind != "none":
             rep = smoothed[..., self._rep]  # (B, F, K)
             best = rep.max(-1)
+            arg = rep.argmax(-1)
             # keywords fire at the threshold; anomaly alarms over it, as Bundle.predict labels them
             cand = best >= self.threshold if self.kind == "keyword" else best > self.threshold
-            if cand.any():
-                arg = rep.argmax(-1)
-                for b, f in zip(*np.nonzero(cand), strict=True):  # row-major: each stream's frames in time order
-                    tf = int(t[b, f])
-                    if tf >= quiet[b]:
-                        label = self.labels[self.reportable[int(arg[b, f])]] if self.kind == "keyword" else "anomaly"
-                        events[b].append(Event(self.kind, label, (tf + 1) / self.frame_rate, float(best[b, f]), tf))
-                        quiet[b] = tf + max(1, self.refractory_frames)
+            if self.kind == "keyword":  # only where a label rises to the threshold (see the module docstring)
+                cur = np.where(cand, arg, -1)  # (B, F) the label held at each frame, -1 if none
+                prev = np.concatenate([held[:, None], cur[:, :-1]], axis=1)
+                fire = cand & (cur != prev)
+                held = cur[:, -1].copy()
+            else:
+                fire = cand
+            for b, f in zip(*np.nonzero(fire), strict=True):  # row-major: each stream's frames in time order
+                tf = int(t[b, f])
+                if tf >= quiet[b]:
+                    label = self.labels[self.reportable[int(arg[b, f])]] if self.kind == "keyword" else "anomaly"
+                    events[b].append(Event(self.kind, label, (tf + 1) / self.frame_rate, float(best[b, f]), tf))
+                    quiet[b] = tf + max(1, self.refractory_frames)
         new = DetectorState(recent=torch.from_numpy(x[:, x.shape[1] - (W - 1):].astype(np.float32)),
-                            seen=torch.from_numpy(seen + F), quiet_until=torch.from_numpy(quiet))
+                            seen=torch.from_numpy(seen + F), quiet_until=torch.from_numpy(quiet),
+                            held=torch.from_numpy(held))
         return torch.from_numpy(smoothed.astype(np.float32)), events, new

@@ -89,12 +89,21 @@ class CompiledRunner(EagerRunner):
 
 
 class CudaGraphRunner:
-    """The pool step captured as one CUDA graph over ``slots`` static stream slots.
+    """The pool step captured as CUDA graphs over ``slots`` static stream slots.
 
-    Static tensors: the input frames, the active mask and the model state; the captured body
-    runs ``frame_step`` and writes ``where(active, new, old)`` back into the state tensors in
-    place, so a replay advances exactly the active slots. Reset zeroes a slot's rows in place
-    (outside the graph). ``EagerRunner`` on the same device is its twin (tests compare them).
+    Static tensors: the input frames, the active mask and the model state. Two graphs are
+    captured, both running ``frame_step`` and writing the new state back into the static state
+    tensors in place:
+
+    - ``all``: every slot advances (``copy_``): the tick of a busy server, where every stream has
+      its frame; free slots may advance too, since a slot is zeroed when a stream takes it;
+    - ``masked``: ``where(active, new, old)`` written over the old state, so exactly the active
+      slots advance (one more read of the state per tick).
+
+    ``step`` replays ``all`` when the mask is all true, else ``masked``. The state dominates
+    the bytes a tick moves; the masked path's extra read costs ~15% at 65k slots (see
+    docs/performance.md). Reset zeroes a slot's rows in place (outside the graphs).
+    ``EagerRunner`` on the same device is the twin (tests compare them on both paths).
     """
 
     def __init__(self, model: SignalModel, slots: int, device: torch.device, warmup: int = 3):
@@ -107,31 +116,40 @@ class CudaGraphRunner:
             self.active = torch.zeros(slots, dtype=torch.bool, device=device)
             self.state = model.init_state(slots, device=device)
             self._tensors = list(self.state.tensors())
-            # warm up on a side stream (allocator pools, cuFFT plans, kernel autotuning), as
-            # capture requires; the mask is all False, so the state stays zero
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side):
-                for _ in range(warmup):
-                    self._body()
-            torch.cuda.current_stream(device).wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.y = self._body()
+            self.graphs: dict[bool, torch.cuda.CUDAGraph] = {}
+            self.outputs: dict[bool, Tensor] = {}
+            for masked in (False, True):
+                # warm up on a side stream (allocator pools, cuFFT plans, kernel autotuning), as
+                # capture requires; the mask is all False and the state zero, so it stays zero
+                side = torch.cuda.Stream(device)
+                side.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(side):
+                    for _ in range(warmup):
+                        self._body(masked=True)
+                torch.cuda.current_stream(device).wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    self.outputs[masked] = self._body(masked)
+                self.graphs[masked] = graph
 
-    def _body(self) -> Tensor:
+    def _body(self, masked: bool) -> Tensor:
         y, new = frame_step(self.model, self.frames, self.state)
         for dst, src in zip(self._tensors, new.tensors(), strict=True):
-            keep = self.active.reshape((-1,) + (1,) * (dst.dim() - 1))
-            dst.copy_(torch.where(keep, src, dst))
+            if masked:
+                keep = self.active.reshape((-1,) + (1,) * (dst.dim() - 1))
+                torch.where(keep, src, dst, out=dst)  # elementwise, so writing over an input is safe
+            else:
+                dst.copy_(src)
         return y
 
     @torch.inference_mode()
     def step(self, frames: Tensor, active: Tensor) -> Tensor:
+        masked = not bool(active.all())
         self.frames.copy_(frames, non_blocking=True)
-        self.active.copy_(active, non_blocking=True)
-        self.graph.replay()
-        return self.y.float().cpu()  # a copy: the next replay overwrites self.y
+        if masked:
+            self.active.copy_(active, non_blocking=True)
+        self.graphs[masked].replay()
+        return self.outputs[masked].float().cpu()  # a copy: the next replay overwrites the output
 
     @torch.inference_mode()
     def reset(self, slot: int) -> None:
@@ -333,6 +351,8 @@ class StreamPool:
         for s in ready:
             frames[s.slot] = s.take(hop)
             active[s.slot] = True
+        if self.runner_kind == "cuda_graph":
+            active[self._free] = True  # free slots are zeroed when taken: advancing them lets the unmasked graph run
         y = self.runner.step(torch.from_numpy(frames), torch.from_numpy(active))  # the one batched call
         idx = torch.tensor([s.slot for s in ready])
         scores = self.engine.scores(y[idx]).unsqueeze(1)  # (R, 1, C)

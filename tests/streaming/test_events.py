@@ -37,16 +37,32 @@ def test_moving_average_by_hand(seed):
 def test_threshold_refractory_and_ignored_labels():
     det = EventDetector("keyword", LABELS, 100.0, DetectorConfig(smoothing_frames=1, threshold=0.6,
                                                                  refractory_s=0.05))
-    x = torch.zeros(1, 40, 4)
+    x = torch.zeros(1, 60, 4)
     x[0, :, 2] = 0.9          # _silence_ high everywhere: never reported
-    x[0, 10:30, 0] = 0.7      # "yes" from frame 10 to 29: fires at 10, 15, 20, 25
-    x[0, 33, 1] = 0.6         # "no" exactly at the threshold at 33 (after the refractory period)
-    _, ev, state = run(det, x, [40])
-    assert [(e.label, e.frame) for e in ev[0]] == [("yes", 10), ("yes", 15), ("yes", 20), ("yes", 25), ("no", 33)]
+    x[0, 10:30, 0] = 0.7      # "yes" held from frame 10 to 29: one event, at 10
+    x[0, 32, 1] = 0.6         # "no" exactly at the threshold at 32 (after the refractory period)
+    x[0, 34, 0] = 0.9         # "yes" rises again at 34: inside the refractory period of "no" (32 + 5)
+    x[0, 40:43, 0] = 0.8      # ... and at 40: fires
+    x[0, 43:50, 1] = 0.9      # "no" takes over at 43, within the refractory period of 40: no event
+    x[0, 50:55, 0] = 0.59     # below the threshold: nothing
+    _, ev, state = run(det, x, [60])
+    assert [(e.label, e.frame) for e in ev[0]] == [("yes", 10), ("no", 32), ("yes", 40)]
     assert ev[0][0].time_s == pytest.approx(0.11) and ev[0][0].kind == "keyword"
-    assert int(state.quiet_until[0]) == 38
-    for sizes in ([1] * 40, [11, 4, 25], [33, 7]):
+    assert int(state.quiet_until[0]) == 45 and int(state.held[0]) == -1
+    for sizes in ([1] * 60, [11, 4, 25, 20], [33, 7, 1, 19], [41, 2, 17]):
         assert run(det, x, sizes)[1] == ev
+
+
+def test_default_threshold_ignores_onset_blips():
+    """The default 0.8: a brief rival posterior (0.65) at a word's onset does not fire; the word does, once."""
+    det = EventDetector("keyword", LABELS, 100.0, DetectorConfig(smoothing_frames=1))
+    assert det.threshold == 0.8
+    x = torch.zeros(1, 200, 4)
+    x[0, :, 2] = 0.9
+    x[0, 50:55, 1] = 0.65     # the onset blip of another word
+    x[0, 55:180, 0] = 0.95    # the word, its posterior held for 1.25 s (longer than the refractory period)
+    _, ev, _ = run(det, x, [200])
+    assert [(e.label, e.frame) for e in ev[0]] == [("yes", 55)]
 
 
 def test_anomaly_alarms_above_threshold():
