@@ -1,10 +1,10 @@
 """Serving on one GPU: how many real-time streams (100 frames/s each) the CUDA-graph StreamPool step sustains.
 
-    python benchmarks/bench_gpu_serving.py [--bundle artifacts/kws_default] [--slots 16384 65536 131072]
+    python benchmarks/bench_gpu_serving.py [--bundle artifacts/kws_default] [--slots 16384 65536 131072] [--unfused]
 
 For each slot count, the StreamPool's CUDA-graph runner (``ssm_signal.streaming.pool.CudaGraphRunner``:
-the whole frame step of the default keyword model, log-mel frontend included, captured once and
-replayed per tick) advances the slots by one 10 ms frame per tick. Two masks: every slot active (the
+the whole frame step of the default keyword model, log-mel frontend included, compiled by Inductor
+and captured as CUDA graphs, replayed per tick; ``--unfused``: the eager ops captured) advances the slots by one 10 ms frame per tick. Two masks: every slot active (the
 unmasked graph: a busy server where every stream has its frame) and 90% active (the masked graph: 10% of
 the streams wait for audio). A tick is timed two ways:
 
@@ -15,7 +15,7 @@ the streams wait for audio). A tick is timed two ways:
 A slot count is sustained in real time when the tick's p99 stays under the frame period (10 ms).
 Per-stream host work of ``StreamPool.run`` (resampling, FIFOs, event detection in Python) is not in
 these figures: at this scale a server feeds the runner batched frames; the CPU pool benchmark
-(bench_streaming.py) measures that path. Writes benchmarks/results/gpu_serving_<date>.json.
+(bench_streaming.py) measures that path. Writes benchmarks/results/gpu_serving[_unfused]_<date>.json.
 """
 
 from __future__ import annotations
@@ -39,14 +39,17 @@ ROOT = Path(__file__).resolve().parents[1]
 FRAME_PERIOD_MS = 10.0
 
 
-def measure(model, slots: int, ticks: int) -> dict:
+def measure(model, slots: int, ticks: int, fuse: bool) -> dict:
     dev = torch.device("cuda")
-    runner = CudaGraphRunner(model, slots, dev)
+    torch._dynamo.reset()  # a fresh compilation per slot count: never the recompilation limit
+    t0 = time.perf_counter()
+    runner = CudaGraphRunner(model, slots, dev, fuse=fuse)
+    build_s = time.perf_counter() - t0
     hop = model.samples_per_frame
     host = [torch.randn(slots, hop, 1).mul_(0.1).pin_memory() for _ in range(4)]  # rotating inputs
     masks = {"all": torch.ones(slots, dtype=torch.bool).pin_memory(),  # every slot has its frame
              "masked": (torch.rand(slots) < 0.9).pin_memory()}  # 10% of the streams wait for audio
-    out = {"slots": slots}
+    out = {"slots": slots, "fused": fuse, "build_s": build_s}
     for name, active in masks.items():
         for i in range(10):
             runner.step(host[i % 4], active)
@@ -80,8 +83,9 @@ def measure(model, slots: int, ticks: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--bundle", default=str(ROOT / "artifacts/kws_default"))
-    p.add_argument("--slots", type=int, nargs="+", default=[1024, 16384, 32768, 40960, 49152, 57344, 65536, 98304, 131072])
+    p.add_argument("--slots", type=int, nargs="+", default=[1024, 16384, 49152, 57344, 65536, 81920, 98304, 131072])
     p.add_argument("--ticks", type=int, default=200)
+    p.add_argument("--unfused", action="store_true", help="capture the eager ops (CudaGraphRunner(fuse=False))")
     args = p.parse_args()
     import tempfile
 
@@ -92,14 +96,14 @@ def main() -> None:
     with torch.inference_mode():
         for n in args.slots:
             try:
-                r = measure(model, n, args.ticks)
+                r = measure(model, n, args.ticks, fuse=not args.unfused)
             except torch.OutOfMemoryError as e:
                 r = {"slots": n, "error": f"out of memory: {e}"[:200]}
             rows.append(r)
             print(r, flush=True)
     best = {name: max([r["slots"] for r in rows if r.get(f"{name}_realtime_e2e")], default=0)
             for name in ("all", "masked")}
-    res = {"benchmark": "gpu_serving", "machine": machine(), "model": which,
+    res = {"benchmark": "gpu_serving", "machine": machine(), "model": which, "fused": not args.unfused,
            "ops": {op: kernels.resolve(op, torch.device("cuda")).name for op in ("ssd_step", "gated_rms_norm")},
            "frame_period_ms": FRAME_PERIOD_MS, "rows": rows,
            "max_realtime_streams_all_active": best["all"], "max_realtime_streams_masked": best["masked"],
@@ -108,7 +112,7 @@ def main() -> None:
           f"10% waiting {best['masked']} (largest tried {max(args.slots)})")
     for r in rows:
         print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()})
-    write_result("gpu_serving", res)
+    write_result("gpu_serving" + ("_unfused" if args.unfused else ""), res)
 
 
 if __name__ == "__main__":

@@ -147,13 +147,14 @@ def test_runner_choice_and_errors(kws_bundle):
 
 
 @pytest.mark.gpu
-def test_cuda_graph_runner_equals_eager_twin(tmp_path, seed):
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "eager_ops"])
+def test_cuda_graph_runner_equals_eager_twin(tmp_path, seed, fuse):
     """The captured steps over fixed slots against the eager step on the same GPU: random frames,
     random active masks (the masked graph) and every third tick all active (the unmasked graph),
     resets of single slots."""
     dev = torch.device("cuda")
     m = kws_model(("mamba2", "s4d", "attention")).to(dev)
-    g = CudaGraphRunner(m, 8, dev)
+    g = CudaGraphRunner(m, 8, dev, fuse=fuse)
     e = EagerRunner(m, 8, dev)
     gen = torch.Generator().manual_seed(seed)
     for t in range(40):

@@ -228,7 +228,16 @@ def selective_step(
     x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
     z: Tensor | None, dt_bias: Tensor | None, h: Tensor,
 ) -> tuple[Tensor, Tensor]:
-    """Pure Mamba-1 step, as :func:`ssm_signal.kernels.reference.selective_step`: (y, h_new)."""
+    """Pure Mamba-1 step, as :func:`ssm_signal.kernels.reference.selective_step`: (y, h_new).
+
+    Under ``torch.compile`` this is the opaque op ``ssm_signal::selective_step`` (see
+    :func:`ssd_step`)."""
+    if torch.compiler.is_compiling():
+        return torch.ops.ssm_signal.selective_step(x, dt, A, B, C, D, z, dt_bias, h)
+    return _selective_step(x, dt, A, B, C, D, z, dt_bias, h)
+
+
+def _selective_step(x, dt, A, B, C, D, z, dt_bias, h):
     if any(t is not None and t.dtype == torch.float64 for t in (x, dt, A, h)):
         return reference.selective_step(x, dt, A, B, C, D, z, dt_bias, h)
     _check_selective(h, x, dt, A, B, C, D, z, dt_bias)
@@ -300,7 +309,18 @@ def ssd_step(
     x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
     dt_bias: Tensor | None, h: Tensor,
 ) -> tuple[Tensor, Tensor]:
-    """Pure SSD step, as :func:`ssm_signal.kernels.reference.ssd_step`: (y, h_new)."""
+    """Pure SSD step, as :func:`ssm_signal.kernels.reference.ssd_step`: (y, h_new).
+
+    Under ``torch.compile`` (the CUDA-graph StreamPool compiles its tick) this is the opaque op
+    ``ssm_signal::ssd_step``: Inductor fuses the work around it and calls it as it is, instead of
+    re-generating this module's kernels (which it cannot: it does not carry their @triton.jit
+    helpers)."""
+    if torch.compiler.is_compiling():
+        return torch.ops.ssm_signal.ssd_step(x, dt, A, B, C, D, dt_bias, h)
+    return _ssd_step(x, dt, A, B, C, D, dt_bias, h)
+
+
+def _ssd_step(x, dt, A, B, C, D, dt_bias, h):
     if any(t is not None and t.dtype == torch.float64 for t in (x, dt, A, h)):
         return reference.ssd_step(x, dt, A, B, C, D, dt_bias, h)
     _check_ssd(h, x, dt, A, B, C, D, dt_bias)
@@ -310,3 +330,21 @@ def ssd_step(
     h_new = torch.empty_like(h)
     y = _ssd_launch(h, h_new, None, x, dt, A, B, C, D, dt_bias)
     return y, h_new
+
+
+# ---------------------------------------------------------------------------------------
+# the pure steps as opaque ops for torch.compile (eager calls never go through them)
+# ---------------------------------------------------------------------------------------
+def _new_like(x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    return x.new_empty(x.shape), h.new_empty(h.shape)
+
+
+_ssd_op = torch.library.custom_op(
+    "ssm_signal::ssd_step", _ssd_step, mutates_args=(),
+    schema="(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? dt_bias, Tensor h) -> (Tensor, Tensor)")
+_ssd_op.register_fake(lambda x, dt, A, B, C, D, dt_bias, h: _new_like(x, h))
+_selective_op = torch.library.custom_op(
+    "ssm_signal::selective_step", _selective_step, mutates_args=(),
+    schema="(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? dt_bias, Tensor h)"
+           " -> (Tensor, Tensor)")
+_selective_op.register_fake(lambda x, dt, A, B, C, D, z, dt_bias, h: _new_like(x, h))

@@ -94,6 +94,29 @@ def test_pure_steps_return_a_new_state_and_match_reference(triton_device, seed):
     assert rel_err(y, y_r) <= 1e-5 and rel_err(h_new, h_r) <= 1e-5
 
 
+def test_pure_steps_compile_as_opaque_ops(triton_device, seed):
+    """Under torch.compile the pure steps are the ops ssm_signal::ssd_step / selective_step (one
+    graph, no re-generated kernels) and give the eager results."""
+    torch._dynamo.reset()
+    sel = selective_inputs(3, 6, 5, triton_device)
+    h1 = torch.randn(3, 6, 5, device=triton_device)
+    ssd = ssd_inputs(3, 4, 8, 2, 5, triton_device)
+    h2 = torch.randn(3, 4, 8, 5, device=triton_device)
+    for fn, inp, h, op in ((su.selective_step, sel, h1, "ssm_signal.selective_step"),
+                           (su.ssd_step, ssd, h2, "ssm_signal.ssd_step")):
+        graphs = []
+
+        def record(gm, example_inputs, graphs=graphs):
+            graphs.append(gm.code)
+            return gm.forward
+
+        torch.compile(lambda inp, h, fn=fn: fn(**inp, h=h), fullgraph=True, backend=record)(inp, h)
+        assert len(graphs) == 1 and op in graphs[0]
+        compiled = torch.compile(lambda inp, h, fn=fn: fn(**inp, h=h), fullgraph=True)  # Inductor
+        (y_c, h_c), (y_e, h_e) = compiled(inp, h), fn(**inp, h=h)
+        assert torch.allclose(y_c, y_e, atol=1e-6) and torch.allclose(h_c, h_e, atol=1e-6)
+
+
 def test_bad_slots_and_shapes_raise_value_error(triton_device):
     pool = torch.zeros(4, 3, 2, device=triton_device)
     inp = selective_inputs(2, 3, 2, triton_device)
