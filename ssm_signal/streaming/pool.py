@@ -16,9 +16,10 @@ The step runs through a *runner* over a fixed number of slots:
 
 - ``eager``: the plain function, the reference twin of the others;
 - ``compiled`` (CPU): ``torch.compile``d, far fewer dispatches per tick (the latency path);
-- ``cuda_graph`` (CUDA): the whole step, frontend included, captured once as a CUDA graph
-  on static buffers and replayed per tick (a handful of microseconds of launch overhead
-  instead of one launch per op). The state lives in the graph's static tensors.
+- ``cuda_graph`` (CUDA): the whole step, frontend included, compiled by Inductor and captured
+  as CUDA graphs on static buffers, replayed per tick (a handful of microseconds of launch
+  overhead instead of one launch per op; the new state written over the old in place). The
+  state lives in the graphs' static tensors. Building it compiles (10-30 s).
 
 Slots grow by doubling as streams join (eager/compiled: a compiled step is specialised per
 slot count); the CUDA-graph runner has a fixed ``slots`` and refuses streams beyond it.
