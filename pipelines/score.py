@@ -135,6 +135,27 @@ class ScoreDataset(Dataset):
         return out
 
 
+class FileRows:
+    """A batch's per-file metadata (one dict per file) in a plain object rather than a list.
+
+    DataLoader's pinning thread walks lists and dicts element by element looking for tensors; at
+    1024 files per batch that walk was the largest Python cost in the main process of a GPU run
+    (benchmarks/results/score_gpu_loader_diag_20261125.json), and there is nothing in it to pin.
+    """
+
+    def __init__(self, rows: list[dict[str, Any]]):
+        self.rows = rows
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.rows[i]
+
+
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """Items -> one zero-padded (n_ok, L_max, C) tensor plus per-file metadata.
 
@@ -149,7 +170,7 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
         for i, b in enumerate(ok):
             x[i, : b["signal"].shape[0]] = b["signal"]
     items = [{**{k: v for k, v in b.items() if k != "signal"}, "ok": b["signal"] is not None} for b in batch]
-    return {"items": items, "x": x, "lengths": lengths}
+    return {"items": FileRows(items), "x": x, "lengths": lengths}
 
 
 def length_buckets(lengths: list[int], batch_size: int) -> list[list[int]]:
