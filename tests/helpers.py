@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -72,3 +73,19 @@ def random_state(module, batch: int, dtype=torch.float32) -> State:
         else:
             d[k] = torch.randint(0, 50, t.shape, dtype=t.dtype)
     return type(zero).from_state_dict(d)
+
+
+def peak_hz(x: Tensor | np.ndarray, rate: int = 16000) -> float:
+    """The frequency of the largest (Hann-windowed) FFT bin of a 1-D signal."""
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    spec = torch.fft.rfft(x * torch.hann_window(len(x), dtype=torch.float64)).abs()
+    return float(torch.fft.rfftfreq(len(x), 1 / rate)[spec.argmax()])
+
+
+def best_lag(ref: Tensor, x: Tensor) -> int:
+    """The start k maximising the normalised correlation of x with ref[k : k + len(x)] (FFT, no copies)."""
+    n, m = len(ref), len(x)
+    corr = torch.fft.irfft(torch.fft.rfft(ref.double()) * torch.fft.rfft(x.double(), n=n).conj(), n=n)[: n - m + 1]
+    energy = torch.cat([torch.zeros(1, dtype=torch.float64), ref.double().pow(2).cumsum(0)])
+    norms = (energy[m:] - energy[: n - m + 1]).clamp_min(1e-12).sqrt()
+    return int((corr / norms).argmax())

@@ -19,17 +19,12 @@ from ssm_signal.data.audio_io import (
     write_audio,
 )
 from ssm_signal.data.skips import DataError, SkipLog
+from tests.helpers import peak_hz
 
 
 def tone(freq: float, seconds: float, rate: int, amp: float = 0.5) -> np.ndarray:
     t = np.arange(int(round(seconds * rate))) / rate
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def peak_hz(x: torch.Tensor | np.ndarray, rate: int) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spec)])
 
 
 @pytest.fixture

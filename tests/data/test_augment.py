@@ -32,27 +32,13 @@ from ssm_signal.data.augment import (
     time_shift,
 )
 from ssm_signal.data.skips import DataError, SkipLog
+from tests.helpers import best_lag, peak_hz
 
 SR = 16000
 
 
 def tone(freq: float, n: int, rate: int = SR, amp: float = 0.5) -> torch.Tensor:
     return amp * torch.sin(2 * math.pi * freq * torch.arange(n) / rate)
-
-
-def peak_hz(x: torch.Tensor, rate: int = SR) -> float:
-    x = x.double()
-    spec = torch.fft.rfft(x * torch.hann_window(len(x), dtype=torch.float64)).abs()
-    return float(torch.fft.rfftfreq(len(x), 1 / rate)[spec.argmax()])
-
-
-def best_lag(ref: torch.Tensor, x: torch.Tensor) -> int:
-    """The start k maximising the normalised correlation of x with ref[k : k + len(x)] (FFT, no copies)."""
-    n, m = len(ref), len(x)
-    corr = torch.fft.irfft(torch.fft.rfft(ref.double()) * torch.fft.rfft(x.double(), n=n).conj(), n=n)[: n - m + 1]
-    energy = torch.cat([torch.zeros(1, dtype=torch.float64), ref.double().pow(2).cumsum(0)])
-    norms = (energy[m:] - energy[: n - m + 1]).clamp_min(1e-12).sqrt()
-    return int((corr / norms).argmax())
 
 
 # -- noise at an SNR -------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from ssm_signal.data.speech_commands import (
     setup_words,
     speaker_of,
 )
+from tests.helpers import best_lag, peak_hz
 
 SR = 16000
 SPEAKERS = {"training": ["aa000001", "ab000002"], "validation": ["ba000003"], "testing": ["ca000004"]}
@@ -37,21 +38,6 @@ SPEAKERS = {"training": ["aa000001", "ab000002"], "validation": ["ba000003"], "t
 def freq_of(word: str) -> float:
     """A distinct tone per word: 200 Hz + 40 Hz steps (multiples of 4 Hz: whole FFT bins on 0.25 s and 1 s)."""
     return 200.0 + 40.0 * (ALL_WORDS.index(word) if word in ALL_WORDS else len(ALL_WORDS))
-
-
-def peak_hz(x: torch.Tensor) -> float:
-    x = x.double()
-    spec = torch.fft.rfft(x * torch.hann_window(len(x), dtype=torch.float64)).abs()
-    return float(torch.fft.rfftfreq(len(x), 1 / SR)[spec.argmax()])
-
-
-def best_lag(ref: torch.Tensor, x: torch.Tensor) -> int:
-    """The start k maximising the normalised correlation of x with ref[k : k + len(x)] (FFT, no copies)."""
-    n, m = len(ref), len(x)
-    corr = torch.fft.irfft(torch.fft.rfft(ref.double()) * torch.fft.rfft(x.double(), n=n).conj(), n=n)[: n - m + 1]
-    energy = torch.cat([torch.zeros(1, dtype=torch.float64), ref.double().pow(2).cumsum(0)])
-    norms = (energy[m:] - energy[: n - m + 1]).clamp_min(1e-12).sqrt()
-    return int((corr / norms).argmax())
 
 
 def write_clip(path: Path, word: str, seconds: float = 0.25, rate: int = SR, channels: int = 1) -> np.ndarray:
