@@ -195,3 +195,15 @@ def _unflatten(d: dict[str, Tensor], prefix: str) -> Any:
     sub_prefix = f"{head}{name}."
     sub = {k[len(sub_prefix):]: v for k, v in d.items() if k.startswith(sub_prefix)}
     return _REGISTRY[name].from_state_dict(sub)
+
+
+def batch_value(t: Tensor, what: str) -> int:
+    """The value a per-stream counter ``t`` (B,) holds for every stream of a batch, as an int (one
+    device sync). Streams that disagree (different rates, pending samples, primed counts) cannot
+    share one chunk-aligned step, so they are refused rather than silently misaligned."""
+    if t.numel() == 1:
+        return int(t)
+    lo, hi = torch.stack([t.min(), t.max()]).tolist()
+    if lo != hi:
+        raise ValueError(f"all streams of a batch must agree on their {what} (got {lo}..{hi}); run them apart")
+    return int(lo)

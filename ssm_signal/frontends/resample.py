@@ -49,7 +49,7 @@ from torch import Tensor
 
 from ssm_signal.frontends.logmel import read_phase
 from ssm_signal.layers.base import StreamingModule
-from ssm_signal.state import State
+from ssm_signal.state import State, batch_value
 
 # The conv1d bank uses a kernel of L x (T + M - 1) coefficients; above this many the
 # gather path is used instead (irregular ratios such as 47999 -> 16000).
@@ -227,7 +227,7 @@ class Resampler(StreamingModule):
         if self.identity:
             return state.history.new_zeros(B, 0, self.d_model), state
         q = _phase(state.phase, self.down)
-        owed = _common(state.primed, "primed")
+        owed = batch_value(state.primed, "Resampler primed")
         L, M = self.up, self.down
         k0 = -(-(q * L) // M)
         # fewest zeros that complete D more causal outputs: ceil((q + n) L / M) >= k0 + D
@@ -250,7 +250,7 @@ class Resampler(StreamingModule):
         B, n, C = x.shape
         L, M, D = self.up, self.down, self.delay
         q = _phase(state.phase, M)
-        primed = _common(state.primed, "primed")
+        primed = batch_value(state.primed, "Resampler primed")
         buf = torch.cat([state.history.to(x.dtype), x.transpose(1, 2)], dim=2)  # (B, C, H + n)
         k0, k1 = -(-(q * L) // M), -(-((q + n) * L) // M)  # emitted causal outputs k' in [k0, k1)
         if k1 > k0:
@@ -309,15 +309,6 @@ def _phase(phase: Tensor, period: int) -> int:
             raise ValueError(f"Resampler: state phase {q} is outside [0, {period})")
         return q
     return read_phase(phase, period, "Resampler")
-
-
-def _common(t: Tensor, name: str) -> int:
-    if t.numel() == 1:
-        return int(t)
-    lo, hi = torch.stack([t.min(), t.max()]).tolist()
-    if lo != hi:
-        raise ValueError(f"Resampler: all streams of a batch must have the same {name} count, got {lo}..{hi}")
-    return int(lo)
 
 
 def resample(x: Tensor, in_rate: int, out_rate: int, **kwargs) -> Tensor:

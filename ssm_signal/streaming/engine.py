@@ -37,7 +37,7 @@ from torch import Tensor
 from ssm_signal.bundle import Bundle, pcm_to_float
 from ssm_signal.frontends.resample import Resampler, ResamplerState
 from ssm_signal.models import SignalModel, SignalModelState
-from ssm_signal.state import State
+from ssm_signal.state import State, batch_value
 from ssm_signal.streaming.events import DetectorConfig, DetectorState, Event, EventDetector
 from ssm_signal.streaming.step import aot_step, compiled, frame_step
 
@@ -311,7 +311,7 @@ class StreamEngine:
         rate = check_sample_rate(sample_rate, self.rate, self.audio)
         if bool(state.finished.any()):
             raise ValueError("the stream was flushed (ended); reset it to start a new one")
-        known = _common(state.input_rate, "input rate")
+        known = batch_value(state.input_rate, "input rate")
         if known == 0:
             state = dataclasses.replace(state, resampler=(self.resampler(rate).init_state(B),),
                                         input_rate=torch.full_like(state.input_rate, rate))
@@ -339,7 +339,7 @@ class StreamEngine:
         if bool(state.finished.any()):
             raise ValueError("the stream was already flushed; reset it to start a new one")
         if state.resampler:
-            rate = _common(state.input_rate, "input rate")
+            rate = batch_value(state.input_rate, "input rate")
             tail, rs = self.resampler(rate).flush(state.resampler[0])
             out, state = self._frames(tail, dataclasses.replace(state, resampler=(rs,)))
         else:
@@ -349,14 +349,14 @@ class StreamEngine:
     def _empty(self, state: EngineState) -> EngineOutput:
         B = state.batch_size
         z = torch.zeros(B, 0, self.width)
-        return EngineOutput(z, z, [[] for _ in range(B)], _common(state.detector.seen, "frame count"))
+        return EngineOutput(z, z, [[] for _ in range(B)], batch_value(state.detector.seen, "frame count"))
 
     def _frames(self, y: Tensor, state: EngineState) -> tuple[EngineOutput, EngineState]:
         """Model-rate samples y (B, m, C) -> the whole frames they complete with the pending ones."""
-        n_p = _common(state.n_pending, "pending samples")
+        n_p = batch_value(state.n_pending, "pending samples")
         buf = torch.cat([state.pending[:, :n_p], y], dim=1) if n_p else y
         F = buf.shape[1] // self.hop
-        first = _common(state.detector.seen, "frame count")
+        first = batch_value(state.detector.seen, "frame count")
         rest = buf[:, F * self.hop:]
         pending = torch.zeros_like(state.pending)
         pending[:, :rest.shape[1]] = rest
@@ -409,15 +409,6 @@ def canonical(t: Tensor) -> Tensor:
     if tuple(reversed(expected)) == t.stride():
         return t
     return t.clone(memory_format=torch.contiguous_format)
-
-
-def _common(t: Tensor, what: str) -> int:
-    if t.numel() == 1:
-        return int(t)
-    lo, hi = torch.stack([t.min(), t.max()]).tolist()
-    if lo != hi:
-        raise ValueError(f"streams of one batch must agree on their {what} (got {lo}..{hi}); run them apart")
-    return int(lo)
 
 
 _COMPILER: bool | None = None
