@@ -311,18 +311,26 @@ def _phase(phase: Tensor, period: int) -> int:
     return read_phase(phase, period, "Resampler")
 
 
-def resample(x: Tensor, in_rate: int, out_rate: int, **kwargs) -> Tensor:
+@functools.lru_cache(maxsize=32)
+def _shared_resampler(in_rate: int, out_rate: int, rolloff: float, attenuation_db: float, method: str) -> Resampler:
+    # one per rate pair and design, so its coefficients are built once per (dtype, device), not per
+    # call: batch scoring and predict() resample file after file at the same few rates
+    return Resampler(in_rate, out_rate, rolloff=rolloff, attenuation_db=attenuation_db, method=method)
+
+
+def resample(x: Tensor, in_rate: int, out_rate: int, *, rolloff: float = 0.9, attenuation_db: float = 80.0,
+             method: str = "auto") -> Tensor:
     """Resample a whole signal along its last axis: (..., n) -> (..., ceil(n out / in)), from a zero state.
 
     Equals streaming the signal through :class:`Resampler` in any chunking and flushing
-    (aligned output: no delay, the filter's tail included). ``kwargs``: rolloff, attenuation_db, method.
+    (aligned output: no delay, the filter's tail included).
     """
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise ValueError("resample: x must be a floating-point tensor")
     if x.dim() == 0 or x.shape[-1] == 0:
         raise ValueError(f"resample: x must have at least one sample along its last axis, got {tuple(x.shape)}")
     lead, n = x.shape[:-1], x.shape[-1]
-    r = Resampler(in_rate, out_rate, **kwargs).to(x.device)
+    r = _shared_resampler(in_rate, out_rate, rolloff, attenuation_db, method)
     if r.identity:
         return x
     flat = x.reshape(-1, n, 1)
