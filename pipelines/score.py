@@ -41,7 +41,6 @@ log = logging.getLogger("ssm_signal.pipelines")
 
 AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 TABLE_EXT = {".csv", ".parquet", ".pq", ".npy"}
-WINDOW_SECONDS = 30.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +121,7 @@ class ScoreDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         it = self.items[i]
-        out = {"index": i, "path": it.path, "label": it.label, "signal": None, "error": None, "duration": 0.0}
+        out = {"path": it.path, "label": it.label, "signal": None, "error": None, "duration": 0.0}
         try:
             raw, rate = read_signal(it.path)
             out["duration"] = raw.shape[0] / rate if raw.ndim else 0.0
@@ -225,13 +224,7 @@ class Scorer(L.LightningModule):
     def predict_step(self, batch, batch_idx):
         if batch["x"] is None:
             return {"scores": None, "frames": None}
-        x = batch["x"]
-        window = max(self.model.samples_per_frame, int(WINDOW_SECONDS * self.bundle.sample_rate))
-        state, ys = None, []
-        for s in range(0, x.shape[1], window):
-            y, state = self.model(x[:, s:s + window], state)
-            ys.append(y)
-        y = torch.cat(ys, 1)
+        y = self.bundle.frame_outputs(batch["x"])  # windowed with carried state, as predict()
         n_frames = torch.div(batch["lengths"], self.model.samples_per_frame, rounding_mode="floor")
         scores = clip_scores(y, n_frames, self.bundle.config).cpu()
         frames = None
@@ -371,7 +364,7 @@ def score(cfg: ScoreConfig) -> dict[str, Any]:
         loader = DataLoader(ds, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate,
                             pin_memory=cfg.accelerator != "cpu" and torch.cuda.is_available())
         trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-                            logger=False, callbacks=[writer, _Progress(len(todo))], enable_model_summary=False,
+                            logger=False, callbacks=[writer, _Progress(len(todo), writer)], enable_model_summary=False,
                             enable_progress_bar=False, use_distributed_sampler=False)
         with torch.inference_mode():
             trainer.predict(Scorer(bundle, cfg.frames), dataloaders=loader, return_predictions=False)
@@ -435,22 +428,21 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 class _Progress(L.Callback):
-    """A tqdm bar with files/s and signal-seconds/s."""
+    """A tqdm bar with files/s and signal-seconds/s (the writer's running total: it runs first)."""
 
-    def __init__(self, total: int):
-        self.total = total
+    def __init__(self, total: int, writer: PartWriter):
+        self.total, self.writer = total, writer
 
     def on_predict_start(self, trainer, pl_module):
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=self.total, unit="file", disable=not trainer.is_global_zero)
-        self.t0, self.seconds = time.time(), 0.0
+        self.t0, self.seconds0 = time.time(), self.writer.seconds
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        n = len(batch["items"])
-        self.seconds += sum(b["duration"] for b in batch["items"])
-        self.bar.update(n)
-        self.bar.set_postfix(audio_s_per_s=f"{self.seconds / max(1e-9, time.time() - self.t0):.0f}")
+        self.bar.update(len(batch["items"]))
+        seconds = self.writer.seconds - self.seconds0
+        self.bar.set_postfix(audio_s_per_s=f"{seconds / max(1e-9, time.time() - self.t0):.0f}")
 
     def on_predict_end(self, trainer, pl_module):
         self.bar.close()

@@ -106,40 +106,33 @@ class Bundle:
 
     @torch.inference_mode()
     def frame_outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """x (1, L, C) at the bundle rate -> per-frame outputs (F, out_dim), windowed with carried state."""
+        """x (B, L, C) at the bundle rate -> per-frame outputs (B, F, out_dim), windowed with carried state."""
         window = max(self.model.samples_per_frame, int(PREDICT_WINDOW_SECONDS * self.sample_rate))
         state, ys = None, []
         for start in range(0, x.shape[1], window):
             y, state = self.model(x[:, start:start + window], state)
-            ys.append(y[0])
-        return torch.cat(ys, 0)
+            ys.append(y)
+        return torch.cat(ys, 1)
 
     def predict(self, waveform: np.ndarray | torch.Tensor, sample_rate: int) -> Prediction:
         x = self.prepare(waveform, sample_rate)
         if x.shape[1] < self.model.samples_per_frame:
             raise ValueError(f"signal too short: {x.shape[1]} samples at {self.sample_rate} Hz, "
                              f"need at least one frame ({self.model.samples_per_frame})")
-        out = self.frame_outputs(x.to(next(self.model.parameters()).device)).float().cpu()
+        out = self.frame_outputs(x.to(next(self.model.parameters()).device))[0].float().cpu()
         return outputs_to_prediction(out, self.config)
 
 
 def outputs_to_prediction(out: torch.Tensor, config: ModelConfig) -> Prediction:
-    """Per-frame model outputs (F, out_dim) -> Prediction, by the head's rule."""
-    kind = config.head.kind
-    if kind == "classify":
-        probs = torch.softmax(out, dim=-1).numpy()
-        scores = probs[-1]
-        label = config.labels[int(scores.argmax())] if config.labels else str(int(scores.argmax()))
-        return Prediction(label, scores, probs)
-    if kind == "anomaly":
-        frames = out.numpy()
-        top = float(frames.max())
-        return Prediction("anomaly" if top > config.head.threshold else "normal", np.array([top]), frames)
-    return Prediction(None, out[-1].numpy(), out.numpy())
+    """Per-frame model outputs (F, out_dim) -> Prediction, by the head's rule: :func:`clip_scores`
+    and :func:`clip_labels` on a batch of one, plus the frame scores (classification: posteriors)."""
+    scores = clip_scores(out[None], torch.tensor([out.shape[0]]), config)[0].numpy()
+    frame_scores = torch.softmax(out, dim=-1).numpy() if config.head.kind == "classify" else out.numpy()
+    return Prediction(clip_labels(scores[None], config)[0], scores, frame_scores)
 
 
 def clip_scores(y: torch.Tensor, frames: torch.Tensor, config: ModelConfig) -> torch.Tensor:
-    """Batched twin of :func:`outputs_to_prediction`'s clip scores, for padded batches.
+    """Clip scores of a padded batch, by the head's rule (what :class:`Prediction` calls ``scores``).
 
     y: (B, F, out_dim) per-frame outputs of a padded batch; frames: (B,) valid frames per item (>= 1).
     Returns (B, K): classification, the softmax at each item's last valid frame (K = labels);

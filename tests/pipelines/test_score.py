@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-import pipelines.score as score_mod
+import ssm_signal.bundle as bundle_mod
 from pipelines.score import ScoreConfig, score
 from ssm_signal import load_bundle, save_bundle
 from tests.test_bundle import small_model
@@ -105,7 +105,7 @@ def test_windowed_equals_whole(tmp_path, bundle_dir, monkeypatch):
     make_files(data, 4, seconds=2.0)
     whole = score(ScoreConfig(model=str(bundle_dir), input=str(data), output=str(tmp_path / "a.parquet"),
                               num_workers=0, accelerator="cpu", mlflow=False))
-    monkeypatch.setattr(score_mod, "WINDOW_SECONDS", 0.13)
+    monkeypatch.setattr(bundle_mod, "PREDICT_WINDOW_SECONDS", 0.13)
     windowed = score(ScoreConfig(model=str(bundle_dir), input=str(data), output=str(tmp_path / "b.parquet"),
                                  num_workers=0, accelerator="cpu", mlflow=False))
     a = pd.read_parquet(tmp_path / "a.parquet").set_index("path")
