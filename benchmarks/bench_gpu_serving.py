@@ -29,13 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_score import default_bundle  # noqa: E402
-from common import machine, percentile, write_result  # noqa: E402
+from common import default_bundle, machine, percentile, write_result  # noqa: E402
 
 from ssm_signal import kernels, load_bundle  # noqa: E402
 from ssm_signal.streaming.pool import CudaGraphRunner  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 FRAME_PERIOD_MS = 10.0
 
 
@@ -82,7 +80,7 @@ def measure(model, slots: int, ticks: int, fuse: bool) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--bundle", default=str(ROOT / "artifacts/kws_default"))
+    p.add_argument("--bundle", default=None, help="bundle directory (default artifacts/kws_default or random)")
     p.add_argument("--slots", type=int, nargs="+", default=[1024, 16384, 49152, 57344, 65536, 81920, 98304, 131072])
     p.add_argument("--ticks", type=int, default=200)
     p.add_argument("--unfused", action="store_true", help="capture the eager ops (CudaGraphRunner(fuse=False))")
@@ -90,7 +88,7 @@ def main() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        path, which = default_bundle(Path(tmp) / "bundle", args.bundle)
+        path, which = default_bundle(args.bundle, Path(tmp))
         model = load_bundle(path, device="cuda").model
     rows = []
     with torch.inference_mode():

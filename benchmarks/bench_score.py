@@ -22,26 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import machine, median, write_result  # noqa: E402
+from common import default_bundle, machine, median, write_result  # noqa: E402
 
-from ssm_signal import load_bundle, save_bundle  # noqa: E402
-from ssm_signal.models import ModelConfig, SignalModel  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def default_bundle(path: Path, explicit: str | None) -> tuple[str, str]:
-    if explicit and Path(explicit).exists():
-        return explicit, "trained bundle"
-    cfg = yaml.safe_load((ROOT / "configs/kws_default.yaml").read_text())["model"]["network"]
-    labels = [f"class{i}" for i in range(cfg["head"]["num_classes"])]
-    model = SignalModel(ModelConfig.from_dict({**cfg, "labels": labels}))
-    save_bundle(model, path, name="kws_default_random")
-    return str(path), "configs/kws_default.yaml architecture, random weights"
+from ssm_signal import load_bundle  # noqa: E402
 
 
 def write_files(root: Path, n: int, seconds: float, rate: int = 16000) -> None:
@@ -79,7 +65,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=2)
-    p.add_argument("--bundle", default=str(ROOT / "artifacts/kws_default"))
+    p.add_argument("--bundle", default=None, help="bundle directory (default artifacts/kws_default or random)")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     from pipelines.score import ScoreConfig, score
@@ -87,7 +73,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        bundle_path, which = default_bundle(tmp / "bundle", args.bundle)
+        bundle_path, which = default_bundle(args.bundle, tmp)
         t = time.time()
         write_files(tmp / "data", args.files, args.seconds)
         print(f"wrote {args.files} files in {time.time() - t:.1f} s", flush=True)

@@ -32,30 +32,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import machine, percentile, write_result  # noqa: E402
+from common import default_bundle, machine, percentile, write_result  # noqa: E402
 
-from ssm_signal import load_bundle, save_bundle  # noqa: E402
-from ssm_signal.models import ModelConfig, SignalModel  # noqa: E402
+from ssm_signal import load_bundle  # noqa: E402
 from ssm_signal.streaming import StreamConfig, StreamEngine, StreamingSession, StreamPool  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def default_bundle(explicit: str | None, tmp: Path):
-    path = Path(explicit) if explicit else ROOT / "artifacts" / "kws_default"
-    if (path / "model.safetensors").is_file():
-        return load_bundle(path), f"trained bundle {path}"
-    if explicit:
-        raise SystemExit(f"{explicit} is not a bundle")
-    cfg = yaml.safe_load((ROOT / "configs/kws_default.yaml").read_text())["model"]["network"]
-    labels = [f"class{i}" for i in range(cfg["head"]["num_classes"] - 2)] + ["_silence_", "_unknown_"]
-    model = SignalModel(ModelConfig.from_dict({**cfg, "labels": labels})).eval()
-    return load_bundle(save_bundle(model, tmp / "kws_default", name="kws_default_random")), \
-        "configs/kws_default.yaml architecture, random weights"
 
 
 def rss_mb() -> float:
@@ -144,7 +127,8 @@ def main() -> None:
     if a.cache:
         os.environ["SSM_SIGNAL_CACHE"] = a.cache
     tmp = Path(tempfile.mkdtemp())
-    bundle, weights = default_bundle(a.model, tmp)
+    path, weights = default_bundle(a.model, tmp)
+    bundle = load_bundle(path)
     seconds = 3.0 if a.quick else 30.0
     info = machine()
     if info["device"] != "cpu":  # a GPU host: this benchmark still measures its CPU only

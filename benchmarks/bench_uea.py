@@ -114,11 +114,11 @@ def stats(xs: list[float]) -> dict:
 
 def evaluate(name: str, seeds: list[int], root: Path, threads: int) -> dict:
     config = CONFIGS[name]
-    runs = []
+    runs, n = [], n_test(name, root)
     for s in seeds:
         r = fit(config, s, root, [])
         acc = r["metrics"]["test_acc"]
-        runs.append({"seed": s, "test_acc": acc, "test_errors": round((1 - acc) * n_test(name, root)),
+        runs.append({"seed": s, "test_acc": acc, "test_errors": round((1 - acc) * n),
                      "fit_seconds": r["fit_seconds"], "wall_seconds": r["wall_seconds"],
                      "loadavg_1min": r["loadavg_1min"]})
         print(f"{name} seed {s}: test accuracy {acc:.4f}  fit {r['fit_seconds']:.1f} s  "

@@ -28,8 +28,12 @@ def compile_step(module: torch.nn.Module, *, dynamic: bool = False) -> Callable[
     """
     if not hasattr(module, "_step"):
         raise ValueError(f"{type(module).__name__} has no _step to compile")
-    on_cpu = all(p.device.type == "cpu" for p in module.parameters())
-    # on CPU the generated kernels are called from a C++ wrapper instead of a Python one: less
-    # per-call overhead, which is most of a step this small (0.26 -> 0.24 ms for 4 Mamba layers
-    # at d_model 64 in back-to-back runs of benchmarks/bench_core_cpu.py's step timing)
-    return torch.compile(module._step, fullgraph=True, dynamic=dynamic, options={"cpp_wrapper": on_cpu})
+    return torch.compile(module._step, fullgraph=True, dynamic=dynamic, options=inductor_options(module))
+
+
+def inductor_options(module: torch.nn.Module) -> dict:
+    """Inductor options for compiling a streaming step of ``module``. On CPU the generated kernels
+    are called from a C++ wrapper instead of a Python one: less per-call overhead, which is most of
+    a step this small (0.26 -> 0.24 ms for 4 Mamba layers at d_model 64 in back-to-back runs of
+    benchmarks/bench_core_cpu.py's step timing)."""
+    return {"cpp_wrapper": all(p.device.type == "cpu" for p in module.parameters())}

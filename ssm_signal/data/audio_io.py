@@ -8,6 +8,7 @@ Every failure is a :class:`DataError` naming the file and the reason.
 
 from __future__ import annotations
 
+import stat
 import dataclasses
 import math
 from pathlib import Path
@@ -163,10 +164,14 @@ def fix_length(wave: torch.Tensor, length: int, mode: str = "start", offset: int
 def _existing(path: str | Path) -> Path:
     """The path of a file that exists and is not 0 bytes long, else a DataError saying which."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        st = path.stat()  # one system call per file: this runs for every clip read in training
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         raise DataError(f"{path}: no such file")
     # libsndfile calls a 0-byte file "Format not recognised"; say what it is, so it is counted as empty
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
     return path
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ssm_signal.compile import inductor_options
 from ssm_signal.frontends import LogMel, LogMelState, SensorFrontendState
 from ssm_signal.models import AnomalyHead, ClassifierHead, SignalModel, SignalModelState
 from ssm_signal.state import State
@@ -117,8 +118,7 @@ def compiled(model: SignalModel, kind: str = "frame") -> Callable:
             def run(frames, active, state):
                 y, new = pool_step(model, frames, active, state)
                 return y, new._apply(_row_major)
-        options = {"cpp_wrapper": True} if next(model.parameters()).device.type == "cpu" else {}
-        table[kind] = torch.compile(run, fullgraph=True, dynamic=False, options=options)
+        table[kind] = torch.compile(run, fullgraph=True, dynamic=False, options=inductor_options(model))
     return table[kind]
 
 
