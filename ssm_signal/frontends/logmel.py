@@ -85,7 +85,9 @@ def read_phase(phase: Tensor, period: int, owner: str) -> int:
     seen the same number of samples mod ``period``; a batch mixing phases would need a
     ragged output, so it is refused rather than silently misaligned.
     """
-    lo, hi = torch.stack([phase.min(), phase.max()]).tolist()
+    lo = hi = int(phase) if phase.numel() == 1 else None  # a single stream needs no reduction
+    if lo is None:
+        lo, hi = torch.stack([phase.min(), phase.max()]).tolist()
     if lo != hi:
         raise ValueError(
             f"{owner}: all streams of a batch must be at the same phase (samples seen mod {period}), "

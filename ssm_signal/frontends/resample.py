@@ -199,15 +199,6 @@ class Resampler(StreamingModule):
         """How far the aligned output runs behind the input, in seconds."""
         return self.delay / self.out_rate
 
-    def outputs_for(self, n_samples: int, phase: int = 0) -> int:
-        """Causal outputs completed by ``n_samples`` inputs arriving at ``phase`` (= inputs seen mod M)."""
-        L, M = self.up, self.down
-        return -(-(phase + n_samples) * L // M) - (-(phase * L) // M)
-
-    def output_length(self, n_samples: int) -> int:
-        """Samples :func:`resample` returns for a whole signal of ``n_samples``: ceil(n L / M)."""
-        return -(-n_samples * self.up // self.down)
-
     def init_state(self, batch_size: int, *, device=None, dtype: torch.dtype = torch.float32) -> ResamplerState:
         return ResamplerState(
             history=torch.zeros(batch_size, self.d_model, self.history_len, device=device, dtype=dtype),
@@ -226,7 +217,7 @@ class Resampler(StreamingModule):
         B = state.batch_size
         if self.identity:
             return state.history.new_zeros(B, 0, self.d_model), state
-        q = _phase(state.phase, self.down)
+        q = read_phase(state.phase, self.down, "Resampler")
         owed = batch_value(state.primed, "Resampler primed")
         L, M = self.up, self.down
         k0 = -(-(q * L) // M)
@@ -249,7 +240,7 @@ class Resampler(StreamingModule):
     def _block(self, x: Tensor, state: ResamplerState) -> tuple[Tensor, ResamplerState]:
         B, n, C = x.shape
         L, M, D = self.up, self.down, self.delay
-        q = _phase(state.phase, M)
+        q = read_phase(state.phase, M, "Resampler")
         primed = batch_value(state.primed, "Resampler primed")
         buf = torch.cat([state.history.to(x.dtype), x.transpose(1, 2)], dim=2)  # (B, C, H + n)
         k0, k1 = -(-(q * L) // M), -(-((q + n) * L) // M)  # emitted causal outputs k' in [k0, k1)
@@ -301,21 +292,13 @@ class Resampler(StreamingModule):
         return torch.cat(out, 1)
 
 
-def _phase(phase: Tensor, period: int) -> int:
-    """The batch's common input phase (a single stream needs no reduction)."""
-    if phase.numel() == 1:
-        q = int(phase)
-        if not 0 <= q < period:
-            raise ValueError(f"Resampler: state phase {q} is outside [0, {period})")
-        return q
-    return read_phase(phase, period, "Resampler")
-
-
-@functools.lru_cache(maxsize=32)
-def _shared_resampler(in_rate: int, out_rate: int, rolloff: float, attenuation_db: float, method: str) -> Resampler:
-    # one per rate pair and design, so its coefficients are built once per (dtype, device), not per
-    # call: batch scoring and predict() resample file after file at the same few rates
-    return Resampler(in_rate, out_rate, rolloff=rolloff, attenuation_db=attenuation_db, method=method)
+@functools.lru_cache(maxsize=64)
+def shared_resampler(in_rate: int, out_rate: int, channels: int = 1, *, rolloff: float = 0.9,
+                     attenuation_db: float = 80.0, method: str = "auto") -> Resampler:
+    """One :class:`Resampler` per rate pair, channel count and design for the whole process, so its
+    coefficients are built once per (dtype, device): batch scoring, predict() and every streaming
+    engine resample chunk after chunk at the same few rates. The module holds no stream state."""
+    return Resampler(in_rate, out_rate, channels, rolloff=rolloff, attenuation_db=attenuation_db, method=method)
 
 
 def resample(x: Tensor, in_rate: int, out_rate: int, *, rolloff: float = 0.9, attenuation_db: float = 80.0,
@@ -330,7 +313,7 @@ def resample(x: Tensor, in_rate: int, out_rate: int, *, rolloff: float = 0.9, at
     if x.dim() == 0 or x.shape[-1] == 0:
         raise ValueError(f"resample: x must have at least one sample along its last axis, got {tuple(x.shape)}")
     lead, n = x.shape[:-1], x.shape[-1]
-    r = _shared_resampler(in_rate, out_rate, rolloff, attenuation_db, method)
+    r = shared_resampler(in_rate, out_rate, rolloff=rolloff, attenuation_db=attenuation_db, method=method)
     if r.identity:
         return x
     flat = x.reshape(-1, n, 1)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -35,7 +36,7 @@ import torch
 from torch import Tensor
 
 from ssm_signal.bundle import Bundle, pcm_to_float
-from ssm_signal.frontends.resample import Resampler, ResamplerState
+from ssm_signal.frontends.resample import Resampler, ResamplerState, shared_resampler
 from ssm_signal.models import SignalModel, SignalModelState
 from ssm_signal.state import State, batch_value
 from ssm_signal.streaming.events import DetectorConfig, DetectorState, Event, EventDetector
@@ -217,7 +218,6 @@ class StreamEngine:
             ["anomaly"] if head == "anomaly" else [f"f{i}" for i in range(model.d_output)])
         self.detector = EventDetector(self.kind, self.labels, self.frame_rate, self.config.detector,
                                       default_threshold=cfg.head.threshold)
-        self._resamplers: dict[int, Resampler] = {}
         mode = self.config.compile
         if mode is None:
             mode = "aot" if self.device.type == "cpu" and _have_compiler() else "eager"
@@ -278,13 +278,7 @@ class StreamEngine:
         return len(self.labels)
 
     def resampler(self, rate: int) -> Resampler:
-        if rate not in self._resamplers:
-            self._resamplers[rate] = Resampler(rate, self.rate, self.channels)
-        return self._resamplers[rate]
-
-    def latency_seconds(self, rate: int) -> float:
-        """Algorithmic latency at input rate ``rate``: resampler delay + up to one hop of buffering."""
-        return self.resampler(rate).delay_seconds + self.hop / self.rate
+        return shared_resampler(rate, self.rate, self.channels)
 
     def warm_up(self, rates: tuple[int, ...] = (48000, 16000),
                 chunk_seconds: tuple[float, ...] = (0.02, 0.2, 1.0, 0.02)) -> float:
@@ -411,13 +405,9 @@ def canonical(t: Tensor) -> Tensor:
     return t.clone(memory_format=torch.contiguous_format)
 
 
-_COMPILER: bool | None = None
-
-
+@functools.cache
 def _have_compiler() -> bool:
-    global _COMPILER
-    if _COMPILER is None:
-        import shutil
+    """A C++ compiler for Inductor's CPU code (compiled steps fall back to eager without one)."""
+    import shutil
 
-        _COMPILER = any(shutil.which(c) for c in ("g++", "c++", "clang++"))
-    return _COMPILER
+    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssm_signal.bundle import CONFIG_FILE, WEIGHTS_FILE
+from ssm_signal.bundle import CONFIG_FILE, FORMAT, WEIGHTS_FILE
 from ssm_signal.streaming.engine import StreamEngine, check_sample_rate
 from ssm_signal.streaming.events import Event
 from ssm_signal.streaming.session import StreamingSession, Update
@@ -259,7 +259,7 @@ def find_bundles(root: str | Path = "artifacts", max_depth: int = 3) -> list[dic
             meta = json.loads(cfg.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if not isinstance(meta, dict) or meta.get("format") != "ssm-signal-bundle":
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             continue
         found.append({"name": str(meta.get("name", d.name)), "version": str(meta.get("version", "")),
                       "source": str(d)})

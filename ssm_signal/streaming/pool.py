@@ -39,7 +39,14 @@ from torch import Tensor
 from ssm_signal.bundle import Bundle
 from ssm_signal.frontends.resample import ResamplerState
 from ssm_signal.models import SignalModel, SignalModelState
-from ssm_signal.streaming.engine import StreamConfig, StreamEngine, as_samples, canonical, check_sample_rate
+from ssm_signal.streaming.engine import (
+    StreamConfig,
+    StreamEngine,
+    _have_compiler,
+    as_samples,
+    canonical,
+    check_sample_rate,
+)
 from ssm_signal.streaming.events import DetectorState, Event
 from ssm_signal.streaming.session import Timing, Update
 from ssm_signal.streaming.step import compiled, frame_step, pool_step
@@ -253,7 +260,7 @@ class StreamPool:
         device = self.engine.device
         if runner == "auto":
             runner = "cuda_graph" if device.type == "cuda" else (
-                "compiled" if config.compile is not False and _compiler_ok() else "eager")
+                "compiled" if config.compile is not False and _have_compiler() else "eager")
         if runner == "cuda_graph":
             self.runner = CudaGraphRunner(self.engine.model, slots, device)
         elif runner == "compiled":
@@ -439,8 +446,3 @@ def _merge(updates: list[Update]) -> Update:
                   Timing(proc, audio, proc / audio if audio else 0.0, last.timing.backlog_s), last.labels,
                   final=any(u.final for u in updates))
 
-
-def _compiler_ok() -> bool:
-    from ssm_signal.streaming.engine import _have_compiler
-
-    return _have_compiler()
