@@ -260,7 +260,7 @@ class StreamPool:
         device = self.engine.device
         if runner == "auto":
             runner = "cuda_graph" if device.type == "cuda" else (
-                "compiled" if config.compile is not False and _have_compiler() else "eager")
+                "compiled" if config.compile not in (False, "eager") and _have_compiler() else "eager")
         if runner == "cuda_graph":
             self.runner = CudaGraphRunner(self.engine.model, slots, device)
         elif runner == "compiled":
