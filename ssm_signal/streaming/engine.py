@@ -266,7 +266,7 @@ class StreamEngine:
             pending=torch.zeros(batch_size, self.hop, self.channels),
             n_pending=torch.zeros(batch_size, **i64),
             model=self.model.init_state(batch_size, device=self.device),
-            detector=self.detector.init_state(batch_size, width=self.width),
+            detector=self.detector.init_state(batch_size),
             input_rate=torch.full((batch_size,), rate, **i64),
             samples_in=torch.zeros(batch_size, **i64),
             finished=torch.zeros(batch_size, **i64),

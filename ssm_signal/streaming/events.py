@@ -134,11 +134,12 @@ class EventDetector:
 
     @property
     def width(self) -> int:
-        return len(self.labels) if self.kind == "keyword" else 1
+        """Score columns: one per label (keywords: the labels; anomaly: ["anomaly"]; forecasts: features)."""
+        return len(self.labels)
 
-    def init_state(self, batch_size: int, *, device=None, width: int | None = None) -> DetectorState:
+    def init_state(self, batch_size: int, *, device=None) -> DetectorState:
         return DetectorState(
-            recent=torch.zeros(batch_size, self.window - 1, width or self.width, device=device),
+            recent=torch.zeros(batch_size, self.window - 1, self.width, device=device),
             seen=torch.zeros(batch_size, dtype=torch.int64, device=device),
             quiet_until=torch.zeros(batch_size, dtype=torch.int64, device=device),
             held=torch.full((batch_size,), -1, dtype=torch.int64, device=device),

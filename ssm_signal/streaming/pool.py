@@ -268,7 +268,7 @@ class StreamPool:
         else:
             self.runner = EagerRunner(self.engine.model, slots, device)
         self.runner_kind = runner
-        self.detector_state: DetectorState = self.engine.detector.init_state(slots, width=self.engine.width)
+        self.detector_state: DetectorState = self.engine.detector.init_state(slots)
         self._streams: dict[int, _Stream] = {}
         self._free = list(range(slots))
         self._ids = itertools.count()
@@ -289,7 +289,7 @@ class StreamPool:
             if not self._free:
                 old, new = self.slots, self.slots * 2
                 self.runner.grow(new)  # the CUDA-graph runner refuses: its slots are fixed
-                extra = self.engine.detector.init_state(new - old, width=self.engine.width)
+                extra = self.engine.detector.init_state(new - old)
                 self.detector_state = DetectorState.cat([self.detector_state, extra])
                 self._free = list(range(old, new))
             slot = self._free.pop(0)
