@@ -31,7 +31,8 @@ register(Backend(
 ))
 
 # One step of a recurrence is already a handful of vectorised ops: the torch backend
-# shares the reference step functions and replaces only the sequence-level ops.
+# shares the reference step functions (the in-place serving steps included: step + masked
+# write) and replaces only the sequence-level ops.
 register(Backend(
     name="torch",
     ops={
@@ -39,6 +40,8 @@ register(Backend(
         "selective_step": reference.selective_step,
         "ssd_scan": _ssd_scan_torch,
         "ssd_step": reference.ssd_step,
+        "selective_step_inplace": reference.selective_step_inplace,
+        "ssd_step_inplace": reference.ssd_step_inplace,
         "lti_scan": _lti_scan_torch,
         "local_attention": _local_attention_torch,
         "gated_rms_norm": reference.gated_rms_norm,

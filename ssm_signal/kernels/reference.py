@@ -17,6 +17,11 @@ Glossary (Gu & Dao 2023, "Mamba"; Dao & Gu 2024, "Transformers are SSMs"):
 
 Arithmetic runs in float64 when any input is float64, else float32; outputs are cast
 back to the input dtype and the final state to the initial state's dtype.
+
+The ``*_step_inplace`` twins are the serving form of the steps (StreamPool's tick): they write
+h_t over h_{t-1} in the caller's tensor, only in the rows an ``active`` mask selects, and return
+y_t alone. Here they are the pure step followed by a masked write; the GPU kernels do the same
+with one read and one write of the state.
 """
 
 from __future__ import annotations
@@ -31,6 +36,30 @@ from torch import Tensor
 def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
     """float64 if any tensor is float64, else float32 (bf16/fp16 inputs are upcast)."""
     return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def check_active(active: Tensor | None, n_rows: int, device: torch.device) -> None:
+    """active: None, or a (n_rows,) bool/uint8 mask on ``device`` (shape checks only: no device sync)."""
+    if active is None:
+        return
+    if active.dtype not in (torch.bool, torch.uint8):
+        raise ValueError(f"active must be bool or uint8, got {active.dtype}")
+    if tuple(active.shape) != (n_rows,):
+        raise ValueError(f"active must have shape ({n_rows},), got {tuple(active.shape)}")
+    if active.device != device:
+        raise ValueError(f"active is on {active.device}, the state on {device}")
+
+
+def write_rows_(dst: Tensor, src: Tensor, active: Tensor | None = None) -> None:
+    """dst[i] = src[i] in place for every row i (dim 0) where ``active`` (B,) is true; all rows if None.
+
+    The masked form is one elementwise ``where`` written over ``dst``: rows left out keep their bits.
+    """
+    if active is None:
+        dst.copy_(src)
+    else:
+        keep_new = active.to(torch.bool).reshape((-1,) + (1,) * (dst.dim() - 1))
+        torch.where(keep_new, src.to(dst.dtype), dst, out=dst)
 
 
 # ---------------------------------------------------------------------------------------
@@ -58,6 +87,21 @@ def selective_step(
     if z is not None:
         y = y * F.silu(z.to(cd))
     return y.to(x.dtype), h_new.to(h.dtype)
+
+
+def selective_step_inplace(
+    x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+    z: Tensor | None, dt_bias: Tensor | None, h: Tensor, active: Tensor | None = None,
+) -> Tensor:
+    """:func:`selective_step` writing h_t over ``h`` (B, D_in, N) in place; returns y_t (B, D_in).
+
+    active: (B,) bool or uint8, None = every row. Rows with active False keep their state bit for
+    bit; their y is finite but meaningless (the caller ignores it).
+    """
+    check_active(active, x.shape[0], h.device)
+    y, h_new = selective_step(x, dt, A, B, C, D, z, dt_bias, h)
+    write_rows_(h, h_new, active)
+    return y
 
 
 def selective_scan(
@@ -97,6 +141,20 @@ def ssd_step(
     if D is not None:
         y = y + D.to(cd)[:, None] * x_
     return y.to(x.dtype), h_new.to(h.dtype)
+
+
+def ssd_step_inplace(
+    x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+    dt_bias: Tensor | None, h: Tensor, active: Tensor | None = None,
+) -> Tensor:
+    """:func:`ssd_step` writing h_t over ``h`` (B, H, P, N) in place; returns y_t (B, H, P).
+
+    active: (B,) bool or uint8, None = every row; inactive rows as in :func:`selective_step_inplace`.
+    """
+    check_active(active, x.shape[0], h.device)
+    y, h_new = ssd_step(x, dt, A, B, C, D, dt_bias, h)
+    write_rows_(h, h_new, active)
+    return y
 
 
 def ssd_scan(

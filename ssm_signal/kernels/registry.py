@@ -24,6 +24,8 @@ OPS = (
     "selective_step",  # Mamba-1 / S6, one time step
     "ssd_scan",  # Mamba-2 SSD over a sequence
     "ssd_step",  # Mamba-2 SSD, one time step
+    "selective_step_inplace",  # Mamba-1 step writing the state in place, masked rows (serving)
+    "ssd_step_inplace",  # Mamba-2 step writing the state in place, masked rows (serving)
     "lti_scan",  # S4D: diagonal LTI SSM over a sequence
     "local_attention",  # causal sliding-window attention against a ring-buffer KV cache
     "gated_rms_norm",  # Mamba-2's output norm: rmsnorm(x * silu(z)) * weight per group

@@ -74,19 +74,23 @@ class Block(StreamingModule):
     def init_state(self, batch_size: int, *, device=None, dtype: torch.dtype = torch.float32) -> State:
         return self.mixer.init_state(batch_size, device=device, dtype=dtype)
 
-    def _forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        y, state = self.mixer._forward(self.norm(x), state)
+    def _residual(self, x: Tensor, y: Tensor) -> Tensor:
+        """x + y (the mixer's output), then the MLP's residual branch: (..., d_model)."""
         x = x + y
         if self.mlp is not None:
             x = x + self.mlp(self.norm2(x))
-        return x, state
+        return x
+
+    def _forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        y, state = self.mixer._forward(self.norm(x), state)
+        return self._residual(x, y), state
 
     def _step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         y, state = self.mixer._step(self.norm(x_t), state)
-        x_t = x_t + y
-        if self.mlp is not None:
-            x_t = x_t + self.mlp(self.norm2(x_t))
-        return x_t, state
+        return self._residual(x_t, y), state
+
+    def _step_(self, x_t: Tensor, state: State, active: Tensor | None) -> Tensor:
+        return self._residual(x_t, self.mixer._step_(self.norm(x_t), state, active))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,3 +141,8 @@ class Backbone(StreamingModule):
             x_t, s = block._step(x_t, s)
             new.append(s)
         return self.norm_f(x_t), BackboneState(tuple(new))
+
+    def _step_(self, x_t: Tensor, state: BackboneState, active: Tensor | None) -> Tensor:
+        for block, s in zip(self.blocks, state.layers, strict=True):
+            x_t = block._step_(x_t, s, active)
+        return self.norm_f(x_t)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssm_signal.kernels import get_op
+from ssm_signal.kernels.reference import write_rows_
 from ssm_signal.layers.base import StreamingModule, upcast
 from ssm_signal.layers.conv import causal_conv1d, causal_conv1d_step
 from ssm_signal.state import State
@@ -114,12 +115,23 @@ class Mamba(StreamingModule):
         y, h = scan(x, dt, A, B, C, upcast(self.D), z, upcast(self.dt_proj.bias), state.ssm)
         return self.out_proj(y), MambaState(conv=conv, ssm=h)
 
-    def _step(self, u_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
+    def _step_inputs(self, u_t: Tensor, conv: Tensor) -> tuple[tuple, Tensor]:
+        """u_t (B, d_model), conv state -> the selective step's arguments (x, dt, A, B, C, D, z,
+        dt_bias) before the state, and the new conv state."""
         x, z = self.in_proj(u_t).chunk(2, dim=-1)  # (B, d_inner)
-        x, conv = causal_conv1d_step(x, self.conv1d.weight, self.conv1d.bias, state.conv)
+        x, conv = causal_conv1d_step(x, self.conv1d.weight, self.conv1d.bias, conv)
         x = F.silu(x)
         dt, B, C = self._selective_inputs(x)
         A = -torch.exp(upcast(self.A_log))
-        step = get_op("selective_step", u_t.device)
-        y, h = step(x, dt, A, B, C, upcast(self.D), z, upcast(self.dt_proj.bias), state.ssm)
+        return (x, dt, A, B, C, upcast(self.D), z, upcast(self.dt_proj.bias)), conv
+
+    def _step(self, u_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
+        args, conv = self._step_inputs(u_t, state.conv)
+        y, h = get_op("selective_step", u_t.device)(*args, state.ssm)
         return self.out_proj(y), MambaState(conv=conv, ssm=h)
+
+    def _step_(self, u_t: Tensor, state: MambaState, active: Tensor | None) -> Tensor:
+        # h advances in place inside the step kernel; the small conv buffer is written back
+        args, conv = self._step_inputs(u_t, state.conv)
+        write_rows_(state.conv, conv, active)
+        return self.out_proj(get_op("selective_step_inplace", u_t.device)(*args, state.ssm, active))

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssm_signal.kernels import get_op
+from ssm_signal.kernels.reference import write_rows_
 from ssm_signal.layers.base import StreamingModule, upcast
 from ssm_signal.layers.conv import causal_conv1d, causal_conv1d_step
 from ssm_signal.layers.mamba import init_dt_bias
@@ -116,13 +117,28 @@ class Mamba2(StreamingModule):
         y = self.norm(y.reshape(Bsz, L, self.d_inner), z)
         return self.out_proj(y), Mamba2State(conv=conv, ssm=h)
 
-    def _step(self, u_t: Tensor, state: Mamba2State) -> tuple[Tensor, Mamba2State]:
+    def _step_inputs(self, u_t: Tensor, conv: Tensor) -> tuple[Tensor, tuple, Tensor]:
+        """u_t (B, d_model), conv state -> z (B, d_inner), the SSD step's arguments
+        (x, dt, A, B, C, D, dt_bias) before the state, and the new conv state."""
         z, xBC, dt = self._split(self.in_proj(u_t))
-        xBC, conv = causal_conv1d_step(xBC, self.conv1d.weight, self.conv1d.bias, state.conv)
+        xBC, conv = causal_conv1d_step(xBC, self.conv1d.weight, self.conv1d.bias, conv)
         x, B, C = self._split_xbc(F.silu(xBC))
         A = -torch.exp(upcast(self.A_log))
-        step = get_op("ssd_step", u_t.device)
-        y, h = step(x, dt, A, B, C, upcast(self.D), upcast(self.dt_bias), state.ssm)
-        y = self.norm(y.reshape(u_t.shape[0], self.d_inner), z)
-        return self.out_proj(y), Mamba2State(conv=conv, ssm=h)
+        return z, (x, dt, A, B, C, upcast(self.D), upcast(self.dt_bias)), conv
+
+    def _step_output(self, y: Tensor, z: Tensor) -> Tensor:
+        return self.out_proj(self.norm(y.reshape(z.shape[0], self.d_inner), z))
+
+    def _step(self, u_t: Tensor, state: Mamba2State) -> tuple[Tensor, Mamba2State]:
+        z, args, conv = self._step_inputs(u_t, state.conv)
+        y, h = get_op("ssd_step", u_t.device)(*args, state.ssm)
+        return self._step_output(y, z), Mamba2State(conv=conv, ssm=h)
+
+    def _step_(self, u_t: Tensor, state: Mamba2State, active: Tensor | None) -> Tensor:
+        # h, the largest state, advances in place inside the step kernel (one read, one write);
+        # the small conv buffer is shifted out of place and written back
+        z, args, conv = self._step_inputs(u_t, state.conv)
+        write_rows_(state.conv, conv, active)
+        y = get_op("ssd_step_inplace", u_t.device)(*args, state.ssm, active)
+        return self._step_output(y, z)
 

@@ -9,6 +9,11 @@ compiled (``torch.compile``, CPU) or captured in a CUDA graph over a fixed batch
 
 ``pool_step`` adds the per-stream mask of a StreamPool tick: streams without a frame this
 tick keep their state (a ``where`` per state tensor, inside the same graph).
+
+``frame_step_`` is the serving twin (the CUDA-graph pool's tick): the same step written over the
+state's tensors in place, masked per stream, through the layers' ``step_``, so that the SSM
+states are read once and written once per tick instead of being materialised anew and copied
+back. It equals ``pool_step`` (tests compare them).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from torch import Tensor
 
 from ssm_signal.compile import inductor_options
 from ssm_signal.frontends import LogMel, LogMelState, SensorFrontendState
+from ssm_signal.layers.base import write_state_
 from ssm_signal.models import AnomalyHead, ClassifierHead, SignalModel, SignalModelState
 from ssm_signal.state import State
 
@@ -36,31 +42,55 @@ log = logging.getLogger("ssm_signal.streaming")
 warnings.filterwarnings("ignore", message="Torchinductor does not support code generation for complex operators")
 
 
-def frame_step(model: SignalModel, frame: Tensor, state: SignalModelState) -> tuple[Tensor, SignalModelState]:
-    """frame (B, samples_per_frame, C) at phase 0 -> y (B, out_dim), new state. Unchecked."""
+def _frontend_step(model: SignalModel, frame: Tensor, st: LogMelState | SensorFrontendState
+                   ) -> tuple[Tensor, State]:
+    """frame (B, samples_per_frame, C) at phase 0 -> features (B, feature_dim), new frontend state."""
     fe = model.frontend
     if isinstance(fe, LogMel):
-        st: LogMelState = state.frontend
         # at phase 0 the frame is the last n_fft samples, which is also the new history
         window = torch.cat([st.history.to(frame.dtype), frame[..., 0]], dim=1)[:, -fe.n_fft:]
         feats = fe._normalize(fe._frames_to_logmel(window))
-        fs = LogMelState(history=window.to(st.history.dtype), phase=st.phase)
-    else:
-        st: SensorFrontendState = state.frontend
-        # phase 0: the partial sum is empty before and after a whole block
-        feats = fe._normalize((st.partial_sum.to(frame.dtype) + frame.sum(1)) / fe.decimate)
-        fs = st
-    hidden, bs = model.backbone._step(model.input_proj(feats), state.backbone)
-    head_state = state.head
+        return feats, LogMelState(history=window.to(st.history.dtype), phase=st.phase)
+    # phase 0: the partial sum is empty before and after a whole block
+    return fe._normalize((st.partial_sum.to(frame.dtype) + frame.sum(1)) / fe.decimate), st
+
+
+def _head_step(model: SignalModel, feats: Tensor, hidden: Tensor, head_state: tuple[State, ...]
+               ) -> tuple[Tensor, tuple[State, ...]]:
+    """features (B, feature_dim), backbone output (B, d_model) -> y (B, out_dim), new head state."""
     if isinstance(model.head, ClassifierHead):
-        y = model.head(hidden)
-    elif isinstance(model.head, AnomalyHead):
+        return model.head(hidden), head_state
+    if isinstance(model.head, AnomalyHead):
         pred = model.head.forecast(hidden)
-        y, hs = model.head.score(feats.unsqueeze(1), pred.unsqueeze(1), state.head[0])
-        y, head_state = y[:, 0], (hs,)
-    else:
-        y = model.head(hidden)
+        y, hs = model.head.score(feats.unsqueeze(1), pred.unsqueeze(1), head_state[0])
+        return y[:, 0], (hs,)
+    return model.head(hidden), head_state
+
+
+def frame_step(model: SignalModel, frame: Tensor, state: SignalModelState) -> tuple[Tensor, SignalModelState]:
+    """frame (B, samples_per_frame, C) at phase 0 -> y (B, out_dim), new state. Unchecked."""
+    feats, fs = _frontend_step(model, frame, state.frontend)
+    hidden, bs = model.backbone._step(model.input_proj(feats), state.backbone)
+    y, head_state = _head_step(model, feats, hidden, state.head)
     return y, SignalModelState(fs, bs, head_state)
+
+
+def frame_step_(model: SignalModel, frame: Tensor, state: SignalModelState, active: Tensor | None = None) -> Tensor:
+    """:func:`frame_step` written over ``state``'s tensors in place, only for the streams where
+    ``active`` (B,) bool is true (all when None): frame (B, samples_per_frame, C) -> y (B, out_dim).
+    Inactive streams keep their state bit for bit; their y is finite and meaningless. Unchecked;
+    inference only (run it under ``torch.inference_mode`` or ``no_grad``, as the pool's runners do).
+
+    The backbone advances through the layers' ``_step_`` (the SSM states in place, inside the step
+    kernels); the small frontend and head states are computed anew and written back.
+    """
+    feats, fs = _frontend_step(model, frame, state.frontend)
+    hidden = model.backbone._step_(model.input_proj(feats), state.backbone, active)
+    y, head_state = _head_step(model, feats, hidden, state.head)
+    write_state_(state.frontend, fs, active)
+    for dst, src in zip(state.head, head_state, strict=True):
+        write_state_(dst, src, active)
+    return y
 
 
 def zip_states(fn: Callable[[Tensor, Tensor], Tensor], a: State, b: State) -> State:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssm_signal.models import BackboneConfig, FrontendConfig, HeadConfig, ModelConfig, SignalModel
-from ssm_signal.streaming.step import frame_step, masked, pool_step
+from ssm_signal.streaming.step import frame_step, frame_step_, masked, pool_step
 from tests.helpers import rel_err, state_rel_err
 from tests.streaming.conftest import kws_model
 
@@ -53,6 +53,46 @@ def test_pool_step_keeps_inactive_streams(seed):
     for a, b, c in zip(s.tensors(), s_all.tensors(), s0.tensors(), strict=True):
         assert torch.equal(a[active], b[active]) and torch.equal(a[~active], c[~active])
     assert masked(torch.ones(4, dtype=torch.bool), s_all, s0).signature() == s0.signature()
+
+
+def tick_masks(S: int, ticks: int, gen: torch.Generator) -> list[torch.Tensor | None]:
+    """Random per-slot masks (both values present), every third tick None (all slots advance)."""
+    out: list[torch.Tensor | None] = []
+    for t in range(ticks):
+        if t % 3 == 2:
+            out.append(None)
+        else:
+            a = torch.rand(S, generator=gen) < 0.6
+            a[t % S], a[(t + 1) % S] = True, False
+            out.append(a)
+    return out
+
+
+@pytest.mark.parametrize("make", [lambda: kws_model(("mamba2",) * 4), lambda: kws_model(("mamba", "s4d", "attention")),
+                                  lambda: sensor("anomaly")], ids=["kws_default_arch", "kws_hybrid", "sensor_anomaly"])
+@torch.inference_mode()
+def test_frame_step_inplace_equals_pool_step(make, seed):
+    """Several ticks with random masks: frame_step_ writes exactly pool_step's state over the caller's
+    tensors (bit for bit on the CPU paths) and gives its y for the active streams; idle streams' state
+    never changes."""
+    m = make()
+    S, hop, C, ticks = 5, m.samples_per_frame, m.d_model, 7
+    gen = torch.Generator().manual_seed(seed)
+    x = 0.3 * torch.randn(S, hop * (ticks + 3), C, generator=gen)
+    _, s_ref = m(x[:, :hop * 3])  # a non-zero state at frame phase 0, head state included
+    s = s_ref.clone()
+    tensors = list(s.tensors())
+    for t, active in enumerate(tick_masks(S, ticks, gen)):
+        frames = x[:, hop * (3 + t):hop * (4 + t)]
+        before = s.clone()
+        on = torch.ones(S, dtype=torch.bool) if active is None else active
+        y_ref, s_ref = pool_step(m, frames, on, s_ref)
+        y = frame_step_(m, frames, s, active)
+        assert torch.equal(y[on], y_ref[on]), t
+        for a, b, old in zip(s.tensors(), s_ref.tensors(), before.tensors(), strict=True):
+            assert torch.equal(a, b), t
+            assert torch.equal(a[~on], old[~on]), t
+    assert all(a is b for a, b in zip(s.tensors(), tensors, strict=True))
 
 
 def test_aot_compile_crash_in_child_is_an_error(tmp_path, monkeypatch):

@@ -2,8 +2,9 @@
 
 Modules (one concept each):
     selective_scan   Mamba-1 scan, forward and backward, with initial and final state
-    state_update     one step for many streams: in place on a state pool (serving), and
-                     the pure ``selective_step`` / ``ssd_step`` ops
+    state_update     one step for many streams: in place on a state pool (serving; by slot
+                     index or with an active mask), the pure ``selective_step`` / ``ssd_step``
+                     ops and their in-place serving twins ``*_step_inplace``
     ssd, ssd_fwd, ssd_bwd   Mamba-2 chunked SSD scan, forward and backward, with initial and final state
     ssd_norm         Mamba-2's gated RMSNorm, fused
 
@@ -37,6 +38,8 @@ def build_ops() -> dict[str, Callable]:
         "selective_step": state_update.selective_step,
         "ssd_scan": ssd.ssd_scan,
         "ssd_step": state_update.ssd_step,
+        "selective_step_inplace": state_update.selective_step_inplace,
+        "ssd_step_inplace": state_update.ssd_step_inplace,
         "gated_rms_norm": ssd_norm.gated_rms_norm,
     }
 
