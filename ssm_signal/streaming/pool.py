@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssm_signal.bundle import Bundle
+from ssm_signal.bundle import Bundle, pcm_to_float
 from ssm_signal.frontends.resample import ResamplerState
 from ssm_signal.models import SignalModel, SignalModelState
 from ssm_signal.streaming.engine import (
@@ -49,7 +49,7 @@ from ssm_signal.streaming.engine import (
 )
 from ssm_signal.streaming.events import DetectorState, Event
 from ssm_signal.streaming.session import Timing, Update
-from ssm_signal.streaming.step import compiled, frame_step, pool_step
+from ssm_signal.streaming.step import compiled, frame_step_, pool_step
 
 RUNNERS = ("auto", "eager", "compiled", "cuda_graph")
 # a sanity bound, not a kernel limit: the step kernels index streams on the large grid axis
@@ -98,17 +98,16 @@ class CompiledRunner(EagerRunner):
 
 def tick_in_place(model: SignalModel, frames: Tensor, active: Tensor, state: SignalModelState,
                   masked: bool) -> Tensor:
-    """One pool tick that writes the new state over ``state``'s tensors: ``frame_step``, then
-    ``copy_(new)`` (every slot advances) or ``where(active, new, old)`` written over the old state
-    (only the active ones). Returns y (slots, out_dim). The body of :class:`CudaGraphRunner`'s graphs."""
-    y, new = frame_step(model, frames, state)
-    for dst, src in zip(state.tensors(), new.tensors(), strict=True):
-        if masked:
-            # elementwise, so writing over an input is safe (and saves a temporary)
-            torch.where(active.reshape((-1,) + (1,) * (dst.dim() - 1)), src, dst, out=dst)
-        else:
-            dst.copy_(src)
-    return y
+    """One pool tick written over ``state``'s tensors: :func:`frame_step_` for every slot, or (masked)
+    only for the slots where ``active`` is true. Returns y (slots, out_dim). The body of
+    :class:`CudaGraphRunner`'s graphs. The Mamba/Mamba-2 SSM states advance in place inside their
+    step kernels (read once, written once: no new state to copy back, and idle slots' states are
+    not touched at all); the other state tensors are computed anew and written back with
+    ``copy_`` / ``where``. Equals ``pool_step`` followed by writing its state back (tests compare).
+    int16 frames are 16-bit PCM, scaled as ``pcm_to_float`` does (fused into the frontend)."""
+    if frames.dtype == torch.int16:
+        frames = pcm_to_float(frames)
+    return frame_step_(model, frames, state, active if masked else None)
 
 
 def _tick_all(model, frames, active, state):
@@ -132,27 +131,35 @@ class CudaGraphRunner:
 
     - ``all``: every slot advances: the tick of a busy server, where every stream has its frame;
       free slots may advance too, since a slot is zeroed when a stream takes it;
-    - ``masked``: exactly the active slots advance (one more read of the state per tick).
+    - ``masked``: exactly the active slots advance (the SSM states of idle slots are not even read;
+      the small frontend, conv and head states pay one more read per tick for the ``where``).
 
     ``step`` replays ``all`` when the mask is all true, else ``masked``. With ``fuse`` (the
     default) the tick is compiled by Inductor before capture: the elementwise work of the
-    frontend, convolutions, gates and norms is fused, the new state is written straight over
+    frontend, convolutions, gates and norms is fused, the small states are written straight over
     the old, and the Triton state updates are called as opaque ops (1.4x fewer milliseconds per
-    tick at 65k streams on an H100, docs/performance.md). ``fuse=False`` captures the eager ops.
+    tick at 65k streams on an H100 than the eager ops, docs/performance.md). Those ops advance the
+    SSM states in place and are declared as mutating them, so Inductor passes the static state
+    itself: no clone, no copy back. ``fuse=False`` captures the eager ops.
     Compilation takes 10-30 s per slot count; a process compiles at most 8 slot counts (or
     models), beyond which Inductor falls back to the unfused ops. Reset zeroes a slot's rows in place
     (outside the graphs). ``EagerRunner`` on the same device is the twin (tests compare them on
     both paths and both settings).
+
+    ``pcm16=True``: ``step`` takes int16 PCM frames (what clients send), half the bytes of float32
+    to copy in per tick, scaled on the device inside the graph (the same numbers as float frames
+    from ``pcm_to_float``).
     """
 
-    def __init__(self, model: SignalModel, slots: int, device: torch.device, warmup: int = 3, fuse: bool = True):
+    def __init__(self, model: SignalModel, slots: int, device: torch.device, warmup: int = 3, fuse: bool = True,
+                 pcm16: bool = False):
         if device.type != "cuda":
             raise ValueError(f"CudaGraphRunner needs a CUDA device, got {device}")
         self.model, self.slots, self.device, self.fuse = model, slots, device, fuse
         hop, C = model.samples_per_frame, model.d_model
         bodies = {m: torch.compile(f, dynamic=False) if fuse else f for m, f in _TICKS.items()}
         with torch.inference_mode():
-            self.frames = torch.zeros(slots, hop, C, device=device)
+            self.frames = torch.zeros(slots, hop, C, device=device, dtype=torch.int16 if pcm16 else torch.float32)
             self.active = torch.zeros(slots, dtype=torch.bool, device=device)
             self.state = model.init_state(slots, device=device)
             self._tensors = list(self.state.tensors())
@@ -178,10 +185,13 @@ class CudaGraphRunner:
 
     @torch.inference_mode()
     def step(self, frames: Tensor, active: Tensor) -> Tensor:
-        """frames (slots, hop, C), active (slots,) bool, on the host (pinned memory: the copy in
-        overlaps nothing but is faster) -> y (slots, out_dim) in a pinned host buffer that the
-        next ``step`` overwrites (copy what you keep; StreamPool indexes it at once). Reusing
-        one pinned buffer keeps page faults of a fresh multi-megabyte host tensor out of every tick."""
+        """frames (slots, hop, C) float32 (int16 PCM with ``pcm16``), active (slots,) bool, on the
+        host (pinned memory: the copy in overlaps nothing but is faster) -> y (slots, out_dim) in a
+        pinned host buffer that the next ``step`` overwrites (copy what you keep; StreamPool indexes
+        it at once). Reusing one pinned buffer keeps page faults of a fresh multi-megabyte host
+        tensor out of every tick."""
+        if frames.dtype != self.frames.dtype:
+            raise ValueError(f"this runner takes {self.frames.dtype} frames, got {frames.dtype}")
         masked = not bool(active.all())
         self.frames.copy_(frames, non_blocking=True)
         if masked:

@@ -9,7 +9,7 @@ import torch
 
 from ssm_signal import load_bundle, save_bundle
 from ssm_signal.streaming import StreamConfig, StreamPool
-from ssm_signal.streaming.pool import CudaGraphRunner, EagerRunner
+from ssm_signal.streaming.pool import _TICKS, CudaGraphRunner, EagerRunner
 from tests.streaming.conftest import kws_model, speechlike
 
 
@@ -135,6 +135,37 @@ def test_compiled_runner_equals_eager(kws_bundle, seed):
         assert np.abs(e - c).max() <= 1e-5
 
 
+@pytest.mark.parametrize("fuse", [False, True], ids=["eager", "compiled"])
+@torch.inference_mode()
+def test_in_place_tick_equals_eager_runner(fuse, seed):
+    """The CUDA-graph runner's tick bodies (tick_in_place, all and masked) on the CPU, on static
+    tensors as the runner holds them, eager and compiled by Inductor as the runner compiles them,
+    against the functional EagerRunner: random masks, every third tick all active. The default
+    keyword architecture (log-mel, 4 Mamba-2 layers), built small."""
+    m = kws_model(("mamba2",) * 4)
+    S, dev = 6, torch.device("cpu")
+    eager = EagerRunner(m, S, dev)
+    state = m.init_state(S)
+    frames, active = torch.zeros(S, 160, 1), torch.zeros(S, dtype=torch.bool)
+    bodies = {k: torch.compile(f, dynamic=False) if fuse else f for k, f in _TICKS.items()}
+    gen = torch.Generator().manual_seed(seed)
+    tol = dict(atol=1e-5, rtol=1e-5) if fuse else dict(atol=0.0, rtol=0.0)
+    for t in range(9):
+        f = 0.1 * torch.randn(S, 160, 1, generator=gen)
+        a = torch.rand(S, generator=gen) < 0.6
+        a[t % S], a[(t + 1) % S] = True, t % 3 != 0
+        before = state.clone()
+        frames.copy_(f)
+        active.copy_(a)
+        y = bodies[not bool(a.all())](m, frames, active, state)
+        y_e = eager.step(f, a)
+        assert torch.allclose(y[a], y_e[a], **tol), t
+        for new, old in zip(state.tensors(), before.tensors(), strict=True):
+            assert torch.equal(new[~a], old[~a]), t
+    for x, ref in zip(state.tensors(), eager.state.tensors(), strict=True):
+        assert torch.allclose(x, ref, **tol)
+
+
 def test_runner_choice_and_errors(kws_bundle):
     assert StreamPool(kws_bundle, runner="eager").runner_kind == "eager"
     assert StreamPool(kws_bundle, config=StreamConfig(compile=False)).runner_kind == "eager"
@@ -172,6 +203,25 @@ def test_cuda_graph_runner_equals_eager_twin(tmp_path, seed, fuse):
 
 
 @pytest.mark.gpu
+def test_cuda_graph_runner_takes_pcm16_frames(seed):
+    """int16 PCM frames, scaled inside the graph, give what the float runner gives for the same
+    samples as floats; a frame of the wrong dtype is refused."""
+    from ssm_signal.bundle import pcm_to_float
+
+    dev = torch.device("cuda")
+    m = kws_model().to(dev)
+    f32, i16 = CudaGraphRunner(m, 16, dev), CudaGraphRunner(m, 16, dev, pcm16=True)
+    gen = torch.Generator().manual_seed(seed)
+    for t in range(12):
+        pcm = (3000 * torch.randn(16, 160, 1, generator=gen)).clamp(-32768, 32767).to(torch.int16)
+        active = torch.rand(16, generator=gen) < (1.0 if t % 2 else 0.6)
+        a, b = f32.step(pcm_to_float(pcm), active).clone(), i16.step(pcm, active)
+        assert torch.allclose(a[active], b[active], atol=1e-5, rtol=1e-5), t
+    with pytest.raises(ValueError, match="int16 frames"):
+        i16.step(pcm_to_float(pcm), active)
+
+
+@pytest.mark.gpu
 def test_cuda_pool_equals_predict(tmp_path, seed):
     bundle = load_bundle(save_bundle(kws_model(), tmp_path / "b"), device="cuda")
     pool = StreamPool(bundle, slots=4)
@@ -186,3 +236,33 @@ def test_cuda_pool_equals_predict(tmp_path, seed):
     with pytest.raises(ValueError, match="fixed"):
         for _ in range(2):
             pool.add()
+
+
+@pytest.mark.gpu
+@torch.inference_mode()
+def test_cuda_graph_default_model_at_65536_slots(seed):
+    """The serving shape: configs/kws_default.yaml's network at 65,536 slots. The captured in-place
+    ticks (masked and all) against the eager functional runner on the same GPU; idle slots' state
+    stays bit for bit."""
+    from pathlib import Path
+
+    import yaml
+
+    from ssm_signal.models import ModelConfig, SignalModel
+
+    net = yaml.safe_load((Path(__file__).parents[2] / "configs/kws_default.yaml").read_text())["model"]["network"]
+    dev = torch.device("cuda")
+    m = SignalModel(ModelConfig.from_dict(net)).eval().to(dev)
+    S = 65536
+    g, e = CudaGraphRunner(m, S, dev), EagerRunner(m, S, dev)
+    gen = torch.Generator().manual_seed(seed)
+    for t in range(4):
+        frames = (0.1 * torch.randn(S, 160, 1, generator=gen)).pin_memory()
+        active = torch.rand(S, generator=gen) < (1.0 if t % 2 else 0.7)
+        before = [x[~active.to(dev)].clone() for x in g.state.tensors()]
+        yg, ye = g.step(frames, active).clone(), e.step(frames, active)
+        assert torch.allclose(yg[active], ye[active], atol=1e-4, rtol=1e-4), t
+        for x, b in zip(g.state.tensors(), before, strict=True):
+            assert torch.equal(x[~active.to(dev)], b), t
+    for a, b in zip(g.state.tensors(), e.state.tensors(), strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
