@@ -8,9 +8,9 @@ Every failure is a :class:`DataError` naming the file and the reason.
 
 from __future__ import annotations
 
-import stat
 import dataclasses
 import math
+import stat
 from pathlib import Path
 
 import numpy as np

@@ -167,9 +167,13 @@ class SpeechCommands(Dataset):
                 return rel in testing
             return rel not in validation and rel not in testing
 
+        found: set[str] = set()  # every file of the subset that the listings saw
+
         def listing(word: str) -> list[str]:
             names = sorted(e.name for e in os.scandir(self.root / word) if e.is_file() and e.name.endswith(".wav"))
-            return [rel for rel in (f"{word}/{n}" for n in names) if in_subset(rel)]
+            rels = [rel for rel in (f"{word}/{n}" for n in names) if in_subset(rel)]
+            found.update(rels)
+            return rels
 
         entries: list[tuple[str, int]] = [(rel, index[w]) for w in keywords for rel in listing(w)]
         if extras:
@@ -182,7 +186,7 @@ class SpeechCommands(Dataset):
         elif others:
             log.info("%s: folders outside setup %r ignored: %s", self.root, setup, ", ".join(others))
         self._record_missing_listed(validation if subset == "validation" else testing if subset == "testing" else set(),
-                                    set(keywords) | (set(others) if extras else set()), set(folders))
+                                    set(keywords) | (set(others) if extras else set()), set(folders), found)
 
         ok = screen_audio([self.root / rel for rel, _ in entries], check, self.skipped)
         entries = [e for e, k in zip(entries, ok, strict=True) if k]
@@ -202,16 +206,16 @@ class SpeechCommands(Dataset):
         if not self._paths:
             raise DataError(f"{self.root}: no usable items in subset {subset!r} ({self.skipped.summary()})")
 
-    def _record_missing_listed(self, listed: set[str], used: set[str], folders: set[str]) -> None:
+    def _record_missing_listed(self, listed: set[str], used: set[str], folders: set[str], found: set[str]) -> None:
         """Record split-list entries whose file is absent (a damaged or partial copy), instead of losing them
         silently. Entries of folders present but outside the setup are not counted (those folders are logged
         as ignored); an entry of a folder absent altogether is counted when the setup has ``_unknown_``,
-        which would have taken it."""
+        which would have taken it. ``found``: the subset's files the folder listings saw (no stat per entry)."""
         name = VALIDATION_LIST if self.subset == "validation" else TESTING_LIST
-        for rel in sorted(listed):
+        for rel in sorted(listed - found):
             word = rel.split("/", 1)[0]
             counted = word in used or (word not in folders and UNKNOWN in self.labels and not word.startswith("_"))
-            if counted and not (self.root / rel).is_file():
+            if counted:
                 self.skipped.add(str(self.root / rel), f"missing: listed in {name} but not found")
 
     def _add_silence(self, count: int | None, gain: tuple[float, float], seed: int, target: int) -> None:

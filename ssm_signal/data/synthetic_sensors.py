@@ -19,7 +19,6 @@ KINDS = ("spike", "shift", "frequency", "flatline")
 
 
 def _series(rng: np.random.Generator, length: int, channels: int, anomalies: int) -> tuple[np.ndarray, np.ndarray]:
-    t = np.arange(length)
     f0 = rng.uniform(0.01, 0.03)  # cycles per sample
     freq = np.full(length, f0)
     label = np.zeros(length, np.int64)
