@@ -47,7 +47,7 @@ from ssm_signal.streaming.engine import (
     canonical,
     check_sample_rate,
 )
-from ssm_signal.streaming.events import DetectorState, Event
+from ssm_signal.streaming.events import DetectorState
 from ssm_signal.streaming.session import Timing, Update
 from ssm_signal.streaming.step import compiled, frame_step_, pool_step
 
@@ -390,7 +390,7 @@ class StreamPool:
                 if s.flushing and not s.finished:
                     s.finished = True
                     merged.setdefault(s.id, []).append(self._empty_update(s, final=True))
-        return {sid: _merge(us) for sid, us in merged.items()}
+        return {sid: Update.merge(us) for sid, us in merged.items()}
 
     def _tick(self) -> dict[int, Update]:
         hop = self.engine.hop
@@ -420,18 +420,13 @@ class StreamPool:
             final = s.flushing and s.available < hop
             s.finished = final
             s.backlog = max(0.0, s.backlog + elapsed - audio_s)
-            out[s.id] = Update(
-                frame_scores=scores[i].numpy(), smoothed=smoothed[i].numpy(),
-                frame_times=np.array([(first[i] + 1) / self.engine.frame_rate]), first_frame=first[i],
-                events=events[i], timing=Timing(elapsed, audio_s, elapsed / audio_s, s.backlog),
-                labels=self.engine.labels, final=final)
+            out[s.id] = Update.of_frames(scores[i].numpy(), smoothed[i].numpy(), first[i], self.engine.frame_rate,
+                                         events[i], Timing.of(elapsed, audio_s, s.backlog), self.engine.labels, final)
         return out
 
     def _empty_update(self, s: _Stream, final: bool) -> Update:
-        w = self.engine.width
-        seen = int(self.detector_state.seen[s.slot])
-        return Update(np.zeros((0, w), np.float32), np.zeros((0, w), np.float32), np.zeros(0), seen, [],
-                      Timing(0.0, 0.0, 0.0, s.backlog), self.engine.labels, final=final)
+        return Update.empty(self.engine.width, int(self.detector_state.seen[s.slot]), s.backlog, self.engine.labels,
+                            final)
 
 
 def _scatter(state: DetectorState, idx: Tensor, sub: DetectorState) -> DetectorState:
@@ -442,17 +437,3 @@ def _scatter(state: DetectorState, idx: Tensor, sub: DetectorState) -> DetectorS
         return out
 
     return DetectorState(*(put(getattr(state, f.name), getattr(sub, f.name)) for f in dataclasses.fields(state)))
-
-
-def _merge(updates: list[Update]) -> Update:
-    if len(updates) == 1:
-        return updates[0]
-    events: list[Event] = sum((u.events for u in updates), [])
-    proc = sum(u.timing.processing_s for u in updates)
-    audio = sum(u.timing.audio_s for u in updates)
-    last = updates[-1]
-    return Update(np.concatenate([u.frame_scores for u in updates]), np.concatenate([u.smoothed for u in updates]),
-                  np.concatenate([u.frame_times for u in updates]), updates[0].first_frame, events,
-                  Timing(proc, audio, proc / audio if audio else 0.0, last.timing.backlog_s), last.labels,
-                  final=any(u.final for u in updates))
-

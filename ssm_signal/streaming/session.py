@@ -48,6 +48,10 @@ class Timing:
     rtf: float
     backlog_s: float
 
+    @classmethod
+    def of(cls, processing_s: float, audio_s: float, backlog_s: float) -> Timing:
+        return cls(processing_s, audio_s, processing_s / audio_s if audio_s > 0 else 0.0, backlog_s)
+
 
 @dataclasses.dataclass
 class Update:
@@ -67,6 +71,31 @@ class Update:
     timing: Timing
     labels: list[str]
     final: bool = False
+
+    @classmethod
+    def of_frames(cls, scores: np.ndarray, smoothed: np.ndarray, first_frame: int, frame_rate: float,
+                  events: list[Event], timing: Timing, labels: list[str], final: bool = False) -> Update:
+        """An update of F new frames, (F, C) scores and smoothed, numbered from ``first_frame``."""
+        times = (np.arange(first_frame, first_frame + scores.shape[0]) + 1) / frame_rate
+        return cls(scores, smoothed, times, first_frame, events, timing, labels, final)
+
+    @classmethod
+    def empty(cls, width: int, first_frame: int, backlog_s: float, labels: list[str], final: bool = False) -> Update:
+        """No new frame (C = ``width``)."""
+        none = np.zeros((0, width), np.float32)
+        return cls(none, none.copy(), np.zeros(0), first_frame, [], Timing.of(0.0, 0.0, backlog_s), labels, final)
+
+    @classmethod
+    def merge(cls, updates: list[Update]) -> Update:
+        """Consecutive updates of one stream as one (timings summed, the last backlog)."""
+        if len(updates) == 1:
+            return updates[0]
+        last = updates[-1]
+        timing = Timing.of(sum(u.timing.processing_s for u in updates), sum(u.timing.audio_s for u in updates),
+                           last.timing.backlog_s)
+        return cls(np.concatenate([u.frame_scores for u in updates]), np.concatenate([u.smoothed for u in updates]),
+                   np.concatenate([u.frame_times for u in updates]), updates[0].first_frame,
+                   [e for u in updates for e in u.events], timing, last.labels, any(u.final for u in updates))
 
     @property
     def n_frames(self) -> int:
@@ -161,14 +190,8 @@ class StreamingSession:
 
     def _update(self, out: EngineOutput, elapsed: float, audio_s: float, final: bool) -> Update:
         self._backlog = max(0.0, self._backlog + elapsed - audio_s)
-        F = out.scores.shape[1]
-        times = (np.arange(out.first_frame, out.first_frame + F) + 1) / self.engine.frame_rate
-        return Update(
-            frame_scores=out.scores[0].numpy(), smoothed=out.smoothed[0].numpy(), frame_times=times,
-            first_frame=out.first_frame, events=out.events[0],
-            timing=Timing(elapsed, audio_s, elapsed / audio_s if audio_s > 0 else 0.0, self._backlog),
-            labels=self.labels, final=final,
-        )
+        return Update.of_frames(out.scores[0].numpy(), out.smoothed[0].numpy(), out.first_frame, self.engine.frame_rate,
+                                out.events[0], Timing.of(elapsed, audio_s, self._backlog), self.labels, final)
 
     # -- snapshots ---------------------------------------------------------------------------------
     def snapshot(self) -> bytes:
