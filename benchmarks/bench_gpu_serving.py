@@ -112,7 +112,7 @@ def main() -> None:
                                    and r["pcm16"] == (kind == "pcm16")], default=0)
             for name in ("all", "masked") for kind in args.inputs}
     res = {"benchmark": "gpu_serving", "machine": machine(), "model": which, "fused": not args.unfused,
-           "ops": {op: kernels.resolve(op, torch.device("cuda")).name for op in ("ssd_step", "gated_rms_norm")},
+           "ops": {op: kernels.resolve(op, torch.device("cuda")).name for op in ("ssd_step_inplace", "gated_rms_norm")},
            "frame_period_ms": FRAME_PERIOD_MS, "rows": rows,
            "max_realtime_streams": best,
            "note": "end-to-end tick p99 under the 10 ms frame period; host-side per-stream Python work not included; "

@@ -38,7 +38,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-SLACK = 6  # slots beyond the DataLoader's in-flight bound: the consumer's own lag, with margin
+# slots beyond the DataLoader's in-flight bound: the consumer's own lag (Lightning fetches one batch
+# ahead, the writer checks a batch's slot one batch later), with margin for a writer lag up to 3
+SLACK = 6
 
 
 def pad_batch(signals: list[np.ndarray], length: int, channels: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -122,10 +124,14 @@ class BatchRing:
         if self._registered or not torch.cuda.is_available():
             return self._registered
         err = int(torch.cuda.cudart().cudaHostRegister(self.buf.data_ptr(), self.nbytes, 0))
+        if err != 0:
+            getattr(torch.cuda.cudart(), "cudaGetLastError", lambda: None)()  # else the next launch check reports it
         self._registered = err == 0
         return self._registered
 
     def unregister(self) -> None:
+        """Undo :meth:`register` once no copy out of the ring is running (it synchronises the device)."""
         if self._registered:
+            torch.cuda.synchronize()
             torch.cuda.cudart().cudaHostUnregister(self.buf.data_ptr())
             self._registered = False

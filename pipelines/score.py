@@ -138,8 +138,10 @@ def read_pcm16(path: str, sample_rate: int, channels: int, min_samples: int) -> 
                 if (w.getsampwidth() != 2 or w.getframerate() != sample_rate or w.getnchannels() != channels
                         or w.getnframes() < min_samples):
                     return None
-                pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, channels)
-                return pcm if pcm.shape[0] >= min_samples else None  # a truncated file: the generic reader
+                data = w.readframes(w.getnframes())
+                frames = len(data) // (2 * channels)  # a truncated file ends mid-frame: whole frames, as soundfile
+                pcm = np.frombuffer(data, dtype="<i2", count=frames * channels).reshape(frames, channels)
+                return pcm if frames >= min_samples else None  # too short: the generic reader says so
         except (wave.Error, EOFError, OSError):
             pass  # soundfile may still read it, or reports the problem
     import soundfile as sf
@@ -152,6 +154,19 @@ def read_pcm16(path: str, sample_rate: int, channels: int, min_samples: int) -> 
             return f.read(dtype="int16", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError):
         return None  # the generic reader reports the problem in the file's row
+
+
+def is_pcm16(path: str, sample_rate: int, channels: int) -> bool:
+    """Whether a file's header says 16-bit PCM at this rate and channel count (what :func:`read_pcm16` takes)."""
+    if Path(path).suffix.lower() not in AUDIO_EXT:
+        return False
+    import soundfile as sf
+
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return False
+    return info.subtype == "PCM_16" and info.samplerate == sample_rate and info.channels == channels
 
 
 def approx_length(path: str) -> int:
@@ -335,11 +350,6 @@ class Scorer(L.LightningModule):
         if self.ring is not None and self.device.type == "cuda" and not self.ring.register():
             log.warning("could not page-lock the batch ring; copies to the GPU will be synchronous")
 
-    def on_predict_end(self):
-        if self.ring is not None and self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)  # no copy out of the ring is still running
-            self.ring.unregister()
-
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         # only the samples go to the device; Lightning's default would walk every item's metadata
         src = batch["x"]
@@ -355,7 +365,7 @@ class Scorer(L.LightningModule):
                 batch["x"] = src.to(device, non_blocking=True)
             batch["copied"] = self._copy_stream.record_event()
         else:  # a ring slot is rewritten later: the model must not read it in place
-            batch["x"] = src.clone() if batch["ring"] is not None else src
+            batch["x"] = (src.clone() if batch["ring"] is not None else src).to(device)
         return batch
 
     def predict_step(self, batch, batch_idx):
@@ -383,9 +393,8 @@ class Scorer(L.LightningModule):
         return Scored(host, frames, torch.cuda.current_stream(scores.device).record_event(), self.ring, ring_key)
 
 
-def result_rows(batch: dict[str, Any], out: Scored, bundle: Bundle) -> tuple[pa.Table, list[pd.DataFrame]]:
+def result_rows(files: BatchFiles, out: Scored, bundle: Bundle) -> tuple[pa.Table, list[pd.DataFrame]]:
     """One batch's rows (a table in SCHEMA, built column-wise) and, with frames, one frame table per file."""
-    files: BatchFiles = batch["files"]
     n = len(files)
     ok = np.asarray(files.ok, dtype=bool)
     ok_pos = np.flatnonzero(ok)
@@ -449,17 +458,18 @@ class PartWriter(BasePredictionWriter):
     def __init__(self, parts_dir: Path, frames_dir: Path | None, bundle: Bundle, lag: int = 1):
         super().__init__(write_interval="batch")
         self.parts_dir, self.frames_dir, self.bundle, self.lag = parts_dir, frames_dir, bundle, lag
-        self.pending: collections.deque[tuple[dict[str, Any], Scored, int]] = collections.deque()
+        # (files, results, rank) of batches not written yet: not the batch itself, whose samples may be
+        # a large device tensor
+        self.pending: collections.deque[tuple[BatchFiles, Scored, int]] = collections.deque()
         self.io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-parts")
         self.queued: collections.deque[concurrent.futures.Future] = collections.deque()
-        self.files = 0
         self.seconds = 0.0
         self.first: float | None = None  # steady-state throughput: from the first batch written
         self.last = 0.0
         self.seconds_after_first = 0.0
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
-        self.pending.append((batch, prediction, trainer.global_rank))
+        self.pending.append((batch["files"], prediction, trainer.global_rank))
         while len(self.pending) > self.lag:
             self._write(*self.pending.popleft())
 
@@ -471,13 +481,16 @@ class PartWriter(BasePredictionWriter):
         self.last = time.time()
         super().on_predict_epoch_end(trainer, pl_module)
 
-    def _write(self, batch: dict[str, Any], prediction: Scored, rank: int) -> None:
-        table, frame_tables = result_rows(batch, prediction.wait(), self.bundle)
+    def close(self) -> None:
+        """Wait for the parts in flight and stop the writer thread (also after a failed run)."""
+        self.io.shutdown(wait=True)
+
+    def _write(self, files: BatchFiles, prediction: Scored, rank: int) -> None:
+        table, frame_tables = result_rows(files, prediction.wait(), self.bundle)
         while self.queued and (self.queued[0].done() or len(self.queued) >= self.MAX_QUEUED):
             self.queued.popleft().result()
         self.queued.append(self.io.submit(self._write_files, table, frame_tables, rank))
-        self.files += table.num_rows
-        batch_s = float(sum(batch["files"].duration))
+        batch_s = float(sum(files.duration))
         self.seconds += batch_s
         now = time.time()
         if self.first is None:
@@ -534,21 +547,30 @@ class ScoreConfig:
 PREFETCH = 2  # batches in flight per DataLoader worker (DataLoader's default, fixed: the ring is sized by it)
 
 
-def make_ring(sizes: list[int], batches: list[list[int]], cfg: ScoreConfig) -> BatchRing | None:
-    """The job's :class:`BatchRing`, or None where it would not pay.
+RING_MIN_REUSE = 2  # auto mode: the job moves at least this many times the ring's bytes
+RING_STRATEGIES = ("auto", "ddp")  # each rank runs score() itself (Lightning's subprocess launcher)
+
+
+def make_ring(sizes: list[int], batches: list[list[int]], cfg: ScoreConfig, pcm16_share: float = 1.0
+              ) -> BatchRing | None:
+    """The job's :class:`BatchRing`, or None where it would not pay or cannot work.
 
     Slots hold the largest batch of 16-bit PCM these file sizes imply (file bytes / 2 samples,
     headers included, so an upper bound), within ``cfg.ring_bytes``; a batch that still does not
     fit (compressed or longer files) takes DataLoader's ordinary path. Page-locking costs about
     as much per byte as one copy, paid once and in the main process (~0.3 s per GB on the H100
-    host), while the ordinary path costs a few copies per byte spread over the workers: with
+    host), while the ordinary path costs a few copies per byte spread over the workers. So with
     ``cfg.ring`` None (auto) the ring is made only when the job moves at least
-    :data:`RING_MIN_REUSE` times its size.
+    :data:`RING_MIN_REUSE` times its size, when at least half the files are 16-bit PCM at the
+    model's rate (``pcm16_share``, from a sample of headers: other files never use the ring), and
+    under a strategy whose ranks each make their own (:data:`RING_STRATEGIES`; spawned or forked
+    ranks would share or inherit one ring).
     """
     slots = PREFETCH * max(cfg.num_workers, 1) + SLACK
     need = max(len(b) * max(sizes[i] for i in b) // 2 for b in batches)
     capacity = max(1, min(need, cfg.ring_bytes // (2 * slots)))
-    if cfg.ring is None and sum(sizes) < RING_MIN_REUSE * 2 * slots * capacity:
+    if cfg.ring is None and (sum(sizes) < RING_MIN_REUSE * 2 * slots * capacity or pcm16_share < 0.5
+                             or cfg.strategy not in RING_STRATEGIES):
         return None
     if capacity < need:
         log.info("batch ring: %d slots of %.0f MB (the largest batch needs %.0f MB; larger batches bypass it)",
@@ -556,7 +578,10 @@ def make_ring(sizes: list[int], batches: list[list[int]], cfg: ScoreConfig) -> B
     return BatchRing(slots, capacity)
 
 
-RING_MIN_REUSE = 2
+def pcm16_share(paths: list[str], sample_rate: int, channels: int, sample: int = 32) -> float:
+    """The share of ``sample`` evenly spaced files whose header says :func:`is_pcm16`."""
+    picked = paths[:: max(1, len(paths) // sample)][:sample]
+    return sum(is_pcm16(p, sample_rate, channels) for p in picked) / max(1, len(picked))
 
 
 def score(cfg: ScoreConfig) -> dict[str, Any]:
@@ -578,15 +603,23 @@ def score(cfg: ScoreConfig) -> dict[str, Any]:
         sampler = BucketBatchSampler(sizes, cfg.batch_size)
         gpu = cfg.accelerator != "cpu" and torch.cuda.is_available()
         # allocated here, before the workers start, in the process that reads it (each DDP rank runs score())
-        ring = make_ring(sizes, sampler.batches, cfg) if (gpu if cfg.ring is None else cfg.ring) else None
+        ring = None
+        if cfg.ring or (cfg.ring is None and gpu):
+            share = pcm16_share([it.path for it in todo], bundle.sample_rate, bundle.channels)
+            ring = make_ring(sizes, sampler.batches, cfg, share)
         loader = DataLoader(ds, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=Collate(ring),
                             pin_memory=gpu, prefetch_factor=PREFETCH if cfg.num_workers else None,
                             multiprocessing_context="fork" if ring is not None and cfg.num_workers else None)
         trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
                             logger=False, callbacks=[writer, _Progress(len(todo), writer)], enable_model_summary=False,
                             enable_progress_bar=False, use_distributed_sampler=False)
-        with torch.inference_mode():
-            trainer.predict(Scorer(bundle, cfg.frames, ring), dataloaders=loader, return_predictions=False)
+        try:
+            with torch.inference_mode():
+                trainer.predict(Scorer(bundle, cfg.frames, ring), dataloaders=loader, return_predictions=False)
+        finally:  # also after a failed run: no writer thread or page-locked memory left behind
+            writer.close()
+            if ring is not None:
+                ring.unregister()
         trainer.strategy.barrier()  # every rank's parts are written before rank 0 merges
         if not trainer.is_global_zero:
             return {}

@@ -32,7 +32,9 @@ from ssm_signal.validation import check_sequence, check_state, check_step
 def write_state_(dst: State, src: State, active: Tensor | None = None) -> None:
     """Write ``src``'s tensors over ``dst``'s (same structure), in place, in the rows (dim 0) where
     ``active`` (B,) is true; every row when None. A tensor that ``src`` shares with ``dst`` (a part
-    of the state the step left as it was) is skipped. ``src`` must not be a shifted view of ``dst``.
+    of the state the step left as it was) is skipped: so a ``_step`` must never update its input state in
+    place and return it (the functional contract), or inactive rows would advance unnoticed. ``src`` must
+    not be a shifted view of ``dst``.
     """
     for d, s in zip(dst.tensors(), src.tensors(), strict=True):
         if s is not d:

@@ -100,9 +100,10 @@ def tick_in_place(model: SignalModel, frames: Tensor, active: Tensor, state: Sig
                   masked: bool) -> Tensor:
     """One pool tick written over ``state``'s tensors: :func:`frame_step_` for every slot, or (masked)
     only for the slots where ``active`` is true. Returns y (slots, out_dim). The body of
-    :class:`CudaGraphRunner`'s graphs. The Mamba/Mamba-2 SSM states advance in place inside their
-    step kernels (read once, written once: no new state to copy back, and idle slots' states are
-    not touched at all); the other state tensors are computed anew and written back with
+    :class:`CudaGraphRunner`'s graphs. With the Triton backend the Mamba/Mamba-2 SSM states advance
+    in place inside their step kernels (read once, written once: no new state to copy back, and idle
+    slots' states are not touched at all; other backends write them back with ``where``, bit for bit
+    the same); the other state tensors are computed anew and written back with
     ``copy_`` / ``where``. Equals ``pool_step`` followed by writing its state back (tests compare).
     int16 frames are 16-bit PCM, scaled as ``pcm_to_float`` does (fused into the frontend)."""
     if frames.dtype == torch.int16:
@@ -131,8 +132,9 @@ class CudaGraphRunner:
 
     - ``all``: every slot advances: the tick of a busy server, where every stream has its frame;
       free slots may advance too, since a slot is zeroed when a stream takes it;
-    - ``masked``: exactly the active slots advance (the SSM states of idle slots are not even read;
-      the small frontend, conv and head states pay one more read per tick for the ``where``).
+    - ``masked``: exactly the active slots advance (with the Triton kernels the SSM states of idle
+      slots are not even read; the small frontend, conv and head states pay one more read per tick
+      for the ``where``).
 
     ``step`` replays ``all`` when the mask is all true, else ``masked``. With ``fuse`` (the
     default) the tick is compiled by Inductor before capture: the elementwise work of the
@@ -141,8 +143,8 @@ class CudaGraphRunner:
     tick at 65k streams on an H100 than the eager ops, docs/performance.md). Those ops advance the
     SSM states in place and are declared as mutating them, so Inductor passes the static state
     itself: no clone, no copy back. ``fuse=False`` captures the eager ops.
-    Compilation takes 10-30 s per slot count; a process compiles at most 8 slot counts (or
-    models), beyond which Inductor falls back to the unfused ops. Reset zeroes a slot's rows in place
+    Compilation takes 10-30 s per slot count; a process compiles at most 8 variants (slot count,
+    frame dtype, model), beyond which Inductor falls back to the unfused ops. Reset zeroes a slot's rows in place
     (outside the graphs). ``EagerRunner`` on the same device is the twin (tests compare them on
     both paths and both settings).
 

@@ -14,7 +14,7 @@ import torch
 
 import pipelines.score as score_mod
 from pipelines.batch_ring import BatchRing, RingOverrun
-from pipelines.score import ScoreConfig, read_pcm16, score
+from pipelines.score import Collate, ScoreConfig, read_pcm16, score
 from ssm_signal import load_bundle, save_bundle
 from ssm_signal.bundle import pcm_to_float
 from tests.pipelines.test_score import make_files
@@ -40,6 +40,26 @@ def test_ring_pads_each_batch_and_detects_a_slot_rewritten_too_early():
         pickle.dumps(ring)  # a copy in another process would not share the slots
 
 
+def test_collate_routes_int16_batches_to_the_ring_when_they_fit():
+    ring = BatchRing(slots=4, capacity=100)
+
+    def items(batch_no, *lengths, dtype=np.int16):
+        return [{"path": f"f{i}", "label": None, "error": None, "duration": n / 8000, "batch": batch_no,
+                 "signal": np.full((n, 1), i + 1, dtype) if dtype == np.int16 else torch.ones(n, 1)}
+                for i, n in enumerate(lengths)]
+
+    fits = Collate(ring)(items(5, 40, 50))
+    assert fits["x"] is None and fits["ring"] == (1, 5, (2, 50, 1)) and list(fits["lengths"]) == [40, 50]
+    assert torch.equal(ring.view(1, (2, 50, 1))[0, 40:], torch.zeros(10, 1, dtype=torch.int16))
+    big = Collate(ring)(items(6, 60, 50))  # 2 x 60 samples > 100: the ordinary path, still int16
+    assert big["ring"] is None and big["x"].dtype == torch.int16 and big["x"].shape == (2, 60, 1)
+    mixed = Collate(ring)(items(7, 10) + items(7, 20, dtype=np.float32))  # a float file: a float batch
+    assert mixed["ring"] is None and mixed["x"].dtype == torch.float32
+    assert torch.equal(mixed["x"][0, :10, 0], torch.full((10,), 1 / 32768))  # pcm_to_float of the int16 one
+    failed = Collate(ring)([dict(items(8, 20)[0], signal=None, error="ValueError: bad")])  # no file decoded
+    assert failed["x"] is None and failed["ring"] is None and failed["files"].ok == [False]
+
+
 def test_read_pcm16_only_for_pcm16_at_the_model_rate_and_bit_exact(tmp_path):
     rng = np.random.default_rng(0)
     x = (0.3 * rng.standard_normal(400)).astype(np.float32)
@@ -49,8 +69,13 @@ def test_read_pcm16_only_for_pcm16_at_the_model_rate_and_bit_exact(tmp_path):
     for name, (rate, subtype, data) in cases.items():
         sf.write(tmp_path / name, data, rate, subtype=subtype)
     (tmp_path / "broken.wav").write_bytes(b"RIFF not really")
+    sf.write(tmp_path / "cut.wav", np.stack([x, x], 1), 8000, subtype="PCM_16")
+    (tmp_path / "cut.wav").write_bytes((tmp_path / "cut.wav").read_bytes()[:-3])  # ends mid-frame
     got = {p.name: read_pcm16(str(p), 8000, 1, 32) for p in tmp_path.iterdir()}
     assert {k for k, v in got.items() if v is not None} == {"pcm16.wav", "pcm16.flac"}
+    cut = read_pcm16(str(tmp_path / "cut.wav"), 8000, 2, 32)  # the whole frames, as soundfile reads them
+    ref, _ = sf.read(tmp_path / "cut.wav", dtype="int16", always_2d=True)
+    assert cut.shape == (399, 2) and np.array_equal(cut, ref)
     for name in ("pcm16.wav", "pcm16.flac"):
         pcm = got[name]
         assert pcm.dtype == np.int16 and pcm.shape == (400, 1)
@@ -60,8 +85,9 @@ def test_read_pcm16_only_for_pcm16_at_the_model_rate_and_bit_exact(tmp_path):
 
 def test_ring_path_rows_equal_the_ordinary_path_and_predict(tmp_path, monkeypatch):
     """Two workers, batches of 2 through a ring of 10 slots: 24 PCM files at the model's rate fill 12
-    batches (slots reused), float and resampled files take the ordinary path, and every row equals
-    the ring-less run and bundle.predict."""
+    batches (slots reused; the longest batches do not fit a slot and take the ordinary int16 path),
+    float and resampled files take the ordinary float path, broken and too short files get error
+    rows; every row equals the ring-less run and bundle.predict."""
     bundle_dir = save_bundle(small_model(), tmp_path / "bundle", name="tiny", version="1")
     rng = np.random.default_rng(1)
     (tmp_path / "data").mkdir()
@@ -71,20 +97,24 @@ def test_ring_path_rows_equal_the_ordinary_path_and_predict(tmp_path, monkeypatc
         x = (0.3 * rng.standard_normal(int(rng.integers(1600, 3200)))).astype(np.float32)
         sf.write(p, x, 8000, subtype="PCM_16" if i < 24 else "FLOAT")
         files.append(p)
+    (tmp_path / "data" / "broken.wav").write_bytes(b"RIFF....not a wav")
+    sf.write(tmp_path / "data" / "short.wav", np.zeros(10, np.float32), 8000, subtype="PCM_16")
     rings = []
     make_ring = score_mod.make_ring
     monkeypatch.setattr(score_mod, "make_ring", lambda *a: rings.append(make_ring(*a)) or rings[-1])
+    # slots of 2 x 3000 samples: batches of two files longer than 3000 samples bypass the ring
     common = dict(model=str(bundle_dir), input=str(tmp_path / "data"), batch_size=2, num_workers=2,
-                  accelerator="cpu", mlflow=False)
+                  accelerator="cpu", mlflow=False, ring_bytes=10 * 2 * 6000)
     with_ring = score(ScoreConfig(output=str(tmp_path / "ring.parquet"), ring=True, **common))
     without = score(ScoreConfig(output=str(tmp_path / "plain.parquet"), ring=False, **common))
-    assert len(rings) == 1 and rings[0].slots == 10
+    assert len(rings) == 1 and rings[0].slots == 10 and rings[0].capacity == 6000
     used = rings[0].owner[rings[0].owner >= 0]
     assert len(used) == 10 and used.max() >= 10  # every slot written, some twice
-    assert with_ring["ok"] == without["ok"] == 31
+    assert with_ring["ok"] == without["ok"] == 31 and with_ring["errors"] == without["errors"] == 2
     a = pd.read_parquet(tmp_path / "ring.parquet").set_index("path")
     b = pd.read_parquet(tmp_path / "plain.parquet").set_index("path")
     bundle = load_bundle(bundle_dir)
+    assert a.loc[str(tmp_path / "data" / "short.wav"), "error"].startswith("ValueError: too short")
     for p in files:
         assert np.array_equal(a.loc[str(p), "scores"], b.loc[str(p), "scores"])
         x, rate = sf.read(p, dtype="float32")
@@ -125,3 +155,7 @@ def test_auto_ring_only_for_jobs_that_reuse_it():
     assert big is not None and big.capacity == 32_000
     capped = score_mod.make_ring([32_000] * 4, batches, dataclasses.replace(cfg, ring=True, ring_bytes=100_000))
     assert capped.capacity == 5_000  # 100 kB over 10 slots of int16
+    big_batches = [[i, i + 1] for i in range(0, 40, 2)]
+    assert score_mod.make_ring([32_000] * 40, big_batches, cfg, pcm16_share=0.4) is None  # mostly other formats
+    for strategy in ("ddp_spawn", "ddp_fork"):  # ranks that would share or inherit one ring
+        assert score_mod.make_ring([32_000] * 40, big_batches, dataclasses.replace(cfg, strategy=strategy)) is None
