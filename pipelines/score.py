@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import glob as globlib
 import json
 import logging
@@ -25,7 +26,7 @@ import os
 import time
 import uuid
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,14 +130,14 @@ def read_pcm16(path: str, sample_rate: int, channels: int, min_samples: int) -> 
     per-file cost is the scorer's limit for short clips); other containers, and WAV variants
     ``wave`` does not take (e.g. WAVE_FORMAT_EXTENSIBLE before Python 3.12), through soundfile.
     """
-    suffix = Path(path).suffix.lower()
+    suffix = os.path.splitext(path)[1].lower()  # per file, on the workers' critical path: no pathlib
     if suffix not in AUDIO_EXT:
         return None
     if suffix == ".wav":
         try:
             with wave.open(path, "rb") as w:
-                if (w.getsampwidth() != 2 or w.getframerate() != sample_rate or w.getnchannels() != channels
-                        or w.getnframes() < min_samples):
+                if (not _model_pcm16("PCM_16" if w.getsampwidth() == 2 else "", w.getframerate(), w.getnchannels(),
+                                     sample_rate, channels) or w.getnframes() < min_samples):
                     return None
                 data = w.readframes(w.getnframes())
                 frames = len(data) // (2 * channels)  # a truncated file ends mid-frame: whole frames, as soundfile
@@ -148,17 +149,21 @@ def read_pcm16(path: str, sample_rate: int, channels: int, min_samples: int) -> 
 
     try:
         with sf.SoundFile(path) as f:
-            if (f.subtype != "PCM_16" or f.samplerate != sample_rate or f.channels != channels
-                    or f.frames < min_samples):
+            if not _model_pcm16(f.subtype, f.samplerate, f.channels, sample_rate, channels) or f.frames < min_samples:
                 return None
             return f.read(dtype="int16", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError):
         return None  # the generic reader reports the problem in the file's row
 
 
+def _model_pcm16(subtype: str, rate: int, file_channels: int, sample_rate: int, channels: int) -> bool:
+    """A header that :func:`read_pcm16` takes: 16-bit PCM at the model's rate and channel count."""
+    return subtype == "PCM_16" and rate == sample_rate and file_channels == channels
+
+
 def is_pcm16(path: str, sample_rate: int, channels: int) -> bool:
     """Whether a file's header says 16-bit PCM at this rate and channel count (what :func:`read_pcm16` takes)."""
-    if Path(path).suffix.lower() not in AUDIO_EXT:
+    if os.path.splitext(path)[1].lower() not in AUDIO_EXT:
         return False
     import soundfile as sf
 
@@ -166,7 +171,7 @@ def is_pcm16(path: str, sample_rate: int, channels: int) -> bool:
         info = sf.info(path)
     except (sf.LibsndfileError, RuntimeError, OSError):
         return False
-    return info.subtype == "PCM_16" and info.samplerate == sample_rate and info.channels == channels
+    return _model_pcm16(info.subtype, info.samplerate, info.channels, sample_rate, channels)
 
 
 def approx_length(path: str) -> int:
@@ -309,22 +314,22 @@ class Scored:
 
     scores: (n_ok, K) host tensor (pinned, filled by an asynchronous copy on a GPU) or None when no
     file of the batch decoded; frames: per file (F_i, out_dim) host tensors with ``--frames``.
-    :meth:`wait` blocks until they are there, then checks the batch's ring slot was not reused early.
+    :meth:`wait` blocks until they are there, then runs ``check`` (for a batch read from a ring
+    slot: :meth:`BatchRing.check`, that the slot was not reused before its copy completed).
     """
 
     scores: Tensor | None
     frames: list[Tensor] | None = None
     ready: torch.cuda.Event | None = None
-    ring: BatchRing | None = None
-    ring_key: tuple[int, int] | None = None  # (slot, batch_no)
+    check: Callable[[], None] | None = None
 
     def wait(self) -> Scored:
         if self.ready is not None:
             self.ready.synchronize()
             self.ready = None
-        if self.ring_key is not None:
-            self.ring.check(*self.ring_key)
-            self.ring_key = None
+        if self.check is not None:
+            self.check()
+            self.check = None
         return self
 
 
@@ -369,7 +374,7 @@ class Scorer(L.LightningModule):
         return batch
 
     def predict_step(self, batch, batch_idx):
-        ring_key = None if batch["ring"] is None else batch["ring"][:2]
+        check = None if batch["ring"] is None else functools.partial(self.ring.check, *batch["ring"][:2])
         x = batch["x"]
         if x is None:
             return Scored(None)
@@ -387,10 +392,10 @@ class Scorer(L.LightningModule):
             y = y.float().cpu()
             frames = [y[i, : int(n_frames[i])] for i in range(y.shape[0])]
         if not scores.is_cuda:
-            return Scored(scores, frames, None, self.ring, ring_key)
+            return Scored(scores, frames, None, check)
         host = torch.empty(scores.shape, dtype=scores.dtype, pin_memory=True)
         host.copy_(scores, non_blocking=True)
-        return Scored(host, frames, torch.cuda.current_stream(scores.device).record_event(), self.ring, ring_key)
+        return Scored(host, frames, torch.cuda.current_stream(scores.device).record_event(), check)
 
 
 def result_rows(files: BatchFiles, out: Scored, bundle: Bundle) -> tuple[pa.Table, list[pd.DataFrame]]:

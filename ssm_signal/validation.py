@@ -87,3 +87,15 @@ def check_state(state: State, expected: State, owner: str) -> None:
             )
         if g.is_floating_point() != w.is_floating_point():
             raise ValueError(f"{owner}: state tensor {k!r} has dtype {g.dtype}, expected {w.dtype}")
+
+
+def check_active(active: Tensor | None, n_rows: int, device: torch.device) -> None:
+    """active: None, or a (n_rows,) bool/uint8 mask on ``device`` (shape checks only: no device sync)."""
+    if active is None:
+        return
+    if active.dtype not in (torch.bool, torch.uint8):
+        raise ValueError(f"active must be bool or uint8, got {active.dtype}")
+    if tuple(active.shape) != (n_rows,):
+        raise ValueError(f"active must have shape ({n_rows},), got {tuple(active.shape)}")
+    if active.device != device:
+        raise ValueError(f"active is on {active.device}, the state on {device}")

@@ -32,22 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ssm_signal.validation import check_active
+
 
 def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
     """float64 if any tensor is float64, else float32 (bf16/fp16 inputs are upcast)."""
     return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
-def check_active(active: Tensor | None, n_rows: int, device: torch.device) -> None:
-    """active: None, or a (n_rows,) bool/uint8 mask on ``device`` (shape checks only: no device sync)."""
-    if active is None:
-        return
-    if active.dtype not in (torch.bool, torch.uint8):
-        raise ValueError(f"active must be bool or uint8, got {active.dtype}")
-    if tuple(active.shape) != (n_rows,):
-        raise ValueError(f"active must have shape ({n_rows},), got {tuple(active.shape)}")
-    if active.device != device:
-        raise ValueError(f"active is on {active.device}, the state on {device}")
 
 
 def write_rows_(dst: Tensor, src: Tensor, active: Tensor | None = None) -> None:

@@ -24,9 +24,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ssm_signal.kernels.reference import check_active, write_rows_
+from ssm_signal.kernels.reference import write_rows_
 from ssm_signal.state import State
-from ssm_signal.validation import check_sequence, check_state, check_step
+from ssm_signal.validation import check_active, check_sequence, check_state, check_step
 
 
 def write_state_(dst: State, src: State, active: Tensor | None = None) -> None:

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from ssm_signal.kernels import reference
 from ssm_signal.kernels.triton.selective_scan import LOG2E, _softplus
+from ssm_signal.validation import check_active
 
 _TILE = 2048  # state elements per program: 16 per thread at 4 warps
 
@@ -191,7 +192,7 @@ def _check_pool(h_pool: Tensor, slots: Tensor | None, active: Tensor | None, n_r
             raise ValueError(f"without slots the state's batch ({h_pool.shape[0]}) must equal x's ({n_rows})")
     else:
         check_slots(slots, n_rows, h_pool.shape[0], h_pool.device, check)
-    reference.check_active(active, n_rows, h_pool.device)
+    check_active(active, n_rows, h_pool.device)
 
 
 def _as_bytes(active: Tensor | None) -> Tensor | None:
