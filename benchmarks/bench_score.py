@@ -173,7 +173,13 @@ def predict_loop_cost(bundle, cfg: S.ScoreConfig, gpu: bool, tmp: Path, n_batche
     wall and main-thread CPU, medians over batches after the first 10."""
     spf, K, B = bundle.model.samples_per_frame, len(bundle.labels) or 1, cfg.batch_size
     outputs: dict[torch.device, torch.Tensor] = {}
-    bundle.frame_outputs = lambda x: outputs.setdefault(x.device, torch.zeros(B, 1, K, device=x.device))[: x.shape[0]]
+
+    def stub(x: torch.Tensor) -> torch.Tensor:  # one frame per file: (n, 1, K) zeros, made once per device
+        if x.device not in outputs:
+            outputs[x.device] = torch.zeros(B, 1, K, device=x.device)
+        return outputs[x.device][: x.shape[0]]
+
+    bundle.frame_outputs = stub
     workers = max(1, cfg.num_workers)
     ring = BatchRing(S.PREFETCH * workers + S.SLACK, B * spf)
     sampler = S.BucketBatchSampler([1] * (n_batches * B), B)
