@@ -60,10 +60,12 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def write_result(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_result(name: str, payload: dict, out_dir: str | Path | None = None) -> Path:
+    """``payload`` as ``<out_dir>/<name>_<date>.json`` (out_dir: benchmarks/results unless given)."""
+    out = RESULTS if out_dir is None else Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d")
-    path = RESULTS / f"{name}_{stamp}.json"
+    path = out / f"{name}_{stamp}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path}")
     return path

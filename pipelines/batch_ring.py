@@ -50,8 +50,10 @@ def pad_batch(signals: list[np.ndarray], length: int, channels: int, out: np.nda
     n = len(signals)
     x = (np.empty(n * length * channels, signals[0].dtype) if out is None else out).reshape(n, length, channels)
     for i, s in enumerate(signals):
-        x[i, : s.shape[0]] = s
-        x[i, s.shape[0]:] = 0
+        k = s.shape[0]
+        x[i, :k] = s
+        if k < length:  # most rows of a length-bucketed batch have no tail: ~1 us per file saved
+            x[i, k:] = 0
     return x
 
 

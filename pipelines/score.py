@@ -4,13 +4,15 @@
 
 Pipeline: inputs (a directory, a glob, or a CSV/Parquet manifest with path[, label]) are
 listed and sorted by length so batches hold similar lengths (little padding); DataLoader
-workers decode and resample in parallel (the bundle's own ``prepare_signal``, so results
-equal ``bundle.predict`` and a StreamingSession); the model runs each padded batch in
-windows with the state carried across them (memory independent of file length; causal,
-so padding after a file's end never changes its frames); ``Trainer.predict`` spreads
-batches over GPUs with DDP, and a prediction writer appends every batch as an atomic
-Parquet part. A rerun skips the files already in the parts, so a killed run resumes and
-ends with exactly one row per input. Bad inputs get an error row and scoring goes on.
+workers read a batch at a time, 16-bit PCM WAV at the model's rate with one read per file and
+a header walk (``ssm_signal.data.wav_pcm16``), anything else decoded and resampled (the
+bundle's own ``prepare_signal``, so results equal ``bundle.predict`` and a StreamingSession);
+the model runs each padded batch in windows with the state carried across them (memory
+independent of file length; causal, so padding after a file's end never changes its frames);
+``Trainer.predict`` spreads batches over GPUs with DDP, and a prediction writer appends the
+rows as atomic Parquet parts of several batches. A rerun skips the files already in the parts,
+so a killed run resumes and ends with exactly one row per input. Bad inputs get an error row
+and scoring goes on.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from ssm_signal.bundle import (
     pcm_to_float,
     prepare_signal,
 )
+from ssm_signal.data.wav_pcm16 import read_pcm16_wav
 
 log = logging.getLogger("ssm_signal.pipelines")
 
@@ -126,9 +129,10 @@ def read_pcm16(path: str, sample_rate: int, channels: int, min_samples: int) -> 
     device, equals soundfile's float32 decoding of the same file bit for bit (both divide by 2^15).
 
     WAV files are read with the standard library's ``wave`` (a header parse and one read: 40 us
-    per one-second clip against soundfile's 105 us on these hosts, and at GPU rates the workers'
-    per-file cost is the scorer's limit for short clips); other containers, and WAV variants
-    ``wave`` does not take (e.g. WAVE_FORMAT_EXTENSIBLE before Python 3.12), through soundfile.
+    per one-second clip against soundfile's 105 us on these hosts); other containers, and WAV
+    variants ``wave`` does not take (e.g. WAVE_FORMAT_EXTENSIBLE before Python 3.12), through
+    soundfile. The scorer's workers try the cheaper ``read_pcm16_wav`` first (:class:`ScoreDataset`):
+    this is the path for the WAV files it declines.
     """
     suffix = os.path.splitext(path)[1].lower()  # per file, on the workers' critical path: no pathlib
     if suffix not in AUDIO_EXT:
@@ -184,39 +188,97 @@ def approx_length(path: str) -> int:
         return 0
 
 
-class ScoreDataset(Dataset):
-    """Decodes and prepares one file per item; failures become error items, never exceptions.
+READ_BUFFER_KEEP = 256 << 20  # bytes: a worker keeps its read buffer up to this size
 
-    Keys are ``(batch_no, index)`` pairs from :class:`BucketBatchSampler`, so the collate
-    function knows which batch it builds (its :class:`BatchRing` slot). An item's signal is
-    an (L, C) int16 numpy array (:func:`read_pcm16`) or an (L, C) float32 tensor at the model's
-    rate (any other input).
+
+class ScoreDataset(Dataset):
+    """Reads a batch of files per call; failures become error entries, never exceptions.
+
+    Keys are ``(batch_no, index)`` pairs from :class:`BucketBatchSampler`. DataLoader hands each
+    batch's keys to :meth:`__getitems__` at once (torch's map-style fetcher does when the dataset
+    defines it), which returns a :class:`ReadBatch` for :class:`Collate`: the metadata as columns
+    and, per decoded file, an (L, C) int16 numpy array (16-bit PCM at the model's rate and channel
+    count: nothing to resample, downmix or check for NaN) or an (L, C) float32 tensor at the model's
+    rate (any other input, through :meth:`read`).
+
+    WAV files go first through :func:`read_pcm16_wav` (``direct_wav``): one read of the whole file
+    (its size from the listing, ``sizes``) into a buffer the worker reuses, and a header walk, a
+    fraction of the ``wave`` module's per-file cost, which at GPU rates is the scorer's limit for
+    short clips. What it declines takes :meth:`read`, the general path, so every other case (other
+    formats and rates, error rows) behaves as before; ``direct_wav=False`` sends every file there.
     """
 
-    def __init__(self, items: list[Item], sample_rate: int, channels: int, min_samples: int):
-        self.items, self.sample_rate, self.channels, self.min_samples = items, sample_rate, channels, min_samples
+    def __init__(self, items: list[Item], sample_rate: int, channels: int, min_samples: int,
+                 sizes: list[int] | None = None, direct_wav: bool = True):
+        self.paths, self.labels = [it.path for it in items], [it.label for it in items]
+        self.sample_rate, self.channels, self.min_samples = sample_rate, channels, min_samples
+        self.sizes = sizes if sizes is not None else [approx_length(p) for p in self.paths]
+        self.direct_wav = direct_wav
+        self._buf = None
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.paths)
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        batch_no, i = key
-        it = self.items[i]
-        out = {"path": it.path, "label": it.label, "signal": None, "error": None, "duration": 0.0, "batch": batch_no}
-        try:
-            pcm = read_pcm16(it.path, self.sample_rate, self.channels, self.min_samples)
+    def __getitem__(self, key: tuple[int, int]) -> ReadBatch:
+        """One file, as a batch of one (DataLoader calls :meth:`__getitems__`)."""
+        return self.__getitems__([key])
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> ReadBatch:
+        n, rate, min_samples = len(keys), self.sample_rate, self.min_samples
+        signals: list[np.ndarray | Tensor] = []
+        ok, error, duration = [False] * n, [None] * n, [0.0] * n
+        buf, at = (self._read_buffer(keys) if self.direct_wav else None), 0
+        for j, (_, i) in enumerate(keys):
+            path, pcm = self.paths[i], None
+            # os.path.splitext, as read_pcm16: the same files take the int16 path as before
+            if buf is not None and os.path.splitext(path)[1].lower() == ".wav":
+                size = self.sizes[i]
+                pcm = read_pcm16_wav(path, size, rate, self.channels, buf[at:])
+                at += size + (size & 1)  # even offsets: the int16 views stay aligned
+                if pcm is not None and pcm.shape[0] < min_samples:
+                    pcm = None  # the general path reports it too short
             if pcm is not None:
-                out["duration"], out["signal"] = pcm.shape[0] / self.sample_rate, pcm
-                return out
-            raw, rate = read_signal(it.path)
-            out["duration"] = raw.shape[0] / rate if raw.ndim else 0.0
+                signal, duration[j] = pcm, pcm.shape[0] / rate
+            else:
+                signal, duration[j], error[j] = self.read(path)
+            if signal is not None:
+                signals.append(signal)
+                ok[j] = True
+        files = BatchFiles([self.paths[i] for _, i in keys], [self.labels[i] for _, i in keys], error, duration, ok)
+        return ReadBatch(keys[0][0] if keys else -1, files, signals)
+
+    def _read_buffer(self, keys: list[tuple[int, int]]) -> memoryview:
+        """A buffer for the whole files of this batch, reused from batch to batch (each worker's own:
+        made on first use, after the fork). Fresh memory per file or per batch is page-faulted in on
+        every use: the reading loop ran at half the speed. Buffers over :data:`READ_BUFFER_KEEP` are
+        not kept."""
+        need = sum(self.sizes[i] + 1 for _, i in keys) + 1  # a byte more per file: see read_pcm16_wav
+        buf = self._buf
+        if buf is None or len(buf) < need:
+            buf = memoryview(bytearray(need))
+            self._buf = buf if need <= READ_BUFFER_KEEP else None
+        return buf
+
+    def read(self, path: str) -> tuple[np.ndarray | Tensor | None, float, str | None]:
+        """One file through the general path: ``(signal, seconds, None)``, or ``(None, seconds, error)``.
+
+        The signal is :func:`read_pcm16`'s (L, C) int16 array where it takes the file, else the (L, C)
+        float32 tensor of :func:`read_signal` and ``prepare_signal``; seconds of the file as read
+        (0 where it could not be read).
+        """
+        seconds = 0.0
+        try:
+            pcm = read_pcm16(path, self.sample_rate, self.channels, self.min_samples)
+            if pcm is not None:
+                return pcm, pcm.shape[0] / self.sample_rate, None
+            raw, rate = read_signal(path)
+            seconds = raw.shape[0] / rate if raw.ndim else 0.0
             x = prepare_signal(raw, rate, self.sample_rate, self.channels)[0]
             if x.shape[0] < self.min_samples:
                 raise ValueError(f"too short: {x.shape[0]} samples, need at least {self.min_samples}")
-            out["signal"] = x
+            return x, seconds, None
         except Exception as e:  # any decoding problem is reported in the file's row
-            out["error"] = f"{type(e).__name__}: {e}"
-        return out
+            return None, seconds, f"{type(e).__name__}: {e}"
 
 
 @dataclasses.dataclass
@@ -239,35 +301,59 @@ class BatchFiles:
     def __len__(self) -> int:
         return len(self.path)
 
+    @classmethod
+    def concat(cls, parts: list[BatchFiles]) -> BatchFiles:
+        """Several batches' files as one, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        out = cls([], [], [], [], [])
+        for p in parts:
+            for f in dataclasses.fields(cls):
+                getattr(out, f.name).extend(getattr(p, f.name))
+        return out
+
+
+@dataclasses.dataclass
+class ReadBatch:
+    """One batch as :meth:`ScoreDataset.__getitems__` read it, in the worker.
+
+    batch_no: its number in this DataLoader's order (its :class:`BatchRing` slot); files: n entries;
+    signals: one per file with ``files.ok``, in batch order, each (L_i, C) int16 numpy or float32 tensor.
+    The int16 arrays of WAV files read directly are views into the dataset's read buffer, which its
+    next ``__getitems__`` overwrites: a batch is collated (copied out) before the next is read.
+    """
+
+    batch_no: int
+    files: BatchFiles
+    signals: list[np.ndarray | Tensor]
+
 
 class Collate:
-    """Items -> one zero-padded (n_ok, L_max, C) batch plus :class:`BatchFiles`. Runs in the worker.
+    """A :class:`ReadBatch` -> one zero-padded (n_ok, L_max, C) batch plus :class:`BatchFiles`. Runs in the worker.
 
-    The batch is int16 PCM when every file in it is (:func:`read_pcm16`), else float32 (int16
-    files converted by ``pcm_to_float``, as the device would). An int16 batch goes into its
-    :class:`BatchRing` slot when there is a ring and it fits (``batch["ring"] = (slot, batch_no,
-    shape)``), else into ``batch["x"]``, DataLoader's ordinary shared-memory tensor. The items
-    leave without their signals: at most one tensor per batch crosses to the main process.
+    The batch is int16 PCM when every file in it is, else float32 (int16 files converted by
+    ``pcm_to_float``, as the device would). An int16 batch goes into its :class:`BatchRing` slot
+    when there is a ring and it fits (``batch["ring"] = (slot, batch_no, shape)``), else into
+    ``batch["x"]``, DataLoader's ordinary shared-memory tensor. The signals stay in the worker: at
+    most one tensor per batch crosses to the main process.
     """
 
     def __init__(self, ring: BatchRing | None = None):
         self.ring = ring
 
-    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
-        files = BatchFiles([b["path"] for b in batch], [b["label"] for b in batch], [b["error"] for b in batch],
-                           [b["duration"] for b in batch], [b["signal"] is not None for b in batch])
-        ok = [b["signal"] for b in batch if b["signal"] is not None]
+    def __call__(self, read: ReadBatch) -> dict[str, Any]:
+        ok = read.signals
         # no tensor but x crosses to the main process: a torch tensor travels as a shared-memory file
         # descriptor, handed over through a socket per batch (25 ms on the H100 host), and is pinned
-        out: dict[str, Any] = {"files": files, "x": None, "ring": None, "lengths": None}
+        out: dict[str, Any] = {"files": read.files, "x": None, "ring": None, "lengths": None}
         if not ok:
             return out
         out["lengths"] = np.array([s.shape[0] for s in ok], dtype=np.int64)
         length, channels = int(out["lengths"].max()), ok[0].shape[1]
-        pcm = all(isinstance(s, np.ndarray) for s in ok)  # read_pcm16's int16 arrays
+        pcm = all(isinstance(s, np.ndarray) for s in ok)  # int16 arrays
         if pcm and self.ring is not None and self.ring.fits(len(ok), length, channels):
-            slot, shape = self.ring.write(batch[0]["batch"], ok)
-            out["ring"] = (slot, batch[0]["batch"], shape)
+            slot, shape = self.ring.write(read.batch_no, ok)
+            out["ring"] = (slot, read.batch_no, shape)
             return out
         if pcm:
             x = torch.from_numpy(pad_batch(ok, length, channels))
@@ -322,6 +408,15 @@ class Scored:
     frames: list[Tensor] | None = None
     ready: torch.cuda.Event | None = None
     check: Callable[[], None] | None = None
+
+    @classmethod
+    def concat(cls, parts: list[Scored]) -> Scored:
+        """Several batches' results (each waited for) as one: scores and frames in batch order."""
+        if len(parts) == 1:
+            return parts[0]
+        scores = [p.scores for p in parts if p.scores is not None]
+        frames = [p.frames for p in parts if p.frames is not None]
+        return cls(torch.cat(scores) if scores else None, [f for fs in frames for f in fs] if frames else None)
 
     def wait(self) -> Scored:
         if self.ready is not None:
@@ -399,7 +494,8 @@ class Scorer(L.LightningModule):
 
 
 def result_rows(files: BatchFiles, out: Scored, bundle: Bundle) -> tuple[pa.Table, list[pd.DataFrame]]:
-    """One batch's rows (a table in SCHEMA, built column-wise) and, with frames, one frame table per file."""
+    """Rows of ``files`` (one or several batches) as a table in SCHEMA, built column-wise, and, with frames,
+    one frame table per file. ``out``: their results, waited for (scores of the ok files, in order)."""
     n = len(files)
     ok = np.asarray(files.ok, dtype=bool)
     ok_pos = np.flatnonzero(ok)
@@ -410,8 +506,12 @@ def result_rows(files: BatchFiles, out: Scored, bundle: Bundle) -> tuple[pa.Tabl
     if len(ok_pos):
         s = out.scores.double().numpy()
         top[ok_pos] = s.max(axis=1)
-        for i, lab in zip(ok_pos, clip_labels(s, bundle.config), strict=True):
-            label[i] = lab
+        labels = clip_labels(s, bundle.config)
+        if len(ok_pos) == n:
+            label = labels
+        else:
+            for i, lab in zip(ok_pos.tolist(), labels, strict=True):
+                label[i] = lab
         for j, i in enumerate(ok_pos if out.frames is not None else []):
             p = outputs_to_prediction(out.frames[j], bundle.config)
             df = pd.DataFrame(p.frame_scores, columns=bundle.labels or
@@ -442,30 +542,47 @@ SCHEMA = pa.schema([("path", pa.string()), ("status", pa.string()), ("error", pa
                     ("model_version", pa.string())])
 
 
-def write_atomic(table: pa.Table, path: Path) -> None:
+# Parquet options for tables in SCHEMA: dictionary encoding only for the columns of few distinct
+# values (the default tries it on every column: on the per-label scores and the unique paths it is
+# wasted work, half the cost of writing a part)
+ROW_OPTIONS = {"use_dictionary": ["status", "error", "label", "true_label", "model", "model_version"]}
+
+
+def write_atomic(table: pa.Table, path: Path, **options: Any) -> None:
+    """``table`` to ``path`` as Parquet (``options``: pyarrow.parquet.write_table's), whole or not at all."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, **options)
     os.replace(tmp, path)  # a part either exists whole or not at all
 
 
 class PartWriter(BasePredictionWriter):
-    """Writes each predicted batch as its own Parquet part (per rank), atomically.
+    """Writes the predicted rows as Parquet parts (per rank), atomically, several batches to a part.
 
-    Off the model's critical path: a batch's rows are built one batch behind (when the next
-    batch has been handed to the GPU; its scores were copied back asynchronously meanwhile) and
-    its files are written by one background thread (pyarrow encodes and writes without the GIL),
-    at most :attr:`MAX_QUEUED` parts behind. Everything is on disk when the epoch ends. A killed
-    run loses at most the parts not yet renamed into place, which the rerun scores.
+    Off the model's critical path: a batch's results are waited for one batch behind (when the next
+    batch has been handed to the GPU; its scores were copied back asynchronously meanwhile, and its
+    ring slot is checked then, before the slot can be reused) and added to the open part. A part is
+    closed when it holds ``part_rows`` rows or its first batch is :attr:`PART_SECONDS` old, and at
+    the end; one background thread builds its rows (:func:`result_rows`) and writes its files, at
+    most :attr:`MAX_QUEUED` parts behind. Why several batches to a part: a part per 1024-file batch
+    was ~4 ms of encoding and writing, with the writer thread taking the GIL from the main thread
+    over and over, at GPU rates of 100+ batches per second. Everything is on disk when the epoch
+    ends. A killed run loses at most the rows of the parts not yet renamed into place (the open one:
+    at most ``part_rows`` rows or PART_SECONDS of work, and those in flight), which the rerun scores.
     """
 
     MAX_QUEUED = 4
+    PART_SECONDS = 1.0  # a part is closed at its next batch once its first batch is this old
 
-    def __init__(self, parts_dir: Path, frames_dir: Path | None, bundle: Bundle, lag: int = 1):
+    def __init__(self, parts_dir: Path, frames_dir: Path | None, bundle: Bundle, lag: int = 1,
+                 part_rows: int = 16384):
         super().__init__(write_interval="batch")
         self.parts_dir, self.frames_dir, self.bundle, self.lag = parts_dir, frames_dir, bundle, lag
-        # (files, results, rank) of batches not written yet: not the batch itself, whose samples may be
-        # a large device tensor
+        self.part_rows = part_rows
+        # (files, results, rank) of batches not waited for yet: not the batch itself, whose samples may
+        # be a large device tensor
         self.pending: collections.deque[tuple[BatchFiles, Scored, int]] = collections.deque()
+        self.part: list[tuple[BatchFiles, Scored]] = []  # the open part's batches, results waited for
+        self.part_len, self.part_t0 = 0, 0.0
         self.io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-parts")
         self.queued: collections.deque[concurrent.futures.Future] = collections.deque()
         self.seconds = 0.0
@@ -481,6 +598,7 @@ class PartWriter(BasePredictionWriter):
     def on_predict_epoch_end(self, trainer, pl_module):
         while self.pending:
             self._write(*self.pending.popleft())
+        self._close_part(trainer.global_rank)
         while self.queued:
             self.queued.popleft().result()  # re-raises a failed write
         self.last = time.time()
@@ -491,10 +609,13 @@ class PartWriter(BasePredictionWriter):
         self.io.shutdown(wait=True)
 
     def _write(self, files: BatchFiles, prediction: Scored, rank: int) -> None:
-        table, frame_tables = result_rows(files, prediction.wait(), self.bundle)
-        while self.queued and (self.queued[0].done() or len(self.queued) >= self.MAX_QUEUED):
-            self.queued.popleft().result()
-        self.queued.append(self.io.submit(self._write_files, table, frame_tables, rank))
+        prediction.wait()
+        if not self.part:
+            self.part_t0 = time.monotonic()
+        self.part.append((files, prediction))
+        self.part_len += len(files)
+        if self.part_len >= self.part_rows or time.monotonic() - self.part_t0 >= self.PART_SECONDS:
+            self._close_part(rank)
         batch_s = float(sum(files.duration))
         self.seconds += batch_s
         now = time.time()
@@ -504,13 +625,23 @@ class PartWriter(BasePredictionWriter):
             self.seconds_after_first += batch_s
         self.last = now
 
-    def _write_files(self, table: pa.Table, frame_tables: list[pd.DataFrame], rank: int) -> None:
+    def _close_part(self, rank: int) -> None:
+        if not self.part:
+            return
+        batches, self.part, self.part_len = self.part, [], 0
+        while self.queued and (self.queued[0].done() or len(self.queued) >= self.MAX_QUEUED):
+            self.queued.popleft().result()
+        self.queued.append(self.io.submit(self._write_part, batches, rank))
+
+    def _write_part(self, batches: list[tuple[BatchFiles, Scored]], rank: int) -> None:
+        files = BatchFiles.concat([f for f, _ in batches])
+        table, frame_tables = result_rows(files, Scored.concat([s for _, s in batches]), self.bundle)
         for df in frame_tables:  # frames first: a finished row implies its frames exist
             key = _file_key(df["path"].iloc[0])
             out = self.frames_dir / f"file={key}"
             out.mkdir(parents=True, exist_ok=True)
             write_atomic(pa.Table.from_pandas(df, preserve_index=False), out / "part-0.parquet")
-        write_atomic(table, self.parts_dir / f"part-r{rank}-{uuid.uuid4().hex[:12]}.parquet")
+        write_atomic(table, self.parts_dir / f"part-r{rank}-{uuid.uuid4().hex[:12]}.parquet", **ROW_OPTIONS)
 
 
 def _file_key(path: str) -> str:
@@ -547,6 +678,8 @@ class ScoreConfig:
     log_output: bool = False
     ring: bool | None = None  # batches through a BatchRing: None = on a GPU, for jobs large enough (make_ring)
     ring_bytes: int = 4 << 30  # at most this much page-locked host memory for the ring
+    direct_wav: bool = True  # PCM16 WAV read by one os.read and a header walk (False: the wave module, as before)
+    part_rows: int = 16384  # rows per Parquet part (several batches; 1: a part per batch, as before)
 
 
 PREFETCH = 2  # batches in flight per DataLoader worker (DataLoader's default, fixed: the ring is sized by it)
@@ -589,6 +722,42 @@ def pcm16_share(paths: list[str], sample_rate: int, channels: int, sample: int =
     return sum(is_pcm16(p, sample_rate, channels) for p in picked) / max(1, len(picked))
 
 
+def score_loader(items: list[Item], bundle: Bundle, cfg: ScoreConfig, gpu: bool) -> tuple[DataLoader, BatchRing | None]:
+    """The DataLoader of a scoring job (length-bucketed batches of ``items``) and its :class:`BatchRing`
+    (None: the ordinary path). The ring is allocated here, before the workers fork, in the process
+    that reads it (each DDP rank runs :func:`score`); ``gpu``: the job runs on a CUDA device."""
+    sizes = [approx_length(it.path) for it in items]
+    ds = ScoreDataset(items, bundle.sample_rate, bundle.channels, bundle.model.samples_per_frame, sizes,
+                      cfg.direct_wav)
+    sampler = BucketBatchSampler(sizes, cfg.batch_size)
+    ring = None
+    if cfg.ring or (cfg.ring is None and gpu):
+        share = pcm16_share([it.path for it in items], bundle.sample_rate, bundle.channels)
+        ring = make_ring(sizes, sampler.batches, cfg, share)
+    loader = DataLoader(ds, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=Collate(ring),
+                        pin_memory=gpu, prefetch_factor=PREFETCH if cfg.num_workers else None,
+                        multiprocessing_context="fork" if ring is not None and cfg.num_workers else None)
+    return loader, ring
+
+
+def predict_batches(loader: Any, ring: BatchRing | None, bundle: Bundle, cfg: ScoreConfig, writer: PartWriter,
+                    n_files: int) -> L.Trainer:
+    """``Trainer.predict`` of the bundle's :class:`Scorer` over ``loader`` (batches as :class:`Collate`
+    makes them, ``n_files`` files in all), ``writer`` writing the parts; returns the trainer. The
+    writer thread is stopped and the ring's page-locking undone also when it fails."""
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+                        logger=False, callbacks=[writer, _Progress(n_files, writer)], enable_model_summary=False,
+                        enable_progress_bar=False, use_distributed_sampler=False)
+    try:
+        with torch.inference_mode():
+            trainer.predict(Scorer(bundle, cfg.frames, ring), dataloaders=loader, return_predictions=False)
+    finally:
+        writer.close()
+        if ring is not None:
+            ring.unregister()
+    return trainer
+
+
 def score(cfg: ScoreConfig) -> dict[str, Any]:
     """Run (or resume) a scoring job; returns the summary."""
     t0 = time.time()
@@ -601,30 +770,11 @@ def score(cfg: ScoreConfig) -> dict[str, Any]:
     done = finished_paths(parts_dir)
     todo = [it for it in items if it.path not in done]
     log.info("scoring %d files (%d already done) with %s v%s", len(todo), len(done), bundle.name, bundle.version)
-    writer = PartWriter(parts_dir, frames_dir, bundle)
+    writer = PartWriter(parts_dir, frames_dir, bundle, part_rows=cfg.part_rows)
     if todo:
-        ds = ScoreDataset(todo, bundle.sample_rate, bundle.channels, bundle.model.samples_per_frame)
-        sizes = [approx_length(it.path) for it in todo]
-        sampler = BucketBatchSampler(sizes, cfg.batch_size)
         gpu = cfg.accelerator != "cpu" and torch.cuda.is_available()
-        # allocated here, before the workers start, in the process that reads it (each DDP rank runs score())
-        ring = None
-        if cfg.ring or (cfg.ring is None and gpu):
-            share = pcm16_share([it.path for it in todo], bundle.sample_rate, bundle.channels)
-            ring = make_ring(sizes, sampler.batches, cfg, share)
-        loader = DataLoader(ds, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=Collate(ring),
-                            pin_memory=gpu, prefetch_factor=PREFETCH if cfg.num_workers else None,
-                            multiprocessing_context="fork" if ring is not None and cfg.num_workers else None)
-        trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-                            logger=False, callbacks=[writer, _Progress(len(todo), writer)], enable_model_summary=False,
-                            enable_progress_bar=False, use_distributed_sampler=False)
-        try:
-            with torch.inference_mode():
-                trainer.predict(Scorer(bundle, cfg.frames, ring), dataloaders=loader, return_predictions=False)
-        finally:  # also after a failed run: no writer thread or page-locked memory left behind
-            writer.close()
-            if ring is not None:
-                ring.unregister()
+        loader, ring = score_loader(todo, bundle, cfg, gpu)
+        trainer = predict_batches(loader, ring, bundle, cfg, writer, len(todo))
         trainer.strategy.barrier()  # every rank's parts are written before rank 0 merges
         if not trainer.is_global_zero:
             return {}
@@ -632,7 +782,7 @@ def score(cfg: ScoreConfig) -> dict[str, Any]:
     # in arrow: pandas' isin on arrow-backed strings took 0.3 s per 50k rows
     table = table.filter(pc.is_in(table["path"], value_set=pa.array([it.path for it in items], pa.string())))
     df = table.to_pandas().drop_duplicates("path", keep="first").reset_index(drop=True)
-    write_atomic(pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False), out)
+    write_atomic(pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False), out, **ROW_OPTIONS)
     wall = time.time() - t0
     summary = summarize(df, bundle, wall, len(todo), writer)
     out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2) + "\n")

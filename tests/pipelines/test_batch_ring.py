@@ -14,7 +14,7 @@ import torch
 
 import pipelines.score as score_mod
 from pipelines.batch_ring import BatchRing, RingOverrun
-from pipelines.score import Collate, ScoreConfig, read_pcm16, score
+from pipelines.score import BatchFiles, Collate, ReadBatch, ScoreConfig, read_pcm16, score
 from ssm_signal import load_bundle, save_bundle
 from ssm_signal.bundle import pcm_to_float
 from tests.pipelines.test_score import make_files
@@ -43,20 +43,26 @@ def test_ring_pads_each_batch_and_detects_a_slot_rewritten_too_early():
 def test_collate_routes_int16_batches_to_the_ring_when_they_fit():
     ring = BatchRing(slots=4, capacity=100)
 
-    def items(batch_no, *lengths, dtype=np.int16):
-        return [{"path": f"f{i}", "label": None, "error": None, "duration": n / 8000, "batch": batch_no,
-                 "signal": np.full((n, 1), i + 1, dtype) if dtype == np.int16 else torch.ones(n, 1)}
-                for i, n in enumerate(lengths)]
+    def read(batch_no, *lengths, dtype=np.int16, failed=0):
+        """A ReadBatch of files with these lengths (and ``failed`` files that did not decode)."""
+        signals = [np.full((n, 1), i + 1, dtype) if dtype == np.int16 else torch.ones(n, 1)
+                   for i, n in enumerate(lengths)]
+        n = len(lengths) + failed
+        files = BatchFiles([f"f{i}" for i in range(n)], [None] * n, [None] * len(lengths) + ["ValueError: bad"] * failed,
+                           [k / 8000 for k in lengths] + [0.0] * failed, [True] * len(lengths) + [False] * failed)
+        return ReadBatch(batch_no, files, signals)
 
-    fits = Collate(ring)(items(5, 40, 50))
+    fits = Collate(ring)(read(5, 40, 50))
     assert fits["x"] is None and fits["ring"] == (1, 5, (2, 50, 1)) and list(fits["lengths"]) == [40, 50]
     assert torch.equal(ring.view(1, (2, 50, 1))[0, 40:], torch.zeros(10, 1, dtype=torch.int16))
-    big = Collate(ring)(items(6, 60, 50))  # 2 x 60 samples > 100: the ordinary path, still int16
+    big = Collate(ring)(read(6, 60, 50))  # 2 x 60 samples > 100: the ordinary path, still int16
     assert big["ring"] is None and big["x"].dtype == torch.int16 and big["x"].shape == (2, 60, 1)
-    mixed = Collate(ring)(items(7, 10) + items(7, 20, dtype=np.float32))  # a float file: a float batch
+    mixed = read(7, 10, 20)
+    mixed.signals[1] = torch.ones(20, 1)  # a float file: a float batch
+    mixed = Collate(ring)(mixed)
     assert mixed["ring"] is None and mixed["x"].dtype == torch.float32
     assert torch.equal(mixed["x"][0, :10, 0], torch.full((10,), 1 / 32768))  # pcm_to_float of the int16 one
-    failed = Collate(ring)([dict(items(8, 20)[0], signal=None, error="ValueError: bad")])  # no file decoded
+    failed = Collate(ring)(read(8, failed=1))  # no file decoded
     assert failed["x"] is None and failed["ring"] is None and failed["files"].ok == [False]
 
 
