@@ -4,7 +4,8 @@ Run on a CUDA machine: `python benchmarks/bench_gpu_scan.py [--out DIR] [--quick
 
 Side by side in one run, each timed as the median of CUDA-event timings (triton.testing.do_bench,
 or a plain event loop for calls slower than half a second), after a correctness check:
-1. the device-to-device copy bandwidth (bytes read + written), which sets the memory floor;
+1. the device-to-device copy bandwidth (bytes read + written), which sets the memory floor, and
+   the float32 FFMA and ex2 rates (register-only kernels), which set the arithmetic floor;
 2. Mamba-1 selective scan, forward+backward (and forward alone), the `triton` backend vs the
    `torch` backend vs the memory floor, at B=16, L in 1k/4k/16k, d_inner 256/512/1024,
    d_state 16/64, float32 (and bf16 at one shape), after a sweep of launch policies (warps,
@@ -218,6 +219,62 @@ def sweep(bw: float, quick: bool) -> tuple[list[dict], dict]:
 
 
 # ---------------------------------------------------------------------------------------
+# arithmetic ceilings: lane instructions per second, FFMA and ex2
+# ---------------------------------------------------------------------------------------
+def arithmetic_rates() -> dict:
+    """Measured issue ceilings for the compute floor: float32 FFMA and MUFU.EX2 per second.
+
+    Each lane runs 8 independent chains of 4096 dependent operations on registers (no memory),
+    on enough warps to fill every scheduler; the rate counts one lane-operation per element per op.
+    """
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def ffma_k(out_ptr, ITERS: tl.constexpr):
+        i = tl.program_id(0) * 128 + tl.arange(0, 128)
+        a0 = i.to(tl.float32) * 1e-9
+        a1, a2, a3, a4, a5, a6, a7 = a0 + 1, a0 + 2, a0 + 3, a0 + 4, a0 + 5, a0 + 6, a0 + 7
+        for _ in range(ITERS):
+            a0 = a0 * 0.999 + 1e-3
+            a1 = a1 * 0.999 + 1e-3
+            a2 = a2 * 0.999 + 1e-3
+            a3 = a3 * 0.999 + 1e-3
+            a4 = a4 * 0.999 + 1e-3
+            a5 = a5 * 0.999 + 1e-3
+            a6 = a6 * 0.999 + 1e-3
+            a7 = a7 * 0.999 + 1e-3
+        tl.store(out_ptr + i, a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7)
+
+    @triton.jit
+    def ex2_k(out_ptr, ITERS: tl.constexpr):
+        i = tl.program_id(0) * 128 + tl.arange(0, 128)
+        a0 = i.to(tl.float32) * -1e-9
+        a1, a2, a3, a4, a5, a6, a7 = a0 - 0.1, a0 - 0.2, a0 - 0.3, a0 - 0.4, a0 - 0.5, a0 - 0.6, a0 - 0.7
+        for _ in range(ITERS):
+            a0 = tl.exp2(a0)
+            a1 = tl.exp2(a1)
+            a2 = tl.exp2(a2)
+            a3 = tl.exp2(a3)
+            a4 = tl.exp2(a4)
+            a5 = tl.exp2(a5)
+            a6 = tl.exp2(a6)
+            a7 = tl.exp2(a7)
+        tl.store(out_ptr + i, a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7)
+
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    progs = sms * 16  # 16 four-warp programs per SM: 64 warps, every scheduler full
+    out = torch.empty(progs * 128, device=DEV)
+    iters = 4096
+    res = {}
+    for name, k in (("ffma", ffma_k), ("ex2", ex2_k)):
+        ms = timeit_ms(lambda k=k: k[(progs,)](out, ITERS=iters, num_warps=4))["ms"]
+        res[f"{name}_lane_ops_per_s"] = progs * 128 * 8 * iters / (ms * 1e-3)
+    print("arithmetic rates", res, flush=True)
+    return res
+
+
+# ---------------------------------------------------------------------------------------
 # step updates
 # ---------------------------------------------------------------------------------------
 def load_mamba_ssm():
@@ -391,6 +448,7 @@ def main() -> None:
     bw = copy_bandwidth()
     res["copy_bw_TBps"] = bw / 1e12
     print(f"copy bandwidth {bw / 1e12:.2f} TB/s", flush=True)
+    res["arithmetic"] = guarded(res, "arithmetic", arithmetic_rates, {})
     res["reference_check"] = guarded(res, "reference_check", lambda: {f"N{N}": check_against_reference(N) for N in (16, 64)})
     print("float64 reference check", json.dumps(res["reference_check"]), flush=True)
     res["sweep"], best = [], {}
