@@ -3,7 +3,7 @@ model's bare forward throughput on the same machine (the rest is decoding and I/
 host-side costs behind it.
 
     python benchmarks/bench_score.py [--files 2000] [--seconds 1.0] [--batch-size 64] [--num-workers 2]
-                                     [--parts score,loader,worker,main] [--variants new,old] [--compare]
+                                     [--parts score,loader,worker,main] [--variants new,eager,old] [--compare]
 
 On the H100 (16 host cores): --files 70000 --seconds 1 --batch-size 1024 --num-workers 14 (keyword
 clips, 19 h) and --files 17500 --seconds 10 --batch-size 256 --num-workers 14 (recordings, 49 h):
@@ -13,19 +13,27 @@ machine also compiles the kernels).
 
 Parts (--parts; each run for every variant, the variants alternating within each repeat):
 
-- score: whole scoring runs (``pipelines.score.score``), whole-run and steady throughput.
+- score: whole scoring runs (``pipelines.score.score``), whole-run and steady throughput, against
+  the bare forward, read before and after them: the model alone on a float32 batch already on the
+  device, eager (``model(x)`` call by call; also without the NaN scan, the scorer's eager twin)
+  and, on a GPU, replayed as CUDA graphs back to back (``BatchGraphs``, as the scorer runs it).
+  The ratio is taken against the graphs on a GPU, against the eager twin on a CPU.
 - loader: the scorer's DataLoader alone (``score_loader``: the workers read and collate into the
   ring, page-locked on a GPU; no model), files per second.
 - worker: one process reading and collating batches into a ring (``ScoreDataset.__getitems__`` and
   ``Collate``), microseconds per file: the workers' per-file cost.
+- forward: the model's forward per batch, eager, unchecked and graph-replayed: ms per call with
+  a synchronisation each and back to back, the main thread's CPU ms per call, and on a GPU the
+  kernels per forward and their GPU time (``forward_cost``).
 - main: the main process per batch: ``result_rows`` and a Parquet part for one batch and per batch
   of a 16-batch part (old and new encoding), the progress bar's hook, and the predict loop
   (``predict_batches``: Lightning, transfer, ``predict_step``, ``PartWriter``) fed pre-built ring
   batches of one frame per file with the model replaced by a stub (wall and main-thread CPU ms per
   batch; variant "no writer": the loop alone).
 
-Variants: new (this version) and old (``direct_wav=False``: every WAV through the ``wave`` module;
-``part_rows=1``: a Parquet part per batch). --compare: every part, both variants.
+Variants: new (this version), eager (this version, ``cuda_graphs=False``: the forward launched
+kernel by kernel) and old (also ``direct_wav=False``: every WAV through the ``wave`` module;
+``part_rows=1``: a Parquet part per batch). --compare: every part, variants old and new.
 
 Uses the default keyword model (artifacts/kws_default if present, else the architecture of
 configs/kws_default.yaml with random weights: throughput does not depend on the weights).
@@ -54,11 +62,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import default_bundle, machine, median, timed, write_result  # noqa: E402
 
 from pipelines import score as S  # noqa: E402
+from pipelines.batch_graphs import BatchGraphs  # noqa: E402
 from pipelines.batch_ring import BatchRing  # noqa: E402
 from ssm_signal import load_bundle  # noqa: E402
 
-VARIANTS = {"new": {"direct_wav": True, "part_rows": S.ScoreConfig.part_rows}, "old": {"direct_wav": False, "part_rows": 1}}
-PARTS = ("score", "loader", "worker", "main")
+VARIANTS = {"new": {"direct_wav": True, "part_rows": S.ScoreConfig.part_rows, "cuda_graphs": True},
+            "eager": {"direct_wav": True, "part_rows": S.ScoreConfig.part_rows, "cuda_graphs": False},
+            "old": {"direct_wav": False, "part_rows": 1, "cuda_graphs": False}}
+PARTS = ("score", "loader", "worker", "main", "forward")
 
 
 def write_files(root: Path, n: int, seconds: float, rate: int = 16000) -> None:
@@ -78,22 +89,97 @@ def write_files(root: Path, n: int, seconds: float, rate: int = 16000) -> None:
             f.write(header + noise[start:start + length].tobytes())
 
 
-def bare_forward(bundle, batch: int, seconds: float, device: str, repeats: int = 10) -> float:
-    """Signal-seconds per second of the model alone on pre-decoded, pre-batched input."""
+def bare_forward(bundle, batch: int, seconds: float, device: str, repeats: int = 10) -> dict[str, float]:
+    """Signal-seconds per second of the model alone on a pre-decoded, pre-batched float32 batch on the device:
+
+    - eager: ``model(x)`` (the checked forward), timed call by call with a synchronisation each;
+    - unchecked: ``Bundle.frame_outputs(x, check_values=False)``, the scorer's eager twin, likewise;
+    - graphs (CUDA only): ``Bundle.frame_outputs`` replayed as a CUDA graph (``BatchGraphs``, as the
+      scorer runs it), ``repeats`` replays back to back, one synchronisation: the GPU's own rate.
+    """
     model = bundle.model.to(device).eval()
     x = torch.randn(batch, int(seconds * bundle.sample_rate), 1, device=device) * 0.1
-    times = []
+    out = {}
     with torch.inference_mode():
-        for i in range(repeats + 2):
-            if device == "cuda":
+        for kind, fn in (("eager", lambda: model(x)), ("unchecked", lambda: bundle.frame_outputs(x, check_values=False))):
+            times = []
+            for i in range(repeats + 2):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                fn()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                if i >= 2:
+                    times.append(time.perf_counter() - t)
+            out[kind] = batch * seconds / median(times)
+        if device == "cuda":
+            graphs = BatchGraphs(lambda x, f: (bundle.frame_outputs(x, check_values=False),), batch,
+                                 bundle.model.samples_per_frame)
+            frames = torch.full((batch,), x.shape[1] // bundle.model.samples_per_frame, device=device)
+            for _ in range(3):  # eager on the padded buffers, capture, a replay
+                graphs(x, frames)
+            rates = []
+            for _ in range(3):
                 torch.cuda.synchronize()
-            t = time.perf_counter()
-            model(x)
-            if device == "cuda":
+                t = time.perf_counter()
+                for _ in range(repeats):
+                    graphs(x, frames)
                 torch.cuda.synchronize()
-            if i >= 2:
-                times.append(time.perf_counter() - t)
-    return batch * seconds / median(times)
+                rates.append(batch * seconds * repeats / (time.perf_counter() - t))
+            assert graphs.counts["replayed"] == 2 + 3 * repeats, graphs.counts
+            out["graphs"] = median(rates)
+    return out
+
+
+def forward_cost(bundle, batch: int, seconds: float, device: str, calls: int = 30) -> dict:
+    """Where a batch's forward goes, per way of running it (the model on a float32 batch on the device):
+    ms per call with a synchronisation each, ms per call back to back (one synchronisation per
+    ``calls``), and the main thread's CPU ms per call (launching; waiting, where the call synchronises):
+    eager (``model(x)``: its NaN scan and phase read synchronise), unchecked (``frame_outputs(x,
+    check_values=False)``: nothing synchronises) and, on a GPU, the CUDA-graph replay; plus, on a
+    GPU, the kernels per forward and their GPU time (torch.profiler, unchecked, 3 calls)."""
+    model = bundle.model.to(device).eval()
+    x = torch.randn(batch, int(seconds * bundle.sample_rate), 1, device=device) * 0.1
+    frames = torch.full((batch,), x.shape[1] // model.samples_per_frame, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    ways = {"eager": lambda: model(x), "unchecked": lambda: bundle.frame_outputs(x, check_values=False)}
+    if device == "cuda":
+        graphs = BatchGraphs(lambda x, f: (bundle.frame_outputs(x, check_values=False),), batch,
+                             model.samples_per_frame)
+        ways["graphs"] = lambda: graphs(x, frames)
+    out = {}
+    with torch.inference_mode():
+        for way, fn in ways.items():
+            for _ in range(3):
+                fn()
+            each = []
+            for _ in range(10):
+                sync()
+                t = time.perf_counter()
+                fn()
+                sync()
+                each.append(time.perf_counter() - t)
+            sync()
+            cpu, t = [], time.perf_counter()
+            for _ in range(calls):
+                c = time.thread_time()
+                fn()
+                cpu.append(time.thread_time() - c)
+            sync()
+            out[way] = {"ms_sync_each": 1e3 * median(each), "ms_back_to_back": 1e3 * (time.perf_counter() - t) / calls,
+                        "main_thread_cpu_ms": 1e3 * median(cpu)}
+        if device == "cuda":
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(3):
+                    ways["unchecked"]()
+                sync()
+            kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+            out["kernels_per_forward"] = len(kernels) / 3
+            out["kernel_ms_per_forward"] = sum(e.device_time for e in kernels) / 3 / 1e3
+    return out
 
 
 def loader_rate(data: Path, bundle, cfg: S.ScoreConfig, gpu: bool) -> dict:
@@ -174,7 +260,7 @@ def predict_loop_cost(bundle, cfg: S.ScoreConfig, gpu: bool, tmp: Path, n_batche
     spf, K, B = bundle.model.samples_per_frame, len(bundle.labels) or 1, cfg.batch_size
     outputs: dict[torch.device, torch.Tensor] = {}
 
-    def stub(x: torch.Tensor) -> torch.Tensor:  # one frame per file: (n, 1, K) zeros, made once per device
+    def stub(x: torch.Tensor, check_values: bool = True) -> torch.Tensor:  # one frame per file: (n, 1, K) zeros
         if x.device not in outputs:
             outputs[x.device] = torch.zeros(B, 1, K, device=x.device)
         return outputs[x.device][: x.shape[0]]
@@ -335,26 +421,35 @@ def main() -> None:
             print("main, ms per batch:", {k: round(v, 3) for k, v in result["main"].items() if isinstance(v, float)},
                   {v: (round(r["wall_ms_per_batch"], 2), round(r["main_thread_cpu_ms_per_batch"], 2))
                    for v, r in result["main"]["predict_loop"].items()})
+        if "forward" in parts:
+            result["forward"] = forward_cost(bundle, args.batch_size, args.seconds, device)
+            print("forward, ms per batch:", {k: {m: round(x, 2) for m, x in v.items()} if isinstance(v, dict) else round(v, 2)
+                                             for k, v in result["forward"].items()})
         if "score" in parts:
-            bare = bare_forward(bundle, args.batch_size, args.seconds, device)
+            bare = [bare_forward(bundle, args.batch_size, args.seconds, device)]
             runs = collections.defaultdict(list)
             for r in range(args.repeats):  # the first run on a fresh machine also compiles the kernels
                 for v in variants:
                     out = tmp / f"scores_{v}{r}.parquet"
                     s = S.score(dataclasses.replace(cfgs[v], output=str(out)))
-                    runs[v].append((s["audio_s_per_s"], s["steady_audio_s_per_s"]))
-            bare2 = bare_forward(bundle, args.batch_size, args.seconds, device)
-            bare_med = median([bare, bare2])
-            result["bare_forward_audio_s_per_s"] = [bare, bare2]
+                    runs[v].append((s["audio_s_per_s"], s["steady_audio_s_per_s"], s.get("cuda_graph_batches")))
+            bare.append(bare_forward(bundle, args.batch_size, args.seconds, device))
+            # the ceiling: the model's fastest forward here (graph replay on a GPU), median of its two readings
+            kind = "graphs" if gpu else "unchecked"
+            bare_med = median([b[kind] for b in bare])
+            result["bare_forward_audio_s_per_s"] = bare
+            result["bare_forward_ceiling"] = kind
             result["score"] = {}
             for v, rs in runs.items():
                 whole, steady = median([x[0] for x in rs]), median([x[1] for x in rs])
                 result["score"][v] = {"scorer_whole_run_audio_s_per_s": [x[0] for x in rs],
                                       "scorer_steady_audio_s_per_s": [x[1] for x in rs],
+                                      "cuda_graph_batches": [x[2] for x in rs],
                                       "scorer_x_realtime_whole_run": whole, "scorer_x_realtime_steady": steady,
-                                      "steady_over_bare": steady / bare_med, "whole_run_over_bare": whole / bare_med}
+                                      "steady_over_bare": steady / bare_med, "whole_run_over_bare": whole / bare_med,
+                                      "steady_over_bare_eager": steady / median([b["eager"] for b in bare])}
                 print(f"scorer ({v}): {whole:.0f}x real time over the whole run (start-up included), {steady:.0f}x "
-                      f"steady; bare forward: {bare_med:.0f}x; steady/bare {steady / bare_med:.2f}")
+                      f"steady; bare forward ({kind}): {bare_med:.0f}x; steady/bare {steady / bare_med:.2f}")
     name = f"score_{'gpu' if gpu else 'cpu'}_{args.seconds:g}s" + ("_noring" if args.no_ring else "") + \
         ("_compare" if args.compare else "") + (f"_{args.tag}" if args.tag else "")
     write_result(name, result, args.out)

@@ -71,6 +71,8 @@ def run_score(rest: list[str]) -> int:
     p.add_argument("--fail-on-error", action="store_true", help="exit non-zero if any file failed")
     p.add_argument("--part-rows", type=int, default=ScoreConfig.part_rows,
                    help="rows per Parquet part of the resumable output (a killed run rescores at most one open part)")
+    p.add_argument("--no-cuda-graphs", action="store_true",
+                   help="on a GPU, launch the forward kernel by kernel instead of replaying CUDA graphs")
     p.add_argument("--no-mlflow", action="store_true", help="do not record the run in MLflow")
     p.add_argument("--log-output", action="store_true", help="upload the output Parquet to MLflow")
     a = p.parse_args(rest)
@@ -78,7 +80,8 @@ def run_score(rest: list[str]) -> int:
     summary = score(ScoreConfig(model=a.model, input=a.input, output=a.output, frames=a.frames,
                                 batch_size=a.batch_size, num_workers=a.num_workers, accelerator=a.accelerator,
                                 devices=devices, strategy=a.strategy, fail_on_error=a.fail_on_error,
-                                part_rows=a.part_rows, mlflow=not a.no_mlflow, log_output=a.log_output))
+                                part_rows=a.part_rows, cuda_graphs=not a.no_cuda_graphs, mlflow=not a.no_mlflow,
+                                log_output=a.log_output))
     return 1 if a.fail_on_error and summary.get("errors") else 0
 
 

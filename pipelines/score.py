@@ -43,6 +43,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from pipelines.batch_graphs import BatchGraphs
 from pipelines.batch_ring import SLACK, BatchRing, pad_batch
 from ssm_signal.bundle import (
     Bundle,
@@ -433,22 +434,47 @@ class Scorer(L.LightningModule):
 
     The clip scores are reduced on the device (:func:`clip_scores`, the batched twin of
     ``outputs_to_prediction``), so without ``--frames`` a batch crosses back as one small tensor.
-    On a GPU nothing in a step waits for the GPU: the batch's samples go over on a copy stream
-    (overlapping the previous batch's forward), int16 PCM becomes float on the device, and the
+    On a GPU nothing in a step waits for the GPU: the batch's samples and valid frame counts go
+    over on a copy stream (overlapping the previous batch's forward), int16 PCM becomes float on
+    the device, the forward (:meth:`forward_batch`) is one CUDA-graph replay per batch
+    (:class:`BatchGraphs`; ``cuda_graphs=False``: launched kernel by kernel, its eager twin), and the
     scores come back by an asynchronous copy that :class:`PartWriter` waits for one batch later.
+    ``batch_size``: the job's, the rows graphs are padded to.
     """
 
-    def __init__(self, bundle: Bundle, frames: bool = False, ring: BatchRing | None = None):
+    def __init__(self, bundle: Bundle, frames: bool = False, ring: BatchRing | None = None,
+                 cuda_graphs: bool = True, batch_size: int = 1):
         super().__init__()
         self.bundle = bundle
         self.model = bundle.model
         self.frames = frames
         self.ring = ring
+        self.cuda_graphs, self.batch_size = cuda_graphs, batch_size
+        self.graphs: BatchGraphs | None = None
         self._copy_stream: torch.cuda.Stream | None = None
 
     def on_predict_start(self):
-        if self.ring is not None and self.device.type == "cuda" and not self.ring.register():
+        if self.device.type != "cuda":
+            return
+        if self.ring is not None and not self.ring.register():
             log.warning("could not page-lock the batch ring; copies to the GPU will be synchronous")
+        if self.cuda_graphs:
+            self.graphs = BatchGraphs(self.forward_batch, self.batch_size, self.model.samples_per_frame)
+
+    def forward_batch(self, x: Tensor, frames: Tensor) -> tuple[Tensor, ...]:
+        """A padded batch -> (clip scores (B, K),) or, with frames, (scores, frame outputs (B, F, out_dim)).
+
+        x: (B, L, C) int16 PCM or float32 at the bundle rate; frames: (B,) int64 valid frames per
+        item (>= 1), on x's device. The :class:`BatchGraphs` body, and its eager twin. Nothing here
+        synchronises with the device: the values are not scanned for NaN/Inf again (the workers did:
+        16-bit PCM cannot hold them, and ``prepare_signal`` rejects them), and the windows start at
+        frame phase 0 (``Bundle.frame_outputs``).
+        """
+        if x.dtype == torch.int16:
+            x = pcm_to_float(x)
+        y = self.bundle.frame_outputs(x, check_values=False)  # windowed with carried state, as predict()
+        scores = clip_scores(y, frames, self.bundle.config)
+        return (scores, y) if self.frames else (scores,)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         # only the samples go to the device; Lightning's default would walk every item's metadata
@@ -458,38 +484,39 @@ class Scorer(L.LightningModule):
             src = self.ring.view(slot, shape)
         if src is None:
             return batch
+        frames = torch.from_numpy(batch["lengths"] // self.model.samples_per_frame)
         if device.type == "cuda":
             if self._copy_stream is None:
                 self._copy_stream = torch.cuda.Stream(device)
             with torch.cuda.stream(self._copy_stream):
                 batch["x"] = src.to(device, non_blocking=True)
+                # from page-locked memory: a copy from pageable memory would wait for the GPU
+                batch["frames"] = frames.pin_memory().to(device, non_blocking=True)
             batch["copied"] = self._copy_stream.record_event()
         else:  # a ring slot is rewritten later: the model must not read it in place
             batch["x"] = (src.clone() if batch["ring"] is not None else src).to(device)
+            batch["frames"] = frames
         return batch
 
     def predict_step(self, batch, batch_idx):
         check = None if batch["ring"] is None else functools.partial(self.ring.check, *batch["ring"][:2])
-        x = batch["x"]
+        x, n_frames = batch["x"], batch.get("frames")
         if x is None:
             return Scored(None)
         if "copied" in batch:
             stream = torch.cuda.current_stream(x.device)
             stream.wait_event(batch["copied"])
             x.record_stream(stream)  # allocated on the copy stream, used on this one
-        if x.dtype == torch.int16:
-            x = pcm_to_float(x)
-        y = self.bundle.frame_outputs(x)  # windowed with carried state, as predict()
-        n_frames = torch.from_numpy(batch["lengths"] // self.model.samples_per_frame)
-        scores = clip_scores(y, n_frames, self.bundle.config)
-        frames = None
+            n_frames.record_stream(stream)
+        out = (self.graphs or self.forward_batch)(x, n_frames)
+        scores, frames = out[0], None
         if self.frames:
-            y = y.float().cpu()
-            frames = [y[i, : int(n_frames[i])] for i in range(y.shape[0])]
+            y = out[1].float().cpu()  # before the next batch: the graph's outputs are overwritten
+            frames = [y[i, :f] for i, f in enumerate((batch["lengths"] // self.model.samples_per_frame).tolist())]
         if not scores.is_cuda:
             return Scored(scores, frames, None, check)
         host = torch.empty(scores.shape, dtype=scores.dtype, pin_memory=True)
-        host.copy_(scores, non_blocking=True)
+        host.copy_(scores, non_blocking=True)  # queued before the next replay overwrites scores
         return Scored(host, frames, torch.cuda.current_stream(scores.device).record_event(), check)
 
 
@@ -680,6 +707,7 @@ class ScoreConfig:
     ring_bytes: int = 4 << 30  # at most this much page-locked host memory for the ring
     direct_wav: bool = True  # PCM16 WAV read by one os.read and a header walk (False: the wave module, as before)
     part_rows: int = 16384  # rows per Parquet part (several batches; 1: a part per batch, as before)
+    cuda_graphs: bool = True  # on a GPU, the forward replayed as CUDA graphs (BatchGraphs); False: eager
 
 
 PREFETCH = 2  # batches in flight per DataLoader worker (DataLoader's default, fixed: the ring is sized by it)
@@ -741,21 +769,22 @@ def score_loader(items: list[Item], bundle: Bundle, cfg: ScoreConfig, gpu: bool)
 
 
 def predict_batches(loader: Any, ring: BatchRing | None, bundle: Bundle, cfg: ScoreConfig, writer: PartWriter,
-                    n_files: int) -> L.Trainer:
+                    n_files: int) -> tuple[L.Trainer, Scorer]:
     """``Trainer.predict`` of the bundle's :class:`Scorer` over ``loader`` (batches as :class:`Collate`
-    makes them, ``n_files`` files in all), ``writer`` writing the parts; returns the trainer. The
-    writer thread is stopped and the ring's page-locking undone also when it fails."""
+    makes them, ``n_files`` files in all), ``writer`` writing the parts; returns the trainer and the
+    scorer. The writer thread is stopped and the ring's page-locking undone also when it fails."""
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
                         logger=False, callbacks=[writer, _Progress(n_files, writer)], enable_model_summary=False,
                         enable_progress_bar=False, use_distributed_sampler=False)
     try:
         with torch.inference_mode():
-            trainer.predict(Scorer(bundle, cfg.frames, ring), dataloaders=loader, return_predictions=False)
+            scorer = Scorer(bundle, cfg.frames, ring, cfg.cuda_graphs, cfg.batch_size)
+            trainer.predict(scorer, dataloaders=loader, return_predictions=False)
     finally:
         writer.close()
         if ring is not None:
             ring.unregister()
-    return trainer
+    return trainer, scorer
 
 
 def score(cfg: ScoreConfig) -> dict[str, Any]:
@@ -771,10 +800,12 @@ def score(cfg: ScoreConfig) -> dict[str, Any]:
     todo = [it for it in items if it.path not in done]
     log.info("scoring %d files (%d already done) with %s v%s", len(todo), len(done), bundle.name, bundle.version)
     writer = PartWriter(parts_dir, frames_dir, bundle, part_rows=cfg.part_rows)
+    graphs: dict[str, int] = {}
     if todo:
         gpu = cfg.accelerator != "cpu" and torch.cuda.is_available()
         loader, ring = score_loader(todo, bundle, cfg, gpu)
-        trainer = predict_batches(loader, ring, bundle, cfg, writer, len(todo))
+        trainer, scorer = predict_batches(loader, ring, bundle, cfg, writer, len(todo))
+        graphs = dict(scorer.graphs.counts) if scorer.graphs is not None else {}
         trainer.strategy.barrier()  # every rank's parts are written before rank 0 merges
         if not trainer.is_global_zero:
             return {}
@@ -785,6 +816,8 @@ def score(cfg: ScoreConfig) -> dict[str, Any]:
     write_atomic(pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False), out, **ROW_OPTIONS)
     wall = time.time() - t0
     summary = summarize(df, bundle, wall, len(todo), writer)
+    if graphs:  # this rank's batches: replayed, captured (eager on a new shape), eager (past the limits)
+        summary["cuda_graph_batches"] = graphs
     out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary))
     if cfg.mlflow:

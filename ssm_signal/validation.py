@@ -33,8 +33,10 @@ def finite_checks(enabled: bool) -> Iterator[None]:
         _CHECK_FINITE = old
 
 
-def check_sequence(x: Tensor, width: int, name: str = "x") -> None:
-    """Check a (B, L, D) sequence input with D == ``width`` and L >= 1."""
+def check_sequence(x: Tensor, width: int, name: str = "x", values: bool = True) -> None:
+    """Check a (B, L, D) sequence input with D == ``width`` and L >= 1; ``values``: also scan for
+    NaN/Inf (as :func:`finite_checks` allows; False: the caller has checked them, and nothing here
+    synchronises with the device)."""
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3:
@@ -43,7 +45,7 @@ def check_sequence(x: Tensor, width: int, name: str = "x") -> None:
         raise ValueError(f"{name} has width {x.shape[-1]}, expected {width} (shape {tuple(x.shape)})")
     if x.shape[0] < 1 or x.shape[1] < 1:
         raise ValueError(f"{name} must have batch >= 1 and length >= 1, got {tuple(x.shape)}")
-    _check_values(x, name)
+    _check_values(x, name, scan=values)
 
 
 def check_step(x: Tensor, width: int, name: str = "x_t") -> None:
@@ -57,10 +59,10 @@ def check_step(x: Tensor, width: int, name: str = "x_t") -> None:
     _check_values(x, name)
 
 
-def _check_values(x: Tensor, name: str) -> None:
+def _check_values(x: Tensor, name: str, scan: bool = True) -> None:
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if _CHECK_FINITE and not bool(torch.isfinite(x).all()):
+    if scan and _CHECK_FINITE and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf values")
 
 

@@ -226,8 +226,11 @@ class LogMel(StreamingModule):
         return self
 
     # -- unchecked ---------------------------------------------------------------------------
-    def _forward(self, x: Tensor, state: LogMelState) -> tuple[Tensor, LogMelState]:
-        y, state = self._logmel(x, state)
+    def _forward(self, x: Tensor, state: LogMelState, phase: int | None = None) -> tuple[Tensor, LogMelState]:
+        """``phase``: the streams' phase (samples seen mod hop) where the caller knows it, which
+        saves reading it from the device (a synchronisation, not allowed inside a CUDA-graph
+        capture); it must equal ``state.phase``. None: read from the state."""
+        y, state = self._logmel(x, state, phase)
         return self._normalize(y), state
 
     def _step(self, x_t: Tensor, state: LogMelState) -> tuple[Tensor, LogMelState]:
@@ -241,10 +244,10 @@ class LogMel(StreamingModule):
         y = self._normalize(self._frames_to_logmel(frame))
         return y, LogMelState(history=frame.to(state.history.dtype), phase=state.phase)
 
-    def _logmel(self, x: Tensor, state: LogMelState) -> tuple[Tensor, LogMelState]:
+    def _logmel(self, x: Tensor, state: LogMelState, phase: int | None = None) -> tuple[Tensor, LogMelState]:
         """Un-normalised log-mel frames: x (B, L, 1) -> (B, F, n_mels), and the new state."""
         B, L, _ = x.shape
-        p = read_phase(state.phase, self.hop_length, type(self).__name__)
+        p = read_phase(state.phase, self.hop_length, type(self).__name__) if phase is None else phase
         H, N = self.hop_length, self.n_fft
         buf = torch.cat([state.history.to(x.dtype), x[..., 0]], dim=1)  # (B, N + L); sample j of x at N + j
         n_frames = (p + L) // H

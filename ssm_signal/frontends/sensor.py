@@ -115,8 +115,11 @@ class SensorFrontend(StreamingModule):
         return self
 
     # -- unchecked ---------------------------------------------------------------------------
-    def _forward(self, x: Tensor, state: SensorFrontendState) -> tuple[Tensor, SensorFrontendState]:
-        y, state = self._decimate(x, state)
+    def _forward(self, x: Tensor, state: SensorFrontendState, phase: int | None = None
+                 ) -> tuple[Tensor, SensorFrontendState]:
+        """``phase``: the streams' phase (samples seen mod decimate) where the caller knows it, as
+        in ``LogMel._forward``: no device read; None: read from the state."""
+        y, state = self._decimate(x, state, phase)
         return self._normalize(y), state
 
     def _step(self, x_t: Tensor, state: SensorFrontendState) -> tuple[Tensor, SensorFrontendState]:
@@ -131,13 +134,14 @@ class SensorFrontend(StreamingModule):
         y = (state.partial_sum.to(x_t.dtype) + x_t.sum(1)) / self.decimate
         return self._normalize(y), state
 
-    def _decimate(self, x: Tensor, state: SensorFrontendState) -> tuple[Tensor, SensorFrontendState]:
+    def _decimate(self, x: Tensor, state: SensorFrontendState, phase: int | None = None
+                  ) -> tuple[Tensor, SensorFrontendState]:
         """Un-normalised block means: x (B, L, C) -> (B, L', C), and the new state."""
         D = self.decimate
         if D == 1:
             return x, state
         B, L, C = x.shape
-        p = read_phase(state.phase, D, type(self).__name__)
+        p = read_phase(state.phase, D, type(self).__name__) if phase is None else phase
         n_out = (p + L) // D
         acc = state.partial_sum.to(x.dtype)
         if n_out == 0:

@@ -100,8 +100,8 @@ class SignalModel(StreamingModule):
         check_sequence(x, self.d_model)
         return self._parts(x, self._prepare_state(state, x))
 
-    def _parts(self, x: Tensor, state: SignalModelState) -> ModelParts:
-        feats, fs = self.frontend._forward(x, state.frontend)
+    def _parts(self, x: Tensor, state: SignalModelState, phase: int | None = None) -> ModelParts:
+        feats, fs = self.frontend._forward(x, state.frontend, phase)
         return self._from_features(feats, fs, state)
 
     def _from_features(self, feats: Tensor, fs: State, state: SignalModelState) -> ModelParts:
@@ -122,8 +122,12 @@ class SignalModel(StreamingModule):
         return ModelParts(feats, hidden, out, pred, SignalModelState(fs, bs, head_state))
 
     # -- the contract -----------------------------------------------------------------------------
-    def _forward(self, x: Tensor, state: SignalModelState) -> tuple[Tensor, SignalModelState]:
-        parts = self._parts(x, state)
+    def _forward(self, x: Tensor, state: SignalModelState, phase: int | None = None
+                 ) -> tuple[Tensor, SignalModelState]:
+        """``phase``: the frontend's phase (samples seen mod ``samples_per_frame``) where the caller
+        knows it, e.g. 0 for chunks of whole frames from a fresh state; then nothing in the call reads
+        the device (no synchronisation: it can be captured in a CUDA graph). None: read from the state."""
+        parts = self._parts(x, state, phase)
         return parts.out, parts.state
 
     def step(self, x_t: Tensor, state: SignalModelState | None = None) -> tuple[Tensor, SignalModelState]:
