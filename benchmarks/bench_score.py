@@ -89,42 +89,48 @@ def write_files(root: Path, n: int, seconds: float, rate: int = 16000) -> None:
             f.write(header + noise[start:start + length].tobytes())
 
 
-def bare_forward(bundle, batch: int, seconds: float, device: str, repeats: int = 10) -> dict[str, float]:
-    """Signal-seconds per second of the model alone on a pre-decoded, pre-batched float32 batch on the device:
-
-    - eager: ``model(x)`` (the checked forward), timed call by call with a synchronisation each;
-    - unchecked: ``Bundle.frame_outputs(x, check_values=False)``, the scorer's eager twin, likewise;
-    - graphs (CUDA only): ``Bundle.frame_outputs`` replayed as a CUDA graph (``BatchGraphs``, as the
-      scorer runs it), ``repeats`` replays back to back, one synchronisation: the GPU's own rate.
-    """
+def forward_ways(bundle, batch: int, seconds: float, device: str) -> tuple[dict, torch.Tensor, BatchGraphs | None]:
+    """The ways of running the model alone on a pre-decoded float32 batch on the device, as callables:
+    eager (``model(x)``: its NaN scan and phase read synchronise), unchecked (``frame_outputs(x,
+    check_values=False)``, the scorer's eager twin: nothing synchronises) and, on a GPU, graphs (the
+    same replayed as CUDA graphs by ``BatchGraphs``, as the scorer runs it); and the batch, and the graphs."""
     model = bundle.model.to(device).eval()
     x = torch.randn(batch, int(seconds * bundle.sample_rate), 1, device=device) * 0.1
+    ways = {"eager": lambda: model(x), "unchecked": lambda: bundle.frame_outputs(x, check_values=False)}
+    graphs = None
+    if device == "cuda":
+        graphs = BatchGraphs(lambda x, f: (bundle.frame_outputs(x, check_values=False),), batch,
+                             model.samples_per_frame)
+        frames = torch.full((batch,), x.shape[1] // model.samples_per_frame, device=device)
+        ways["graphs"] = lambda: graphs(x, frames)
+    return ways, x, graphs
+
+
+def sync_each(fn, device: str, repeats: int, warmup: int) -> list[float]:
+    """``timed`` with the device synchronised around every call (the one before is idle: the last ended synced)."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    return timed(lambda: (fn(), sync()), repeats, warmup)
+
+
+def bare_forward(bundle, batch: int, seconds: float, device: str, repeats: int = 10) -> dict[str, float]:
+    """Signal-seconds per second of the model alone on a pre-decoded, pre-batched float32 batch on the
+    device (``forward_ways``): eager and unchecked call by call with a synchronisation each; graphs
+    (CUDA only) ``repeats`` replays back to back, one synchronisation: the GPU's own rate."""
+    ways, _, graphs = forward_ways(bundle, batch, seconds, device)
     out = {}
     with torch.inference_mode():
-        for kind, fn in (("eager", lambda: model(x)), ("unchecked", lambda: bundle.frame_outputs(x, check_values=False))):
-            times = []
-            for i in range(repeats + 2):
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                t = time.perf_counter()
-                fn()
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                if i >= 2:
-                    times.append(time.perf_counter() - t)
-            out[kind] = batch * seconds / median(times)
-        if device == "cuda":
-            graphs = BatchGraphs(lambda x, f: (bundle.frame_outputs(x, check_values=False),), batch,
-                                 bundle.model.samples_per_frame)
-            frames = torch.full((batch,), x.shape[1] // bundle.model.samples_per_frame, device=device)
+        for kind in ("eager", "unchecked"):
+            out[kind] = batch * seconds / median(sync_each(ways[kind], device, repeats, 2))
+        if graphs is not None:
             for _ in range(3):  # eager on the padded buffers, capture, a replay
-                graphs(x, frames)
+                ways["graphs"]()
             rates = []
             for _ in range(3):
                 torch.cuda.synchronize()
                 t = time.perf_counter()
                 for _ in range(repeats):
-                    graphs(x, frames)
+                    ways["graphs"]()
                 torch.cuda.synchronize()
                 rates.append(batch * seconds * repeats / (time.perf_counter() - t))
             assert graphs.counts["replayed"] == 2 + 3 * repeats, graphs.counts
@@ -133,34 +139,16 @@ def bare_forward(bundle, batch: int, seconds: float, device: str, repeats: int =
 
 
 def forward_cost(bundle, batch: int, seconds: float, device: str, calls: int = 30) -> dict:
-    """Where a batch's forward goes, per way of running it (the model on a float32 batch on the device):
-    ms per call with a synchronisation each, ms per call back to back (one synchronisation per
-    ``calls``), and the main thread's CPU ms per call (launching; waiting, where the call synchronises):
-    eager (``model(x)``: its NaN scan and phase read synchronise), unchecked (``frame_outputs(x,
-    check_values=False)``: nothing synchronises) and, on a GPU, the CUDA-graph replay; plus, on a
-    GPU, the kernels per forward and their GPU time (torch.profiler, unchecked, 3 calls)."""
-    model = bundle.model.to(device).eval()
-    x = torch.randn(batch, int(seconds * bundle.sample_rate), 1, device=device) * 0.1
-    frames = torch.full((batch,), x.shape[1] // model.samples_per_frame, device=device)
+    """Where a batch's forward goes, per way of running it (``forward_ways``): ms per call with a
+    synchronisation each, ms per call back to back (one synchronisation per ``calls``), and the main
+    thread's CPU ms per call (launching; waiting, where the call synchronises or the launch queue is
+    full); plus, on a GPU, the kernels per forward and their GPU time (torch.profiler, unchecked, 3 calls)."""
+    ways, _, _ = forward_ways(bundle, batch, seconds, device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    ways = {"eager": lambda: model(x), "unchecked": lambda: bundle.frame_outputs(x, check_values=False)}
-    if device == "cuda":
-        graphs = BatchGraphs(lambda x, f: (bundle.frame_outputs(x, check_values=False),), batch,
-                             model.samples_per_frame)
-        ways["graphs"] = lambda: graphs(x, frames)
     out = {}
     with torch.inference_mode():
         for way, fn in ways.items():
-            for _ in range(3):
-                fn()
-            each = []
-            for _ in range(10):
-                sync()
-                t = time.perf_counter()
-                fn()
-                sync()
-                each.append(time.perf_counter() - t)
-            sync()
+            each = sync_each(fn, device, 10, 3)
             cpu, t = [], time.perf_counter()
             for _ in range(calls):
                 c = time.thread_time()

@@ -484,7 +484,7 @@ class Scorer(L.LightningModule):
             src = self.ring.view(slot, shape)
         if src is None:
             return batch
-        frames = torch.from_numpy(batch["lengths"] // self.model.samples_per_frame)
+        frames = batch["frames_host"] = torch.from_numpy(batch["lengths"] // self.model.samples_per_frame)
         if device.type == "cuda":
             if self._copy_stream is None:
                 self._copy_stream = torch.cuda.Stream(device)
@@ -512,7 +512,7 @@ class Scorer(L.LightningModule):
         scores, frames = out[0], None
         if self.frames:
             y = out[1].float().cpu()  # before the next batch: the graph's outputs are overwritten
-            frames = [y[i, :f] for i, f in enumerate((batch["lengths"] // self.model.samples_per_frame).tolist())]
+            frames = [y[i, :f] for i, f in enumerate(batch["frames_host"].tolist())]
         if not scores.is_cuda:
             return Scored(scores, frames, None, check)
         host = torch.empty(scores.shape, dtype=scores.dtype, pin_memory=True)
