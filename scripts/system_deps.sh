@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the project uses: espeak-ng (the generated keyword set), sox,
-# sonic-pi-samples and alsa-utils (real background noise), chromium (browser tests).
+# sonic-pi-samples and alsa-utils (real background noise), chromium (browser tests),
+# flite, fortunes and fortunes-min (the held-out negative corpus: a second voice engine and its text).
 set -euo pipefail
-PKGS=(espeak-ng sox alsa-utils sonic-pi-samples chromium chromium-driver)
+PKGS=(espeak-ng sox alsa-utils sonic-pi-samples chromium chromium-driver flite fortunes fortunes-min)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
