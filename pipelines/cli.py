@@ -2,6 +2,7 @@
 
     ssm-signal fit --config configs/kws_default.yaml [--trainer.max_epochs 3 ...]
     ssm-signal generate-keywords [--root data/keywords] [--seed 0]
+    ssm-signal evaluate --model artifacts/kws_default [--calibrate 0.5] [--positives P ...] [--negatives N ...]
     ssm-signal demo --model artifacts/kws_default|models:/NAME/VERSION [--host 127.0.0.1 --port 7860]
     ssm-signal --help
 """
@@ -16,6 +17,7 @@ COMMANDS = {
     "fit": "train a model from a YAML config (LightningCLI; `ssm-signal fit --help`)",
     "generate-keywords": "generate the embedded keyword set with espeak-ng",
     "score": "score files into Parquet with a bundle (`ssm-signal score --help`)",
+    "evaluate": "detection quality on streamed audio: FRR, FA/h, DET curves, calibration (`ssm-signal evaluate --help`)",
     "demo": "live-microphone Gradio demo of a bundle (`ssm-signal demo --help`)",
 }
 
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if cmd == "score":
         return run_score(rest)
+    if cmd == "evaluate":
+        return run_evaluate(rest)
     if cmd == "demo":
         from app.demo import main as run_demo
 
@@ -83,6 +87,67 @@ def run_score(rest: list[str]) -> int:
                                 part_rows=a.part_rows, cuda_graphs=not a.no_cuda_graphs, mlflow=not a.no_mlflow,
                                 log_output=a.log_output))
     return 1 if a.fail_on_error and summary.get("errors") else 0
+
+
+def run_evaluate(rest: list[str]) -> int:
+    from pipelines.evaluate import EvaluateConfig, evaluate
+    from pipelines.evaluate.keywords import StreamSettings
+    from ssm_signal.bundle import BundleError
+    from ssm_signal.data.skips import DataError
+
+    d, s = EvaluateConfig(), StreamSettings()
+    p = argparse.ArgumentParser(prog="ssm-signal evaluate", description=(
+        "Stream positives and negatives through the live detector: FRR, false accepts per hour, DET curves, "
+        "and (with --calibrate) per-keyword thresholds written into a new bundle version."))
+    p.add_argument("--model", default=d.model, help="bundle directory or models:/NAME/VERSION")
+    p.add_argument("--positives", action="append", default=[], metavar="P",
+                   help="keyword clips: split list .txt, manifest .csv (path,label[,speech_end_s]) or a folder per "
+                        "label; repeat for several sets (default: the keyword set's test voices). Anomaly models: a "
+                        "sensor table with a per-row label")
+    p.add_argument("--negatives", action="append", default=[], metavar="N",
+                   help="audio without keywords: a file, a folder (one stream) or a folder of source folders; repeat "
+                        "(default: the test half of the generated negative corpus)")
+    p.add_argument("--out", default=d.out, help="folder for summary.json, det.parquet, det.png")
+    p.add_argument("--calibrate", type=float, default=None, metavar="FA_PER_HOUR",
+                   help="pick per-keyword thresholds at this false-accept rate on the calibration data and write "
+                        "them into a new version of the bundle (e.g. 0.5)")
+    p.add_argument("--calibration-positives", action="append", default=[], metavar="P",
+                   help="positives to calibrate on (default: the keyword set's validation voices)")
+    p.add_argument("--calibration-negatives", action="append", default=[], metavar="N",
+                   help="negatives to calibrate on (default: the calibration half of the negative corpus)")
+    p.add_argument("--calibrated-out", default=None, help="directory of the calibrated bundle (default: the bundle's own)")
+    p.add_argument("--windows", default=",".join(map(str, d.windows)),
+                   help="smoothing windows (frames) to sweep, comma-separated")
+    p.add_argument("--chunk-s", type=float, default=s.chunk_s, help="seconds of audio per push")
+    p.add_argument("--lead-s", type=float, default=s.lead_s, help="padding before each positive clip (s)")
+    p.add_argument("--trail-s", type=float, default=s.trail_s, help="padding after each positive clip (s)")
+    p.add_argument("--pad", default=s.pad, help="'silence' or an audio file looped as the padding")
+    p.add_argument("--hit-window-s", type=float, default=s.hit_window_s,
+                   help="a detection counts up to this long after the end of speech")
+    p.add_argument("--segment-s", type=float, default=s.segment_s,
+                   help="negative sources stream in segments this long, side by side (0: one stream each)")
+    p.add_argument("--batch", type=int, default=s.batch, help="streams advanced per model call")
+    a = p.parse_args(rest)
+    try:
+        windows = [int(w) for w in a.windows.split(",") if w.strip()]
+        stream = StreamSettings(chunk_s=a.chunk_s, lead_s=a.lead_s, trail_s=a.trail_s, pad=a.pad,
+                                hit_window_s=a.hit_window_s, segment_s=a.segment_s, batch=a.batch)
+        cfg = EvaluateConfig(model=a.model, positives=a.positives, negatives=a.negatives, out=a.out,
+                             calibrate=a.calibrate, calibration_positives=a.calibration_positives,
+                             calibration_negatives=a.calibration_negatives, calibrated_out=a.calibrated_out,
+                             windows=windows, stream=stream)
+    except ValueError as e:
+        print(f"ssm-signal evaluate: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        summary = evaluate(cfg)
+    except (DataError, BundleError) as e:
+        print(f"ssm-signal evaluate: error: {e}", file=sys.stderr)
+        return 1
+    from pipelines.evaluate.report import format_summary
+
+    print(format_summary(summary))
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@
 
 config.json holds the format version, the model config (frontend, backbone, head), labels,
 sample rate, the frontend's normalisation statistics (also in the weights; checked equal
-on load), metrics, name and version. Loading checks the format version and every tensor's
+on load), metrics, name and version, and optionally ``detector``: the event detector's
+settings for this model (per-keyword thresholds written by calibration, ``ssm-signal evaluate
+--calibrate``), which streaming sessions, pools, the demo and the scorer use unless told
+otherwise. Bundles without it load as before (the detector's defaults). Loading checks the format version and every tensor's
 shape and fails with a message that says what is wrong.
 
 URIs with a scheme (``models:/``, ``runs:/``) are resolved to a local directory by
@@ -30,6 +33,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ssm_signal.events import DetectorConfig
 from ssm_signal.frontends.resample import resample
 from ssm_signal.models import ModelConfig, SignalModel
 from ssm_signal.validation import check_sequence
@@ -88,6 +92,7 @@ class Bundle:
     version: str
     metrics: dict[str, Any]
     path: Path | None = None
+    detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
 
     @property
     def labels(self) -> list[str]:
@@ -208,8 +213,11 @@ def pcm_to_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def save_bundle(model: SignalModel, path: str | Path, *, name: str | None = None, version: str | None = None,
-                metrics: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` as a bundle directory (created; existing files replaced)."""
+                metrics: dict[str, Any] | None = None, detector: DetectorConfig | None = None) -> Path:
+    """Write ``model`` as a bundle directory (created; existing files replaced).
+
+    detector: the event detector settings to ship with the model (e.g. calibrated thresholds).
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -226,6 +234,8 @@ def save_bundle(model: SignalModel, path: str | Path, *, name: str | None = None
         "normalisation": norm,
         "metrics": _jsonable(metrics or {}),
     }
+    if detector is not None and detector.to_dict():
+        config["detector"] = detector.to_dict()
     tmp = path / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     tmp.replace(path / WEIGHTS_FILE)
@@ -270,9 +280,13 @@ def load_bundle(path_or_uri: str | Path, *, device: str | torch.device = "cpu") 
     for k, values in meta.get("normalisation", {}).items():
         if not torch.allclose(weights[f"frontend.{k}"], torch.tensor(values, dtype=torch.float32)):
             raise BundleError(f"{cfg_file}: normalisation {k!r} differs from the weights (edited by hand?)")
+    try:
+        detector = DetectorConfig.from_dict(meta.get("detector", {}))
+    except (ValueError, TypeError) as e:
+        raise BundleError(f"{cfg_file}: invalid detector config: {e}") from e
     model.eval().to(device)
     return Bundle(model, config, meta.get("name", path.name), str(meta.get("version", "")),
-                  meta.get("metrics", {}), path)
+                  meta.get("metrics", {}), path, detector)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

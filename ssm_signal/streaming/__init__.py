@@ -6,6 +6,7 @@ thin stateful shells around it. Imports torch, numpy and safetensors (soundfile 
 LiveStream reads an uploaded file); never gradio, mlflow or lightning.
 """
 
+from ssm_signal.events import DetectorConfig, DetectorState, Event, EventDetector
 from ssm_signal.streaming.engine import (
     MAX_AUDIO_RATE,
     MIN_AUDIO_RATE,
@@ -16,7 +17,6 @@ from ssm_signal.streaming.engine import (
     as_samples,
     check_sample_rate,
 )
-from ssm_signal.streaming.events import DetectorConfig, DetectorState, Event, EventDetector
 from ssm_signal.streaming.live import Admission, Limits, LiveStream, LiveView, find_bundles
 from ssm_signal.streaming.pool import StreamPool
 from ssm_signal.streaming.session import StreamingSession, Timing, Update

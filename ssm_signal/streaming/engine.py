@@ -36,10 +36,10 @@ import torch
 from torch import Tensor
 
 from ssm_signal.bundle import Bundle, pcm_to_float
+from ssm_signal.events import DetectorConfig, DetectorState, Event, EventDetector
 from ssm_signal.frontends.resample import Resampler, ResamplerState, shared_resampler
 from ssm_signal.models import SignalModel, SignalModelState
 from ssm_signal.state import State, batch_value
-from ssm_signal.streaming.events import DetectorConfig, DetectorState, Event, EventDetector
 from ssm_signal.streaming.step import aot_step, compiled, frame_step
 
 log = logging.getLogger("ssm_signal.streaming")
@@ -52,7 +52,8 @@ MIN_AUDIO_RATE, MAX_AUDIO_RATE = 8000, 48000
 class StreamConfig:
     """How a stream is processed.
 
-    detector: smoothing, threshold and refractory period of events.
+    detector: smoothing, threshold and refractory period of events; fields left None take the
+        bundle's settings (its calibrated thresholds), else the detector's defaults.
     window_seconds: long chunks run through the model in windows of this many seconds of
         input, the state carried across (memory bounded by the window, not the chunk).
     max_chunk_seconds: longer chunks are refused (push them in parts).
@@ -216,8 +217,9 @@ class StreamEngine:
         self.labels = list(cfg.labels) if head == "classify" and cfg.labels else (
             [str(i) for i in range(cfg.head.num_classes)] if head == "classify" else
             ["anomaly"] if head == "anomaly" else [f"f{i}" for i in range(model.d_output)])
-        self.detector = EventDetector(self.kind, self.labels, self.frame_rate, self.config.detector,
-                                      default_threshold=cfg.head.threshold)
+        # the caller's settings where given, else the bundle's (calibrated thresholds), else the defaults
+        self.detector = EventDetector(self.kind, self.labels, self.frame_rate,
+                                      self.config.detector.over(bundle.detector), default_threshold=cfg.head.threshold)
         mode = self.config.compile
         if mode is None:
             mode = "aot" if self.device.type == "cpu" and _have_compiler() else "eager"

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from ssm_signal.bundle import Bundle, pcm_to_float
+from ssm_signal.events import DetectorState
 from ssm_signal.frontends.resample import ResamplerState
 from ssm_signal.models import SignalModel, SignalModelState
 from ssm_signal.streaming.engine import (
@@ -47,7 +48,6 @@ from ssm_signal.streaming.engine import (
     canonical,
     check_sample_rate,
 )
-from ssm_signal.streaming.events import DetectorState
 from ssm_signal.streaming.session import Timing, Update
 from ssm_signal.streaming.step import compiled, frame_step_, pool_step
 

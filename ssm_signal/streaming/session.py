@@ -28,8 +28,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ssm_signal.bundle import Bundle
+from ssm_signal.events import Event
 from ssm_signal.streaming.engine import EngineOutput, EngineState, StreamConfig, StreamEngine, as_samples
-from ssm_signal.streaming.events import Event
 from ssm_signal.validation import check_state
 
 SNAPSHOT_FORMAT = "ssm-signal-stream"

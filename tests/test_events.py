@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssm_signal.streaming import DetectorConfig, EventDetector
+from ssm_signal.events import DetectorConfig, EventDetector
 
 LABELS = ["yes", "no", "_silence_", "_unknown_"]
 
@@ -91,3 +91,35 @@ def test_config_errors():
         EventDetector("keyword", ["_a", "_b"], 100.0)
     with pytest.raises(ValueError, match="kind"):
         EventDetector("speech", LABELS, 100.0)
+
+
+def test_per_label_thresholds():
+    """A mapping gives each keyword its own threshold; labels it leaves out take the default."""
+    det = EventDetector("keyword", LABELS, 100.0, DetectorConfig(smoothing_frames=1, threshold={"yes": 0.9},
+                                                                 default_threshold=0.5, refractory_s=0.0))
+    assert det.threshold == {"yes": 0.9, "no": 0.5}
+    x = torch.zeros(1, 40, 4)
+    x[0, :, 2] = 0.4
+    x[0, 5:10, 0] = 0.8    # "yes" at 0.8 < 0.9: nothing
+    x[0, 15:20, 1] = 0.6   # "no" at 0.6 >= 0.5: fires at 15
+    x[0, 25:30, 0] = 0.95  # "yes" at 0.95: fires at 25
+    _, ev, _ = run(det, x, [40])
+    assert [(e.label, e.frame) for e in ev[0]] == [("no", 15), ("yes", 25)]
+    assert run(det, x, [3, 1, 17, 19])[1] == ev
+    with pytest.raises(ValueError, match="does not report.*_silence_"):
+        EventDetector("keyword", LABELS, 100.0, DetectorConfig(threshold={"_silence_": 0.5}))
+    with pytest.raises(ValueError, match="finite number"):
+        DetectorConfig(threshold={"yes": float("nan")})
+
+
+def test_config_layers_and_round_trip():
+    """The caller's fields win over the bundle's, the bundle's over the defaults; JSON round trip."""
+    bundle = DetectorConfig(smoothing_frames=20, threshold={"yes": 0.97})
+    caller = DetectorConfig(refractory_s=2.0)
+    merged = caller.over(bundle)
+    assert (merged.smoothing_frames, merged.threshold, merged.refractory_s) == (20, {"yes": 0.97}, 2.0)
+    assert DetectorConfig(threshold=0.3).over(bundle).threshold == 0.3
+    assert DetectorConfig.from_dict(merged.to_dict()) == merged
+    assert DetectorConfig().to_dict() == {}
+    with pytest.raises(ValueError, match="unknown detector config keys"):
+        DetectorConfig.from_dict({"treshold": 0.5})

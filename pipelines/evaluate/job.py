@@ -1,0 +1,192 @@
+"""``ssm-signal evaluate``: detection quality of a bundle, measured on streams the way it runs live.
+
+    ssm-signal evaluate --model artifacts/kws_default --calibrate 0.5 --out artifacts/eval/kws_default
+
+Keyword bundles: positives (clips of keywords) and negatives (hours of audio without any) go
+through the streaming core in 100 ms chunks, the detector the demo runs fires events, and the
+result is the false-reject rate (FRR) and false accepts per hour (FA/h) at the bundle's
+thresholds, a sweep over thresholds and smoothing windows (the DET curve), and the operating
+points at 0.5 and 0.1 FA/h. ``--calibrate TARGET`` first picks per-keyword thresholds on
+*calibration* data (by default the validation voices and the calibration half of the negative
+corpus, never what is reported) and writes them into a new version of the bundle, which the
+evaluation then measures. Anomaly bundles: see :mod:`pipelines.evaluate.anomaly`.
+
+Outputs in ``--out``: summary.json, det.parquet, det.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ssm_signal.bundle import Bundle, BundleError, load_bundle, save_bundle
+from ssm_signal.data.skips import DataError, SkipLog
+from ssm_signal.streaming import StreamConfig, StreamEngine
+
+from . import keywords as kw
+from .inputs import read_negatives, read_positives
+from .report import det_rows, negatives_point, plot_det, point, write_json
+
+log = logging.getLogger("ssm_signal.evaluate")
+
+KEYWORD_ROOT = "data/keywords"
+NEGATIVES_ROOT = "data/negatives"
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    """What to evaluate and how.
+
+    model: bundle directory or models:/NAME/VERSION.
+    positives: positive sets, each reported on its own (split list .txt, manifest .csv or a
+        folder per label); default: the embedded keyword set's held-out test voices.
+    negatives: negative audio (files, folders, folders of source folders), pooled for FA/h and
+        reported per source; default: the test half of the generated negative corpus.
+    out: folder for summary.json, det.parquet and det.png.
+    calibrate: target FA/h; picks per-keyword thresholds on the calibration sets and writes them
+        into a new bundle version (None: evaluate the bundle's thresholds as they are).
+    calibration_positives, calibration_negatives: what calibration looks at (default: the
+        validation voices and the calibration half of the negative corpus).
+    calibrated_out: where the calibrated bundle goes (default: over the evaluated bundle's own
+        directory, as a new version).
+    windows: smoothing windows (frames) swept besides the bundle's own.
+    stream: chunking, padding, hit window, segments, batch (:class:`keywords.StreamSettings`).
+    """
+
+    model: str = "artifacts/kws_default"
+    positives: list[str] = dataclasses.field(default_factory=list)
+    negatives: list[str] = dataclasses.field(default_factory=list)
+    out: str = "artifacts/eval/kws_default"
+    calibrate: float | None = None
+    calibration_positives: list[str] = dataclasses.field(default_factory=list)
+    calibration_negatives: list[str] = dataclasses.field(default_factory=list)
+    calibrated_out: str | None = None
+    windows: list[int] = dataclasses.field(default_factory=lambda: [5, 10, 20])
+    stream: kw.StreamSettings = dataclasses.field(default_factory=kw.StreamSettings)
+
+    def __post_init__(self):
+        if self.calibrate is not None and not self.calibrate > 0:
+            raise ValueError(f"--calibrate must be a false-accept rate per hour > 0, got {self.calibrate}")
+        if any(not (isinstance(w, int) and 1 <= w <= 10_000) for w in self.windows):
+            raise ValueError(f"windows must be frame counts in [1, 10000], got {self.windows}")
+
+
+def evaluate(cfg: EvaluateConfig) -> dict:
+    """Run the evaluation; returns the summary that summary.json holds."""
+    t0 = time.perf_counter()
+    bundle = load_bundle(cfg.model)
+    kind = bundle.config.head.kind
+    if kind == "anomaly":
+        from .anomaly import evaluate_anomaly
+
+        return evaluate_anomaly(cfg, bundle)
+    if kind != "classify":
+        raise DataError(f"{cfg.model}: a {kind} model fires no events; evaluate takes keyword and anomaly models")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    skips = SkipLog()
+    engine = _engine(bundle)
+    calibration = None
+    if cfg.calibrate is not None:
+        bundle, calibration = _calibrate(cfg, bundle, engine, skips)
+        engine = _engine(bundle)
+
+    det = engine.detector
+    labels = det.reportable_labels
+    pos_specs = cfg.positives or [_default_positives("testing_list.txt")]
+    neg_specs = cfg.negatives or _default_negatives("test")
+    pos = [kw.stream_positives(engine, Path(s).name if Path(s).name != "manifest.csv" else str(Path(s).parent),
+                               read_positives(s, engine.labels, skips), cfg.stream, skips) for s in pos_specs]
+    neg = kw.stream_negatives(engine, [(s, read_negatives(s)) for s in neg_specs], cfg.stream, skips)
+    streamed_s = time.perf_counter() - t0
+    kw.check_live(det, pos, neg)
+
+    windows = sorted(set(cfg.windows) | {det.window})
+    outcomes = kw.sweep(det, pos, neg, windows)
+    names = [p.name for p in pos]
+    groups = {"all": np.ones(len(neg.names), bool)} | {
+        g: np.array([x == g for x in neg.groups]) for g in dict.fromkeys(neg.groups)}
+    df = det_rows(outcomes, names, labels, groups)
+    df.to_parquet(out / "det.parquet", index=False)
+    configured = kw.at(det, pos, neg)
+    audio_h = float(neg.hours.sum() + sum(s.seconds for p in pos for s in p.streams) / 3600)
+    summary = {
+        "model": {"name": bundle.name, "version": bundle.version, "path": str(bundle.path)},
+        "detector": {"smoothing_frames": det.window, "threshold": det.threshold,
+                     "refractory_s": det.refractory_frames / det.frame_rate},
+        "settings": dataclasses.asdict(cfg.stream),
+        "calibration": calibration,
+        "sets": {p.name: {"source": spec, "at_bundle_thresholds": point(o, labels),
+                          "operating_points": kw.summary(outcomes, i, labels)}
+                 for i, (p, spec, o) in enumerate(zip(pos, pos_specs, configured, strict=True))},
+        "negatives": {"sources": neg_specs,
+                      "at_bundle_thresholds": negatives_point(configured[0], labels, neg.names, neg.groups)},
+        "skipped": {"count": len(skips), "by_reason": skips.counts(), "items": skips.items[:200]},
+        "timing": {"audio_hours": round(audio_h, 4), "seconds": round(time.perf_counter() - t0, 1),
+                   "streaming_seconds": round(streamed_s, 1)},
+    }
+    write_json(out / "summary.json", summary)
+    plot_det(df, {p.name: (o.fa_per_hour_pooled, o.frr_pooled) for p, o in zip(pos, configured, strict=True)},
+             det.window, out / "det.png", f"{bundle.name} {bundle.version}: DET on streamed audio "
+             f"({neg.hours.sum():.2f} h of negatives)")
+    return summary
+
+
+def _engine(bundle: Bundle) -> StreamEngine:
+    # eager: the chunked forward at 100 ms chunks; the compiled per-frame step computes the same function
+    return StreamEngine(bundle, config=StreamConfig(compile=False))
+
+
+def _calibrate(cfg: EvaluateConfig, bundle: Bundle, engine: StreamEngine, skips: SkipLog) -> tuple[Bundle, dict]:
+    pos_specs = cfg.calibration_positives or [_default_positives("validation_list.txt")]
+    neg_specs = cfg.calibration_negatives or _default_negatives("calibration")
+    overlap = set(map(_norm, pos_specs + neg_specs)) & set(map(_norm, (cfg.positives or []) + (cfg.negatives or [])))
+    if overlap:
+        log.warning("calibrating on data that is also reported (%s): the reported figures are then optimistic",
+                    ", ".join(sorted(overlap)))
+    pos = [kw.stream_positives(engine, Path(s).name, read_positives(s, engine.labels, skips), cfg.stream, skips)
+           for s in pos_specs]
+    neg = kw.stream_negatives(engine, [(s, read_negatives(s)) for s in neg_specs], cfg.stream, skips)
+    windows = sorted(set(cfg.windows) | {engine.detector.window})
+    det_cfg, record = kw.calibrate(engine.detector, pos, neg, cfg.calibrate, windows)
+    record["positives"], record["negatives"] = pos_specs, neg_specs
+    target = Path(cfg.calibrated_out) if cfg.calibrated_out else bundle.path
+    if target is None:
+        raise BundleError("the calibrated bundle needs a directory: pass --calibrated-out")
+    version = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d%H%M%S")
+    record.update(previous_version=bundle.version, version=version, path=str(target))
+    metrics = {**bundle.metrics, "calibration": {k: record[k] for k in (
+        "target_fa_per_hour", "chosen", "negative_hours", "positive_clips", "previous_version")}}
+    save_bundle(bundle.model, target, name=bundle.name, version=version, metrics=metrics, detector=det_cfg)
+    log.info("calibrated thresholds written to %s (version %s)", target, version)
+    return load_bundle(target), record
+
+
+def _norm(spec: str) -> str:
+    return str(Path(spec).resolve())
+
+
+def _default_positives(split_list: str) -> str:
+    from ssm_signal.data.keywords import generate_keyword_set
+
+    generate_keyword_set(KEYWORD_ROOT)  # cached: returns at once when `make train` made it
+    return str(Path(KEYWORD_ROOT) / split_list)
+
+
+def _default_negatives(split: str) -> list[str]:
+    """The generated negative corpus's sources of one half: within each kind (speech, music, noise), the
+    sources in sorted order alternate between calibration (even) and test (odd), so the halves share no
+    file or sentence and each holds every kind."""
+    from ssm_signal.data.negatives import corpus_sources, generate_negative_corpus
+
+    root = generate_negative_corpus(NEGATIVES_ROOT)  # cached: made once
+    by_kind: dict[str, list[str]] = {}
+    for name in sorted(corpus_sources(root)):
+        by_kind.setdefault(name.split("/")[0], []).append(name)
+    parity = 0 if split == "calibration" else 1
+    return [str(Path(root) / n) for names in by_kind.values() for i, n in enumerate(names) if i % 2 == parity]

@@ -1,0 +1,270 @@
+"""Keyword detection quality: streamed positives and negatives, the threshold sweep, calibration.
+
+    sets = [stream_positives(engine, clips, cfg) ...]; negs = stream_negatives(engine, sources, cfg)
+    sweep(engine.detector, sets, negs, windows)     # DET rows: FRR and FA/h per threshold and window
+    calibrate(...)                                  # per-keyword thresholds at a target FA/h
+
+Positives are streamed one clip per stream: ``lead_s`` of padding, the clip, ``trail_s`` of padding.
+Negative sources are cut into segments of ``segment_s`` (each a stream from a fresh state, so that
+long sources advance side by side in one batch; a restart every ten minutes is what a device that
+reboots does, and changes at most the first second of each segment); the files of a source are
+concatenated, the state carried across them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import torch
+
+from ssm_signal.data.audio_io import resample
+from ssm_signal.data.skips import DataError, SkipLog
+from ssm_signal.events import DetectorConfig, EventDetector
+from ssm_signal.streaming import StreamEngine
+
+from .inputs import Clip, Source, read_clip, source_audio, speech_end
+from .metrics import Laid, Outcome, Positives, operating_point, outcome, threshold_grid
+from .stream import Streamed, stream_many
+
+log = logging.getLogger("ssm_signal.evaluate")
+
+
+@dataclasses.dataclass
+class StreamSettings:
+    """How clips become streams. chunk_s: seconds per push; lead_s / trail_s: padding around each
+    positive clip; pad: "silence" or the path of an audio file looped as padding; hit_window_s: a
+    hit may come up to this long after the end of speech; segment_s: negative sources are streamed
+    in segments this long (0: one stream per source); batch: streams advanced per model call."""
+
+    chunk_s: float = 0.1
+    lead_s: float = 0.5
+    trail_s: float = 1.5
+    pad: str = "silence"
+    hit_window_s: float = 1.0
+    segment_s: float = 600.0
+    batch: int = 64
+
+    def __post_init__(self):
+        for name in ("chunk_s", "hit_window_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("lead_s", "trail_s", "segment_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+
+
+@dataclasses.dataclass
+class PositiveSet:
+    """A streamed set of clips: its name, the clips kept, the ground truth and the streams."""
+
+    name: str
+    clips: list[Clip]
+    truth: Positives
+    streams: list[Streamed]
+
+
+@dataclasses.dataclass
+class NegativeSet:
+    """Streamed negative sources: per source its name, the group (the ``--negatives`` argument it came
+    from), hours, and its streams (segments)."""
+
+    names: list[str]
+    groups: list[str]
+    hours: np.ndarray
+    streams: list[list[Streamed]]
+
+
+def _padding(pad: str, n: int, rate: int, rng_offset: int) -> np.ndarray:
+    if pad == "silence" or n == 0:
+        return np.zeros(n, np.float32)
+    wave, r = read_clip(pad)
+    if r != rate:
+        wave = resample(torch.from_numpy(wave), r, rate).numpy()
+    reps = -(-(n + rng_offset) // len(wave))
+    return np.tile(wave, reps)[rng_offset:rng_offset + n].astype(np.float32)
+
+
+def stream_positives(engine: StreamEngine, name: str, clips: list[Clip], cfg: StreamSettings,
+                     skips: SkipLog) -> PositiveSet:
+    """Read, pad and stream every clip (unreadable ones skipped and counted)."""
+    labels = engine.detector.reportable_labels
+    by_rate: dict[int, list[int]] = {}
+    kept, signals, ks, leads, ends = [], [], [], [], []
+    for c in clips:
+        try:
+            wave, rate = read_clip(c.path)
+        except DataError as e:
+            skips.add(c.path, str(e).removeprefix(f"{c.path}: "))
+            continue
+        lead, trail = int(round(cfg.lead_s * rate)), int(round(cfg.trail_s * rate))
+        end = c.speech_end_s if c.speech_end_s is not None else speech_end(wave, rate)
+        by_rate.setdefault(rate, []).append(len(kept))
+        signals.append(np.concatenate([_padding(cfg.pad, lead, rate, len(kept)), wave,
+                                       _padding(cfg.pad, trail, rate, len(kept) + lead)]))
+        kept.append(c)
+        ks.append(labels.index(c.label) if c.label in labels else -1)
+        leads.append(lead / rate)
+        ends.append(lead / rate + min(end, len(wave) / rate))
+    if not kept:
+        raise DataError(f"positives {name!r}: no readable clip")
+    streams: list[Streamed | None] = [None] * len(kept)
+    for rate, idx in by_rate.items():
+        for i, s in zip(idx, stream_many(engine, [signals[i] for i in idx], rate, cfg.chunk_s, cfg.batch),
+                        strict=True):
+            streams[i] = s
+    truth = Positives(np.array(ks), np.array(leads), np.array(ends), cfg.hit_window_s)
+    return PositiveSet(name, kept, truth, streams)  # type: ignore[arg-type]
+
+
+def stream_negatives(engine: StreamEngine, groups: list[tuple[str, list[Source]]], cfg: StreamSettings,
+                     skips: SkipLog) -> NegativeSet:
+    """Each source concatenated, cut into segments and streamed; sources with no readable file skipped."""
+    names, group_of, hours, segs, owner = [], [], [], [], []
+    by_rate: dict[int, list[int]] = {}
+    for group, sources in groups:
+        for src in sources:
+            audio, rate, used = source_audio(src, skips)
+            if not used:
+                skips.add(src.name, "no readable audio file in the source")
+                continue
+            step = int(cfg.segment_s * rate) if cfg.segment_s > 0 else len(audio)
+            for start in range(0, len(audio), max(step, 1)):
+                by_rate.setdefault(rate, []).append(len(segs))
+                segs.append(audio[start:start + step])
+                owner.append(len(names))
+            names.append(src.name)
+            group_of.append(group)
+            hours.append(len(audio) / rate / 3600)
+    if not names:
+        raise DataError("negatives: no readable audio in any source")
+    streamed: list[Streamed | None] = [None] * len(segs)
+    for rate, idx in by_rate.items():
+        for i, s in zip(idx, stream_many(engine, [segs[i] for i in idx], rate, cfg.chunk_s, cfg.batch), strict=True):
+            streamed[i] = s
+    per_source: list[list[Streamed]] = [[] for _ in names]
+    for i, s in enumerate(streamed):
+        per_source[owner[i]].append(s)  # type: ignore[arg-type]
+    return NegativeSet(names, group_of, np.array(hours), per_source)
+
+
+def detector_with(base: EventDetector, window: int | None = None, thresholds: dict[str, float] | None = None
+                  ) -> EventDetector:
+    """``base``'s detector with another smoothing window and/or per-label thresholds."""
+    cfg = dataclasses.replace(base.config, smoothing_frames=window or base.window,
+                              threshold=thresholds if thresholds is not None else base.threshold,
+                              refractory_s=base.refractory_frames / base.frame_rate, ignore=tuple(
+                                  lb for lb in base.labels if lb not in base.reportable_labels))
+    return EventDetector(base.kind, base.labels, base.frame_rate, cfg)
+
+
+def lay(detector: EventDetector, pos: list[PositiveSet], neg: NegativeSet) -> tuple[list[Laid], list[Laid]]:
+    return ([Laid.of(detector, [s.scores for s in p.streams]) for p in pos],
+            [Laid.of(detector, [s.scores for s in segs]) for segs in neg.streams])
+
+
+def check_live(detector: EventDetector, pos: list[PositiveSet], neg: NegativeSet) -> None:
+    """The events recomputed from the kept scores equal the events the live detector fired (else a bug)."""
+    laid_pos, laid_neg = lay(detector, pos, neg)
+    pairs = [(lp, p.streams) for lp, p in zip(laid_pos, pos, strict=True)] + \
+        [(ln, segs) for ln, segs in zip(laid_neg, neg.streams, strict=True)]
+    for laid, streams in pairs:
+        stream, k, t = laid.events(detector, detector.thresholds)
+        live = [(i, detector.reportable_labels.index(e.label), e.frame) for i, s in enumerate(streams) for e in s.events]
+        again = [(int(i), int(kk), int(round(tt * detector.frame_rate)) - 1) for i, kk, tt in zip(stream, k, t, strict=True)]
+        if sorted(live) != sorted(again):
+            raise RuntimeError(f"the sweep's detector disagrees with the live one ({len(live)} vs {len(again)} events)")
+
+
+def sweep(base: EventDetector, pos: list[PositiveSet], neg: NegativeSet, windows: list[int]
+          ) -> dict[tuple[int, float], list[Outcome]]:
+    """Outcomes per (window, threshold) for every positive set (the same threshold for every keyword)."""
+    out = {}
+    for w in windows:
+        det = detector_with(base, window=w)
+        laid_pos, laid_neg = lay(det, pos, neg)
+        for theta in threshold_grid():
+            thr = np.full(len(det.reportable), theta)
+            out[(w, float(theta))] = [outcome(det, thr, lp, p.truth, laid_neg, neg.hours)
+                                      for lp, p in zip(laid_pos, pos, strict=True)]
+    return out
+
+
+def at(detector: EventDetector, pos: list[PositiveSet], neg: NegativeSet) -> list[Outcome]:
+    """Outcomes at ``detector``'s own settings, per positive set."""
+    laid_pos, laid_neg = lay(detector, pos, neg)
+    return [outcome(detector, detector.thresholds, lp, p.truth, laid_neg, neg.hours)
+            for lp, p in zip(laid_pos, pos, strict=True)]
+
+
+def calibrate(base: EventDetector, pos: list[PositiveSet], neg: NegativeSet, target: float, windows: list[int]
+              ) -> tuple[DetectorConfig, dict]:
+    """Per-keyword thresholds at ``target`` false accepts per hour, chosen on calibration data.
+
+    Each of the K keywords gets an equal share target / K of the false-accept budget: its threshold is
+    the lowest swept threshold at which that keyword fires at most target / K times per hour of the
+    calibration negatives, with every other keyword at its own threshold (if none, 1.0, the highest
+    swept). Per smoothing window; the window whose thresholds give the lowest pooled FRR on the
+    calibration positives, within the target, wins. Returns the detector config and a record.
+    """
+    grid = threshold_grid()
+    K = len(base.reportable)
+    budget = target / K
+    trials = []
+    for w in windows:
+        det = detector_with(base, window=w)
+        laid_pos, laid_neg = lay(det, pos, neg)
+
+        def fa_at(idx: np.ndarray, det=det, laid_pos=laid_pos, laid_neg=laid_neg) -> np.ndarray:
+            """(K,) FA/h of each keyword with the thresholds grid[idx]."""
+            return outcome(det, grid[idx], laid_pos[0], pos[0].truth, laid_neg, neg.hours).fa_per_hour
+
+        # start: each keyword's lowest threshold within its share when every keyword shares it (the sweep);
+        # then raise the thresholds of keywords still over their share with the others at theirs (a quieter
+        # keyword no longer silences the others through the refractory period), until none is over
+        fa_k = np.stack([fa_at(np.full(K, i)) for i in range(len(grid))])  # (thresholds, K)
+        idx = np.array([np.flatnonzero(fa_k[:, k] <= budget + 1e-12)[0] if (fa_k[:, k] <= budget + 1e-12).any()
+                        else len(grid) - 1 for k in range(K)])
+        for _ in range(K * len(grid)):
+            over = (fa_at(idx) > budget + 1e-12) & (idx < len(grid) - 1)
+            if not over.any():
+                break
+            idx[over] += 1
+        mapping = {lb: float(grid[i]) for lb, i in zip(det.reportable_labels, idx, strict=True)}
+        res = at(detector_with(base, window=w, thresholds=mapping), pos, neg)
+        frr = float(np.nanmean([r.frr_pooled for r in res]))
+        trials.append({"window": w, "thresholds": mapping, "frr": frr, "fa_per_hour": res[0].fa_per_hour_pooled})
+        log.info("calibration, window %d: FRR %.3f, FA/h %.2f", w, frr, res[0].fa_per_hour_pooled)
+    within = [t for t in trials if t["fa_per_hour"] <= target + 1e-12] or trials
+    best = min(within, key=lambda t: (t["frr"], t["fa_per_hour"]))
+    cfg = DetectorConfig(smoothing_frames=best["window"], threshold=best["thresholds"],
+                         refractory_s=base.refractory_frames / base.frame_rate)
+    record = {"target_fa_per_hour": target, "budget_per_keyword": budget, "chosen": best, "trials": trials,
+              "negative_hours": float(neg.hours.sum()), "positive_clips": int(sum(len(p.clips) for p in pos))}
+    return cfg, record
+
+
+def summary(outcomes: dict[tuple[int, float], list[Outcome]], set_index: int, labels: list[str],
+            targets=(0.5, 0.1)) -> dict:
+    """Operating points of one positive set at each target FA/h, read off the sweep (one threshold for
+    every keyword): pooled (FRR over all clips, FA/h of every keyword together), and per keyword
+    (its FRR and its own FA/h; keywords without clips left out)."""
+    keys = list(outcomes)
+    runs = [outcomes[k][set_index] for k in keys]
+    fa = np.array([o.fa_per_hour_pooled for o in runs])
+    frr = np.array([o.frr_pooled for o in runs])
+    fa_k = np.stack([o.fa_per_hour for o in runs])  # (settings, K)
+    frr_k = np.stack([o.frr for o in runs])
+    has_clips = runs[0].clips > 0
+
+    def at(fa_: np.ndarray, frr_: np.ndarray, target: float) -> dict | None:
+        i = operating_point(fa_, frr_, target)
+        return None if i is None else {"window": keys[i][0], "threshold": keys[i][1], "frr": float(frr_[i]),
+                                       "fa_per_hour": float(fa_[i])}
+
+    return {str(t): {"pooled": at(fa, frr, t),
+                     "per_keyword": {lb: at(fa_k[:, k], frr_k[:, k], t) for k, lb in enumerate(labels) if has_clips[k]}}
+            for t in targets}
