@@ -8,12 +8,13 @@ keyword set of :mod:`ssm_signal.data.keywords` never uses in training::
     <root>/music/<source>/<nnnnn>.wav    arranged music: real recorded loops and hits, and synthesised music
     <root>/noise/<source>/<nnnnn>.wav    coloured noise, hum, recorded machine and electronic sounds
     <root>/SENTENCES.txt                 every sentence spoken, one per line (sorted)
-    <root>/MANIFEST.tsv                  every file: seconds, voice (speech), materials, text
+    <root>/MANIFEST.tsv                  every file: seconds, engine and voice, materials, sentences (" | ")
     <root>/GENERATED.json                generator, version, seed and config (the cache marker)
     <root>/SUMMARY.json                  seconds per source and kind, voices, sentence count, materials
 
 Each folder under ``speech/``, ``music/`` and ``noise/`` is one *source*: an evaluator concatenates its
-files in sorted order into one stream (:func:`corpus_sources`).
+files in sorted order into one stream (:func:`corpus_sources`). No sentence is spoken in two sources,
+so sources can be split into calibration and test halves that share no file or sentence.
 
 Speech: espeak-ng with only the voice variants that the keyword set holds out of training (its
 validation and testing variants, :func:`~ssm_signal.data.keywords.split_of`), in its eight English
@@ -137,7 +138,9 @@ class NegativeCorpusConfig:
     music_minutes, noise_minutes: total music and noise.
     speech_sources: speech folders (streams); ``flite_sources`` of them use flite, the rest espeak-ng.
     music_sources, noise_sources: music and noise folders; styles :data:`MUSIC_STYLES` and
-        :data:`NOISE_STYLES` are cycled over them.
+        :data:`NOISE_STYLES` are cycled over them (the default 8 gives each style two sources, so that
+        alternate sources in sorted order, ``band-00``, ``band-01``, ``guitar-00`` ..., split into two
+        halves that both hold every style).
     speakers_per_source: voices taking turns in one speech source (a file is one turn).
     sentences_per_file: range of sentences in one speech file.
     pause_s: range of the pause between two sentences; edge_s: range of the silence at either end of a
@@ -162,8 +165,8 @@ class NegativeCorpusConfig:
     noise_minutes: float = 20.0
     speech_sources: int = 12
     flite_sources: int = 4
-    music_sources: int = 4
-    noise_sources: int = 4
+    music_sources: int = 8
+    noise_sources: int = 8
     speakers_per_source: int = 3
     sentences_per_file: tuple[int, int] = (2, 5)
     pause_s: tuple[float, float] = (0.25, 1.1)
@@ -757,7 +760,8 @@ class _Job:
     part: int
     seconds: float  # audio to write (speech: at least this much, as whole files)
     speakers: tuple[Speaker, ...] = ()
-    sentence_offset: int = 0
+    sentence_offset: int = 0  # speech: the job's own stretch of the shuffled sentence pool
+    sentence_count: int = 0
 
 
 def _job_seed(seed: int, job: _Job) -> list[int]:
@@ -783,7 +787,7 @@ def _run_job(args: tuple[_Job, str, NegativeCorpusConfig, int]) -> list[dict]:
     records = []
     if job.kind == "speech":
         mat = _Materials(sr)
-        done, j, k = 0.0, 0, job.sentence_offset
+        done, j, k = 0.0, 0, 0
         turn = int(rng.integers(len(job.speakers)))
         while done < job.seconds:
             if len(job.speakers) > 1:  # the next turn goes to another speaker
@@ -792,7 +796,7 @@ def _run_job(args: tuple[_Job, str, NegativeCorpusConfig, int]) -> list[dict]:
             said, spoken = [], []
             pieces = [np.zeros(int(rng.uniform(*cfg.edge_s) * sr), np.float32)]
             for i in range(int(rng.integers(cfg.sentences_per_file[0], cfg.sentences_per_file[1] + 1))):
-                text = sentences[k % len(sentences)]
+                text = sentences[job.sentence_offset + k % job.sentence_count]
                 k += 1
                 if i:
                     pieces.append(np.zeros(int(rng.uniform(*cfg.pause_s) * sr), np.float32))
@@ -843,8 +847,13 @@ def _plan_jobs(cfg: NegativeCorpusConfig, seed: int, n_sentences: int) -> list[_
         for i, (name, speakers) in enumerate(plan_speakers(cfg, seed)):
             for p in range(parts):
                 jobs.append(_Job("speech", name, speakers[0].engine, i, p, per_source / parts, tuple(speakers)))
-        # each speech job reads its own stretch of the shuffled sentence pool
-        jobs = [dataclasses.replace(j, sentence_offset=q * n_sentences // len(jobs)) for q, j in enumerate(jobs)]
+        # each speech job reads its own stretch of the shuffled pool (repeating it only if it runs out, which
+        # the default sizes never do): no sentence is spoken in two sources
+        if n_sentences < len(jobs):
+            raise DataError(f"{n_sentences} sentences cannot give {len(jobs)} speech jobs a sentence each")
+        bounds = [q * n_sentences // len(jobs) for q in range(len(jobs) + 1)]
+        jobs = [dataclasses.replace(j, sentence_offset=bounds[q], sentence_count=bounds[q + 1] - bounds[q])
+                for q, j in enumerate(jobs)]
     for kind, total_s, n_sources, styles, file_s in (
             ("music", cfg.music_minutes * 60.0, cfg.music_sources, MUSIC_STYLES, cfg.music_file_s),
             ("noise", cfg.noise_minutes * 60.0, cfg.noise_sources, NOISE_STYLES, cfg.noise_file_s)):
@@ -953,7 +962,7 @@ def generate_negative_corpus(root: str | os.PathLike, seed: int = 0, *, config: 
         f.write("path\tseconds\tengine\tvoice\tmaterials\ttext\n")
         for r in records:
             f.write(f"{r['path']}\t{r['seconds']:.3f}\t{r['engine']}\t{r['voice']}\t{','.join(r['materials'])}\t"
-                    f"{' '.join(r['text'])}\n")
+                    f"{' | '.join(r['text'])}\n")
     (tmp / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     (tmp / MARKER).write_text(json.dumps(settings, indent=2) + "\n")
     if root.exists():

@@ -21,7 +21,8 @@ from ssm_signal.data.speech_commands import AUXILIARY_WORDS, CORE_WORDS
 
 TINY = ng.NegativeCorpusConfig(
     speech_hours=0.008, music_minutes=0.2, noise_minutes=0.2, speech_sources=2, flite_sources=1,
-    speakers_per_source=2, speech_part_s=7, music_file_s=2, noise_file_s=2, speech_noise_fraction=0.5)
+    speakers_per_source=2, music_sources=4, noise_sources=4, speech_part_s=7, music_file_s=2, noise_file_s=2,
+    speech_noise_fraction=0.5)
 SEED = 3
 BRIEF_HOMOPHONES = ("to", "too", "for", "fore", "know", "write", "rite", "won", "ate", "oh")
 TRAINING_VARIANTS = {v for v in kw.VARIANTS if kw.split_of(v, kw.KeywordSetConfig.validation_percent,
@@ -135,6 +136,19 @@ def test_no_spoken_sentence_holds_a_keyword(spied):
     speech_rows = [r.split("\t") for r in manifest if r.startswith("speech/")]
     assert speech_rows and all(row[5] for row in speech_rows)
     assert not [row for row in speech_rows if ng.holds_keyword(row[5], ng.KEYWORD_LIKE)]
+    assert {t for row in speech_rows for t in row[5].split(" | ")} == set(listed)
+
+
+def test_no_sentence_is_spoken_in_two_sources(spied):
+    root, _, _ = spied
+    by_source: dict[str, set[str]] = {}
+    for row in (root / ng.MANIFEST).read_text().splitlines()[1:]:
+        path, *_, text = row.split("\t")
+        if path.startswith("speech/"):
+            by_source.setdefault(path.rsplit("/", 1)[0], set()).update(text.split(" | "))
+    assert len(by_source) == 2 and all(by_source.values())
+    a, b = by_source.values()
+    assert not a & b, "a calibration/test split by source would share sentences"
 
 
 def test_voices_are_held_out_of_training(spied):
