@@ -9,6 +9,8 @@ CONFIG ?= configs/kws_default.yaml
 MODEL ?= artifacts/kws_default
 INPUT ?= data/keywords/testing_list.txt
 OUTPUT ?= artifacts/scores/kws_default_test.parquet
+EVAL_OUT ?= artifacts/eval/kws_default
+REAL ?= data/real
 
 .DEFAULT_GOAL := help
 
@@ -35,6 +37,12 @@ demo: install ## Live-microphone Gradio demo of MODEL (default: the bundle `make
 score: install ## Score INPUT into Parquet with MODEL (default: the test split of the embedded set)
 	$(VENV)/bin/ssm-signal score --model $(MODEL) --input $(INPUT) --output $(OUTPUT)
 
+evaluate: install system-deps ## Detection quality of MODEL on streamed audio: calibrate at 0.5 FA/h, then FRR, FA/h, DET curves (generated and real recordings) into EVAL_OUT
+	$(PY) benchmarks/fetch_real_audio.py --dest $(REAL)
+	$(VENV)/bin/ssm-signal evaluate --model $(MODEL) --calibrate 0.5 --out $(EVAL_OUT) \
+	  --positives default --positives $(REAL)/positives/manifest.csv \
+	  --negatives default --negatives $(REAL)/negatives/speech --negatives $(REAL)/negatives/music
+
 test: install system-deps ## Run the fast CPU test suite (what CI runs)
 	$(PY) benchmarks/fetch_uea.py --dest data/uea
 	$(PY) -m playwright --version >/dev/null
@@ -58,4 +66,4 @@ bench: install ## CPU benchmarks (results under benchmarks/results/, summary in 
 clean: ## Remove caches (keeps .venv, data and artifacts)
 	rm -rf .pytest_cache .ruff_cache **/__pycache__
 
-.PHONY: help install system-deps train demo score test test-interpret test-gpu lint bench clean
+.PHONY: help install system-deps train demo score evaluate test test-interpret test-gpu lint bench clean

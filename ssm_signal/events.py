@@ -247,13 +247,11 @@ class EventDetector:
         held = state.held.numpy().copy()
         if self.kind != "none":
             best, arg = self.best(smoothed)  # (B, F)
-            for b in range(B):
-                frames, held[b], quiet[b] = fire(best[b], arg[b], self.thresholds, self.kind == "keyword",
-                                                 int(held[b]), int(quiet[b]), int(t[b, 0]), self.refractory_frames)
-                for f in frames:
-                    label = self.reportable_labels[int(arg[b, f])]
-                    events[b].append(Event(self.kind, label, (int(t[b, f]) + 1) / self.frame_rate,
-                                           float(best[b, f]), int(t[b, f])))
+            fired, held, quiet = fire(best, arg, self.thresholds, self.kind == "keyword", held, quiet, t[:, 0],
+                                      self.refractory_frames)
+            for b, f in fired:
+                events[b].append(Event(self.kind, self.reportable_labels[int(arg[b, f])], (int(t[b, f]) + 1) / self.frame_rate,
+                                       float(best[b, f]), int(t[b, f])))
         recent = np.concatenate([state.recent.numpy(), scores.numpy()], axis=1)[:, F:]  # the last W-1 frames
         new = DetectorState(recent=torch.from_numpy(np.ascontiguousarray(recent, dtype=np.float32)),
                             seen=torch.from_numpy(state.seen.numpy() + F), quiet_until=torch.from_numpy(quiet),
@@ -261,28 +259,32 @@ class EventDetector:
         return torch.from_numpy(smoothed.astype(np.float32)), events, new
 
 
-def fire(best: np.ndarray, arg: np.ndarray, thresholds: np.ndarray, rising: bool, held: int, quiet_until: int,
-         t0: int, refractory_frames: int) -> tuple[list[int], int, int]:
-    """The firing rule of one stream over F frames (see the module docstring).
+def fire(best: np.ndarray, arg: np.ndarray, thresholds: np.ndarray, rising: bool, held: np.ndarray,
+         quiet_until: np.ndarray, t0: np.ndarray, refractory_frames: int
+         ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+    """The firing rule over F frames of B streams (see the module docstring).
 
-    best (F,): max smoothed score over the reportable labels; arg (F,): its label index k into
+    best (B, F): max smoothed score over the reportable labels; arg (B, F): its label index k into
     ``thresholds`` (K,) θ; rising: keywords fire where a label rises to its threshold (anomaly: at
-    every frame over it); held / quiet_until: the stream's state before the first frame, whose
-    absolute index is t0. Returns the frames (indices into the F) that fire, and the new held and
-    quiet_until.
+    every frame over it); held, quiet_until (B,): each stream's state before its first frame, whose
+    absolute index is t0 (B,). Returns the (stream, frame) pairs that fire, in time order per stream,
+    and the new held and quiet_until (copies).
     """
     theta = thresholds[arg]
+    quiet = np.array(quiet_until, dtype=np.int64)
     if rising:  # keywords fire at the threshold, only where a label rises to it
         cand = best >= theta
-        cur = np.where(cand, arg, -1)  # the label held at each frame, -1 if none
-        prev = np.concatenate([[held], cur[:-1]])
-        firing = np.flatnonzero(cand & (cur != prev))
-        held = int(cur[-1]) if len(cur) else held
+        cur = np.where(cand, arg, -1)  # (B, F) the label held at each frame, -1 if none
+        prev = np.concatenate([np.asarray(held, np.int64)[:, None], cur[:, :-1]], axis=1)
+        firing = cand & (cur != prev)
+        held = cur[:, -1].copy() if cur.shape[1] else np.array(held, dtype=np.int64)
     else:  # anomaly alarms over it, as Bundle.predict labels them
-        firing = np.flatnonzero(best > theta)
+        firing = best > theta
+        held = np.array(held, dtype=np.int64)
     out = []
-    for f in firing.tolist():
-        if t0 + f >= quiet_until:
-            out.append(f)
-            quiet_until = t0 + f + refractory_frames
-    return out, held, quiet_until
+    for b, f in zip(*np.nonzero(firing), strict=True):  # row-major: each stream's frames in time order
+        tf = int(t0[b]) + int(f)
+        if tf >= quiet[b]:
+            out.append((int(b), int(f)))
+            quiet[b] = tf + refractory_frames
+    return out, held, quiet

@@ -36,6 +36,7 @@ log = logging.getLogger("ssm_signal.evaluate")
 
 KEYWORD_ROOT = "data/keywords"
 NEGATIVES_ROOT = "data/negatives"
+DEFAULT = "default"  # in --positives / --negatives: the default data, beside other sets
 
 
 @dataclasses.dataclass
@@ -98,11 +99,11 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 
     det = engine.detector
     labels = det.reportable_labels
-    pos_specs = cfg.positives or [_default_positives("testing_list.txt")]
-    neg_specs = cfg.negatives or _default_negatives("test")
-    pos = [kw.stream_positives(engine, Path(s).name if Path(s).name != "manifest.csv" else str(Path(s).parent),
-                               read_positives(s, engine.labels, skips), cfg.stream, skips) for s in pos_specs]
-    neg = kw.stream_negatives(engine, [(s, read_negatives(s)) for s in neg_specs], cfg.stream, skips)
+    pos_specs = _expand(cfg.positives, lambda: [_default_positives("testing_list.txt")])
+    neg_specs = _expand(cfg.negatives, lambda: _default_negatives("test"))
+    pos = [kw.stream_positives(engine, _set_name(s), read_positives(s, engine.labels, skips), cfg.stream, skips)
+           for s in pos_specs]
+    neg = kw.stream_negatives(engine, [(_group_name(s), read_negatives(s)) for s in neg_specs], cfg.stream, skips)
     streamed_s = time.perf_counter() - t0
     kw.check_live(det, pos, neg)
 
@@ -143,15 +144,15 @@ def _engine(bundle: Bundle) -> StreamEngine:
 
 
 def _calibrate(cfg: EvaluateConfig, bundle: Bundle, engine: StreamEngine, skips: SkipLog) -> tuple[Bundle, dict]:
-    pos_specs = cfg.calibration_positives or [_default_positives("validation_list.txt")]
-    neg_specs = cfg.calibration_negatives or _default_negatives("calibration")
+    pos_specs = _expand(cfg.calibration_positives, lambda: [_default_positives("validation_list.txt")])
+    neg_specs = _expand(cfg.calibration_negatives, lambda: _default_negatives("calibration"))
     overlap = set(map(_norm, pos_specs + neg_specs)) & set(map(_norm, (cfg.positives or []) + (cfg.negatives or [])))
     if overlap:
         log.warning("calibrating on data that is also reported (%s): the reported figures are then optimistic",
                     ", ".join(sorted(overlap)))
     pos = [kw.stream_positives(engine, Path(s).name, read_positives(s, engine.labels, skips), cfg.stream, skips)
            for s in pos_specs]
-    neg = kw.stream_negatives(engine, [(s, read_negatives(s)) for s in neg_specs], cfg.stream, skips)
+    neg = kw.stream_negatives(engine, [(_group_name(s), read_negatives(s)) for s in neg_specs], cfg.stream, skips)
     windows = sorted(set(cfg.windows) | {engine.detector.window})
     det_cfg, record = kw.calibrate(engine.detector, pos, neg, cfg.calibrate, windows)
     record["positives"], record["negatives"] = pos_specs, neg_specs
@@ -169,6 +170,29 @@ def _calibrate(cfg: EvaluateConfig, bundle: Bundle, engine: StreamEngine, skips:
 
 def _norm(spec: str) -> str:
     return str(Path(spec).resolve())
+
+
+def _expand(specs: list[str], default) -> list[str]:
+    """The specs with ``default`` (or none given) replaced by the default data."""
+    if not specs:
+        return default()
+    return [x for s in specs for x in (default() if s == DEFAULT else [s])]
+
+
+def _set_name(spec: str) -> str:
+    """A positive set's name in the report: 'generated/<split>' for the keyword set's lists, else the path
+    (a manifest by its folder)."""
+    p = Path(spec)
+    if p.parent == Path(KEYWORD_ROOT) and p.suffix == ".txt":
+        return f"generated/{p.stem.removesuffix('_list')}"
+    return str(p.parent if p.suffix == ".csv" else p)
+
+
+def _group_name(spec: str) -> str:
+    p = Path(spec)
+    if Path(NEGATIVES_ROOT) in p.parents:
+        return "generated/" + p.parent.name  # speech, music, noise
+    return str(p)
 
 
 def _default_positives(split_list: str) -> str:

@@ -52,9 +52,9 @@ class Laid:
 
     def events(self, detector: EventDetector, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The events at ``thresholds`` (K,): (stream (E,), label index k (E,), time in its stream, s (E,))."""
-        frames, _, _ = fire(self.best, self.arg, thresholds, detector.kind == "keyword", -1, 0, 0,
-                            detector.refractory_frames)
-        f = np.asarray(frames, np.int64)
+        fired, _, _ = fire(self.best[None], self.arg[None], thresholds, detector.kind == "keyword",
+                           np.array([-1]), np.array([0]), np.array([0]), detector.refractory_frames)
+        f = np.array([fr for _, fr in fired], np.int64)
         stream = np.searchsorted(self.offsets, f, side="right") - 1
         return stream, self.arg[f], (f - self.offsets[stream] + 1) / self.frame_rate
 

@@ -172,7 +172,7 @@ def test_evaluate_end_to_end_and_calibration_round_trip(audio, tmp_path):
     # an explicit setting still wins over the bundle's
     forced = StreamingSession(cal, config=StreamConfig(compile=False, detector=DetectorConfig(threshold=0.3)))
     assert forced.engine.detector.threshold == 0.3
-    sets = s["sets"]["pos"]["at_bundle_thresholds"]
+    sets = s["sets"][str(audio / "pos")]["at_bundle_thresholds"]
     assert sets["clips"] == 4 and sets["nonkeyword_clips"]["clips"] == 1
     assert s["negatives"]["at_bundle_thresholds"]["hours"] == pytest.approx(
         sum(sf.info(str(f)).duration for f in (audio / "neg").rglob("*.wav")) / 3600, rel=1e-6)
