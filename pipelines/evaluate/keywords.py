@@ -5,10 +5,11 @@
     calibrate(...)                                  # per-keyword thresholds at a target FA/h
 
 Positives are streamed one clip per stream: ``lead_s`` of padding, the clip, ``trail_s`` of padding.
-Negative sources are cut into segments of ``segment_s`` (each a stream from a fresh state, so that
-long sources advance side by side in one batch; a restart every ten minutes is what a device that
-reboots does, and changes at most the first second of each segment); the files of a source are
-concatenated, the state carried across them.
+Negative sources are cut into segments of ``segment_s`` (default two minutes; each a stream from a
+fresh state, so that long sources advance side by side in one batch: a model call advances up to
+``batch`` streams, which is what makes hours of audio take minutes on two cores); the files of a
+source are concatenated, the state carried across them. A fresh state is what a device sees after it
+restarts; docs/results.md compares the false accepts with two-minute and ten-minute segments.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class StreamSettings:
     trail_s: float = 1.5
     pad: str = "silence"
     hit_window_s: float = 1.0
-    segment_s: float = 600.0
-    batch: int = 64
+    segment_s: float = 120.0
+    batch: int = 256
 
     def __post_init__(self):
         for name in ("chunk_s", "hit_window_s"):

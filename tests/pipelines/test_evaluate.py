@@ -169,6 +169,9 @@ def test_evaluate_end_to_end_and_calibration_round_trip(audio, tmp_path):
     # the evaluation measured the calibrated thresholds; calibration kept its own data within the target
     assert s["detector"]["threshold"] == cal.detector.threshold
     assert s["calibration"]["chosen"]["fa_per_hour"] <= 50.0
+    from ssm_signal.streaming import StreamPool
+
+    assert StreamPool(cal, slots=2, runner="eager").engine.detector.threshold == cal.detector.threshold
     # an explicit setting still wins over the bundle's
     forced = StreamingSession(cal, config=StreamConfig(compile=False, detector=DetectorConfig(threshold=0.3)))
     assert forced.engine.detector.threshold == 0.3
