@@ -66,7 +66,7 @@ def check_time_first(shape: tuple[int, ...], name: str = "samples") -> None:
     if c > MAX_PLAUSIBLE_CHANNELS and c > n >= 1:
         raise ValueError(f"{name} of shape {tuple(shape)} read time-first would be {c} channels of {n} samples; "
                          f"more likely {n} channels of {c} samples (channels first). Pass (samples,) or "
-                         "(samples, channels), e.g. x.T")
+                         "(samples, channels), time first, e.g. x.T")
 
 
 def check_step(x: Tensor, width: int, name: str = "x_t") -> None:

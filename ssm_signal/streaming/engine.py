@@ -309,6 +309,8 @@ class StreamEngine:
         if bool(state.finished.any()):
             raise ValueError("the stream was flushed (ended); reset it to start a new one")
         known = batch_value(state.input_rate, "input rate")
+        if known == 0 and n == 0:  # no samples say nothing of the stream's rate: the first samples fix it
+            return self._empty(state), state
         if known == 0:
             state = dataclasses.replace(state, resampler=(self.resampler(rate).init_state(B),),
                                         input_rate=torch.full_like(state.input_rate, rate))
