@@ -955,6 +955,10 @@ def score(cfg: ScoreConfig) -> dict[str, Any]:
 
 def _score(cfg: ScoreConfig, stop: SignalStop) -> dict[str, Any]:
     t0 = time.time()
+    if cfg.mlflow:  # an unreachable server is said now, not after the whole job
+        from pipelines.tracking import check_tracking_server
+
+        check_tracking_server()
     bundle = load_bundle(cfg.model)
     audio = is_audio(bundle)
     out = Path(cfg.output)
