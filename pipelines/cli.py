@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         print(f"ssm-signal {cmd}: {e}", file=sys.stderr)
         return 128 + e.signum
-    except SystemExit as e:  # argparse and jsonargparse: --help (0) and their one-line usage errors (2)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except SystemExit:  # argparse and jsonargparse: --help (0) and their one-line usage errors (2)
+        raise
     except KeyboardInterrupt:
         print(f"ssm-signal {cmd}: interrupted", file=sys.stderr)
         return 130

@@ -63,8 +63,10 @@ def test_usage_errors_exit_2_with_one_line(setup, capsys):
                                                          [*args, "--output", str(tmp / "o.parquet")]))
         line = one_line(err)
         assert rc == 2 and field in line and words in line, (args, err)
-    rc, err = score(capsys, "--model", str(bundle), "--input", str(data), "--batch-size", "x")
-    assert rc == 2 and "--batch-size" in one_line(err) and "invalid int value" in err
+    with pytest.raises(SystemExit) as e:  # argparse's own: exits 2, its message on one line
+        score(capsys, "--model", str(bundle), "--input", str(data), "--batch-size", "x")
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--batch-size" in one_line(err) and "invalid int value" in err
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
