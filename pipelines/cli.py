@@ -5,13 +5,21 @@
     ssm-signal evaluate --model artifacts/kws_default [--calibrate 0.5] [--positives P ...] [--negatives N ...]
     ssm-signal demo --model artifacts/kws_default|models:/NAME/VERSION [--host 127.0.0.1 --port 7860]
     ssm-signal --help
+
+Errors print one line naming the problem (exit code 2 for a command line or config that asks for
+something impossible, 1 for a failure, 128 + N when stopped by signal N); ``--debug`` anywhere on
+the command line (or SSM_SIGNAL_DEBUG=1) prints the traceback too.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
+
+from pipelines.errors import Interrupted, UsageError
 
 COMMANDS = {
     "fit": "train a model from a YAML config (LightningCLI; `ssm-signal fit --help`)",
@@ -24,16 +32,61 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug anywhere: tracebacks for every error (otherwise one line names the problem)
+    debug = "--debug" in argv or os.environ.get("SSM_SIGNAL_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger("ssm_signal").addHandler(handler)  # Lightning configures its own loggers
     logging.getLogger("ssm_signal").setLevel(logging.INFO)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: ssm-signal COMMAND [options]\n\ncommands:")
+        print("usage: ssm-signal [--debug] COMMAND [options]\n\ncommands:")
         for name, doc in COMMANDS.items():
             print(f"  {name:<18} {doc}")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     cmd, rest = argv[0], argv[1:]
+    try:
+        return _run(cmd, rest)
+    except Interrupted as e:
+        print(f"ssm-signal {cmd}: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except SystemExit:  # argparse and jsonargparse: --help (0) and their one-line usage errors (2)
+        raise
+    except KeyboardInterrupt:
+        print(f"ssm-signal {cmd}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # every failure: one line naming the problem, the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        usage = isinstance(e, UsageError)
+        hint = "" if debug else " (--debug shows the traceback)"
+        print(f"ssm-signal {cmd}: error: {_one_line(e)}{'' if usage else hint}", file=sys.stderr)
+        return 2 if usage else 1
+
+
+def _one_line(e: BaseException) -> str:
+    """The exception's message on one line, with its type where the message alone would not say much."""
+    # here, not at the top: `ssm-signal --help` should not wait for torch to import
+    from ssm_signal.bundle import BundleError
+    from ssm_signal.data.file_checks import os_error_words
+    from ssm_signal.data.skips import DataError
+
+    text = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, UsageError | BundleError | DataError):
+        return text
+    if isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError) and e.filename:
+        return f"{e.filename}: {os_error_words(e)}"
+    return f"{type(e).__name__}: {text}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, its errors on one line (it prints the usage block first otherwise); exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
+def _run(cmd: str, rest: list[str]) -> int:
     if cmd == "fit":
         from pipelines.train import run_fit
 
@@ -42,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "generate-keywords":
         from ssm_signal.data.keywords import generate_keyword_set
 
-        p = argparse.ArgumentParser(prog="ssm-signal generate-keywords")
+        p = _Parser(prog="ssm-signal generate-keywords")
         p.add_argument("--root", default="data/keywords")
         p.add_argument("--seed", type=int, default=0)
         a = p.parse_args(rest)
@@ -62,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_score(rest: list[str]) -> int:
     from pipelines.score import ScoreConfig, score
 
-    p = argparse.ArgumentParser(prog="ssm-signal score", description="Score files into Parquet, resumably.")
+    p = _Parser(prog="ssm-signal score", description="Score files into Parquet, resumably.")
     p.add_argument("--model", default="artifacts/kws_default", help="bundle directory or models:/NAME/VERSION")
     p.add_argument("--input", default="data/keywords", help="directory, glob, or manifest.csv/.parquet (path[, label])")
     p.add_argument("--output", default="artifacts/scores/scores.parquet")

@@ -110,6 +110,9 @@ class KeywordDataModule(_Base):
         generate: generate the embedded keyword set with espeak-ng into ``root`` if it is absent.
         seed: generation seed (the set is cached and deterministic for a seed).
         augment: noise mixing, gain and time shift on training clips.
+        check: how files are checked when the index is built: "header" (cheap: corrupt, unsupported and
+            empty files), "full" (decode every file: also NaN/Inf samples and truncated data; slower) or
+            "none". Whatever it is, a file that fails to read during training is a counted skip.
         batch_size, num_workers, normalization_items: loader settings; clips used to fit the frontend.
     """
 
@@ -117,9 +120,11 @@ class KeywordDataModule(_Base):
     channels = 1
 
     def __init__(self, root: str = "data/keywords", setup: str = "default", generate: bool = True, seed: int = 0,
-                 augment: bool = True, batch_size: int = 64, num_workers: int = 2, normalization_items: int = 500):
+                 augment: bool = True, check: str = "header", batch_size: int = 64, num_workers: int = 2,
+                 normalization_items: int = 500):
         super().__init__(batch_size, num_workers, normalization_items)
         self.root, self.setup_name, self.generate, self.seed, self.augment = Path(root), setup, generate, seed, augment
+        self.check = check
 
     def prepare_data(self) -> None:
         if self.generate:
@@ -132,7 +137,7 @@ class KeywordDataModule(_Base):
             return
         from ssm_signal.data.speech_commands import SpeechCommands
 
-        sets = {s: SpeechCommands(self.root, subset=s, setup=self.setup_name)
+        sets = {s: SpeechCommands(self.root, subset=s, setup=self.setup_name, check=self.check)
                 for s in ("training", "validation", "testing")}
         self.labels = list(sets["training"].labels)
         for name, ds in sets.items():
