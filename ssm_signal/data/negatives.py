@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import io
@@ -896,21 +897,38 @@ def generate_negative_corpus(root: str | os.PathLike, seed: int = 0, *, config: 
     """Generate the negative corpus into ``root`` (or return at once if it is already there).
 
     A folder that holds anything without this generator's marker, or a corpus generated with other
-    settings, is never touched: that raises a DataError. Returns ``root``.
+    settings, is never touched: that raises a DataError. Processes that ask for the same root at the same
+    time take turns (an exclusive lock on ``<root>.lock``): the first generates, the others then find it
+    cached. Returns ``root``.
     """
     cfg = config or NegativeCorpusConfig()
     root = Path(root)
     settings = _settings(cfg, seed)
+    if _cached(root, settings):
+        return root
+    check_tools(cfg)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.with_name(root.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if this process dies
+        if _cached(root, settings):  # another process made it while this one waited
+            return root
+        return _generate(root, cfg, seed, settings, workers)
+
+
+def _cached(root: Path, settings: dict) -> bool:
+    """True if ``root`` holds this corpus; False if it is absent or empty; else a DataError."""
     marker = root / MARKER
     if marker.is_file():
         if json.loads(marker.read_text()) == settings:
-            return root
+            return True
         raise DataError(f"{root} holds a negative corpus generated with other settings ({marker}); "
                         "delete the folder or choose another root")
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DataError(f"{root} exists and is not a generated negative corpus (no {MARKER}); not overwriting it")
-    check_tools(cfg)
+    return False
 
+
+def _generate(root: Path, cfg: NegativeCorpusConfig, seed: int, settings: dict, workers: int | None) -> Path:
     t0 = time.time()
     sentences: tuple[str, ...] = ()
     if cfg.speech_hours > 0:

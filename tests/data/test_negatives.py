@@ -5,6 +5,7 @@ fails these tests, it does not skip them."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import subprocess
@@ -243,6 +244,18 @@ def test_never_overwrites_something_else(spied, tmp_path):
         ng.generate_negative_corpus(root, seed=SEED, config=ng.NegativeCorpusConfig())
     with pytest.raises(DataError, match="not a generated negative corpus"):
         ng.corpus_sources(foreign)
+
+
+def test_concurrent_calls_take_turns(spied, tmp_path):
+    """Two callers at once (an evaluation starting while another is generating): one generates, the
+    other waits and finds it cached; neither wipes the other's half-written folder."""
+    root, _, _ = spied
+    target = tmp_path / "shared"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda _: ng.generate_negative_corpus(target, seed=SEED, config=TINY, workers=1), range(2)))
+    assert got == [target, target]
+    assert digest(target) == digest(root)
+    assert not target.with_name("shared.partial").exists()
 
 
 @pytest.mark.parametrize("tool", ["espeak-ng", "flite"])
