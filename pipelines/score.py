@@ -73,6 +73,7 @@ from ssm_signal.bundle import (
 )
 from ssm_signal.data.file_checks import file_problem, os_error_words
 from ssm_signal.data.wav_pcm16 import read_pcm16_wav
+from ssm_signal.events import DetectorConfig, EventDetector
 
 log = logging.getLogger("ssm_signal.pipelines")
 
@@ -571,6 +572,9 @@ def result_rows(files: BatchFiles, out: Scored, bundle: Bundle, identity: RowIde
             df.insert(0, "path", display_path(files.path[i]))
             df.attrs["source"] = files.path[i]  # the path as listed: the frames folder's key
             frame_tables.append(df)
+    detected = np.zeros(n, dtype=bool)
+    if len(ok_pos):
+        detected[ok_pos] = detections(s, bundle)
     # the scores column from one flat array: row i holds s[j] where ok, null where not
     counts = np.zeros(n, dtype=np.int32)
     counts[ok_pos] = s.shape[1] if len(ok_pos) else 0
@@ -584,7 +588,7 @@ def result_rows(files: BatchFiles, out: Scored, bundle: Bundle, identity: RowIde
         "path_bytes": [None if d == p else os.fsencode(p) for d, p in zip(shown, files.path, strict=True)],
         "status": np.where(ok, "ok", "error").tolist(),
         "error": [None if e is None else display_path(e) for e in error],
-        "label": label, "score": pa.array(top, mask=~ok), "scores": scores,
+        "label": label, "score": pa.array(top, mask=~ok), "scores": scores, "detected": pa.array(detected, mask=~ok),
         "duration_s": pa.array(files.duration, pa.float64()),
         "true_label": files.label,
         "model": [bundle.name] * n, "model_version": [bundle.version] * n,
@@ -596,9 +600,29 @@ def result_rows(files: BatchFiles, out: Scored, bundle: Bundle, identity: RowIde
 
 SCHEMA = pa.schema([("path", pa.string()), ("path_bytes", pa.binary()), ("status", pa.string()),
                     ("error", pa.string()), ("label", pa.string()), ("score", pa.float64()),
-                    ("scores", pa.list_(pa.float64())), ("duration_s", pa.float64()), ("true_label", pa.string()),
+                    ("scores", pa.list_(pa.float64())), ("detected", pa.bool_()), ("duration_s", pa.float64()),
+                    ("true_label", pa.string()),
                     ("model", pa.string()), ("model_version", pa.string()), ("fingerprint", pa.string()),
                     ("size", pa.int64()), ("mtime_ns", pa.int64())])
+
+
+def detections(scores: np.ndarray, bundle: Bundle) -> np.ndarray:
+    """(B, K) clip scores -> (B,) whether each clip passes the bundle's detector thresholds (its
+    ``detector`` section, e.g. calibrated per keyword; else the defaults): a keyword model's clip label,
+    read at the last frame, is a reportable keyword at or above its threshold; an anomaly model's
+    maximum frame score is above its threshold. Other heads: False."""
+    kind = bundle.config.head.kind
+    if kind not in ("classify", "anomaly"):
+        return np.zeros(len(scores), dtype=bool)
+    labels = bundle.labels or [str(i) for i in range(scores.shape[1])]
+    det = EventDetector("keyword" if kind == "classify" else "anomaly", labels if kind == "classify" else ["anomaly"],
+                        1.0, DetectorConfig().over(bundle.detector), default_threshold=bundle.config.head.threshold)
+    if kind == "anomaly":
+        return scores[:, 0] > det.thresholds[0]
+    theta = np.full(len(labels), np.inf)
+    theta[det.reportable] = det.thresholds
+    top = scores.argmax(axis=1)
+    return scores[np.arange(len(scores)), top] >= theta[top]
 
 
 def is_score_output(path: Path) -> bool:

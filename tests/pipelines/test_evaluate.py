@@ -276,3 +276,19 @@ def test_anomaly_bundle_end_to_end(tmp_path):
     b = load_bundle(tmp_path / "b")
     assert b.detector.threshold == s["calibration"]["threshold"] and b.version != "1"
     assert (tmp_path / "o" / "det.png").stat().st_size > 0
+
+
+def test_score_marks_detections_with_the_bundles_thresholds(tmp_path):
+    """score's `detected` column: the clip's keyword at or above the bundle's (calibrated) threshold."""
+    from pipelines.score import detections
+
+    shutil.copytree(FIXTURE, tmp_path / "b")
+    b = load_bundle(tmp_path / "b")
+    s = np.zeros((3, len(b.labels)))
+    s[0, 0], s[0, 20] = 0.85, 0.15   # "yes" at 0.85: over the default 0.8
+    s[1, 1], s[1, 21] = 0.7, 0.3     # "no" at 0.7: under it
+    s[2, 21] = 1.0                   # _unknown_: never a detection
+    assert detections(s, b).tolist() == [True, False, False]
+    save_bundle(b.model, tmp_path / "b", name=b.name, version="2",
+                detector=DetectorConfig(threshold={"yes": 0.9, "no": 0.6}))
+    assert detections(s, load_bundle(tmp_path / "b")).tolist() == [False, True, False]
