@@ -220,13 +220,18 @@ def test_bad_inputs_are_counted_or_refused(audio, tmp_path, capsys):
     pos = tmp_path / "pos"
     shutil.copytree(audio / "pos", pos)
     (pos / "yes" / "broken.wav").write_bytes(b"RIFF0000WAVEjunk")
-    say(pos / "hello" / "0.wav", "hello")  # a label the model lacks
+    say(pos / "hello" / "0.wav", "hello")  # another word: _unknown_, as Speech Commands' setups read it
     skips = SkipLog()
     clips = read_positives(pos, labels, skips)
-    assert "hello" not in {c.label for c in clips} and skips.counts() == {"label not in the model": 1}
+    assert [c.label for c in clips if c.path.endswith("hello/0.wav")] == ["_unknown_"] and not skips
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text(f"path,label\n{pos / 'yes' / '0.wav'},yes\n{pos / 'hello' / '0.wav'},hello\n")
+    assert len(read_positives(manifest, labels, skips)) == 1 and skips.counts() == {"label not in the model": 1}
+    skips = SkipLog()
+    clips = [c for c in clips if not c.path.endswith("hello/0.wav")]
     engine = StreamEngine(load_bundle(FIXTURE), config=StreamConfig(compile=False))
     p = stream_positives(engine, "p", clips, StreamSettings(), skips)
-    assert len(p.clips) == 5 and len(skips) == 2 and "unreadable audio" in skips.items[-1][1]
+    assert len(p.clips) == 5 and len(skips) == 1 and "unreadable audio" in skips.items[-1][1]
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no audio files"):
         read_negatives(tmp_path / "empty")
