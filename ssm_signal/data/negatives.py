@@ -24,7 +24,7 @@ own duration stretch and mean F0. A speech source is a channel of a few speakers
 per turn. Sentences come from a text that ships in Debian packages (:data:`TEXT_SOURCES`): the
 ``fortunes`` and ``fortunes-min`` quotation files of fortune-mod (BSD licence, Debian's copyright file). Every
 sentence is checked to hold no keyword (:func:`holds_keyword`: the 35 Speech Commands words, their
-homophones, any digit) and no token a synthesiser could read as one (roman numerals, single letters).
+homophones and inflected forms, any digit) and no token a synthesiser could read as one (roman numerals, single letters).
 A share of the speech files gets real recorded machine noise (a Sonic Pi sample not used in training)
 mixed in at a high SNR.
 
@@ -69,7 +69,7 @@ from ssm_signal.data.speech_commands import AUXILIARY_WORDS, CORE_WORDS, SAMPLE_
 log = logging.getLogger("ssm_signal.data")
 
 GENERATOR = "ssm-signal negative corpus"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: inflected keyword forms (KEYWORD_FORMS) rejected too
 MARKER = "GENERATED.json"
 SUMMARY = "SUMMARY.json"
 SENTENCES = "SENTENCES.txt"
@@ -80,8 +80,20 @@ KINDS = ("speech", "music", "noise")
 #: won/one, ate/eight, oh/O/owe for "zero" read as a letter, nein/nine).
 HOMOPHONES = ("to", "too", "for", "fore", "know", "write", "rite", "wright", "won", "ate", "oh", "o", "owe",
               "nein")  # fmt: skip
-#: Every word no negative sentence may hold: the 35 Speech Commands words and the homophones above.
-KEYWORD_LIKE = tuple(CORE_WORDS) + tuple(AUXILIARY_WORDS) + HOMOPHONES
+#: Inflected forms of the core words that begin with the keyword's sound (plurals, verb forms, ordinals,
+#: teens and tens: "ones", "stopped", "going", "fourth", "eighteen", "sixty"): a spotter that fires on
+#: them is arguably right, so they are no clean negatives. Other words that merely contain a keyword's
+#: sound ("someone", "upon", "office", "bright", "tone") are kept: real speech is full of them.
+KEYWORD_FORMS = (
+    "yeses", "nos", "noes", "ups", "upped", "upping", "downs", "downed", "downing", "lefts", "rights", "righted",
+    "ons", "offs", "stops", "stopped", "stopping", "stopper", "goes", "going", "zeros", "zeroes", "ones", "twos",
+    "threes", "fours", "fives", "sixes", "sevens", "eights", "nines", "fourth", "sixth", "seventh", "eighth",
+    "ninth", "fourteen", "sixteen", "seventeen", "eighteen", "nineteen", "forty", "fourty", "sixty", "seventy",
+    "eighty", "ninety",
+)  # fmt: skip
+#: Every word no negative sentence may hold: the 35 Speech Commands words, the homophones and the
+#: inflected forms above.
+KEYWORD_LIKE = tuple(CORE_WORDS) + tuple(AUXILIARY_WORDS) + HOMOPHONES + KEYWORD_FORMS
 
 FORTUNES_DIR = "/usr/share/games/fortunes"
 #: Texts the sentences come from: Debian's ``fortunes`` and ``fortunes-min`` (BSD licence), only the files
