@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ssm_signal.data.keywords import KeywordSetConfig
+
 log = logging.getLogger("ssm_signal.pipelines")
 
 
@@ -109,6 +111,7 @@ class KeywordDataModule(_Base):
         setup: "default" (20 core words + _silence_ + _unknown_), "12" or "35" (Speech Commands setups).
         generate: generate the embedded keyword set with espeak-ng into ``root`` if it is absent.
         seed: generation seed (the set is cached and deterministic for a seed).
+        keyword_set: what to generate (engines, speakers, ``holdout_engine``...); None: the default set.
         augment: noise mixing, gain and time shift on training clips.
         batch_size, num_workers, normalization_items: loader settings; clips used to fit the frontend.
     """
@@ -117,15 +120,17 @@ class KeywordDataModule(_Base):
     channels = 1
 
     def __init__(self, root: str = "data/keywords", setup: str = "default", generate: bool = True, seed: int = 0,
-                 augment: bool = True, batch_size: int = 64, num_workers: int = 2, normalization_items: int = 500):
+                 keyword_set: KeywordSetConfig | None = None, augment: bool = True,
+                 batch_size: int = 64, num_workers: int = 2, normalization_items: int = 500):
         super().__init__(batch_size, num_workers, normalization_items)
         self.root, self.setup_name, self.generate, self.seed, self.augment = Path(root), setup, generate, seed, augment
+        self.keyword_set = keyword_set
 
     def prepare_data(self) -> None:
         if self.generate:
             from ssm_signal.data.keywords import generate_keyword_set
 
-            generate_keyword_set(self.root, seed=self.seed)
+            generate_keyword_set(self.root, seed=self.seed, config=self.keyword_set)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
