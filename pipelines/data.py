@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ssm_signal.data.channel import ChannelConfig
 from ssm_signal.data.keywords import KeywordSetConfig
 
 log = logging.getLogger("ssm_signal.pipelines")
@@ -113,6 +114,8 @@ class KeywordDataModule(_Base):
         seed: generation seed (the set is cached and deterministic for a seed).
         keyword_set: what to generate (engines, speakers, ``holdout_engine``...); None: the default set.
         augment: noise mixing, gain and time shift on training clips.
+        channel: with ``augment``, acoustic-channel augmentation too (room, microphone, band, codec; see
+            :class:`ssm_signal.data.channel.ChannelConfig`); None: off.
         batch_size, num_workers, normalization_items: loader settings; clips used to fit the frontend.
     """
 
@@ -120,11 +123,11 @@ class KeywordDataModule(_Base):
     channels = 1
 
     def __init__(self, root: str = "data/keywords", setup: str = "default", generate: bool = True, seed: int = 0,
-                 keyword_set: KeywordSetConfig | None = None, augment: bool = True,
+                 keyword_set: KeywordSetConfig | None = None, augment: bool = True, channel: ChannelConfig | None = None,
                  batch_size: int = 64, num_workers: int = 2, normalization_items: int = 500):
         super().__init__(batch_size, num_workers, normalization_items)
         self.root, self.setup_name, self.generate, self.seed, self.augment = Path(root), setup, generate, seed, augment
-        self.keyword_set = keyword_set
+        self.keyword_set, self.channel = keyword_set, channel
 
     def prepare_data(self) -> None:
         if self.generate:
@@ -147,7 +150,7 @@ class KeywordDataModule(_Base):
         if self.augment:
             from ssm_signal.data.augment import WaveAugment
 
-            train = _Augmented(train, WaveAugment.for_dataset(self.root, seed=self.seed))
+            train = _Augmented(train, WaveAugment.for_dataset(self.root, seed=self.seed, channel=self.channel))
         self.train_set, self.val_set, self.test_set = train, sets["validation"], sets["testing"]
 
 
