@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -116,3 +118,12 @@ def band_centroid(x: Tensor, rate: int = 16000, lo: float = 300.0, hi: float = 3
     f = torch.fft.rfftfreq(1024, 1 / rate, dtype=torch.float64)
     m = (f > lo) & (f < hi)
     return float((power[m] * f[m]).sum() / power[m].sum())
+
+
+def tree_digest(root) -> str:
+    """SHA-256 over the relative paths and bytes of every .wav below ``root`` (a generated set's identity)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(root).rglob("*.wav")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()

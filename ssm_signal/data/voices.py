@@ -63,7 +63,7 @@ def tool(name: str) -> str:
     """The path of a command-line tool, or a DataError naming the Debian package to install."""
     path = shutil.which(name)
     if path is None:
-        raise DataError(f"{name} not found: the generated keyword set needs it. Install it (`make system-deps`, "
+        raise DataError(f"{name} not found: speech synthesis needs it. Install it (`make system-deps`, "
                         f"or `sudo apt-get install {PACKAGES.get(name, name)}`)")
     return path
 

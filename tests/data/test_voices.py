@@ -5,7 +5,6 @@ deterministic."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
@@ -15,7 +14,7 @@ import torchaudio.functional as AF
 from ssm_signal.data import keywords as kw
 from ssm_signal.data import voices
 from ssm_signal.data.speech_commands import speaker_of
-from tests.helpers import band_centroid, median_f0
+from tests.helpers import band_centroid, median_f0, tree_digest
 
 SR = 16000
 
@@ -80,14 +79,6 @@ MIXED = kw.KeywordSetConfig(n_speakers=12, words=("yes", "no"), other_words=("be
                             validation_percent=30, testing_percent=30, engine_speakers={"flite": 5, "festival": 3})
 
 
-def digest(root) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*.wav")):
-        h.update(str(p.relative_to(root)).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 def splits(root, cfg, seed) -> dict[str, set[tuple[str, str]]]:
     """split -> {(engine, person)} read back from the written lists and files."""
     by_id = {s.id: s for s in kw.plan_speakers(cfg, seed)}
@@ -119,7 +110,7 @@ def test_mixed_set_speaks_every_engine_and_splits_by_person(mixed_set):
 
 
 def test_mixed_set_is_deterministic(mixed_set, tmp_path):
-    assert digest(kw.generate_keyword_set(tmp_path / "again", seed=2, config=MIXED, workers=1)) == digest(mixed_set)
+    assert tree_digest(kw.generate_keyword_set(tmp_path / "again", seed=2, config=MIXED, workers=1)) == tree_digest(mixed_set)
 
 
 @pytest.mark.parametrize("engine", ["flite", "festival"])
