@@ -17,6 +17,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ssm_signal.data.channel import ChannelConfig
+from ssm_signal.data.keywords import KeywordSetConfig
+
 log = logging.getLogger("ssm_signal.pipelines")
 
 
@@ -109,7 +112,10 @@ class KeywordDataModule(_Base):
         setup: "default" (20 core words + _silence_ + _unknown_), "12" or "35" (Speech Commands setups).
         generate: generate the embedded keyword set with espeak-ng into ``root`` if it is absent.
         seed: generation seed (the set is cached and deterministic for a seed).
+        keyword_set: what to generate (engines, speakers, ``holdout_engine``...); None: the default set.
         augment: noise mixing, gain and time shift on training clips.
+        channel: with ``augment``, acoustic-channel augmentation too (room, microphone, band, codec; see
+            :class:`ssm_signal.data.channel.ChannelConfig`); None: off.
         check: how files are checked when the index is built: "header" (cheap: corrupt, unsupported and
             empty files), "full" (decode every file: also NaN/Inf samples and truncated data; slower) or
             "none". Whatever it is, a file that fails to read during training is a counted skip.
@@ -120,17 +126,17 @@ class KeywordDataModule(_Base):
     channels = 1
 
     def __init__(self, root: str = "data/keywords", setup: str = "default", generate: bool = True, seed: int = 0,
-                 augment: bool = True, check: str = "header", batch_size: int = 64, num_workers: int = 2,
-                 normalization_items: int = 500):
+                 keyword_set: KeywordSetConfig | None = None, augment: bool = True, channel: ChannelConfig | None = None,
+                 check: str = "header", batch_size: int = 64, num_workers: int = 2, normalization_items: int = 500):
         super().__init__(batch_size, num_workers, normalization_items)
         self.root, self.setup_name, self.generate, self.seed, self.augment = Path(root), setup, generate, seed, augment
-        self.check = check
+        self.keyword_set, self.channel, self.check = keyword_set, channel, check
 
     def prepare_data(self) -> None:
         if self.generate:
             from ssm_signal.data.keywords import generate_keyword_set
 
-            generate_keyword_set(self.root, seed=self.seed)
+            generate_keyword_set(self.root, seed=self.seed, config=self.keyword_set)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -147,7 +153,7 @@ class KeywordDataModule(_Base):
         if self.augment:
             from ssm_signal.data.augment import WaveAugment
 
-            train = _Augmented(train, WaveAugment.for_dataset(self.root, seed=self.seed))
+            train = _Augmented(train, WaveAugment.for_dataset(self.root, seed=self.seed, channel=self.channel))
         self.train_set, self.val_set, self.test_set = train, sets["validation"], sets["testing"]
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -89,3 +91,39 @@ def best_lag(ref: Tensor, x: Tensor) -> int:
     energy = torch.cat([torch.zeros(1, dtype=torch.float64), ref.double().pow(2).cumsum(0)])
     norms = (energy[m:] - energy[: n - m + 1]).clamp_min(1e-12).sqrt()
     return int((corr / norms).argmax())
+
+
+def median_f0(x: Tensor, rate: int = 16000, fmin: float = 60.0, fmax: float = 400.0) -> float:
+    """Median F0 (Hz) over the voiced 40 ms frames of a 1-D signal, by autocorrelation (a check, not a tracker)."""
+    y = torch.as_tensor(x, dtype=torch.float64).numpy()
+    frame, hop, lo, hi = int(0.04 * rate), int(0.02 * rate), int(rate / fmax), int(rate / fmin)
+    floor = 0.03 * np.abs(y).max()
+    f0s = []
+    for i in range(0, len(y) - frame, hop):
+        s = y[i:i + frame] - y[i:i + frame].mean()
+        if np.sqrt((s**2).mean()) < floor:
+            continue
+        ac = np.correlate(s, s, "full")[frame - 1:]
+        k = lo + int(np.argmax(ac[lo:hi]))
+        if ac[k] > 0.3 * ac[0]:
+            f0s.append(rate / k)
+    return float(np.median(f0s)) if f0s else float("nan")
+
+
+def band_centroid(x: Tensor, rate: int = 16000, lo: float = 300.0, hi: float = 3000.0) -> float:
+    """Power-weighted mean frequency (Hz) between lo and hi: where the formants sit."""
+    w = torch.hann_window(1024, dtype=torch.float64)
+    spec = torch.stft(torch.as_tensor(x, dtype=torch.float64), 1024, 256, window=w, return_complex=True)
+    power = spec.abs().pow(2).mean(dim=1)
+    f = torch.fft.rfftfreq(1024, 1 / rate, dtype=torch.float64)
+    m = (f > lo) & (f < hi)
+    return float((power[m] * f[m]).sum() / power[m].sum())
+
+
+def tree_digest(root) -> str:
+    """SHA-256 over the relative paths and bytes of every .wav below ``root`` (a generated set's identity)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(root).rglob("*.wav")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()

@@ -323,19 +323,24 @@ class WaveAugment:
         self._worker_seed: int | None = None
 
     @classmethod
-    def for_dataset(cls, root: str | Path, sample_rate: int = 16000, seed: int = 0) -> WaveAugment:
+    def for_dataset(cls, root: str | Path, sample_rate: int = 16000, seed: int = 0, channel=None) -> WaveAugment:
         """The training recipe for a Speech Commands-layout tree: noise from ``<root>/_background_noise_``
         at 5-30 dB SNR (80% of clips), gain +-6 dB, time shift +-100 ms, speed 0.9-1.1 (half the clips).
+
+        ``channel`` (a :class:`ssm_signal.data.channel.ChannelConfig`) adds the acoustic channel: its room
+        before the noise, its microphone, band and codec after the other steps.
 
         Without readable background noise, the noise step is left out with a logged warning (the other
         transforms still apply) rather than failing the run.
         """
-        transforms: list = []
+        transforms: list = list(channel.room(sample_rate)) if channel is not None else []
         try:
             transforms.append(AddNoise.from_folder(Path(root) / "_background_noise_", sample_rate, p=0.8))
         except DataError as e:
             log.warning("augmentation without noise: %s", e)
         transforms += [Gain(), TimeShift(sample_rate // 10), Speed(p=0.5)]
+        if channel is not None:
+            transforms += channel.line(sample_rate)
         return cls(transforms, seed=seed)
 
     def reset(self, seed: int | None = None) -> None:

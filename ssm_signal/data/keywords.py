@@ -26,6 +26,14 @@ Generation is deterministic for a seed (one random stream per speaker, independe
 scheduling), runs in parallel worker processes, is written to a temporary folder and renamed into
 place when complete, and is cached: a second call with the same settings returns at once.
 
+More engines (issue 16). ``engine_speakers`` adds pseudo-speakers of flite's and festival's voices
+(:mod:`ssm_signal.data.voices`): each is one engine voice moved in F0, tempo and vocal-tract length.
+Splits go by *person* (the human a voice was recorded from; an espeak-ng variant is its own person):
+flite and festival persons (5 in all) train by default, so the validation and test splits keep their
+held-out espeak-ng variants. ``holdout_engine`` makes the validation split one whole engine, never heard
+in training (nor any person it voices, through another engine): leave-one-engine-out validation; the
+espeak-ng variants that would have been validation voices then join the test split.
+
 Background noise comes from Debian packages installed by ``make system-deps``: ``sonic-pi-samples``
 (recorded ambience, CC0) and ``alsa-utils`` (``Noise.wav``).
 """
@@ -35,7 +43,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import hashlib
-import io
 import json
 import logging
 import multiprocessing
@@ -47,10 +54,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from ssm_signal.data.audio_io import read_audio, resample, write_audio
+from ssm_signal.data import voices
+from ssm_signal.data.audio_io import read_audio, write_audio
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import (
     AUXILIARY_WORDS,
@@ -100,6 +107,11 @@ class KeywordSetConfig:
     rate_wpm, pitch: ranges of a speaker's speaking rate (words per minute) and pitch (0-99).
     snr_db: range of the signal-to-noise ratio of the mixed-in background noise.
     peak_dbfs: range of the clip's peak level.
+    engine_speakers: pseudo-speakers of other engines, e.g. ``{"flite": 60, "festival": 36}`` (voices cycled;
+        ``n_speakers`` stays the espeak-ng count).
+    semitones, tempo, vtl: ranges of those pseudo-speakers' F0 shift (semitones), tempo factor (> 1 faster)
+        and vocal-tract length factor (formant scaling; > 1 a shorter tract), see :func:`voices.perturb`.
+    holdout_engine: an engine whose speakers form the whole validation split (leave-one-engine-out).
     """
 
     n_speakers: int = 240
@@ -112,10 +124,23 @@ class KeywordSetConfig:
     pitch: tuple[float, float] = (20.0, 80.0)
     snr_db: tuple[float, float] = (10.0, 40.0)
     peak_dbfs: tuple[float, float] = (-24.0, -2.0)
+    engine_speakers: dict[str, int] = dataclasses.field(default_factory=dict)
+    semitones: tuple[float, float] = (-4.0, 4.0)
+    tempo: tuple[float, float] = (0.8, 1.25)
+    vtl: tuple[float, float] = (0.85, 1.15)
+    holdout_engine: str | None = None
 
     def __post_init__(self):
-        if self.n_speakers < 1:
-            raise ValueError(f"n_speakers must be >= 1, got {self.n_speakers}")
+        object.__setattr__(self, "engine_speakers", dict(self.engine_speakers))
+        if self.n_speakers < 0 or self.n_speakers + sum(self.engine_speakers.values()) < 1:
+            raise ValueError(f"n_speakers must be >= 1 (or 0 with engine_speakers), got {self.n_speakers}")
+        bad = set(self.engine_speakers) - set(voices.VOICES)
+        if bad or any(n < 0 for n in self.engine_speakers.values()):
+            raise ValueError(f"engine_speakers: counts >= 0 for {sorted(voices.VOICES)}, got {self.engine_speakers}")
+        if self.holdout_engine is not None and self.holdout_engine not in self.engines:
+            raise ValueError(f"holdout_engine {self.holdout_engine!r} is not one of this set's engines {self.engines}")
+        if len(self.engines) - (self.holdout_engine is not None) < 1:
+            raise ValueError("holding out the only engine leaves nothing to train on")
         if not self.words:
             raise ValueError("words must name at least one word")
         if not 0 <= self.other_per_speaker <= len(self.other_words):
@@ -126,11 +151,18 @@ class KeywordSetConfig:
                 and self.validation_percent + self.testing_percent < 100):
             raise ValueError("validation_percent and testing_percent must be >= 0 and sum to < 100")
 
+    @property
+    def engines(self) -> tuple[str, ...]:
+        """The engines that speak in this set."""
+        return ((voices.ESPEAK,) if self.n_speakers else ()) + tuple(e for e, n in self.engine_speakers.items() if n)
+
 
 @dataclasses.dataclass(frozen=True)
 class Speaker:
     """One synthetic speaker: ``id`` (8 hex digits, as in Speech Commands file names), espeak-ng
-    accent and variant, base rate (wpm) and pitch, its split and its words."""
+    accent and variant (or, for another engine, ``accent`` "" and its voice name as ``variant``), base rate
+    (wpm) and pitch (espeak-ng) or tempo factor and semitones (others), its split and its words;
+    ``engine`` and, for other engines, the vocal-tract length factor ``vtl``."""
 
     id: str
     accent: str
@@ -140,6 +172,13 @@ class Speaker:
     split: str
     words: tuple[str, ...]
     seed: int
+    engine: str = voices.ESPEAK
+    vtl: float = 1.0
+
+    @property
+    def person(self) -> str:
+        """The human behind the voice (:data:`voices.VOICES`); an espeak-ng variant is its own person."""
+        return self.variant if self.engine == voices.ESPEAK else voices.VOICES[self.engine][self.variant]
 
 
 def split_of(variant: str, validation_percent: float, testing_percent: float) -> str:
@@ -154,7 +193,39 @@ def split_of(variant: str, validation_percent: float, testing_percent: float) ->
 
 
 def plan_speakers(cfg: KeywordSetConfig, seed: int) -> list[Speaker]:
-    """The speakers of a set: deterministic for (cfg, seed)."""
+    """The speakers of a set: deterministic for (cfg, seed). espeak-ng's come first and are the same as in
+    a set without other engines; each other engine draws from a random stream of its own."""
+    speakers = _plan_espeak(cfg, seed) + [s for e, n in cfg.engine_speakers.items() for s in _plan_engine(cfg, seed, e, n)]
+    if cfg.holdout_engine is None:
+        return speakers
+    held = {s.person for s in speakers if s.engine == cfg.holdout_engine}
+    out = []
+    for s in speakers:
+        if s.engine == cfg.holdout_engine:
+            out.append(dataclasses.replace(s, split="validation"))
+        elif s.person in held:
+            continue  # the same human through another engine: neither trained on nor a clean hold-out
+        else:
+            out.append(dataclasses.replace(s, split="testing") if s.split == "validation" else s)
+    return out
+
+
+def _plan_engine(cfg: KeywordSetConfig, seed: int, engine: str, n: int) -> list[Speaker]:
+    """``n`` pseudo-speakers of ``engine``'s voices (cycled), all in training (see the module docstring)."""
+    rng = np.random.default_rng([seed, 0x5EED, voices.ENGINES.index(engine)])
+    names = rng.permutation(sorted(voices.VOICES[engine])).tolist()
+    speakers = []
+    for i in range(n):
+        voice = names[i % len(names)]
+        tempo, st, vtl = (float(rng.uniform(*r)) for r in (cfg.tempo, cfg.semitones, cfg.vtl))
+        others = tuple(rng.choice(cfg.other_words, size=cfg.other_per_speaker, replace=False).tolist())
+        sid = hashlib.sha1(f"{seed}/{engine}/{i}/{voice}/{tempo:.3f}/{st:.3f}/{vtl:.3f}".encode()).hexdigest()[:8]
+        speakers.append(Speaker(sid, "", voice, tempo, st, "training", tuple(cfg.words) + others,
+                                int(rng.integers(2**62)), engine, vtl))
+    return speakers
+
+
+def _plan_espeak(cfg: KeywordSetConfig, seed: int) -> list[Speaker]:
     rng = np.random.default_rng([seed, 0x5EED])
     variants = rng.permutation(VARIANTS).tolist()  # a small set still draws voices from every split
     speakers = []
@@ -171,38 +242,34 @@ def plan_speakers(cfg: KeywordSetConfig, seed: int) -> list[Speaker]:
 
 
 def espeak_path() -> str:
-    path = shutil.which("espeak-ng")
-    if path is None:
-        raise DataError(
-            "espeak-ng not found: it generates the default keyword set. Install it (`make system-deps`, or "
-            "`sudo apt-get install espeak-ng`), or train on your own Speech Commands copy "
-            "(configs/speech_commands_12.yaml)."
-        )
-    return path
+    return voices.tool("espeak-ng")
 
 
 def synthesize(word: str, voice: str, rate: float, pitch: float, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """espeak-ng saying ``word``: (L,) float32 at ``sample_rate``, leading/trailing silence trimmed."""
     cmd = [espeak_path(), "-v", voice, "-s", str(int(round(rate))), "-p", str(int(round(pitch))), "--stdout", word]
     proc = subprocess.run(cmd, capture_output=True, timeout=60)
-    if proc.returncode != 0 or not proc.stdout:
+    if proc.returncode != 0:
         raise DataError(f"espeak-ng failed for {word!r} with voice {voice!r}: {proc.stderr.decode()[-300:]}")
-    wave, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32")
-    if wave.ndim > 1:
-        wave = wave.mean(axis=1)
-    loud = np.flatnonzero(np.abs(wave) > 0.02 * np.abs(wave).max())
-    if loud.size == 0:
-        raise DataError(f"espeak-ng produced silence for {word!r} with voice {voice!r}")
-    wave = wave[loud[0]:loud[-1] + 1]
-    return resample(torch.from_numpy(np.ascontiguousarray(wave)), int(sr), sample_rate)
+    return voices.decode(proc.stdout, f"espeak-ng {voice!r} for {word!r}", sample_rate)
 
 
 def render_clip(word: str, speaker: Speaker, rng: np.random.Generator, noises: Sequence[torch.Tensor],
-                cfg: KeywordSetConfig) -> torch.Tensor:
-    """One 1 s clip (16000,) of ``speaker`` saying ``word``, placed, levelled and mixed with noise."""
-    rate = speaker.rate * rng.uniform(0.92, 1.08)
-    pitch = float(np.clip(speaker.pitch + rng.uniform(-6, 6), 0, 99))
-    voice = synthesize(word, f"{speaker.accent}+{speaker.variant}", rate, pitch)
+                cfg: KeywordSetConfig, neutral: torch.Tensor | None = None) -> torch.Tensor:
+    """One 1 s clip (16000,) of ``speaker`` saying ``word``, placed, levelled and mixed with noise.
+
+    espeak-ng speakers synthesise at their jittered rate and pitch; another engine's speaker perturbs
+    ``neutral`` (the voice's plain rendering of ``word``) by its own F0, tempo and vocal-tract length,
+    each jittered a little per utterance."""
+    if speaker.engine == voices.ESPEAK:
+        rate = speaker.rate * rng.uniform(0.92, 1.08)
+        pitch = float(np.clip(speaker.pitch + rng.uniform(-6, 6), 0, 99))
+        voice = synthesize(word, f"{speaker.accent}+{speaker.variant}", rate, pitch)
+    else:
+        if neutral is None:
+            neutral = voices.synthesize_words(speaker.engine, speaker.variant, [word])[0]
+        voice = voices.perturb(neutral, SAMPLE_RATE, semitones=speaker.pitch + rng.uniform(-0.5, 0.5),
+                               tempo=speaker.rate * rng.uniform(0.95, 1.05), vtl=speaker.vtl * rng.uniform(0.98, 1.02))
     n = SAMPLE_RATE
     if voice.shape[0] > n:  # a slow long word: keep its start, as a 1 s recording would
         voice = voice[:n]
@@ -233,10 +300,12 @@ def _speaker_job(args: tuple[Speaker, str, KeywordSetConfig]) -> list[str]:
     root_p = Path(root)
     noises = _worker_noises(root_p / BACKGROUND_DIR)
     rng = np.random.default_rng(speaker.seed)
+    neutral = (voices.synthesize_words(speaker.engine, speaker.variant, speaker.words)
+               if speaker.engine != voices.ESPEAK else [None] * len(speaker.words))
     written = []
-    for word in speaker.words:
+    for word, plain in zip(speaker.words, neutral, strict=True):
         rel = f"{word}/{speaker.id}_nohash_0.wav"
-        write_audio(root_p / rel, render_clip(word, speaker, rng, noises, cfg), SAMPLE_RATE)
+        write_audio(root_p / rel, render_clip(word, speaker, rng, noises, cfg, plain), SAMPLE_RATE)
         written.append(rel)
     return written
 
@@ -268,10 +337,19 @@ def write_background_noise(folder: Path, sources: Sequence[str] = NOISE_SOURCES)
     return out
 
 
+_ENGINE_FIELDS = ("engine_speakers", "semitones", "tempo", "vtl", "holdout_engine")
+
+
 def _settings(cfg: KeywordSetConfig, seed: int) -> dict:
-    """The generation settings as the marker file stores them (JSON types: tuples become lists)."""
+    """The generation settings as the marker file stores them (JSON types: tuples become lists).
+
+    An espeak-ng-only set leaves the engine fields out, so sets generated before there were other engines
+    (the same clips) stay valid caches."""
+    config = dataclasses.asdict(cfg)
+    if not cfg.engine_speakers and cfg.holdout_engine is None:
+        config = {k: v for k, v in config.items() if k not in _ENGINE_FIELDS}
     return json.loads(json.dumps({"generator": GENERATOR, "version": GENERATOR_VERSION, "seed": seed,
-                                  "config": dataclasses.asdict(cfg)}))
+                                  "config": config}))
 
 
 def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: KeywordSetConfig | None = None,
@@ -292,7 +370,8 @@ def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: Keyw
                         "delete the folder or choose another root")
     if root.exists() and any(root.iterdir()):
         raise DataError(f"{root} exists and is not a generated keyword set (no {MARKER}); not overwriting it")
-    espeak_path()
+    for engine in cfg.engines:
+        voices.check_engine(engine)
 
     t0 = time.time()
     tmp = root.with_name(root.name + ".partial")
@@ -301,8 +380,8 @@ def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: Keyw
     tmp.mkdir(parents=True)
     write_background_noise(tmp / BACKGROUND_DIR)
     speakers = plan_speakers(cfg, seed)
-    log.info("generating the keyword set: %d speakers, %d words each, into %s", len(speakers),
-             len(speakers[0].words), root)
+    log.info("generating the keyword set: %d speakers (%s), %d words each, into %s", len(speakers),
+             ", ".join(f"{e} {sum(s.engine == e for s in speakers)}" for e in cfg.engines), len(speakers[0].words), root)
     workers = workers or max(1, min(len(speakers), os.cpu_count() or 1))
     jobs = [(s, str(tmp), cfg) for s in speakers]
     if workers == 1:

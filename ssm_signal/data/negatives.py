@@ -65,6 +65,7 @@ from ssm_signal.data.audio_io import read_audio, resample, write_audio
 from ssm_signal.data.keywords import ACCENTS, NOISE_SOURCES, VARIANTS, KeywordSetConfig, split_of
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import AUXILIARY_WORDS, CORE_WORDS, SAMPLE_RATE
+from ssm_signal.data.voices import tool as _tool
 
 log = logging.getLogger("ssm_signal.data")
 
@@ -305,14 +306,6 @@ def held_out_variants(cfg: NegativeCorpusConfig | None = None) -> tuple[str, ...
     """The espeak-ng voice variants that the keyword set keeps out of training (validation + testing)."""
     cfg = cfg or NegativeCorpusConfig()
     return tuple(v for v in VARIANTS if split_of(v, cfg.validation_percent, cfg.testing_percent) != "training")
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise DataError(f"{name} not found: the negative corpus speaks with espeak-ng and flite. Install them "
-                        f"(`make system-deps`, or `sudo apt-get install espeak-ng flite`)")
-    return path
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,6 @@ and clear failures. Uses espeak-ng (installed by `make test`) on a few speakers 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 
@@ -14,19 +13,12 @@ import soundfile as sf
 from ssm_signal.data import keywords as kw
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import SpeechCommands, speaker_of
+from tests.helpers import tree_digest
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (make system-deps)")
 
 TINY = kw.KeywordSetConfig(n_speakers=10, words=("yes", "no"), other_words=("bed", "cat", "dog"),
                            other_per_speaker=1, validation_percent=30, testing_percent=30)
-
-
-def digest(root) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*.wav")):
-        h.update(str(p.relative_to(root)).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +65,9 @@ def test_the_speech_commands_loader_reads_it(tiny_set):
 
 def test_deterministic_for_a_seed_and_cached(tiny_set, tmp_path):
     again = kw.generate_keyword_set(tmp_path / "again", seed=5, config=TINY, workers=2)
-    assert digest(again) == digest(tiny_set)
+    assert tree_digest(again) == tree_digest(tiny_set)
     other = kw.generate_keyword_set(tmp_path / "other", seed=6, config=TINY, workers=1)
-    assert digest(other) != digest(tiny_set)
+    assert tree_digest(other) != tree_digest(tiny_set)
     mtimes = {p: p.stat().st_mtime_ns for p in again.rglob("*.wav")}
     kw.generate_keyword_set(again, seed=5, config=TINY)  # cached: nothing rewritten
     assert {p: p.stat().st_mtime_ns for p in again.rglob("*.wav")} == mtimes

@@ -1,0 +1,215 @@
+"""Acoustic-channel augmentations: room, microphone colouring, band limits, companding.
+
+Issue 16: a keyword model trained on clean wide-band clips falls from 98% to about 50% when the audio
+passes through a 4 kHz channel (a telephone), and it has never heard a room. These transforms put the
+training clips through such channels. Like :mod:`ssm_signal.data.augment` (whose :class:`WaveAugment`
+composes them): a functional core of plain functions without randomness, and thin random transforms
+``t(wave (L,), generator) -> wave`` that draw their parameters from the generator handed in.
+
+Filters are zero-phase gain curves applied in the frequency domain of the whole clip
+(:func:`apply_response`): exact where a test can check them (nothing passes above a low-pass cut-off)
+and cheap (one FFT pair per clip). The curves are smooth, so their impulse responses are short and the
+circular wrap-around of a whole-clip FFT touches only the clip's first and last milliseconds, where the
+clips of the keyword set are padding.
+
+Reverberation is a synthetic impulse response: a direct path followed by exponentially decaying
+Gaussian noise that falls by 60 dB in RT60 (Polack's statistical model of a room's late reverberation).
+A room simulator (pyroomacoustics' image-source method) would add early reflections from a drawn
+geometry, a dependency and several times the CPU per clip in the loader workers of a 2-core machine;
+what the keyword model has to learn to ignore is the smearing of the word over 0.1-0.8 s, which the
+statistical tail gives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import torch
+import torchaudio.functional as AF
+
+from ssm_signal.data.augment import Gain, _uniform
+
+# ----------------------------------------------------------------------------------------------------------
+# functional core
+
+
+def apply_response(wave: torch.Tensor, sample_rate: int, gain: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Filter by a zero-phase amplitude response: ``gain(f)`` maps frequencies (Hz, float64) to linear
+    gains. (..., L) -> (..., L)."""
+    n = wave.shape[-1]
+    spec = torch.fft.rfft(wave.double(), dim=-1)
+    f = torch.fft.rfftfreq(n, 1 / sample_rate, dtype=torch.float64)
+    return torch.fft.irfft(spec * gain(f), n=n, dim=-1).to(wave.dtype)
+
+
+def band_limit(wave: torch.Tensor, sample_rate: int, low_hz: float = 0.0, high_hz: float | None = None,
+               taper_hz: float = 100.0) -> torch.Tensor:
+    """Keep ``low_hz``..``high_hz``: exactly nothing passes outside the band; a raised-cosine taper of
+    ``taper_hz`` inside each edge keeps the response from ringing. (..., L) -> (..., L)."""
+    high = sample_rate / 2 if high_hz is None else min(high_hz, sample_rate / 2)
+    if not 0 <= low_hz < high:
+        raise ValueError(f"band {low_hz}-{high_hz} Hz is empty at {sample_rate} Hz")
+
+    def gain(f: torch.Tensor) -> torch.Tensor:
+        g = torch.ones_like(f)
+        if high < sample_rate / 2:
+            g = g * ((high - f) / taper_hz).clamp(0, 1)
+        if low_hz > 0:
+            g = g * ((f - low_hz) / taper_hz).clamp(0, 1)
+        return 0.5 - 0.5 * torch.cos(math.pi * g)
+
+    return apply_response(wave, sample_rate, gain)
+
+
+def colour(wave: torch.Tensor, sample_rate: int, low_shelf_hz: float, low_db: float, high_shelf_hz: float,
+           high_db: float, peak_hz: float, peak_db: float, peak_octaves: float) -> torch.Tensor:
+    """A microphone's or a loudspeaker's colouring: a low shelf (``low_db`` below ``low_shelf_hz``), a high
+    shelf (``high_db`` above ``high_shelf_hz``), both with a one-octave transition, and a Gaussian
+    resonance of ``peak_db`` at ``peak_hz``, ``peak_octaves`` wide (standard deviation), on a log-frequency
+    axis. (..., L) -> (..., L)."""
+
+    def gain(f: torch.Tensor) -> torch.Tensor:
+        octave = torch.log2(f.clamp_min(1.0))
+        db = (low_db * torch.sigmoid(4 * (math.log2(low_shelf_hz) - octave))
+              + high_db * torch.sigmoid(4 * (octave - math.log2(high_shelf_hz)))
+              + peak_db * torch.exp(-0.5 * ((octave - math.log2(peak_hz)) / peak_octaves) ** 2))
+        return 10 ** (db / 20)
+
+    return apply_response(wave, sample_rate, gain)
+
+
+def exponential_ir(noise: torch.Tensor, sample_rate: int, rt60: float, drr_db: float) -> torch.Tensor:
+    """A room impulse response (N,) from Gaussian ``noise`` (N,): a unit direct path at 0, then the noise
+    decaying by 60 dB over ``rt60`` seconds, scaled so that the direct-to-reverberant energy ratio is
+    ``drr_db``."""
+    t = torch.arange(1, noise.shape[0] + 1, dtype=torch.float64) / sample_rate
+    tail = noise.double() * torch.exp(-3 * math.log(10) * t / rt60)  # 10^(-3 t / rt60): -60 dB at rt60
+    tail = tail * math.sqrt(10 ** (-drr_db / 10) / tail.pow(2).sum().clamp_min(1e-12))
+    return torch.cat([torch.ones(1, dtype=torch.float64), tail[:-1]])
+
+
+def reverberate(wave: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """Convolve with ``ir`` (N,) and keep the first L samples (the direct path keeps its timing), at the
+    input's peak level. (L,) -> (L,)."""
+    n = wave.shape[-1]
+    size = 1 << (n + ir.shape[-1] - 2).bit_length()  # a power of two >= the full convolution: a fast FFT
+    wet = torch.fft.irfft(torch.fft.rfft(wave.float(), size) * torch.fft.rfft(ir.float(), size), size)[..., :n]
+    peak_in, peak_out = wave.abs().max(), wet.abs().max()
+    return (wet * (peak_in / peak_out) if peak_out > 0 else wet).to(wave.dtype)
+
+
+def mu_law(wave: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """Round trip through ``bits``-bit mu-law (G.711's companding at 8 bits): input clipped to [-1, 1]."""
+    channels = 2**bits
+    code = AF.mu_law_encoding(wave.clamp(-1, 1), channels)
+    return AF.mu_law_decoding(code, channels).to(wave.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# random transforms: each is ``t(wave (L,), generator) -> wave``
+
+
+class BandLimit:
+    """A band-limited channel: with probability ``telephone`` the 300-3400 Hz telephone band (what an 8 kHz
+    call carries), otherwise a low-pass at a cut-off uniform in ``cutoff_hz``."""
+
+    def __init__(self, sample_rate: int = 16000, cutoff_hz: tuple[float, float] = (3400.0, 8000.0),
+                 telephone: float = 0.4, p: float = 1.0):
+        self.sample_rate, self.cutoff_hz, self.telephone, self.p = sample_rate, cutoff_hz, telephone, p
+
+    def __call__(self, wave: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if torch.rand((), generator=g) >= self.p:
+            return wave
+        if torch.rand((), generator=g) < self.telephone:
+            return band_limit(wave, self.sample_rate, 300.0, 3400.0)
+        return band_limit(wave, self.sample_rate, 0.0, _uniform(*self.cutoff_hz, g))
+
+
+class Colour:
+    """Random microphone/EQ colouring (:func:`colour`): shelves of up to ``shelf_db`` and one resonance of
+    up to ``peak_db``, either sign."""
+
+    def __init__(self, sample_rate: int = 16000, shelf_db: float = 6.0, peak_db: float = 6.0, p: float = 1.0):
+        self.sample_rate, self.shelf_db, self.peak_db, self.p = sample_rate, shelf_db, peak_db, p
+
+    def __call__(self, wave: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if torch.rand((), generator=g) >= self.p:
+            return wave
+        s, q = self.shelf_db, self.peak_db
+        return colour(wave, self.sample_rate, _uniform(100, 400, g), _uniform(-s, s, g), _uniform(2000, 6000, g),
+                      _uniform(-s, s, g), 2 ** _uniform(math.log2(300), math.log2(5000), g), _uniform(-q, q, g),
+                      _uniform(0.3, 1.0, g))
+
+
+class Reverb:
+    """Room reverberation (:func:`exponential_ir`) with RT60 uniform in ``rt60`` seconds and a
+    direct-to-reverberant ratio uniform in ``drr_db``."""
+
+    def __init__(self, sample_rate: int = 16000, rt60: tuple[float, float] = (0.1, 0.8),
+                 drr_db: tuple[float, float] = (-3.0, 10.0), p: float = 1.0):
+        self.sample_rate, self.rt60, self.drr_db, self.p = sample_rate, rt60, drr_db, p
+
+    def __call__(self, wave: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if torch.rand((), generator=g) >= self.p:
+            return wave
+        rt60 = _uniform(*self.rt60, g)
+        noise = torch.randn(int(rt60 * self.sample_rate), generator=g)
+        return reverberate(wave, exponential_ir(noise, self.sample_rate, rt60, _uniform(*self.drr_db, g)))
+
+
+class MuLaw:
+    """8-bit mu-law companding round trip (:func:`mu_law`)."""
+
+    def __init__(self, bits: int = 8, p: float = 1.0):
+        self.bits, self.p = bits, p
+
+    def __call__(self, wave: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if torch.rand((), generator=g) >= self.p:
+            return wave
+        return mu_law(wave, self.bits)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelConfig:
+    """Probabilities of the channel transforms on a training clip (0 turns one off). They run in the
+    order of a real chain: room (``reverb``, before the background noise is mixed in), then microphone
+    (``colour``), ``gain``, the line's band (``band_limit``, ``telephone`` of those the telephone band)
+    and its codec (``mu_law``).
+
+    rt60: the range of the reverberation time (s). gain_db: the range of the extra gain.
+    """
+
+    reverb: float = 0.5
+    rt60: tuple[float, float] = (0.1, 0.8)
+    colour: float = 0.5
+    band_limit: float = 0.4
+    telephone: float = 0.4
+    mu_law: float = 0.15
+    gain: float = 0.0
+    gain_db: tuple[float, float] = (-10.0, 10.0)
+
+    def __post_init__(self):
+        for name in ("reverb", "colour", "band_limit", "telephone", "mu_law", "gain"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} is a probability, got {getattr(self, name)}")
+        if not 0 < self.rt60[0] <= self.rt60[1]:
+            raise ValueError(f"rt60 must be an increasing positive range, got {self.rt60}")
+
+    def room(self, sample_rate: int) -> list:
+        """The transforms before the noise is mixed in."""
+        return [Reverb(sample_rate, self.rt60, p=self.reverb)] if self.reverb else []
+
+    def line(self, sample_rate: int) -> list:
+        """The transforms after it: microphone, gain, band, codec."""
+        out: list = []
+        if self.colour:
+            out.append(Colour(sample_rate, p=self.colour))
+        if self.gain:
+            out.append(Gain(self.gain_db, p=self.gain))
+        if self.band_limit:
+            out.append(BandLimit(sample_rate, telephone=self.telephone, p=self.band_limit))
+        if self.mu_law:
+            out.append(MuLaw(p=self.mu_law))
+        return out
