@@ -123,7 +123,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         "settings": dataclasses.asdict(cfg.stream),
         "calibration": calibration,
         "sets": {p.name: {"source": spec, "at_bundle_thresholds": point(o, labels),
-                          "operating_points": kw.summary(outcomes, i, labels)}
+                          "operating_points": kw.summary(outcomes, i, labels, groups)}
                  for i, (p, spec, o) in enumerate(zip(pos, pos_specs, configured, strict=True))},
         "negatives": {"sources": neg_specs,
                       "at_bundle_thresholds": negatives_point(configured[0], labels, neg.names, neg.groups)},

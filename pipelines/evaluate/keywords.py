@@ -249,13 +249,16 @@ def calibrate(base: EventDetector, pos: list[PositiveSet], neg: NegativeSet, tar
 
 
 def summary(outcomes: dict[tuple[int, float], list[Outcome]], set_index: int, labels: list[str],
-            targets=(0.5, 0.1)) -> dict:
+            groups: dict[str, np.ndarray], targets=(0.5, 0.1)) -> dict:
     """Operating points of one positive set at each target FA/h, read off the sweep (one threshold for
-    every keyword): pooled (FRR over all clips, FA/h of every keyword together), and per keyword
-    (its FRR and its own FA/h; keywords without clips left out)."""
+    every keyword): pooled (FRR over all clips, FA/h of every keyword together, on all negatives), per
+    negatives group (``groups``: name -> mask over the sources), and per keyword (its FRR and its own
+    FA/h on all negatives; keywords without clips left out)."""
     keys = list(outcomes)
     runs = [outcomes[k][set_index] for k in keys]
     fa = np.array([o.fa_per_hour_pooled for o in runs])
+    fa_g = {g: np.array([o.fa_negative[m].sum() / o.hours[m].sum() for o in runs]) for g, m in groups.items()
+            if g != "all" and runs[0].hours[m].sum() > 0}
     frr = np.array([o.frr_pooled for o in runs])
     fa_k = np.stack([o.fa_per_hour for o in runs])  # (settings, K)
     frr_k = np.stack([o.frr for o in runs])
@@ -267,5 +270,6 @@ def summary(outcomes: dict[tuple[int, float], list[Outcome]], set_index: int, la
                                        "fa_per_hour": float(fa_[i])}
 
     return {str(t): {"pooled": at(fa, frr, t),
+                     "per_negatives": {g: at(f, frr, t) for g, f in fa_g.items()},
                      "per_keyword": {lb: at(fa_k[:, k], frr_k[:, k], t) for k, lb in enumerate(labels) if has_clips[k]}}
             for t in targets}
