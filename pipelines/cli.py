@@ -180,6 +180,8 @@ def run_evaluate(rest: list[str]) -> int:
     p.add_argument("--segment-s", type=float, default=s.segment_s,
                    help="negative sources stream in segments this long, side by side (0: one stream each)")
     p.add_argument("--batch", type=int, default=s.batch, help="streams advanced per model call")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch threads while streaming (1 is fastest for 100 ms chunks on a small CPU)")
     a = p.parse_args(rest)
     try:
         windows = [int(w) for w in a.windows.split(",") if w.strip()]
@@ -188,7 +190,7 @@ def run_evaluate(rest: list[str]) -> int:
         cfg = EvaluateConfig(model=a.model, positives=a.positives, negatives=a.negatives, out=a.out,
                              calibrate=a.calibrate, calibration_positives=a.calibration_positives,
                              calibration_negatives=a.calibration_negatives, calibrated_out=a.calibrated_out,
-                             windows=windows, stream=stream)
+                             windows=windows, stream=stream, threads=a.threads)
     except ValueError as e:
         print(f"ssm-signal evaluate: error: {e}", file=sys.stderr)
         return 2
