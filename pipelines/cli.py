@@ -35,10 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     # --debug anywhere: tracebacks for every error (otherwise one line names the problem)
     debug = "--debug" in argv or os.environ.get("SSM_SIGNAL_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("ssm_signal").addHandler(handler)  # Lightning configures its own loggers
-    logging.getLogger("ssm_signal").setLevel(logging.INFO)
+    logger = logging.getLogger("ssm_signal")  # Lightning configures its own loggers
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):  # once, however often main runs
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: ssm-signal [--debug] COMMAND [options]\n\ncommands:")
         for name, doc in COMMANDS.items():
@@ -62,6 +64,19 @@ def main(argv: list[str] | None = None) -> int:
         hint = "" if debug else " (--debug shows the traceback)"
         print(f"ssm-signal {cmd}: error: {_one_line(e)}{'' if usage else hint}", file=sys.stderr)
         return 2 if usage else 1
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to whatever ``sys.stderr`` is when they are written (a caller that swaps it, as pytest
+    does, never leaves the handler holding a closed stream)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):  # StreamHandler.__init__ assigns it
+        pass
 
 
 def _one_line(e: BaseException) -> str:
