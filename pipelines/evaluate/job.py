@@ -86,9 +86,17 @@ class EvaluateConfig:
 
 def evaluate(cfg: EvaluateConfig) -> dict:
     """Run the evaluation; returns the summary that summary.json holds."""
-    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    try:
+        return _evaluate(cfg)
+    finally:  # the caller's setting back (thread counts change float summation order elsewhere)
+        torch.set_num_threads(threads)
+
+
+def _evaluate(cfg: EvaluateConfig) -> dict:
+    t0 = time.perf_counter()
     bundle = load_bundle(cfg.model)
     kind = bundle.config.head.kind
     if kind == "anomaly":
