@@ -12,12 +12,11 @@ compared side by side in one run: ``--variants`` takes several ``segment_s:batch
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import default_bundle, machine, write_result  # noqa: E402
@@ -29,11 +28,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None)
     p.add_argument("--chunk-s", type=float, default=0.1)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to compare")
     p.add_argument("--variants", default="60:256", help="comma-separated segment_s:batch pairs")
     p.add_argument("--tag", default="")
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
+    load_before = os.getloadavg()
     from pipelines.evaluate import EvaluateConfig, evaluate
     from pipelines.evaluate.keywords import StreamSettings
     from ssm_signal.data.negatives import generate_negative_corpus
@@ -42,24 +41,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model, what = default_bundle(a.model, Path(tmp))
         runs = []
-        for v in a.variants.split(","):
+        for v, threads in [(v, int(t)) for v in a.variants.split(",") for t in a.threads.split(",")]:
             seg, batch = v.split(":")
             cfg = EvaluateConfig(model=model, positives=[str(ROOT / "data/keywords/testing_list.txt")],
                                  negatives=[str(negatives / k) for k in ("speech", "music", "noise")],
                                  out=str(Path(tmp) / "out"),
-                                 stream=StreamSettings(chunk_s=a.chunk_s, segment_s=float(seg), batch=int(batch)))
+                                 stream=StreamSettings(chunk_s=a.chunk_s, segment_s=float(seg), batch=int(batch)),
+                                 threads=threads)
             t0 = time.perf_counter()
             s = evaluate(cfg)
             wall = time.perf_counter() - t0
             hours = s["timing"]["audio_hours"]
-            runs.append({"segment_s": float(seg), "batch": int(batch), "audio_hours": hours, "wall_s": round(wall, 1),
+            runs.append({"segment_s": float(seg), "batch": int(batch), "threads": threads, "audio_hours": hours, "wall_s": round(wall, 1),
                          "streaming_s": s["timing"]["streaming_seconds"],
                          "hours_per_minute": round(hours / (wall / 60), 3),
                          "seconds_for_3h": round(3 * wall / hours, 1)})
             print(runs[-1], flush=True)
     write_result("evaluate_cpu" + (f"_{a.tag}" if a.tag else ""),
                  {"benchmark": "bench_evaluate", "machine": machine(), "model": what, "chunk_s": a.chunk_s,
-                  "threads": a.threads, "runs": runs})
+                  "load_average_before": load_before, "load_average_after": os.getloadavg(), "runs": runs})
 
 
 if __name__ == "__main__":

@@ -5,13 +5,21 @@
     ssm-signal evaluate --model artifacts/kws_default [--calibrate 0.5] [--positives P ...] [--negatives N ...]
     ssm-signal demo --model artifacts/kws_default|models:/NAME/VERSION [--host 127.0.0.1 --port 7860]
     ssm-signal --help
+
+Errors print one line naming the problem (exit code 2 for a command line or config that asks for
+something impossible, 1 for a failure, 128 + N when stopped by signal N); ``--debug`` anywhere on
+the command line (or SSM_SIGNAL_DEBUG=1) prints the traceback too.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
+
+from pipelines.errors import Interrupted, UsageError
 
 COMMANDS = {
     "fit": "train a model from a YAML config (LightningCLI; `ssm-signal fit --help`)",
@@ -24,16 +32,76 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("ssm_signal").addHandler(handler)  # Lightning configures its own loggers
-    logging.getLogger("ssm_signal").setLevel(logging.INFO)
+    # --debug anywhere: tracebacks for every error (otherwise one line names the problem)
+    debug = "--debug" in argv or os.environ.get("SSM_SIGNAL_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    logger = logging.getLogger("ssm_signal")  # Lightning configures its own loggers
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):  # once, however often main runs
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: ssm-signal COMMAND [options]\n\ncommands:")
+        print("usage: ssm-signal [--debug] COMMAND [options]\n\ncommands:")
         for name, doc in COMMANDS.items():
             print(f"  {name:<18} {doc}")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     cmd, rest = argv[0], argv[1:]
+    try:
+        return _run(cmd, rest)
+    except Interrupted as e:
+        print(f"ssm-signal {cmd}: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except SystemExit:  # argparse and jsonargparse: --help (0) and their one-line usage errors (2)
+        raise
+    except KeyboardInterrupt:
+        print(f"ssm-signal {cmd}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # every failure: one line naming the problem, the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        usage = isinstance(e, UsageError)
+        hint = "" if debug else " (--debug shows the traceback)"
+        print(f"ssm-signal {cmd}: error: {_one_line(e)}{'' if usage else hint}", file=sys.stderr)
+        return 2 if usage else 1
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to whatever ``sys.stderr`` is when they are written (a caller that swaps it, as pytest
+    does, never leaves the handler holding a closed stream)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):  # StreamHandler.__init__ assigns it
+        pass
+
+
+def _one_line(e: BaseException) -> str:
+    """The exception's message on one line, with its type where the message alone would not say much."""
+    # here, not at the top: `ssm-signal --help` should not wait for torch to import
+    from ssm_signal.bundle import BundleError
+    from ssm_signal.data.file_checks import os_error_words
+    from ssm_signal.data.skips import DataError
+
+    text = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, UsageError | BundleError | DataError):
+        return text
+    if isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError) and e.filename:
+        return f"{e.filename}: {os_error_words(e)}"
+    return f"{type(e).__name__}: {text}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, its errors on one line (it prints the usage block first otherwise); exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
+def _run(cmd: str, rest: list[str]) -> int:
     if cmd == "fit":
         from pipelines.train import run_fit
 
@@ -42,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "generate-keywords":
         from ssm_signal.data.keywords import generate_keyword_set
 
-        p = argparse.ArgumentParser(prog="ssm-signal generate-keywords")
+        p = _Parser(prog="ssm-signal generate-keywords")
         p.add_argument("--root", default="data/keywords")
         p.add_argument("--seed", type=int, default=0)
         a = p.parse_args(rest)
@@ -62,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_score(rest: list[str]) -> int:
     from pipelines.score import ScoreConfig, score
 
-    p = argparse.ArgumentParser(prog="ssm-signal score", description="Score files into Parquet, resumably.")
+    p = _Parser(prog="ssm-signal score", description="Score files into Parquet, resumably.")
     p.add_argument("--model", default="artifacts/kws_default", help="bundle directory or models:/NAME/VERSION")
     p.add_argument("--input", default="data/keywords", help="directory, glob, or manifest.csv/.parquet (path[, label])")
     p.add_argument("--output", default="artifacts/scores/scores.parquet")
@@ -127,6 +195,8 @@ def run_evaluate(rest: list[str]) -> int:
     p.add_argument("--segment-s", type=float, default=s.segment_s,
                    help="negative sources stream in segments this long, side by side (0: one stream each)")
     p.add_argument("--batch", type=int, default=s.batch, help="streams advanced per model call")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch threads while streaming (1 is fastest for 100 ms chunks on a small CPU)")
     a = p.parse_args(rest)
     try:
         windows = [int(w) for w in a.windows.split(",") if w.strip()]
@@ -135,7 +205,7 @@ def run_evaluate(rest: list[str]) -> int:
         cfg = EvaluateConfig(model=a.model, positives=a.positives, negatives=a.negatives, out=a.out,
                              calibrate=a.calibrate, calibration_positives=a.calibration_positives,
                              calibration_negatives=a.calibration_negatives, calibrated_out=a.calibrated_out,
-                             windows=windows, stream=stream)
+                             windows=windows, stream=stream, threads=a.threads)
     except ValueError as e:
         print(f"ssm-signal evaluate: error: {e}", file=sys.stderr)
         return 2

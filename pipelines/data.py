@@ -116,6 +116,9 @@ class KeywordDataModule(_Base):
         augment: noise mixing, gain and time shift on training clips.
         channel: with ``augment``, acoustic-channel augmentation too (room, microphone, band, codec; see
             :class:`ssm_signal.data.channel.ChannelConfig`); None: off.
+        check: how files are checked when the index is built: "header" (cheap: corrupt, unsupported and
+            empty files), "full" (decode every file: also NaN/Inf samples and truncated data; slower) or
+            "none". Whatever it is, a file that fails to read during training is a counted skip.
         batch_size, num_workers, normalization_items: loader settings; clips used to fit the frontend.
     """
 
@@ -124,10 +127,10 @@ class KeywordDataModule(_Base):
 
     def __init__(self, root: str = "data/keywords", setup: str = "default", generate: bool = True, seed: int = 0,
                  keyword_set: KeywordSetConfig | None = None, augment: bool = True, channel: ChannelConfig | None = None,
-                 batch_size: int = 64, num_workers: int = 2, normalization_items: int = 500):
+                 check: str = "header", batch_size: int = 64, num_workers: int = 2, normalization_items: int = 500):
         super().__init__(batch_size, num_workers, normalization_items)
         self.root, self.setup_name, self.generate, self.seed, self.augment = Path(root), setup, generate, seed, augment
-        self.keyword_set, self.channel = keyword_set, channel
+        self.keyword_set, self.channel, self.check = keyword_set, channel, check
 
     def prepare_data(self) -> None:
         if self.generate:
@@ -140,7 +143,7 @@ class KeywordDataModule(_Base):
             return
         from ssm_signal.data.speech_commands import SpeechCommands
 
-        sets = {s: SpeechCommands(self.root, subset=s, setup=self.setup_name)
+        sets = {s: SpeechCommands(self.root, subset=s, setup=self.setup_name, check=self.check)
                 for s in ("training", "validation", "testing")}
         self.labels = list(sets["training"].labels)
         for name, ds in sets.items():

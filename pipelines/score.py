@@ -10,9 +10,13 @@ bundle's own ``prepare_signal``, so results equal ``bundle.predict`` and a Strea
 the model runs each padded batch in windows with the state carried across them (memory
 independent of file length; causal, so padding after a file's end never changes its frames);
 ``Trainer.predict`` spreads batches over GPUs with DDP, and a prediction writer appends the
-rows as atomic Parquet parts of several batches. A rerun skips the files already in the parts,
-so a killed run resumes and ends with exactly one row per input. Bad inputs get an error row
-and scoring goes on.
+rows as atomic Parquet parts of several batches. Files too long to hold whole are read in blocks
+with the state carried (``pipelines.score_long``: memory bounded by the window). A rerun skips
+the files already in the parts, matched by the model's fingerprint and each file's identity
+(path, size, modification time): a killed or SIGTERM-ed run resumes and ends with exactly one
+row per input row, a changed file is rescored, and rows of another model are never mixed in (the
+job refuses). Bad inputs (unreadable, not a regular file, not what the model reads, non-finite
+model output) get an error row and scoring goes on.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
-import glob as globlib
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import uuid
 import wave
@@ -45,6 +50,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from pipelines.batch_graphs import BatchGraphs
 from pipelines.batch_ring import SLACK, BatchRing, pad_batch
+from pipelines.errors import Interrupted, UsageError
+from pipelines.score_inputs import (  # noqa: F401  (Item, list_inputs: this module's names before the split)
+    AUDIO_EXT,
+    TABLE_EXT,
+    Item,
+    check_output,
+    display_path,
+    list_inputs,
+    path_key,
+    soundfile_source,
+)
+from pipelines.score_long import LONG_BYTES, score_long_file, split_long
 from ssm_signal.bundle import (
     Bundle,
     clip_labels,
@@ -54,71 +71,37 @@ from ssm_signal.bundle import (
     pcm_to_float,
     prepare_signal,
 )
+from ssm_signal.data.file_checks import file_problem, os_error_words
 from ssm_signal.data.wav_pcm16 import read_pcm16_wav
+from ssm_signal.events import DetectorConfig, EventDetector
 
 log = logging.getLogger("ssm_signal.pipelines")
 
-AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
-TABLE_EXT = {".csv", ".parquet", ".pq", ".npy"}
-
 
 # ---------------------------------------------------------------------------------------------
-# inputs
+# inputs (listing and identities: pipelines.score_inputs)
 # ---------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class Item:
-    path: str
-    label: str | None = None
-
-
-def list_inputs(spec: str) -> list[Item]:
-    """A directory (recursive), a glob, a manifest (.csv/.parquet with ``path`` [, ``label``]), or a
-    Speech Commands split list (.txt: one path per line, relative to the list's folder; the label is
-    the file's folder)."""
-    p = Path(spec)
-    if p.is_file() and p.suffix == ".txt":
-        rels = [line.strip() for line in p.read_text().splitlines() if line.strip()]
-        items = [Item(str(p.parent / r), Path(r).parent.name or None) for r in rels]
-    elif p.is_file() and p.suffix in (".csv", ".parquet", ".pq") and _is_manifest(p):
-        df = pd.read_parquet(p) if p.suffix != ".csv" else pd.read_csv(p)
-        base = p.parent
-        items = [Item(str((base / str(r["path"])) if not Path(str(r["path"])).is_absolute() else r["path"]),
-                      None if "label" not in df.columns or pd.isna(r["label"]) else str(r["label"]))
-                 for _, r in df.iterrows()]
-    elif p.is_dir():
-        # os.walk and plain strings, the label once per folder: listing 100k files through pathlib
-        # objects, or path functions per file, takes seconds
-        root, exts = os.path.normpath(spec), AUDIO_EXT | {".npy"}
-        items = []
-        for d, _, files in os.walk(root):
-            # Speech Commands / labelled-folder layout: the parent folder is the label
-            label, prefix = (os.path.basename(d) if d != root else None), d + os.sep
-            items += [Item(prefix + f, label) for f in files if f[f.rfind("."):].lower() in exts and "." in f]
-        items.sort(key=lambda it: it.path)
-    else:
-        items = [Item(f) for f in sorted(globlib.glob(spec, recursive=True)) if Path(f).is_file()]
-    if not items:
-        raise ValueError(f"no input files found for {spec!r}")
-    return items
-
-
-def _is_manifest(p: Path) -> bool:
-    cols = pd.read_parquet(p).columns if p.suffix != ".csv" else pd.read_csv(p, nrows=0).columns
-    return "path" in cols
-
-
-def read_signal(path: str) -> tuple[np.ndarray, int]:
-    """Audio via soundfile ((L,) or (L, C)); sensor files: .npy (L, C) or a table of channel columns."""
-    suffix = Path(path).suffix.lower()
+def read_signal(path: str, audio: bool = True, model_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """An input file as ``(samples, rate)``: audio through soundfile ((L,) or (L, C)) for an audio model;
+    a sensor table for a sensor model (.npy (L, C), or a .csv/.parquet of channel columns), at
+    ``model_rate`` (a table has no rate of its own: it is read as the model's, as in training).
+    A file of the other kind is an error, never a guess."""
+    suffix = os.path.splitext(path)[1].lower()
+    if audio and suffix not in AUDIO_EXT:
+        raise ValueError(f"not an audio file ({suffix or 'no suffix'}): this model reads audio "
+                         f"({', '.join(sorted(AUDIO_EXT))})")
+    if not audio and suffix not in TABLE_EXT:
+        raise ValueError(f"not a sensor table ({suffix or 'no suffix'}): this model reads "
+                         f"{', '.join(sorted(TABLE_EXT))}")
     if suffix == ".npy":
-        return np.load(path, allow_pickle=False), 1
+        return np.load(path, allow_pickle=False), model_rate or 1
     if suffix in (".csv", ".parquet", ".pq"):
         df = pd.read_parquet(path) if suffix != ".csv" else pd.read_csv(path)
         df = df.drop(columns=[c for c in ("time", "series_id", "label", "split") if c in df.columns])
-        return df.to_numpy(dtype=np.float32), 1
+        return df.to_numpy(dtype=np.float32), model_rate or 1
     import soundfile as sf
 
-    x, rate = sf.read(path, dtype="float32", always_2d=False)
+    x, rate = sf.read(soundfile_source(path), dtype="float32", always_2d=False)
     return x, int(rate)
 
 
@@ -153,7 +136,7 @@ def read_pcm16(path: str, sample_rate: int, channels: int, min_samples: int) -> 
     import soundfile as sf
 
     try:
-        with sf.SoundFile(path) as f:
+        with sf.SoundFile(soundfile_source(path)) as f:
             if not _model_pcm16(f.subtype, f.samplerate, f.channels, sample_rate, channels) or f.frames < min_samples:
                 return None
             return f.read(dtype="int16", always_2d=True)
@@ -173,7 +156,7 @@ def is_pcm16(path: str, sample_rate: int, channels: int) -> bool:
     import soundfile as sf
 
     try:
-        info = sf.info(path)
+        info = sf.info(soundfile_source(path))
     except (sf.LibsndfileError, RuntimeError, OSError):
         return False
     return _model_pcm16(info.subtype, info.samplerate, info.channels, sample_rate, channels)
@@ -210,11 +193,13 @@ class ScoreDataset(Dataset):
     """
 
     def __init__(self, items: list[Item], sample_rate: int, channels: int, min_samples: int,
-                 sizes: list[int] | None = None, direct_wav: bool = True):
+                 sizes: list[int] | None = None, direct_wav: bool = True, audio: bool = True):
         self.paths, self.labels = [it.path for it in items], [it.label for it in items]
+        # why a path cannot be read, found at listing: such a file is never opened (a FIFO would block)
+        self.problems = [it.problem for it in items]
         self.sample_rate, self.channels, self.min_samples = sample_rate, channels, min_samples
         self.sizes = sizes if sizes is not None else [approx_length(p) for p in self.paths]
-        self.direct_wav = direct_wav
+        self.direct_wav, self.audio = direct_wav, audio
         self._buf = None
 
     def __len__(self) -> int:
@@ -231,8 +216,11 @@ class ScoreDataset(Dataset):
         buf, at = (self._read_buffer(keys) if self.direct_wav else None), 0
         for j, (_, i) in enumerate(keys):
             path, pcm = self.paths[i], None
+            if self.problems[i] is not None:
+                error[j] = f"FileError: {self.problems[i]}"
+                continue
             # os.path.splitext, as read_pcm16: the same files take the int16 path as before
-            if buf is not None and os.path.splitext(path)[1].lower() == ".wav":
+            if buf is not None and self.audio and os.path.splitext(path)[1].lower() == ".wav":
                 size = self.sizes[i]
                 pcm = read_pcm16_wav(path, size, rate, self.channels, buf[at:])
                 at += size + (size & 1)  # even offsets: the int16 views stay aligned
@@ -268,16 +256,21 @@ class ScoreDataset(Dataset):
         (0 where it could not be read).
         """
         seconds = 0.0
+        problem = file_problem(path)  # one stat: never open what is not a regular file (a FIFO blocks)
+        if problem is not None:
+            return None, seconds, f"FileError: {problem}"
         try:
-            pcm = read_pcm16(path, self.sample_rate, self.channels, self.min_samples)
+            pcm = read_pcm16(path, self.sample_rate, self.channels, self.min_samples) if self.audio else None
             if pcm is not None:
                 return pcm, pcm.shape[0] / self.sample_rate, None
-            raw, rate = read_signal(path)
+            raw, rate = read_signal(path, self.audio, self.sample_rate)
             seconds = raw.shape[0] / rate if raw.ndim else 0.0
             x = prepare_signal(raw, rate, self.sample_rate, self.channels)[0]
             if x.shape[0] < self.min_samples:
                 raise ValueError(f"too short: {x.shape[0]} samples, need at least {self.min_samples}")
             return x, seconds, None
+        except OSError as e:  # soundfile's "System error." says less than the errno does
+            return None, seconds, f"FileError: {os_error_words(e)}"
         except Exception as e:  # any decoding problem is reported in the file's row
             return None, seconds, f"{type(e).__name__}: {e}"
 
@@ -520,11 +513,32 @@ class Scorer(L.LightningModule):
         return Scored(host, frames, torch.cuda.current_stream(scores.device).record_event(), check)
 
 
-def result_rows(files: BatchFiles, out: Scored, bundle: Bundle) -> tuple[pa.Table, list[pd.DataFrame]]:
+@dataclasses.dataclass(frozen=True)
+class RowIdentity:
+    """What each row records of what it was scored from: the model's fingerprint and, per path, the
+    input's ``(size, mtime_ns)`` at listing (-1 where unknown). A resumed job trusts a row only when
+    all of these still hold."""
+
+    fingerprint: str = ""
+    files: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, bundle: Bundle, items: list[Item]) -> RowIdentity:
+        return cls(bundle.fingerprint, {it.path: (it.size, it.mtime_ns) for it in items})
+
+
+NON_FINITE = "NonFiniteOutput: the model's output is NaN or Inf for this input"
+
+
+def result_rows(files: BatchFiles, out: Scored, bundle: Bundle, identity: RowIdentity | None = None
+                ) -> tuple[pa.Table, list[pd.DataFrame]]:
     """Rows of ``files`` (one or several batches) as a table in SCHEMA, built column-wise, and, with frames,
-    one frame table per file. ``out``: their results, waited for (scores of the ok files, in order)."""
+    one frame table per file. ``out``: their results, waited for (scores of the ok files, in order).
+    A file whose scores (or frames) are not finite gets an error row: a NaN is never reported "ok"."""
+    identity = identity or RowIdentity()
     n = len(files)
     ok = np.asarray(files.ok, dtype=bool)
+    error = list(files.error)
     ok_pos = np.flatnonzero(ok)
     label: list[str | None] = [None] * n
     top = np.zeros(n)
@@ -532,6 +546,17 @@ def result_rows(files: BatchFiles, out: Scored, bundle: Bundle) -> tuple[pa.Tabl
     frame_tables = []
     if len(ok_pos):
         s = out.scores.double().numpy()
+        finite = np.isfinite(s).all(axis=1)
+        if out.frames is not None:
+            finite &= np.array([bool(torch.isfinite(f).all()) for f in out.frames], dtype=bool)
+        if not finite.all():
+            for i in ok_pos[~finite].tolist():
+                ok[i], error[i] = False, NON_FINITE
+            s = s[finite]
+            out = Scored(None, [f for f, keep in zip(out.frames, finite, strict=True) if keep]
+                         if out.frames is not None else None)
+            ok_pos = ok_pos[finite]
+    if len(ok_pos):
         top[ok_pos] = s.max(axis=1)
         labels = clip_labels(s, bundle.config)
         if len(ok_pos) == n:
@@ -544,35 +569,75 @@ def result_rows(files: BatchFiles, out: Scored, bundle: Bundle) -> tuple[pa.Tabl
             df = pd.DataFrame(p.frame_scores, columns=bundle.labels or
                               [f"out{k}" for k in range(p.frame_scores.shape[1])])
             df.insert(0, "frame", np.arange(len(df)))
-            df.insert(0, "path", files.path[i])
+            df.insert(0, "path", display_path(files.path[i]))
+            df.attrs["source"] = files.path[i]  # the path as listed: the frames folder's key
             frame_tables.append(df)
+    detected = np.zeros(n, dtype=bool)
+    if len(ok_pos):
+        detected[ok_pos] = detections(s, bundle)
     # the scores column from one flat array: row i holds s[j] where ok, null where not
     counts = np.zeros(n, dtype=np.int32)
     counts[ok_pos] = s.shape[1] if len(ok_pos) else 0
     offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
     scores = pa.ListArray.from_arrays(offsets, pa.array(s.reshape(-1), pa.float64()), mask=pa.array(~ok))
+    shown = [display_path(p) for p in files.path]
+    ident = [identity.files.get(p, (-1, -1)) for p in files.path]
     table = pa.Table.from_pydict({
-        "path": files.path,
+        "path": shown,
+        # the exact bytes of a name that is not UTF-8 (the path column holds it with \x escapes)
+        "path_bytes": [None if d == p else os.fsencode(p) for d, p in zip(shown, files.path, strict=True)],
         "status": np.where(ok, "ok", "error").tolist(),
-        "error": files.error,
-        "label": label, "score": pa.array(top, mask=~ok), "scores": scores,
+        "error": [None if e is None else display_path(e) for e in error],
+        "label": label, "score": pa.array(top, mask=~ok), "scores": scores, "detected": pa.array(detected, mask=~ok),
         "duration_s": pa.array(files.duration, pa.float64()),
         "true_label": files.label,
         "model": [bundle.name] * n, "model_version": [bundle.version] * n,
+        "fingerprint": [identity.fingerprint] * n,
+        "size": pa.array([i[0] for i in ident], pa.int64()), "mtime_ns": pa.array([i[1] for i in ident], pa.int64()),
     }, schema=SCHEMA)
     return table, frame_tables
 
 
-SCHEMA = pa.schema([("path", pa.string()), ("status", pa.string()), ("error", pa.string()),
-                    ("label", pa.string()), ("score", pa.float64()), ("scores", pa.list_(pa.float64())),
-                    ("duration_s", pa.float64()), ("true_label", pa.string()), ("model", pa.string()),
-                    ("model_version", pa.string())])
+SCHEMA = pa.schema([("path", pa.string()), ("path_bytes", pa.binary()), ("status", pa.string()),
+                    ("error", pa.string()), ("label", pa.string()), ("score", pa.float64()),
+                    ("scores", pa.list_(pa.float64())), ("detected", pa.bool_()), ("duration_s", pa.float64()),
+                    ("true_label", pa.string()),
+                    ("model", pa.string()), ("model_version", pa.string()), ("fingerprint", pa.string()),
+                    ("size", pa.int64()), ("mtime_ns", pa.int64())])
+
+
+def detections(scores: np.ndarray, bundle: Bundle) -> np.ndarray:
+    """(B, K) clip scores -> (B,) whether each clip passes the bundle's detector thresholds (its
+    ``detector`` section, e.g. calibrated per keyword; else the defaults): a keyword model's clip label,
+    read at the last frame, is a reportable keyword at or above its threshold; an anomaly model's
+    maximum frame score is above its threshold. Other heads: False."""
+    kind = bundle.config.head.kind
+    if kind not in ("classify", "anomaly"):
+        return np.zeros(len(scores), dtype=bool)
+    labels = bundle.labels or [str(i) for i in range(scores.shape[1])]
+    det = EventDetector("keyword" if kind == "classify" else "anomaly", labels if kind == "classify" else ["anomaly"],
+                        1.0, DetectorConfig().over(bundle.detector), default_threshold=bundle.config.head.threshold)
+    if kind == "anomaly":
+        return scores[:, 0] > det.thresholds[0]
+    theta = np.full(len(labels), np.inf)
+    theta[det.reportable] = det.thresholds
+    top = scores.argmax(axis=1)
+    return scores[np.arange(len(scores)), top] >= theta[top]
+
+
+def is_score_output(path: Path) -> bool:
+    """Whether an existing file is a scoring output (a Parquet file with this scorer's columns)."""
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception:  # not Parquet, unreadable: not ours
+        return False
+    return {"path", "status", "scores", "model", "model_version"} <= names
 
 
 # Parquet options for tables in SCHEMA: dictionary encoding only for the columns of few distinct
 # values (the default tries it on every column: on the per-label scores and the unique paths it is
 # wasted work, half the cost of writing a part)
-ROW_OPTIONS = {"use_dictionary": ["status", "error", "label", "true_label", "model", "model_version"]}
+ROW_OPTIONS = {"use_dictionary": ["status", "error", "label", "true_label", "model", "model_version", "fingerprint"]}
 
 
 def write_atomic(table: pa.Table, path: Path, **options: Any) -> None:
@@ -601,9 +666,10 @@ class PartWriter(BasePredictionWriter):
     PART_SECONDS = 1.0  # a part is closed at its next batch once its first batch is this old
 
     def __init__(self, parts_dir: Path, frames_dir: Path | None, bundle: Bundle, lag: int = 1,
-                 part_rows: int = 16384):
+                 part_rows: int = 16384, identity: RowIdentity | None = None):
         super().__init__(write_interval="batch")
         self.parts_dir, self.frames_dir, self.bundle, self.lag = parts_dir, frames_dir, bundle, lag
+        self.identity = identity or RowIdentity()
         self.part_rows = part_rows
         # (files, results, rank) of batches not waited for yet: not the batch itself, whose samples may
         # be a large device tensor
@@ -623,13 +689,21 @@ class PartWriter(BasePredictionWriter):
             self._write(*self.pending.popleft())
 
     def on_predict_epoch_end(self, trainer, pl_module):
+        self.finish(trainer.global_rank)
+        super().on_predict_epoch_end(trainer, pl_module)
+
+    def write_file(self, files: BatchFiles, prediction: Scored, rank: int = 0) -> None:
+        """Rows scored outside ``Trainer.predict`` (long files, read in blocks): into the open part."""
+        self._write(files, prediction, rank)
+
+    def finish(self, rank: int) -> None:
+        """Write every row received so far (also when a run stops early), and wait until they are on disk."""
         while self.pending:
             self._write(*self.pending.popleft())
-        self._close_part(trainer.global_rank)
+        self._close_part(rank)
         while self.queued:
             self.queued.popleft().result()  # re-raises a failed write
         self.last = time.time()
-        super().on_predict_epoch_end(trainer, pl_module)
 
     def close(self) -> None:
         """Wait for the parts in flight and stop the writer thread (also after a failed run)."""
@@ -662,9 +736,9 @@ class PartWriter(BasePredictionWriter):
 
     def _write_part(self, batches: list[tuple[BatchFiles, Scored]], rank: int) -> None:
         files = BatchFiles.concat([f for f, _ in batches])
-        table, frame_tables = result_rows(files, Scored.concat([s for _, s in batches]), self.bundle)
+        table, frame_tables = result_rows(files, Scored.concat([s for _, s in batches]), self.bundle, self.identity)
         for df in frame_tables:  # frames first: a finished row implies its frames exist
-            key = _file_key(df["path"].iloc[0])
+            key = _file_key(df.attrs["source"])
             out = self.frames_dir / f"file={key}"
             out.mkdir(parents=True, exist_ok=True)
             write_atomic(pa.Table.from_pandas(df, preserve_index=False), out / "part-0.parquet")
@@ -674,16 +748,61 @@ class PartWriter(BasePredictionWriter):
 def _file_key(path: str) -> str:
     import hashlib
 
-    return hashlib.sha1(path.encode()).hexdigest()[:16]
+    return hashlib.sha1(os.fsencode(path)).hexdigest()[:16]
 
 
-def finished_paths(parts_dir: Path) -> set[str]:
-    if not parts_dir.exists():
-        return set()
-    done: set[str] = set()
-    for f in parts_dir.glob("part-*.parquet"):
-        done.update(pq.read_table(f, columns=["path"]).column("path").to_pylist())
-    return done
+IDENTITY_COLUMNS = ["path", "path_bytes", "fingerprint", "size", "mtime_ns", "model", "model_version"]
+
+
+def row_keys(table: pa.Table) -> list[bytes]:
+    """Each row's input as :func:`path_key` gives it: the exact bytes where the name is not UTF-8."""
+    return [b if b is not None else p.encode() for p, b in zip(table.column("path").to_pylist(),
+                                                                 table.column("path_bytes").to_pylist(), strict=True)]
+
+
+def read_parts(parts_dir: Path, output: Path, fingerprint: str, columns: list[str] | None = None) -> pa.Table:
+    """The rows already in ``parts_dir`` (``columns`` of SCHEMA, all by default), all of this model.
+
+    Raises UsageError when a part is not this scorer's (an older version's, or damaged) or holds rows
+    of another model (another fingerprint: retrained, or another bundle): they are never mixed.
+    """
+    files = sorted(parts_dir.glob("part-*.parquet")) if parts_dir.is_dir() else []
+    schema = pa.schema([SCHEMA.field(c) for c in columns]) if columns else SCHEMA
+    tables = []
+    for f in files:
+        try:
+            tables.append(pq.read_table(f, columns=columns, schema=schema))
+        except Exception as e:
+            raise UsageError(f"--output {output}: {f} is not a part of this scorer's output ({type(e).__name__}); "
+                             f"name another --output, or delete {output} and {parts_dir} to start afresh") from e
+    if not tables:
+        return schema.empty_table()
+    table = pa.concat_tables(tables)
+    others = set(pc.unique(table["fingerprint"]).to_pylist()) - {fingerprint}
+    if others:
+        rows = table.filter(pc.not_equal(table["fingerprint"], fingerprint))
+        raise UsageError(
+            f"--output {output} holds rows of another model ({_model_names(rows)}, fingerprint "
+            f"{sorted(others, key=str)[0]}), not of this one (fingerprint {fingerprint}); name another --output, "
+            f"or delete {output} and {parts_dir} to start afresh")
+    return table
+
+
+def _model_names(rows: pa.Table) -> str:
+    if "model" not in rows.column_names:
+        return "an unknown model"
+    return ", ".join(sorted({f"{m} v{v}" for m, v in zip(rows["model"].to_pylist(),
+                                                          rows["model_version"].to_pylist(), strict=True)}))
+
+
+def finished_keys(parts_dir: Path, output: Path, fingerprint: str) -> set[tuple[bytes, int, int]]:
+    """``(path key, size, mtime_ns)`` of every input already scored by this model."""
+    table = read_parts(parts_dir, output, fingerprint, IDENTITY_COLUMNS)
+    return set(zip(row_keys(table), table["size"].to_pylist(), table["mtime_ns"].to_pylist(), strict=True))
+
+
+def item_key(it: Item) -> tuple[bytes, int, int]:
+    return path_key(it.path), it.size, it.mtime_ns
 
 
 # ---------------------------------------------------------------------------------------------
@@ -708,6 +827,14 @@ class ScoreConfig:
     direct_wav: bool = True  # PCM16 WAV read by one os.read and a header walk (False: the wave module, as before)
     part_rows: int = 16384  # rows per Parquet part (several batches; 1: a part per batch, as before)
     cuda_graphs: bool = True  # on a GPU, the forward replayed as CUDA graphs (BatchGraphs); False: eager
+    long_bytes: int = LONG_BYTES  # audio decoding to more than this is read in blocks (pipelines.score_long)
+
+    def __post_init__(self):
+        for name, least in (("batch_size", 1), ("num_workers", 0), ("part_rows", 1), ("ring_bytes", 0),
+                            ("long_bytes", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise UsageError(f"--{name.replace('_', '-')} must be an integer >= {least}, got {value!r}")
 
 
 PREFETCH = 2  # batches in flight per DataLoader worker (DataLoader's default, fixed: the ring is sized by it)
@@ -754,13 +881,14 @@ def score_loader(items: list[Item], bundle: Bundle, cfg: ScoreConfig, gpu: bool)
     """The DataLoader of a scoring job (length-bucketed batches of ``items``) and its :class:`BatchRing`
     (None: the ordinary path). The ring is allocated here, before the workers fork, in the process
     that reads it (each DDP rank runs :func:`score`); ``gpu``: the job runs on a CUDA device."""
-    sizes = [approx_length(it.path) for it in items]
+    sizes = [it.size if it.size >= 0 else approx_length(it.path) for it in items]
     ds = ScoreDataset(items, bundle.sample_rate, bundle.channels, bundle.model.samples_per_frame, sizes,
-                      cfg.direct_wav)
+                      cfg.direct_wav, is_audio(bundle))
     sampler = BucketBatchSampler(sizes, cfg.batch_size)
     ring = None
     if cfg.ring or (cfg.ring is None and gpu):
-        share = pcm16_share([it.path for it in items], bundle.sample_rate, bundle.channels)
+        # headers of regular files only: opening a FIFO blocks
+        share = pcm16_share([it.path for it in items if it.problem is None], bundle.sample_rate, bundle.channels)
         ring = make_ring(sizes, sampler.batches, cfg, share)
     loader = DataLoader(ds, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=Collate(ring),
                         pin_memory=gpu, prefetch_factor=PREFETCH if cfg.num_workers else None,
@@ -769,17 +897,21 @@ def score_loader(items: list[Item], bundle: Bundle, cfg: ScoreConfig, gpu: bool)
 
 
 def predict_batches(loader: Any, ring: BatchRing | None, bundle: Bundle, cfg: ScoreConfig, writer: PartWriter,
-                    n_files: int) -> tuple[L.Trainer, Scorer]:
+                    n_files: int, stop: SignalStop | None = None) -> tuple[L.Trainer, Scorer]:
     """``Trainer.predict`` of the bundle's :class:`Scorer` over ``loader`` (batches as :class:`Collate`
     makes them, ``n_files`` files in all), ``writer`` writing the parts; returns the trainer and the
-    scorer. The writer thread is stopped and the ring's page-locking undone also when it fails."""
+    scorer. The writer thread is stopped and the ring's page-locking undone also when it fails; on
+    ``stop``'s signal the rows scored so far are written before :class:`Interrupted` is raised."""
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-                        logger=False, callbacks=[writer, _Progress(n_files, writer)], enable_model_summary=False,
-                        enable_progress_bar=False, use_distributed_sampler=False)
+                        logger=False, callbacks=[writer, _Progress(n_files, writer), _StopOnSignal(stop)],
+                        enable_model_summary=False, enable_progress_bar=False, use_distributed_sampler=False)
     try:
         with torch.inference_mode():
             scorer = Scorer(bundle, cfg.frames, ring, cfg.cuda_graphs, cfg.batch_size)
             trainer.predict(scorer, dataloaders=loader, return_predictions=False)
+    except Interrupted:
+        writer.finish(trainer.global_rank)  # the batches scored so far are kept: a rerun resumes after them
+        raise
     finally:
         writer.close()
         if ring is not None:
@@ -787,35 +919,113 @@ def predict_batches(loader: Any, ring: BatchRing | None, bundle: Bundle, cfg: Sc
     return trainer, scorer
 
 
+def is_audio(bundle: Bundle) -> bool:
+    """Whether the bundle's model reads audio (else sensor tables)."""
+    return bundle.config.frontend.kind == "logmel"
+
+
+class SignalStop:
+    """SIGTERM during a job: remembered by the handler, acted on between batches and blocks
+    (:meth:`check` raises :class:`Interrupted`), so the finished part is written before the job ends.
+    Lightning's own SIGTERM handler only logs and goes on; it calls this one too (it chains them)."""
+
+    SIGNALS = (signal.SIGTERM,)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalStop:
+        if threading.current_thread() is threading.main_thread():  # handlers are set from the main thread only
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        self.signum = signum
+        log.warning("received %s: stopping after the current batch", signal.Signals(signum).name)
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum, f"stopped by {signal.Signals(self.signum).name}")
+
+
+class _StopOnSignal(L.Callback):
+    def __init__(self, stop: SignalStop | None):
+        self.stop = stop
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if self.stop is not None:
+            self.stop.check()
+
+
 def score(cfg: ScoreConfig) -> dict[str, Any]:
-    """Run (or resume) a scoring job; returns the summary."""
+    """Run (or resume) a scoring job; returns the summary.
+
+    Raises UsageError (bad input spec or output, rows of another model in the output), BundleError,
+    or Interrupted (SIGTERM: the rows scored so far are kept, a rerun resumes).
+    """
+    with SignalStop() as stop:
+        try:
+            return _score(cfg, stop)
+        except Interrupted as e:
+            out = Path(cfg.output)
+            raise Interrupted(e.signum, f"{e}; the finished rows are kept in {out.with_name(out.name + '.parts')}: "
+                                        "rerun the same command to resume") from None
+
+
+def _score(cfg: ScoreConfig, stop: SignalStop) -> dict[str, Any]:
     t0 = time.time()
+    if cfg.mlflow:  # an unreachable server is said now, not after the whole job
+        from pipelines.tracking import check_tracking_server
+
+        check_tracking_server()
     bundle = load_bundle(cfg.model)
-    items = list_inputs(cfg.input)
+    audio = is_audio(bundle)
     out = Path(cfg.output)
+    check_output(out, cfg.input, is_score_output)
+    skipped: collections.Counter = collections.Counter()
+    items = list_inputs(cfg.input, audio, skipped)
     parts_dir = out.with_name(out.name + ".parts")
     frames_dir = out.with_name(out.stem + "_frames") if cfg.frames else None
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    done = finished_paths(parts_dir)
-    todo = [it for it in items if it.path not in done]
-    log.info("scoring %d files (%d already done) with %s v%s", len(todo), len(done), bundle.name, bundle.version)
-    writer = PartWriter(parts_dir, frames_dir, bundle, part_rows=cfg.part_rows)
+    try:
+        parts_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--output {out}: cannot write there ({os_error_words(e)})") from e
+    fingerprint = bundle.fingerprint
+    done = finished_keys(parts_dir, out, fingerprint)
+    todo, seen = [], set()
+    for it in items:  # each input once (a manifest may list a path twice), and only if not scored as it is now
+        key = item_key(it)
+        if key not in done and key not in seen:
+            seen.add(key)
+            todo.append(it)
+    log.info("scoring %d files (%d of %d already done) with %s v%s", len(todo), len(items) - len(todo), len(items),
+             bundle.name, bundle.version)
+    writer = PartWriter(parts_dir, frames_dir, bundle, part_rows=cfg.part_rows, identity=RowIdentity.of(bundle, todo))
     graphs: dict[str, int] = {}
+    gpu = cfg.accelerator != "cpu" and torch.cuda.is_available()
+    todo, long = split_long(todo, audio, bundle.sample_rate, cfg.long_bytes)
+    if long and os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
+        _score_long(long, bundle, cfg, writer, torch.device("cuda", 0) if gpu else torch.device("cpu"), stop)
     if todo:
-        gpu = cfg.accelerator != "cpu" and torch.cuda.is_available()
         loader, ring = score_loader(todo, bundle, cfg, gpu)
-        trainer, scorer = predict_batches(loader, ring, bundle, cfg, writer, len(todo))
+        trainer, scorer = predict_batches(loader, ring, bundle, cfg, writer, len(todo), stop)
         graphs = dict(scorer.graphs.counts) if scorer.graphs is not None else {}
         trainer.strategy.barrier()  # every rank's parts are written before rank 0 merges
         if not trainer.is_global_zero:
             return {}
-    table = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in sorted(parts_dir.glob("part-*.parquet"))])
-    # in arrow: pandas' isin on arrow-backed strings took 0.3 s per 50k rows
-    table = table.filter(pc.is_in(table["path"], value_set=pa.array([it.path for it in items], pa.string())))
-    df = table.to_pandas().drop_duplicates("path", keep="first").reset_index(drop=True)
+    else:
+        writer.close()
+    df = merge_rows(read_parts(parts_dir, out, fingerprint), items)
     write_atomic(pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False), out, **ROW_OPTIONS)
     wall = time.time() - t0
-    summary = summarize(df, bundle, wall, len(todo), writer)
+    summary = summarize(df, bundle, wall, len(todo) + len(long), writer)
+    if skipped:
+        summary["skipped_files"] = dict(skipped.most_common())
     if graphs:  # this rank's batches: replayed, captured (eager on a new shape), eager (past the limits)
         summary["cuda_graph_batches"] = graphs
     out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -823,6 +1033,40 @@ def score(cfg: ScoreConfig) -> dict[str, Any]:
     if cfg.mlflow:
         _track(cfg, bundle, summary, out)
     return summary
+
+
+def _score_long(items: list[Item], bundle: Bundle, cfg: ScoreConfig, writer: PartWriter, device: torch.device,
+                stop: SignalStop) -> None:
+    """The long files, one at a time in blocks (pipelines.score_long), their rows through ``writer``."""
+    bundle.model.to(device)
+    try:
+        for it in items:
+            log.info("scoring %s in blocks (too long to read whole)", display_path(it.path))
+            r = score_long_file(it.path, bundle, device, cfg.frames, stop.check)
+            files = BatchFiles([it.path], [it.label], [r.error], [r.seconds], [r.error is None])
+            writer.write_file(files, Scored(r.scores, r.frames))
+            writer.finish(0)  # a long file is many batches' work: on disk at once
+    except Interrupted:
+        writer.finish(0)
+        writer.close()
+        raise
+
+
+def merge_rows(table: pa.Table, items: list[Item]) -> pd.DataFrame:
+    """One row per input row, in the inputs' order: each input's latest row for its current identity
+    (path, size, mtime), with that input row's own true label (a manifest may list a path twice)."""
+    rows = table.to_pandas()
+    rows["_key"] = row_keys(table)
+    rows = rows.drop_duplicates(["_key", "size", "mtime_ns"], keep="last").set_index(["_key", "size", "mtime_ns"], drop=False)
+    keys = [item_key(it) for it in items]
+    at = rows.index.get_indexer(keys)
+    if (at < 0).any():
+        missing = [display_path(items[i].path) for i in np.flatnonzero(at < 0)[:3]]
+        raise RuntimeError(f"{int((at < 0).sum())} inputs have no row after scoring (e.g. {missing}); "
+                           "rerun to score them")
+    df = rows.iloc[at].reset_index(drop=True)
+    df["true_label"] = [it.label for it in items]
+    return df[SCHEMA.names]
 
 
 def summarize(df: pd.DataFrame, bundle: Bundle, wall: float, scored_now: int, writer: PartWriter) -> dict[str, Any]:

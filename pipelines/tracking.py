@@ -140,11 +140,55 @@ def experiment_artifact_location(experiment: str, uri: str | None = None) -> str
     return root.rstrip("/") + "/" + safe
 
 
+class TrackingUnreachable(ConnectionError):
+    """The MLflow tracking server does not answer: the URI and what happened."""
+
+
+def check_tracking_server(uri: str | None = None) -> None:
+    """For an http(s) store, fail within :data:`ENV_TIMEOUT` seconds (default 5) when the server does not
+    accept connections, naming the URI. MLflow itself retries an unreachable server with backoff for
+    about four minutes (255 s measured) before giving up; its retry, backoff and timeout settings
+    (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ``..._BACKOFF_FACTOR``, ``..._TIMEOUT``) are lowered to match
+    unless set, so a server that accepts connections and then never answers fails in seconds too."""
+    import socket
+
+    uri = uri or default_tracking_uri()
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    try:
+        timeout = float(os.environ.get(ENV_TIMEOUT, "") or DEFAULT_TIMEOUT_S)
+    except ValueError as e:
+        raise ValueError(f"{ENV_TIMEOUT} must be a number of seconds, got {os.environ[ENV_TIMEOUT]!r}") from e
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # an int to MLflow
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(timeout))))
+    if uri in _REACHABLE:
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout).close()
+    except OSError as e:
+        why = "no answer" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__).lower()
+        raise TrackingUnreachable(
+            f"MLflow tracking server {uri} is unreachable ({why} within {timeout:g} s; {ENV_TIMEOUT} sets the "
+            f"wait): start it, point {ENV_TRACKING_URI} elsewhere or unset it for the local store"
+            " (ssm-signal score: --no-mlflow)") from None
+    _REACHABLE.add(uri)
+
+
+ENV_TIMEOUT = "SSM_SIGNAL_MLFLOW_TIMEOUT"
+DEFAULT_TIMEOUT_S = 5.0
+_REACHABLE: set[str] = set()  # servers that answered once in this process
+
+
 def tracking_client(uri: str | None = None) -> MlflowClient:
-    """An ``MlflowClient`` for ``uri`` (default: :func:`default_tracking_uri`); creates a SQLite store's folder."""
+    """An ``MlflowClient`` for ``uri`` (default: :func:`default_tracking_uri`); creates a SQLite store's folder,
+    and refuses within seconds a tracking server that does not answer (:func:`check_tracking_server`)."""
     from mlflow import MlflowClient
 
     uri = uri or default_tracking_uri()
+    check_tracking_server(uri)
     db = _sqlite_path(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder

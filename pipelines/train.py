@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
+from pipelines.errors import UsageError
 from pipelines.task import SignalTask
 from ssm_signal.bundle import save_bundle
 
@@ -73,8 +74,11 @@ class SignalCLI(LightningCLI):
 
 def run_fit(args: list[str] | None = None) -> dict[str, Any]:
     """Parse a fit configuration, train, test, bundle, log and register. Returns the summary."""
-    cli = SignalCLI(SignalTask, L.LightningDataModule, subclass_mode_data=True, run=False, args=args,
-                    save_config_kwargs={"overwrite": True}, parser_kwargs={"default_env": False})
+    try:
+        cli = SignalCLI(SignalTask, L.LightningDataModule, subclass_mode_data=True, run=False, args=args,
+                        save_config_kwargs={"overwrite": True}, parser_kwargs={"default_env": False})
+    except (ValueError, TypeError) as e:  # the configs' own checks (e.g. frontend.n_mels must be >= 1)
+        raise UsageError(f"config: {e}") from e
     out: OutputConfig = cli._get(cli.config, "output")
     return fit_and_bundle(cli.trainer, cli.model, cli.datamodule, out, resume=cli.config.get("resume", False))
 

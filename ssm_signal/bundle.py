@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
+import hashlib
 import json
+import os
 import re
 from collections.abc import Callable
 from importlib import metadata
@@ -36,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from ssm_signal.events import DetectorConfig
 from ssm_signal.frontends.resample import resample
 from ssm_signal.models import ModelConfig, SignalModel
-from ssm_signal.validation import check_sequence
+from ssm_signal.validation import check_sequence, check_time_first
 
 FORMAT = "ssm-signal-bundle"
 FORMAT_VERSION = 1
@@ -98,6 +101,21 @@ class Bundle:
     def labels(self) -> list[str]:
         return self.config.labels
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A short hash of what makes the model's outputs: name, version, config and every weight.
+
+        Outputs written with one bundle (a resumable scoring job, a stream snapshot) are only ever
+        combined with outputs of the bundle of the same fingerprint: a retrained model differs here
+        even where its name and version do not.
+        """
+        h = hashlib.sha256(json.dumps({"name": self.name, "version": self.version,
+                                       "config": self.config.to_dict()}, sort_keys=True).encode())
+        for k, v in sorted(self.model.state_dict().items()):
+            h.update(f"{k}:{v.dtype}:{tuple(v.shape)}".encode())
+            h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
     @property
     def sample_rate(self) -> int:
         return self.config.frontend.sample_rate
@@ -119,14 +137,21 @@ class Bundle:
         device. ``check_values=False``: x is known finite (the scorer's workers checked it), so
         nothing in the call synchronises with the device and it can be captured in a CUDA graph.
         """
-        spf = self.model.samples_per_frame
         check_sequence(x, self.model.d_model, values=check_values)
-        window = max(spf, int(PREDICT_WINDOW_SECONDS * self.sample_rate) // spf * spf)
+        window = self.window_samples
         state, ys = self.model.init_state(x.shape[0], device=x.device), []
         for start in range(0, x.shape[1], window):
             y, state = self.model._forward(x[:, start:start + window], state, phase=0)
             ys.append(y)
         return ys[0] if len(ys) == 1 else torch.cat(ys, 1)
+
+    @property
+    def window_samples(self) -> int:
+        """Samples per window of :meth:`frame_outputs`: :data:`PREDICT_WINDOW_SECONDS`, whole frames.
+        A caller feeding windows of this length from the start (the last one shorter) through
+        ``model._forward(window, state, phase=0)`` computes exactly what :meth:`frame_outputs` does."""
+        spf = self.model.samples_per_frame
+        return max(spf, int(PREDICT_WINDOW_SECONDS * self.sample_rate) // spf * spf)
 
     def predict(self, waveform: np.ndarray | torch.Tensor, sample_rate: int) -> Prediction:
         x = self.prepare(waveform, sample_rate)
@@ -191,17 +216,40 @@ def prepare_signal(waveform, sample_rate: int, target_rate: int, channels: int) 
         raise ValueError(f"waveform must have shape (samples,) or (samples, channels), got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError("waveform is empty")
+    check_time_first(tuple(x.shape), "waveform")
+    check_resampling(int(sample_rate), target_rate)
     if not np.isfinite(x.numpy()).all():  # x is on the CPU (np.asarray above); numpy's check: ~14x faster
         raise ValueError("waveform contains NaN or Inf")
-    if channels == 1 and x.shape[1] > 1:
-        x = x.mean(dim=1, keepdim=True)  # downmix
-    elif x.shape[1] != channels:
-        raise ValueError(f"signal has {x.shape[1]} channels, the model expects {channels}")
+    x = to_model_channels(x, channels)
     if sample_rate != target_rate:
         # the causal polyphase resampler the streaming engine runs, whole signal from a zero
         # state, so predict(), batch scoring and a StreamingSession compute the same function
         x = resample(x.T.contiguous(), int(sample_rate), int(target_rate)).T
     return x.unsqueeze(0).contiguous()
+
+
+def to_model_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """(L, C) -> (L, channels): a multichannel signal for a mono model is downmixed (mean); any other
+    mismatch is an error."""
+    if channels == 1 and x.shape[1] > 1:
+        return x.mean(dim=1, keepdim=True)
+    if x.shape[1] != channels:
+        raise ValueError(f"signal has {x.shape[1]} channels, the model expects {channels}")
+    return x
+
+
+# Upsampling by more than this is refused: the output (and the polyphase filter) grow with the
+# ratio, and a header claiming 1 Hz would ask a 16 kHz model for 16,000 output samples per input
+# sample (gigabytes from a 40 KB file). 8 admits 2 kHz input for a 16 kHz model.
+MAX_UPSAMPLING = 8
+
+
+def check_resampling(sample_rate: int, target_rate: int) -> None:
+    """Refuse, before anything is allocated, a rate the model's rate is too far above."""
+    if target_rate > MAX_UPSAMPLING * sample_rate:
+        lowest = -(-target_rate // MAX_UPSAMPLING)
+        raise ValueError(f"sample rate {sample_rate} Hz is below the {lowest} Hz this {target_rate} Hz model "
+                         f"accepts (at most {MAX_UPSAMPLING}x upsampling); is the file's header right?")
 
 
 def pcm_to_float(x: torch.Tensor) -> torch.Tensor:
@@ -238,9 +286,21 @@ def save_bundle(model: SignalModel, path: str | Path, *, name: str | None = None
         config["detector"] = detector.to_dict()
     tmp = path / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    _readable_as_umask_allows(tmp)
     tmp.replace(path / WEIGHTS_FILE)
-    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    tmp = path / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    _readable_as_umask_allows(tmp)
+    tmp.replace(path / CONFIG_FILE)
     return path
+
+
+def _readable_as_umask_allows(file: Path) -> None:
+    """Mode 0666 less the umask, as ``open`` gives a new file: safetensors writes 0600, which
+    leaves a bundle another user (a server, a colleague) cannot load."""
+    mask = os.umask(0)
+    os.umask(mask)  # read back: there is no other way to ask for the umask
+    os.chmod(file, 0o666 & ~mask)
 
 
 def load_bundle(path_or_uri: str | Path, *, device: str | torch.device = "cpu") -> Bundle:
@@ -252,17 +312,28 @@ def load_bundle(path_or_uri: str | Path, *, device: str | torch.device = "cpu") 
                           "(run `make train` to create the default one)")
     try:
         meta = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{cfg_file}: invalid JSON ({e})") from e
+    except OSError as e:
+        raise BundleError(f"{cfg_file}: cannot read ({e.strerror or e})") from e
+    if not isinstance(meta, dict):
+        raise BundleError(f"{cfg_file}: must hold a JSON object, got a {type(meta).__name__}")
     if meta.get("format") != FORMAT:
         raise BundleError(f"{cfg_file}: not an ssm-signal bundle (format={meta.get('format')!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{cfg_file}: bundle format version {meta.get('format_version')} is not supported by this "
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise BundleError(f"{cfg_file}: format_version must be an integer, got {version!r}")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"{cfg_file}: bundle format version {version} is not supported by this "
                           f"ssm-signal (reads version {FORMAT_VERSION})")
+    if not isinstance(meta.get("model"), dict):
+        raise BundleError(f"{cfg_file}: field 'model' must be a JSON object, got {type(meta.get('model')).__name__}")
+    if not isinstance(meta.get("normalisation", {}), dict):
+        raise BundleError(f"{cfg_file}: field 'normalisation' must be a JSON object")
     try:
         config = ModelConfig.from_dict(meta["model"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise BundleError(f"{cfg_file}: invalid model config: {e}") from e
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise BundleError(f"{cfg_file}: invalid model config: {type(e).__name__}: {e}") from e
     model = SignalModel(config)
     try:
         weights = load_file(str(w_file))
@@ -276,6 +347,10 @@ def load_bundle(path_or_uri: str | Path, *, device: str | torch.device = "cpu") 
     for k, v in expected.items():
         if v.shape != weights[k].shape:
             raise BundleError(f"{w_file}: {k} has shape {tuple(weights[k].shape)}, config implies {tuple(v.shape)}")
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # they would score every input "ok" with NaN scores
+        raise BundleError(f"{w_file}: weights hold NaN or Inf values ({', '.join(sorted(bad)[:5])}"
+                          f"{', ...' if len(bad) > 5 else ''}); the bundle is damaged or its training diverged")
     model.load_state_dict(weights, strict=True)
     for k, values in meta.get("normalisation", {}).items():
         if not torch.allclose(weights[f"frontend.{k}"], torch.tensor(values, dtype=torch.float32)):

@@ -8,7 +8,10 @@ Positives come as
 
 A clip labelled with a keyword the model reports is a *positive*; a clip whose label the model
 has but never reports (``_unknown_``, ``_silence_``) is a *non-keyword clip*: any event on it is a
-false accept. A label the model does not have is skipped and counted, never guessed.
+false accept. In the Speech Commands layout (a split list or a folder per label), a word the model
+was not trained to spot is ``_unknown_`` if the model has that class, as Speech Commands' own setups
+read it; otherwise, and in a manifest, a label the model does not have is skipped and counted, never
+guessed.
 
 Negatives are sources: a folder (its audio files, recursively, in sorted order, concatenated into
 one stream: state carries across files, the way a device hears them), a folder of source folders
@@ -54,7 +57,7 @@ def read_positives(spec: str | Path, labels: list[str], skips: SkipLog) -> list[
     if not p.exists():
         raise DataError(f"{p}: no such file or folder (positives: a split list .txt, a manifest .csv or a folder)")
     if p.is_dir():
-        clips = [Clip(str(f), f.parent.name) for d in sorted(p.iterdir())
+        clips = [Clip(str(f), _sc_label(f.parent.name, labels)) for d in sorted(p.iterdir())
                  if d.is_dir() and d.name != BACKGROUND_DIR for f in sorted(d.iterdir())
                  if f.suffix.lower() in AUDIO_EXTENSIONS]
     elif p.suffix.lower() == ".csv":
@@ -62,7 +65,7 @@ def read_positives(spec: str | Path, labels: list[str], skips: SkipLog) -> list[
     elif p.suffix.lower() == ".txt":
         root = p.parent
         lines = [ln.strip().replace("\\", "/") for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        clips = [Clip(str(root / ln), ln.split("/")[0]) for ln in lines]
+        clips = [Clip(str(root / ln), _sc_label(ln.split("/")[0], labels)) for ln in lines]
     else:
         raise DataError(f"{p}: positives must be a folder, a split list (.txt) or a manifest (.csv)")
     if not clips:
@@ -77,6 +80,11 @@ def read_positives(spec: str | Path, labels: list[str], skips: SkipLog) -> list[
     if not kept:
         raise DataError(f"{p}: none of its {len(clips)} clips has a label the model knows ({sorted(known)})")
     return kept
+
+
+def _sc_label(word: str, labels: list[str]) -> str:
+    """A Speech Commands folder name as the model's label: other words are ``_unknown_`` where the model has it."""
+    return "_unknown_" if word not in labels and not word.startswith("_") and "_unknown_" in labels else word
 
 
 def _read_manifest(p: Path) -> list[Clip]:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ssm_signal.bundle import Bundle, BundleError, load_bundle, save_bundle
 from ssm_signal.data.skips import DataError, SkipLog
@@ -57,6 +58,9 @@ class EvaluateConfig:
         directory, as a new version).
     windows: smoothing windows (frames) swept besides the bundle's own.
     stream: chunking, padding, hit window, segments, batch (:class:`keywords.StreamSettings`).
+    threads: torch intra-op threads while streaming (None: leave torch's setting). A 100 ms chunk is
+        many small ops: one thread per process streams at ~70-100x real time on this 2-core machine
+        even under load, two threads at ~10x under load (benchmarks/bench_evaluate.py).
     """
 
     model: str = "artifacts/kws_default"
@@ -69,8 +73,11 @@ class EvaluateConfig:
     calibrated_out: str | None = None
     windows: list[int] = dataclasses.field(default_factory=lambda: [5, 10, 20])
     stream: kw.StreamSettings = dataclasses.field(default_factory=kw.StreamSettings)
+    threads: int | None = 1
 
     def __post_init__(self):
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
         if self.calibrate is not None and not self.calibrate > 0:
             raise ValueError(f"--calibrate must be a false-accept rate per hour > 0, got {self.calibrate}")
         if any(not (isinstance(w, int) and 1 <= w <= 10_000) for w in self.windows):
@@ -80,6 +87,8 @@ class EvaluateConfig:
 def evaluate(cfg: EvaluateConfig) -> dict:
     """Run the evaluation; returns the summary that summary.json holds."""
     t0 = time.perf_counter()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     bundle = load_bundle(cfg.model)
     kind = bundle.config.head.kind
     if kind == "anomaly":
@@ -123,7 +132,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         "settings": dataclasses.asdict(cfg.stream),
         "calibration": calibration,
         "sets": {p.name: {"source": spec, "at_bundle_thresholds": point(o, labels),
-                          "operating_points": kw.summary(outcomes, i, labels)}
+                          "operating_points": kw.summary(outcomes, i, labels, groups)}
                  for i, (p, spec, o) in enumerate(zip(pos, pos_specs, configured, strict=True))},
         "negatives": {"sources": neg_specs,
                       "at_bundle_thresholds": negatives_point(configured[0], labels, neg.names, neg.groups)},

@@ -5,10 +5,11 @@
     calibrate(...)                                  # per-keyword thresholds at a target FA/h
 
 Positives are streamed one clip per stream: ``lead_s`` of padding, the clip, ``trail_s`` of padding.
-Negative sources are cut into segments of ``segment_s`` (each a stream from a fresh state, so that
-long sources advance side by side in one batch; a restart every ten minutes is what a device that
-reboots does, and changes at most the first second of each segment); the files of a source are
-concatenated, the state carried across them.
+Negative sources are cut into segments of ``segment_s`` (default two minutes; each a stream from a
+fresh state, so that long sources advance side by side in one batch: a model call advances up to
+``batch`` streams, which is what makes hours of audio take minutes on two cores); the files of a
+source are concatenated, the state carried across them. A fresh state is what a device sees after it
+restarts; docs/results.md compares the false accepts with two-minute and ten-minute segments.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class StreamSettings:
     trail_s: float = 1.5
     pad: str = "silence"
     hit_window_s: float = 1.0
-    segment_s: float = 600.0
-    batch: int = 64
+    segment_s: float = 120.0
+    batch: int = 256
 
     def __post_init__(self):
         for name in ("chunk_s", "hit_window_s"):
@@ -248,13 +249,16 @@ def calibrate(base: EventDetector, pos: list[PositiveSet], neg: NegativeSet, tar
 
 
 def summary(outcomes: dict[tuple[int, float], list[Outcome]], set_index: int, labels: list[str],
-            targets=(0.5, 0.1)) -> dict:
+            groups: dict[str, np.ndarray], targets=(0.5, 0.1)) -> dict:
     """Operating points of one positive set at each target FA/h, read off the sweep (one threshold for
-    every keyword): pooled (FRR over all clips, FA/h of every keyword together), and per keyword
-    (its FRR and its own FA/h; keywords without clips left out)."""
+    every keyword): pooled (FRR over all clips, FA/h of every keyword together, on all negatives), per
+    negatives group (``groups``: name -> mask over the sources), and per keyword (its FRR and its own
+    FA/h on all negatives; keywords without clips left out)."""
     keys = list(outcomes)
     runs = [outcomes[k][set_index] for k in keys]
     fa = np.array([o.fa_per_hour_pooled for o in runs])
+    fa_g = {g: np.array([o.fa_negative[m].sum() / o.hours[m].sum() for o in runs]) for g, m in groups.items()
+            if g != "all" and runs[0].hours[m].sum() > 0}
     frr = np.array([o.frr_pooled for o in runs])
     fa_k = np.stack([o.fa_per_hour for o in runs])  # (settings, K)
     frr_k = np.stack([o.frr for o in runs])
@@ -266,5 +270,6 @@ def summary(outcomes: dict[tuple[int, float], list[Outcome]], set_index: int, la
                                        "fa_per_hour": float(fa_[i])}
 
     return {str(t): {"pooled": at(fa, frr, t),
+                     "per_negatives": {g: at(f, frr, t) for g, f in fa_g.items()},
                      "per_keyword": {lb: at(fa_k[:, k], frr_k[:, k], t) for k, lb in enumerate(labels) if has_clips[k]}}
             for t in targets}

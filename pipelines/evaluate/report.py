@@ -89,37 +89,40 @@ def _default(o):
 
 def plot_det(df: pd.DataFrame, configured: dict[str, tuple[float, float]], window: int, path: Path,
              title: str) -> None:
-    """DET curves (FRR against FA/h, log scale; 0 FA/h drawn at half the resolution) per positive set:
-    pooled for every window, per keyword (thin) at ``window``; the configured operating point marked."""
+    """DET curves (FRR against FA/h, log scale; 0 FA/h drawn at half the resolution), one panel per positive
+    set: at the bundle's smoothing ``window``, against every negatives group on its own and against all of
+    them pooled (bold); the pooled curve of the other windows dashed; the bundle's operating point marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sets = list(dict.fromkeys(df["positives"]))
-    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.8), squeeze=False)
     for ax, name in zip(axes[0], sets, strict=True):
-        sub = df[(df["positives"] == name) & (df["negatives"] == "all")]
-        hours_floor = _floor(sub)
-        for _, g in sub[(sub["keyword"] != "all") & (sub["window"] == window)].groupby("keyword"):
-            g = g.sort_values("threshold")
-            ax.plot(np.maximum(g["fa_per_hour"], hours_floor), g["frr"], color="0.8", lw=0.7)
-        for w, g in sub[sub["keyword"] == "all"].groupby("window"):
-            g = g.sort_values("threshold")
-            ax.plot(np.maximum(g["fa_per_hour"], hours_floor), g["frr"], lw=2 if w == window else 1.2,
-                    label=f"all keywords, smoothing {w} frames")
+        sub = df[(df["positives"] == name) & (df["keyword"] == "all")]
+        floor = _floor(sub)
+        for g, grp in sub[sub["window"] == window].groupby("negatives", sort=False):
+            grp = grp.sort_values("threshold")
+            pooled = g == "all"
+            ax.plot(np.maximum(grp["fa_per_hour"], floor), grp["frr"], lw=2.2 if pooled else 1.1,
+                    color="k" if pooled else None, label=f"{'all negatives' if pooled else g} (smoothing {window})")
+        for w, grp in sub[(sub["negatives"] == "all") & (sub["window"] != window)].groupby("window"):
+            grp = grp.sort_values("threshold")
+            ax.plot(np.maximum(grp["fa_per_hour"], floor), grp["frr"], "k--", lw=0.8, alpha=0.5,
+                    label=f"all negatives (smoothing {w})")
         if name in configured:
             fa, frr = configured[name]
-            ax.plot([max(fa, hours_floor)], [frr], "k*", ms=12, label="bundle's thresholds")
+            ax.plot([max(fa, floor)], [frr], "r*", ms=13, label="bundle's thresholds, all negatives")
         for target in (0.5, 0.1):
             ax.axvline(target, color="r", ls=":", lw=0.8)
         ax.set_xscale("log")
-        ax.set_xlabel("false accepts per hour (negatives)")
+        ax.set_xlabel("false accepts per hour")
         ax.set_ylabel("false-reject rate")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(name, fontsize=10)
+        ax.set_title(f"positives: {name}", fontsize=10)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=6.5, loc="lower left")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -156,9 +159,9 @@ def format_summary(s: dict) -> str:
                      f"{_fmt(n['fa_per_hour'])} FA/h over {n['hours']:.2f} h ({groups}), delay median "
                      f"{_fmt(p['delay_s']['median'])} s, p95 {_fmt(p['delay_s']['p95'])} s")
         for target, ops in st["operating_points"].items():
-            op = ops["pooled"]
-            lines.append(f"  at <= {target} FA/h: " + ("not reached" if op is None else
-                         f"FRR {_fmt(op['frr'])} (threshold {op['threshold']:.5g}, smoothing {op['window']})"))
+            parts = [("all negatives", ops["pooled"])] + list(ops["per_negatives"].items())
+            lines.append(f"  FRR at <= {target} FA/h: " + "; ".join(
+                f"{g} {'not reached' if op is None else _fmt(op['frr'])}" for g, op in parts))
     if s["skipped"]["count"]:
         lines.append(f"skipped {s['skipped']['count']}: {s['skipped']['by_reason']}")
     t = s["timing"]

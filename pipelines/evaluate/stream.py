@@ -11,12 +11,17 @@ chunk and its flush. The scores and events of each stream equal one session's (a
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 
 import numpy as np
 import torch
 
 from ssm_signal.events import Event
 from ssm_signal.streaming import StreamEngine
+
+log = logging.getLogger("ssm_signal.evaluate")
+PROGRESS_EVERY_S = 30.0
 
 
 @dataclasses.dataclass
@@ -38,14 +43,38 @@ def stream_many(engine: StreamEngine, signals: list[np.ndarray], rate: int, chun
     sigs = [s[:, None] if s.ndim == 1 else s for s in signals]
     order = sorted(range(len(sigs)), key=lambda i: -len(sigs[i]))  # longest first: batches stay full longer
     results: list[Streamed | None] = [None] * len(sigs)
+    progress = _Progress(sum(len(s) for s in sigs) / rate)
     for start in range(0, len(order), batch):
         ids = order[start:start + batch]
-        for i, r in zip(ids, _stream_batch(engine, [sigs[i] for i in ids], rate, chunk), strict=True):
+        for i, r in zip(ids, _stream_batch(engine, [sigs[i] for i in ids], rate, chunk, progress), strict=True):
             results[i] = r
+    progress.done()
     return results  # type: ignore[return-value]
 
 
-def _stream_batch(engine: StreamEngine, sigs: list[np.ndarray], rate: int, chunk: int) -> list[Streamed]:
+class _Progress:
+    """A log line every PROGRESS_EVERY_S seconds: audio streamed so far, and how fast."""
+
+    def __init__(self, total_s: float):
+        self.total_s, self.done_s, self.t0 = total_s, 0.0, time.perf_counter()
+        self.next = self.t0 + PROGRESS_EVERY_S
+
+    def add(self, seconds: float) -> None:
+        self.done_s += seconds
+        now = time.perf_counter()
+        if now >= self.next:
+            self.next = now + PROGRESS_EVERY_S
+            log.info("streamed %.2f of %.2f h of audio (%.0fx real time)", self.done_s / 3600, self.total_s / 3600,
+                     self.done_s / (now - self.t0))
+
+    def done(self) -> None:
+        dt = time.perf_counter() - self.t0
+        if dt >= PROGRESS_EVERY_S:
+            log.info("streamed %.2f h of audio in %.0f s (%.0fx real time)", self.total_s / 3600, dt, self.total_s / dt)
+
+
+def _stream_batch(engine: StreamEngine, sigs: list[np.ndarray], rate: int, chunk: int, progress: _Progress
+                  ) -> list[Streamed]:
     """Streams sorted by decreasing length, advanced together chunk by chunk."""
     n = len(sigs)
     scores: list[list[np.ndarray]] = [[] for _ in range(n)]
@@ -79,6 +108,7 @@ def _stream_batch(engine: StreamEngine, sigs: list[np.ndarray], rate: int, chunk
         x = torch.from_numpy(np.stack([sigs[i][pos:pos + chunk] for i in active]))
         out, state = engine.process(x, rate, state)
         collect(active, out)
+        progress.add(len(active) * chunk / rate)
         pos += chunk
     width = engine.width
     return [Streamed(np.concatenate(s) if s else np.zeros((0, width), np.float32), e, len(sig) / rate)

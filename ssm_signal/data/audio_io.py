@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import stat
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from ssm_signal.data.file_checks import regular_file
 from ssm_signal.data.skips import DataError, SkipLog
 
 #: Suffixes that the folder readers pick up as audio.
@@ -162,18 +162,12 @@ def fix_length(wave: torch.Tensor, length: int, mode: str = "start", offset: int
 
 
 def _existing(path: str | Path) -> Path:
-    """The path of a file that exists and is not 0 bytes long, else a DataError saying which."""
-    path = Path(path)
-    try:
-        st = path.stat()  # one system call per file: this runs for every clip read in training
-    except OSError:
-        st = None
-    if st is None or not stat.S_ISREG(st.st_mode):
-        raise DataError(f"{path}: no such file")
+    """The path of a regular file that is not 0 bytes long, else a DataError saying what it is."""
+    st = regular_file(path)  # one system call per file: this runs for every clip read in training
     # libsndfile calls a 0-byte file "Format not recognised"; say what it is, so it is counted as empty
     if st.st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
-    return path
+    return Path(path)
 
 
 def _reason(e: BaseException) -> str:
@@ -216,7 +210,8 @@ def screen_audio(paths: list[Path], check: str, skips: SkipLog) -> list[bool]:
 def _skip_reason(message: str) -> str:
     # SkipLog counts by the text before the first colon: lead with a short category.
     text = message.split(": ", 1)[-1]
-    for key in ("empty", "NaN", "no such file", "unreadable"):
+    for key in ("empty", "NaN", "no such file", "unreadable", "permission denied", "symlink loop", "not a regular"):
         if key in text:
-            return f"{'missing' if key == 'no such file' else key}: {text}"
+            kind = {"no such file": "missing", "empty": "empty", "NaN": "NaN"}.get(key, "unreadable")
+            return f"{kind}: {text}"
     return f"invalid: {text}"

@@ -19,12 +19,13 @@ so sources can be split into calibration and test halves that share no file or s
 Speech: espeak-ng with only the voice variants that the keyword set holds out of training (its
 validation and testing variants, :func:`~ssm_signal.data.keywords.split_of`), in its eight English
 accents, each speaker with its own rate and pitch (jittered per sentence); and Debian's ``flite`` (CMU
-Flite: a second engine, diphone and unit-selection voices, never used in training), each speaker with its
-own duration stretch and mean F0. A speech source is a channel of a few speakers taking turns, a file
+Flite: a second engine, diphone and unit-selection voices, not in the default keyword set; note that
+``configs/kws_robust.yaml`` does train on flite voices), each speaker with its own duration stretch and
+mean F0. A speech source is a channel of a few speakers taking turns, a file
 per turn. Sentences come from a text that ships in Debian packages (:data:`TEXT_SOURCES`): the
 ``fortunes`` and ``fortunes-min`` quotation files of fortune-mod (BSD licence, Debian's copyright file). Every
 sentence is checked to hold no keyword (:func:`holds_keyword`: the 35 Speech Commands words, their
-homophones, any digit) and no token a synthesiser could read as one (roman numerals, single letters).
+homophones and inflected forms, any digit) and no token a synthesiser could read as one (roman numerals, single letters).
 A share of the speech files gets real recorded machine noise (a Sonic Pi sample not used in training)
 mixed in at a high SNR.
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import io
@@ -69,7 +71,7 @@ from ssm_signal.data.voices import tool as _tool
 log = logging.getLogger("ssm_signal.data")
 
 GENERATOR = "ssm-signal negative corpus"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: inflected keyword forms (KEYWORD_FORMS) rejected too
 MARKER = "GENERATED.json"
 SUMMARY = "SUMMARY.json"
 SENTENCES = "SENTENCES.txt"
@@ -80,8 +82,20 @@ KINDS = ("speech", "music", "noise")
 #: won/one, ate/eight, oh/O/owe for "zero" read as a letter, nein/nine).
 HOMOPHONES = ("to", "too", "for", "fore", "know", "write", "rite", "wright", "won", "ate", "oh", "o", "owe",
               "nein")  # fmt: skip
-#: Every word no negative sentence may hold: the 35 Speech Commands words and the homophones above.
-KEYWORD_LIKE = tuple(CORE_WORDS) + tuple(AUXILIARY_WORDS) + HOMOPHONES
+#: Inflected forms of the core words that begin with the keyword's sound (plurals, verb forms, ordinals,
+#: teens and tens: "ones", "stopped", "going", "fourth", "eighteen", "sixty"): a spotter that fires on
+#: them is arguably right, so they are no clean negatives. Other words that merely contain a keyword's
+#: sound ("someone", "upon", "office", "bright", "tone") are kept: real speech is full of them.
+KEYWORD_FORMS = (
+    "yeses", "nos", "noes", "ups", "upped", "upping", "downs", "downed", "downing", "lefts", "rights", "righted",
+    "ons", "offs", "stops", "stopped", "stopping", "stopper", "goes", "going", "zeros", "zeroes", "ones", "twos",
+    "threes", "fours", "fives", "sixes", "sevens", "eights", "nines", "fourth", "sixth", "seventh", "eighth",
+    "ninth", "fourteen", "sixteen", "seventeen", "eighteen", "nineteen", "forty", "fourty", "sixty", "seventy",
+    "eighty", "ninety",
+)  # fmt: skip
+#: Every word no negative sentence may hold: the 35 Speech Commands words, the homophones and the
+#: inflected forms above.
+KEYWORD_LIKE = tuple(CORE_WORDS) + tuple(AUXILIARY_WORDS) + HOMOPHONES + KEYWORD_FORMS
 
 FORTUNES_DIR = "/usr/share/games/fortunes"
 #: Texts the sentences come from: Debian's ``fortunes`` and ``fortunes-min`` (BSD licence), only the files
@@ -889,21 +903,38 @@ def generate_negative_corpus(root: str | os.PathLike, seed: int = 0, *, config: 
     """Generate the negative corpus into ``root`` (or return at once if it is already there).
 
     A folder that holds anything without this generator's marker, or a corpus generated with other
-    settings, is never touched: that raises a DataError. Returns ``root``.
+    settings, is never touched: that raises a DataError. Processes that ask for the same root at the same
+    time take turns (an exclusive lock on ``<root>.lock``): the first generates, the others then find it
+    cached. Returns ``root``.
     """
     cfg = config or NegativeCorpusConfig()
     root = Path(root)
     settings = _settings(cfg, seed)
+    if _cached(root, settings):
+        return root
+    check_tools(cfg)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.with_name(root.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if this process dies
+        if _cached(root, settings):  # another process made it while this one waited
+            return root
+        return _generate(root, cfg, seed, settings, workers)
+
+
+def _cached(root: Path, settings: dict) -> bool:
+    """True if ``root`` holds this corpus; False if it is absent or empty; else a DataError."""
     marker = root / MARKER
     if marker.is_file():
         if json.loads(marker.read_text()) == settings:
-            return root
+            return True
         raise DataError(f"{root} holds a negative corpus generated with other settings ({marker}); "
                         "delete the folder or choose another root")
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DataError(f"{root} exists and is not a generated negative corpus (no {MARKER}); not overwriting it")
-    check_tools(cfg)
+    return False
 
+
+def _generate(root: Path, cfg: NegativeCorpusConfig, seed: int, settings: dict, workers: int | None) -> Path:
     t0 = time.time()
     sentences: tuple[str, ...] = ()
     if cfg.speech_hours > 0:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ssm_signal.data.audio_io import audio_info, fix_length, read_audio, screen_audio
+from ssm_signal.data.audio_io import _skip_reason, audio_info, fix_length, read_audio, screen_audio
 from ssm_signal.data.augment import crop_or_tile
 from ssm_signal.data.skips import DataError, SkipLog
 
@@ -196,6 +196,7 @@ class SpeechCommands(Dataset):
         self._crops: list[tuple[int, int, float] | None] = [None] * len(entries)
         self._noise_files: list[Path] = []
         self._noise_cache: dict[int, torch.Tensor] = {}
+        self._failed: set[int] = set()  # items that failed to read in __getitem__ (this process)
         if extras:
             self._add_silence(silence_count, silence_gain, seed, index[SILENCE])
 
@@ -275,6 +276,30 @@ class SpeechCommands(Dataset):
         return len(self._paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """Item ``i``; a word file that fails to read now (a NaN sample the header check cannot see, a
+        file damaged since indexing) is recorded in :attr:`skipped` like the files the index check
+        rejected, and the next readable item of the same class takes its place: one bad file never
+        stops an epoch. (In a DataLoader worker the record is that worker's: the warning is logged.)"""
+        try:
+            return self._item(i)
+        except DataError as e:
+            self._skip(i, e)
+        n = len(self._paths)
+        for j in (k % n for k in range(i + 1, i + n)):
+            if self._targets[j] == self._targets[i] and j not in self._failed:
+                try:
+                    return self._item(j)
+                except DataError as e:
+                    self._skip(j, e)
+        raise DataError(f"{self.root} [{self.subset}]: no readable item of class {self.labels[self._targets[i]]!r} "
+                        f"left ({self.skipped.summary()})")
+
+    def _skip(self, i: int, e: DataError) -> None:
+        if i not in self._failed:
+            self._failed.add(i)
+            self.skipped.add(str(self._paths[i]), _skip_reason(str(e)))
+
+    def _item(self, i: int) -> tuple[torch.Tensor, int]:
         crop = self._crops[i]
         if crop is None:
             wave = fix_length(read_audio(self._paths[i], self.sample_rate), self.sample_rate)

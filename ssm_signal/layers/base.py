@@ -1,7 +1,7 @@
 """The streaming-module base class: the state contract in one place.
 
     state = m.init_state(batch_size, device=None, dtype=torch.float32)
-    y, state = m(x, state)           # x: (B, L, D), any L >= 1; state None = zero state
+    y, state = m(x, state)           # x: (B, L, D), any L >= 1; state None = zero state (x's precision)
     y_t, state = m.step(x_t, state)  # x_t: (B, D)
 
 Subclasses implement ``init_state`` and the unchecked ``_forward`` (and, when a cheaper
@@ -106,7 +106,9 @@ class StreamingModule(nn.Module):
     def _prepare_state(self, state: State | None, x: Tensor) -> State:
         batch = x.shape[0]
         if state is None:
-            return self.init_state(batch, device=x.device)
+            # the zero state in the input's precision (float64 in, float64 state: chunked float64 streams
+            # would drift by float32 rounding otherwise); half-precision inputs keep float32 states
+            return self.init_state(batch, device=x.device, dtype=torch.promote_types(x.dtype, torch.float32))
         # Fast path: compare a cached signature of the expected state; the detailed
         # (slower) check runs only to explain a mismatch.
         expected = self._expected_signature(batch)

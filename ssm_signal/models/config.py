@@ -43,7 +43,10 @@ class FrontendConfig:
         if self.kind == "logmel" and self.channels != 1:
             raise ValueError("frontend.channels must be 1 for logmel (audio is downmixed to mono)")
         for name in ("sample_rate", "n_mels", "n_fft", "hop_length", "channels", "decimate"):
-            if getattr(self, name) < 1:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"frontend.{name} must be an integer, got {value!r}")
+            if value < 1:
                 raise ValueError(f"frontend.{name} must be >= 1, got {getattr(self, name)}")
         if self.kind == "logmel" and not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
             raise ValueError(f"frontend: need 0 <= f_min < f_max <= sample_rate/2, got {self.f_min}, {self.f_max}")

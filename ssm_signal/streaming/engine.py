@@ -35,12 +35,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssm_signal.bundle import Bundle, pcm_to_float
+from ssm_signal.bundle import Bundle, check_resampling, pcm_to_float
 from ssm_signal.events import DetectorConfig, DetectorState, Event, EventDetector
 from ssm_signal.frontends.resample import Resampler, ResamplerState, shared_resampler
 from ssm_signal.models import SignalModel, SignalModelState
 from ssm_signal.state import State, batch_value
 from ssm_signal.streaming.step import aot_step, compiled, frame_step
+from ssm_signal.validation import check_time_first
 
 log = logging.getLogger("ssm_signal.streaming")
 
@@ -139,6 +140,7 @@ def check_sample_rate(sample_rate, model_rate: int, audio: bool) -> int:
     if not lo <= rate <= hi:
         raise ValueError(f"sample_rate {rate} Hz is outside the supported range [{lo}, {hi}] Hz "
                          f"(the model runs at {model_rate} Hz)")
+    check_resampling(rate, model_rate)
     return rate
 
 
@@ -177,6 +179,7 @@ def as_samples(samples, channels: int) -> Tensor:
         x = x[:, None]
     if x.dim() != 2:
         raise ValueError(f"samples must have shape (n,) or (n, channels), got {tuple(x.shape)}")
+    check_time_first(tuple(x.shape))
     n, c = x.shape
     if c != channels:
         if channels == 1 and 1 < c <= 64:
@@ -308,6 +311,8 @@ class StreamEngine:
         if bool(state.finished.any()):
             raise ValueError("the stream was flushed (ended); reset it to start a new one")
         known = batch_value(state.input_rate, "input rate")
+        if known == 0 and n == 0:  # no samples say nothing of the stream's rate: the first samples fix it
+            return self._empty(state), state
         if known == 0:
             state = dataclasses.replace(state, resampler=(self.resampler(rate).init_state(B),),
                                         input_rate=torch.full_like(state.input_rate, rate))

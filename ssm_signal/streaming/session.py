@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import threading
 import time
 
@@ -29,11 +30,18 @@ from safetensors.torch import save as st_save
 
 from ssm_signal.bundle import Bundle
 from ssm_signal.events import Event
-from ssm_signal.streaming.engine import EngineOutput, EngineState, StreamConfig, StreamEngine, as_samples
+from ssm_signal.streaming.engine import (
+    EngineOutput,
+    EngineState,
+    StreamConfig,
+    StreamEngine,
+    as_samples,
+    check_sample_rate,
+)
 from ssm_signal.validation import check_state
 
 SNAPSHOT_FORMAT = "ssm-signal-stream"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: a checksum over the state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,9 +118,19 @@ class Update:
 
 
 def model_fingerprint(bundle: Bundle) -> str:
-    """A short hash of the bundle's identity and configuration (snapshots check it)."""
-    meta = {"name": bundle.name, "version": bundle.version, "config": bundle.config.to_dict()}
-    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    """The bundle's fingerprint (name, version, config and weights): snapshots check it."""
+    return bundle.fingerprint
+
+
+def state_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes: a snapshot with a flipped byte
+    anywhere in its state no longer matches (safetensors itself checks only the layout)."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 class StreamingSession:
@@ -202,6 +220,7 @@ class StreamingSession:
                 "format": SNAPSHOT_FORMAT, "format_version": str(SNAPSHOT_VERSION),
                 "bundle": self.bundle.name, "bundle_version": self.bundle.version,
                 "fingerprint": model_fingerprint(self.bundle),
+                "checksum": state_checksum(tensors),
                 "session": json.dumps({"backlog_s": self._backlog, "labels": self.labels}),
             }
             return st_save(tensors, metadata=meta)
@@ -224,17 +243,62 @@ class StreamingSession:
                              "(or its configuration differs)")
         session = cls(bundle, device, config, engine=engine)
         try:
-            state = EngineState.from_state_dict(st_load(bytes(blob)))
+            tensors = st_load(bytes(blob))
         except Exception as e:  # safetensors raises its own error types for damaged bytes
+            raise ValueError(f"damaged stream snapshot: {e}") from e
+        if meta.get("checksum") != state_checksum(tensors):
+            raise ValueError("damaged stream snapshot: its state does not match its checksum")
+        try:
+            state = EngineState.from_state_dict(tensors)
+            backlog = float(json.loads(meta.get("session", "{}")).get("backlog_s", 0.0))
+        except Exception as e:  # a structure this version does not know
             raise ValueError(f"damaged stream snapshot: {e}") from e
         rate = int(state.input_rate[0]) if state.input_rate.numel() == 1 else -1
         if rate < 0:
             raise ValueError("a stream snapshot holds exactly one stream")
-        template = session.engine.init_state(1, rate or None)
+        template = session.engine.init_state(1, rate or None) if rate == 0 or _rate_ok(session.engine, rate) else None
+        if template is None:
+            raise ValueError(f"damaged stream snapshot: input rate {rate} Hz is not one this model takes")
         check_state(state, template, "StreamingSession.restore")
+        _check_values(state, template, session.engine)
+        if not (math.isfinite(backlog) and backlog >= 0):
+            raise ValueError(f"damaged stream snapshot: backlog_s {backlog!r}")
         session._state = dataclasses.replace(state, model=state.model.to(session.engine.device))
-        session._backlog = float(json.loads(meta.get("session", "{}")).get("backlog_s", 0.0))
+        session._backlog = backlog
         return session
+
+
+def _rate_ok(engine: StreamEngine, rate: int) -> bool:
+    try:
+        check_sample_rate(rate, engine.rate, engine.audio)
+        return True
+    except ValueError:
+        return False
+
+
+def _check_values(state: EngineState, template: EngineState, engine: StreamEngine) -> None:
+    """A snapshot's tensors hold values a stream can have: the dtypes of a fresh state, finite
+    floats, counters in range. (A checksum catches damage; this catches a state written by hand or
+    by another program with a checksum recomputed, which would otherwise change scores silently.)"""
+    got, want = state.state_dict(), template.state_dict()
+    for k, t in got.items():
+        if t.dtype != want[k].dtype:
+            raise ValueError(f"damaged stream snapshot: {k} has dtype {t.dtype}, expected {want[k].dtype}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"damaged stream snapshot: {k} holds NaN or Inf")
+
+    def within(name: str, t: torch.Tensor, lo: int, hi: int) -> None:
+        if t.numel() and not (int(t.min()) >= lo and int(t.max()) <= hi):
+            raise ValueError(f"damaged stream snapshot: {name} = {t.tolist()} is outside [{lo}, {hi}]")
+
+    within("n_pending", state.n_pending, 0, engine.hop - 1)
+    within("samples_in", state.samples_in, 0, 2**62)
+    within("finished", state.finished, 0, 1)
+    within("detector.seen", state.detector.seen, 0, 2**62)
+    if state.resampler:
+        r = engine.resampler(int(state.input_rate[0]))
+        within("resampler.phase", state.resampler[0].phase, 0, r.down - 1)
+        within("resampler.primed", state.resampler[0].primed, 0, r.delay)
 
 
 def _read_metadata(blob: bytes) -> dict:

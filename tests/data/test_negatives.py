@@ -5,6 +5,7 @@ fails these tests, it does not skip them."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import subprocess
@@ -76,23 +77,24 @@ def spied(tmp_path_factory):
     "This is for you.", "Fore! shouted the golfer.", "You know it well.", "Write it down.", "A solemn rite.",
     "We won the game.", "They ate the cake.", "Oh dear, oh dear.", "Room 101 is empty.", "The 3rd attempt.",
     "No-one came.", "Stop!", "Go's rules.", "A happy dog.", "Sheila said so.", "Zero hour.", "Nine lives.",
-    "Owe nothing, lend nothing.", "O brave new world.",
+    "Owe nothing, lend nothing.", "O brave new world.", "The stopped clock.", "Forty thieves.", "Seventeen men.",
+    "Little ones.", "The fourth wall.", "Where is it going?",
 ])  # fmt: skip
 def test_holds_keyword_rejects(sentence):
     assert ng.holds_keyword(sentence, ng.KEYWORD_LIKE)
 
 
 @pytest.mark.parametrize("sentence", [
-    "The stopped clock was often wrong.", "Nobody tones their voice.", "Someone knocked, then nothing.",
-    "Forty thieves sat together.", "Tonight the weather is upside out.", "The downside of upholstery.",
-    "Seventeen eighty.", "Writer and editor agree.", "Gone, owed, ovens, fortune.", "A mystery.",
+    "The clock was often wrong.", "Nobody tones their voice.", "Someone knocked, then nothing.",
+    "Upon the office roof, a bright light.", "Tonight the weather is upside out.", "The downside of upholstery.",
+    "Third and fifth place.", "Writer and editor agree.", "Gone, owed, ovens, fortune.", "A mystery.",
 ])  # fmt: skip
 def test_holds_keyword_accepts(sentence):
     assert not ng.holds_keyword(sentence, ng.KEYWORD_LIKE)
 
 
 def test_holds_keyword_covers_every_keyword_homophone_and_digit():
-    for word in CORE_WORDS + AUXILIARY_WORDS + BRIEF_HOMOPHONES:
+    for word in CORE_WORDS + AUXILIARY_WORDS + BRIEF_HOMOPHONES + ng.KEYWORD_FORMS:
         assert word in ng.KEYWORD_LIKE
         assert ng.holds_keyword(f"They said {word} again.", ng.KEYWORD_LIKE), word
         assert ng.holds_keyword(f"{word.upper()}, they said.", ng.KEYWORD_LIKE), word
@@ -243,6 +245,18 @@ def test_never_overwrites_something_else(spied, tmp_path):
         ng.generate_negative_corpus(root, seed=SEED, config=ng.NegativeCorpusConfig())
     with pytest.raises(DataError, match="not a generated negative corpus"):
         ng.corpus_sources(foreign)
+
+
+def test_concurrent_calls_take_turns(spied, tmp_path):
+    """Two callers at once (an evaluation starting while another is generating): one generates, the
+    other waits and finds it cached; neither wipes the other's half-written folder."""
+    root, _, _ = spied
+    target = tmp_path / "shared"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda _: ng.generate_negative_corpus(target, seed=SEED, config=TINY, workers=1), range(2)))
+    assert got == [target, target]
+    assert digest(target) == digest(root)
+    assert not target.with_name("shared.partial").exists()
 
 
 @pytest.mark.parametrize("tool", ["espeak-ng", "flite"])

@@ -169,6 +169,9 @@ def test_evaluate_end_to_end_and_calibration_round_trip(audio, tmp_path):
     # the evaluation measured the calibrated thresholds; calibration kept its own data within the target
     assert s["detector"]["threshold"] == cal.detector.threshold
     assert s["calibration"]["chosen"]["fa_per_hour"] <= 50.0
+    from ssm_signal.streaming import StreamPool
+
+    assert StreamPool(cal, slots=2, runner="eager").engine.detector.threshold == cal.detector.threshold
     # an explicit setting still wins over the bundle's
     forced = StreamingSession(cal, config=StreamConfig(compile=False, detector=DetectorConfig(threshold=0.3)))
     assert forced.engine.detector.threshold == 0.3
@@ -217,13 +220,18 @@ def test_bad_inputs_are_counted_or_refused(audio, tmp_path, capsys):
     pos = tmp_path / "pos"
     shutil.copytree(audio / "pos", pos)
     (pos / "yes" / "broken.wav").write_bytes(b"RIFF0000WAVEjunk")
-    say(pos / "hello" / "0.wav", "hello")  # a label the model lacks
+    say(pos / "hello" / "0.wav", "hello")  # another word: _unknown_, as Speech Commands' setups read it
     skips = SkipLog()
     clips = read_positives(pos, labels, skips)
-    assert "hello" not in {c.label for c in clips} and skips.counts() == {"label not in the model": 1}
+    assert [c.label for c in clips if c.path.endswith("hello/0.wav")] == ["_unknown_"] and not skips
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text(f"path,label\n{pos / 'yes' / '0.wav'},yes\n{pos / 'hello' / '0.wav'},hello\n")
+    assert len(read_positives(manifest, labels, skips)) == 1 and skips.counts() == {"label not in the model": 1}
+    skips = SkipLog()
+    clips = [c for c in clips if not c.path.endswith("hello/0.wav")]
     engine = StreamEngine(load_bundle(FIXTURE), config=StreamConfig(compile=False))
     p = stream_positives(engine, "p", clips, StreamSettings(), skips)
-    assert len(p.clips) == 5 and len(skips) == 2 and "unreadable audio" in skips.items[-1][1]
+    assert len(p.clips) == 5 and len(skips) == 1 and "unreadable audio" in skips.items[-1][1]
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no audio files"):
         read_negatives(tmp_path / "empty")
@@ -233,6 +241,7 @@ def test_bad_inputs_are_counted_or_refused(audio, tmp_path, capsys):
     manifest.write_text("file,label\nx.wav,yes\n")
     with pytest.raises(DataError, match="lacks the column"):
         read_positives(manifest, labels, SkipLog())
+    capsys.readouterr()  # the skips' log lines so far
     rc = cli(["evaluate", "--model", str(FIXTURE), "--positives", str(tmp_path / "empty"),
               "--negatives", str(audio / "neg"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
@@ -273,3 +282,19 @@ def test_anomaly_bundle_end_to_end(tmp_path):
     b = load_bundle(tmp_path / "b")
     assert b.detector.threshold == s["calibration"]["threshold"] and b.version != "1"
     assert (tmp_path / "o" / "det.png").stat().st_size > 0
+
+
+def test_score_marks_detections_with_the_bundles_thresholds(tmp_path):
+    """score's `detected` column: the clip's keyword at or above the bundle's (calibrated) threshold."""
+    from pipelines.score import detections
+
+    shutil.copytree(FIXTURE, tmp_path / "b")
+    b = load_bundle(tmp_path / "b")
+    s = np.zeros((3, len(b.labels)))
+    s[0, 0], s[0, 20] = 0.85, 0.15   # "yes" at 0.85: over the default 0.8
+    s[1, 1], s[1, 21] = 0.7, 0.3     # "no" at 0.7: under it
+    s[2, 21] = 1.0                   # _unknown_: never a detection
+    assert detections(s, b).tolist() == [True, False, False]
+    save_bundle(b.model, tmp_path / "b", name=b.name, version="2",
+                detector=DetectorConfig(threshold={"yes": 0.9, "no": 0.6}))
+    assert detections(s, load_bundle(tmp_path / "b")).tolist() == [False, True, False]
