@@ -24,3 +24,13 @@ def _few_threads():
     # CI machines have 2 cores; small ops are faster without oversubscription
     torch.set_num_threads(min(2, torch.get_num_threads()))
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (streaming runs many tiny ops: faster so, and immune to a busy
+    machine's stragglers), the previous count restored after."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -30,12 +30,7 @@ FIXTURE = Path(__file__).parents[1] / "fixtures" / "kws_default"
 LABELS = ["yes", "no", "_silence_", "_unknown_"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def say(path: Path, text: str, voice: str = "en-us") -> Path:

@@ -14,12 +14,8 @@ KWS_LABELS = ["yes", "no", "_silence_", "_unknown_"]
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # streaming runs many tiny ops: one thread is faster, and immune to a busy machine's stragglers
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(old)
 
 
 def kws_model(layers=("mamba2", "s4d")) -> SignalModel:
