@@ -141,8 +141,11 @@ def _floor(sub: pd.DataFrame) -> float:
 def format_summary(s: dict) -> str:
     """The summary as a few lines for the terminal."""
     lines = [f"model {s['model']['name']} {s['model']['version']}"]
-    if s.get("calibration"):
-        c = s["calibration"]
+    c = s.get("calibration")
+    if c and s.get("kind") == "anomaly":
+        lines.append(f"calibrated at {c['target_fa_per_hour']} false alarms/h on {c['normal_hours']:.2f} h of normal "
+                     f"series: threshold {c['threshold']:.4g}, new version {c['version']} in {c['path']}")
+    elif c:
         lines.append(f"calibrated at {c['target_fa_per_hour']} FA/h on {c['negative_hours']:.2f} h of negatives and "
                      f"{c['positive_clips']} clips: smoothing {c['chosen']['window']} frames, new version "
                      f"{c['version']} in {c['path']}")
@@ -165,7 +168,7 @@ def format_summary(s: dict) -> str:
     if s["skipped"]["count"]:
         lines.append(f"skipped {s['skipped']['count']}: {s['skipped']['by_reason']}")
     t = s["timing"]
-    lines.append(f"{t['audio_hours']:.2f} h of audio in {t['seconds']:.0f} s")
+    lines.append(f"{t['audio_hours']:.2f} h streamed in {t['seconds']:.0f} s")
     return "\n".join(lines)
 
 

@@ -277,6 +277,8 @@ def test_anomaly_bundle_end_to_end(tmp_path):
     b = load_bundle(tmp_path / "b")
     assert b.detector.threshold == s["calibration"]["threshold"] and b.version != "1"
     assert (tmp_path / "o" / "det.png").stat().st_size > 0
+    assert cli(["evaluate", "--model", str(tmp_path / "b"), "--positives", str(table), "--calibrate", "30",
+                "--out", str(tmp_path / "o2")]) == 0
 
 
 def test_score_marks_detections_with_the_bundles_thresholds(tmp_path):
