@@ -176,9 +176,9 @@ def run_evaluate(rest: list[str]) -> int:
                    help="audio without keywords: a file, a folder (one stream) or a folder of source folders; repeat "
                         "(default: the test half of the generated negative corpus)")
     p.add_argument("--out", default=d.out, help="folder for summary.json, det.parquet, det.png")
-    p.add_argument("--calibrate", type=float, default=None, metavar="FA_PER_HOUR",
-                   help="pick per-keyword thresholds at this false-accept rate on the calibration data and write "
-                        "them into a new version of the bundle (e.g. 0.5)")
+    p.add_argument("--calibrate", type=float, nargs="?", const=0.5, default=None, metavar="FA_PER_HOUR",
+                   help="pick per-keyword thresholds at this false-accept rate (0.5 if no value is given) on the "
+                        "calibration data and write them into a new version of the bundle")
     p.add_argument("--calibration-positives", action="append", default=[], metavar="P",
                    help="positives to calibrate on (default: the keyword set's validation voices)")
     p.add_argument("--calibration-negatives", action="append", default=[], metavar="N",
@@ -193,7 +193,8 @@ def run_evaluate(rest: list[str]) -> int:
     p.add_argument("--hit-window-s", type=float, default=s.hit_window_s,
                    help="a detection counts up to this long after the end of speech")
     p.add_argument("--segment-s", type=float, default=s.segment_s,
-                   help="negative sources stream in segments this long, side by side (0: one stream each)")
+                   help="cut negative sources into segments this long, each from a fresh state, to stream more of "
+                        "them side by side (0, the default: one stream per source, the state carried throughout)")
     p.add_argument("--batch", type=int, default=s.batch, help="streams advanced per model call")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch threads while streaming (1 is fastest for 100 ms chunks on a small CPU)")

@@ -5,11 +5,11 @@
     calibrate(...)                                  # per-keyword thresholds at a target FA/h
 
 Positives are streamed one clip per stream: ``lead_s`` of padding, the clip, ``trail_s`` of padding.
-Negative sources are cut into segments of ``segment_s`` (default two minutes; each a stream from a
-fresh state, so that long sources advance side by side in one batch: a model call advances up to
-``batch`` streams, which is what makes hours of audio take minutes on two cores); the files of a
-source are concatenated, the state carried across them. A fresh state is what a device sees after it
-restarts; docs/results.md compares the false accepts with two-minute and ten-minute segments.
+Each negative source is one stream, its files concatenated and the state carried across them, the
+way a device hears them; sources advance side by side in one batch (a model call advances up to
+``batch`` streams). ``segment_s`` can cut long sources into segments that start from a fresh state, to
+put more streams side by side, at a cost: on 1.99 h of generated negatives, two-minute segments gave
+9 false accepts where whole sources gave 4 (a fresh state is a start-up transient).
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ class StreamSettings:
     """How clips become streams. chunk_s: seconds per push; lead_s / trail_s: padding around each
     positive clip; pad: "silence" or the path of an audio file looped as padding; hit_window_s: a
     hit may come up to this long after the end of speech; segment_s: negative sources are streamed
-    in segments this long (0: one stream per source); batch: streams advanced per model call."""
+    in segments this long, each from a fresh state (0: one stream per source, the default);
+    batch: streams advanced per model call."""
 
     chunk_s: float = 0.1
     lead_s: float = 0.5
     trail_s: float = 1.5
     pad: str = "silence"
     hit_window_s: float = 1.0
-    segment_s: float = 120.0
+    segment_s: float = 0.0
     batch: int = 256
 
     def __post_init__(self):
