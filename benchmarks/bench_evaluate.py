@@ -29,7 +29,7 @@ def main() -> None:
     p.add_argument("--model", default=None)
     p.add_argument("--chunk-s", type=float, default=0.1)
     p.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to compare")
-    p.add_argument("--variants", default="60:256", help="comma-separated segment_s:batch pairs")
+    p.add_argument("--variants", default="0:256", help="comma-separated segment_s:batch pairs (0: one stream per source)")
     p.add_argument("--tag", default="")
     a = p.parse_args()
     load_before = os.getloadavg()
