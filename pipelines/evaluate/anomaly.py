@@ -17,19 +17,19 @@ alarms per hour, and writes it into a new bundle version.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ssm_signal.bundle import Bundle, load_bundle, save_bundle
+from ssm_signal.bundle import Bundle
 from ssm_signal.data.sensor_tables import read_table
 from ssm_signal.data.skips import DataError
 from ssm_signal.events import DetectorConfig, EventDetector
 from ssm_signal.streaming import StreamConfig, StreamEngine
 
+from .job import write_calibrated
 from .metrics import Laid
 from .report import write_json
 from .stream import stream_many
@@ -145,15 +145,10 @@ def evaluate_anomaly(cfg, bundle: Bundle) -> dict:
                 / (sum(frames) / engine.frame_rate / 3600) for th in grid]
         ok = [th for th, r in zip(grid, rate, strict=True) if r <= cfg.calibrate + 1e-12]
         theta = float(ok[0] if ok else grid[-1])
-        version = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d%H%M%S")
-        target = Path(cfg.calibrated_out) if cfg.calibrated_out else bundle.path
-        calibration = {"target_fa_per_hour": cfg.calibrate, "threshold": theta, "series": len(xs),
-                       "normal_hours": sum(frames) / engine.frame_rate / 3600, "previous_version": bundle.version,
-                       "version": version, "path": str(target), "source": cal_spec}
-        save_bundle(bundle.model, target, name=bundle.name, version=version,
-                    metrics={**bundle.metrics, "calibration": calibration},
-                    detector=DetectorConfig(threshold=theta).over(bundle.detector))
-        bundle = load_bundle(target)
+        bundle, calibration = write_calibrated(
+            bundle, cfg.calibrated_out, DetectorConfig(threshold=theta).over(bundle.detector),
+            {"target_fa_per_hour": cfg.calibrate, "threshold": theta, "series": len(xs),
+             "normal_hours": sum(frames) / engine.frame_rate / 3600, "source": cal_spec})
         engine = StreamEngine(bundle, config=StreamConfig(compile=False))
     xs, ys, ids = read_series(spec, bundle.channels, train=False)
     if not xs:

@@ -27,6 +27,7 @@ import torch
 
 from ssm_signal.bundle import Bundle, BundleError, load_bundle, save_bundle
 from ssm_signal.data.skips import DataError, SkipLog
+from ssm_signal.events import DetectorConfig
 from ssm_signal.streaming import StreamConfig, StreamEngine
 
 from . import keywords as kw
@@ -122,7 +123,8 @@ def _evaluate(cfg: EvaluateConfig) -> dict:
            for s in pos_specs]
     neg = kw.stream_negatives(engine, [(_group_name(s), read_negatives(s)) for s in neg_specs], cfg.stream, skips)
     streamed_s = time.perf_counter() - t0
-    kw.check_live(det, pos, neg)
+    laid = kw.lay(det, pos, neg)  # the bundle's own settings: checked against the live events, then measured
+    kw.check_live(det, pos, neg, laid)
 
     windows = sorted(set(cfg.windows) | {det.window})
     outcomes = kw.sweep(det, pos, neg, windows)
@@ -131,7 +133,7 @@ def _evaluate(cfg: EvaluateConfig) -> dict:
         g: np.array([x == g for x in neg.groups]) for g in dict.fromkeys(neg.groups)}
     df = det_rows(outcomes, names, labels, groups)
     df.to_parquet(out / "det.parquet", index=False)
-    configured = kw.at(det, pos, neg)
+    configured = kw.at(det, pos, neg, laid)
     audio_h = float(neg.hours.sum() + sum(s.seconds for p in pos for s in p.streams) / 3600)
     summary = {
         "model": {"name": bundle.name, "version": bundle.version, "path": str(bundle.path)},
@@ -173,14 +175,23 @@ def _calibrate(cfg: EvaluateConfig, bundle: Bundle, engine: StreamEngine, skips:
     windows = sorted(set(cfg.windows) | {engine.detector.window})
     det_cfg, record = kw.calibrate(engine.detector, pos, neg, cfg.calibrate, windows)
     record["positives"], record["negatives"] = pos_specs, neg_specs
-    target = Path(cfg.calibrated_out) if cfg.calibrated_out else bundle.path
+    return write_calibrated(bundle, cfg.calibrated_out, det_cfg, record, (
+        "target_fa_per_hour", "chosen", "negative_hours", "positive_clips", "previous_version"))
+
+
+def write_calibrated(bundle: Bundle, out: str | None, detector: DetectorConfig, record: dict,
+                     keep: tuple[str, ...] | None = None) -> tuple[Bundle, dict]:
+    """``bundle`` with ``detector`` as a new version in ``out`` (default: its own directory); ``record``
+    gains previous_version, version and path, and goes into the bundle's metrics as ``calibration``
+    (only the ``keep`` keys, if given). Returns the new bundle, loaded, and the record."""
+    target = Path(out) if out else bundle.path
     if target is None:
         raise BundleError("the calibrated bundle needs a directory: pass --calibrated-out")
     version = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d%H%M%S")
     record.update(previous_version=bundle.version, version=version, path=str(target))
-    metrics = {**bundle.metrics, "calibration": {k: record[k] for k in (
-        "target_fa_per_hour", "chosen", "negative_hours", "positive_clips", "previous_version")}}
-    save_bundle(bundle.model, target, name=bundle.name, version=version, metrics=metrics, detector=det_cfg)
+    kept = {k: record[k] for k in keep} if keep else dict(record)
+    save_bundle(bundle.model, target, name=bundle.name, version=version,
+                metrics={**bundle.metrics, "calibration": kept}, detector=detector)
     log.info("calibrated thresholds written to %s (version %s)", target, version)
     return load_bundle(target), record
 

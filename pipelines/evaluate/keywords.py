@@ -80,20 +80,31 @@ class NegativeSet:
     streams: list[list[Streamed]]
 
 
-def _padding(pad: str, n: int, rate: int, rng_offset: int) -> np.ndarray:
-    if pad == "silence" or n == 0:
-        return np.zeros(n, np.float32)
-    wave, r = read_clip(pad)
-    if r != rate:
-        wave = resample(torch.from_numpy(wave), r, rate).numpy()
-    reps = -(-(n + rng_offset) // len(wave))
-    return np.tile(wave, reps)[rng_offset:rng_offset + n].astype(np.float32)
+class _Padding:
+    """The padding around positive clips: silence, or an audio file looped (read once, resampled once per rate)."""
+
+    def __init__(self, pad: str):
+        self.pad = pad
+        self.source = None if pad == "silence" else read_clip(pad)
+        self.by_rate: dict[int, np.ndarray] = {}
+
+    def __call__(self, n: int, rate: int, offset: int) -> np.ndarray:
+        """n samples at ``rate``, starting ``offset`` samples into the looped file."""
+        if self.source is None or n == 0:
+            return np.zeros(n, np.float32)
+        if rate not in self.by_rate:
+            wave, r = self.source
+            self.by_rate[rate] = wave if r == rate else resample(torch.from_numpy(wave), r, rate).numpy()
+        wave = self.by_rate[rate]
+        reps = -(-(n + offset) // len(wave))
+        return np.tile(wave, reps)[offset:offset + n].astype(np.float32)
 
 
 def stream_positives(engine: StreamEngine, name: str, clips: list[Clip], cfg: StreamSettings,
                      skips: SkipLog) -> PositiveSet:
     """Read, pad and stream every clip (unreadable ones skipped and counted)."""
     labels = engine.detector.reportable_labels
+    padding = _Padding(cfg.pad)
     by_rate: dict[int, list[int]] = {}
     kept, signals, ks, leads, ends = [], [], [], [], []
     for c in clips:
@@ -105,8 +116,8 @@ def stream_positives(engine: StreamEngine, name: str, clips: list[Clip], cfg: St
         lead, trail = int(round(cfg.lead_s * rate)), int(round(cfg.trail_s * rate))
         end = c.speech_end_s if c.speech_end_s is not None else speech_end(wave, rate)
         by_rate.setdefault(rate, []).append(len(kept))
-        signals.append(np.concatenate([_padding(cfg.pad, lead, rate, len(kept)), wave,
-                                       _padding(cfg.pad, trail, rate, len(kept) + lead)]))
+        signals.append(np.concatenate([padding(lead, rate, len(kept)), wave,
+                                       padding(trail, rate, len(kept) + lead)]))
         kept.append(c)
         ks.append(labels.index(c.label) if c.label in labels else -1)
         leads.append(lead / rate)
@@ -168,9 +179,11 @@ def lay(detector: EventDetector, pos: list[PositiveSet], neg: NegativeSet) -> tu
             [Laid.of(detector, [s.scores for s in segs]) for segs in neg.streams])
 
 
-def check_live(detector: EventDetector, pos: list[PositiveSet], neg: NegativeSet) -> None:
-    """The events recomputed from the kept scores equal the events the live detector fired (else a bug)."""
-    laid_pos, laid_neg = lay(detector, pos, neg)
+def check_live(detector: EventDetector, pos: list[PositiveSet], neg: NegativeSet,
+               laid: tuple[list[Laid], list[Laid]] | None = None) -> None:
+    """The events recomputed from the kept scores equal the events the live detector fired (else a bug).
+    laid: ``lay(detector, pos, neg)`` if already computed."""
+    laid_pos, laid_neg = laid or lay(detector, pos, neg)
     pairs = [(lp, p.streams) for lp, p in zip(laid_pos, pos, strict=True)] + \
         [(ln, segs) for ln, segs in zip(laid_neg, neg.streams, strict=True)]
     for laid, streams in pairs:
@@ -195,9 +208,10 @@ def sweep(base: EventDetector, pos: list[PositiveSet], neg: NegativeSet, windows
     return out
 
 
-def at(detector: EventDetector, pos: list[PositiveSet], neg: NegativeSet) -> list[Outcome]:
-    """Outcomes at ``detector``'s own settings, per positive set."""
-    laid_pos, laid_neg = lay(detector, pos, neg)
+def at(detector: EventDetector, pos: list[PositiveSet], neg: NegativeSet,
+       laid: tuple[list[Laid], list[Laid]] | None = None) -> list[Outcome]:
+    """Outcomes at ``detector``'s own settings, per positive set (laid: ``lay(detector, pos, neg)`` if computed)."""
+    laid_pos, laid_neg = laid or lay(detector, pos, neg)
     return [outcome(detector, detector.thresholds, lp, p.truth, laid_neg, neg.hours)
             for lp, p in zip(laid_pos, pos, strict=True)]
 
