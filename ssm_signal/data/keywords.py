@@ -56,8 +56,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssm_signal.data import voices
+from ssm_signal.data import keyword_negatives, voices
 from ssm_signal.data.audio_io import read_audio, write_audio
+from ssm_signal.data.keyword_negatives import TrainingNegatives
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import (
     AUXILIARY_WORDS,
@@ -112,6 +113,8 @@ class KeywordSetConfig:
     semitones, tempo, vtl: ranges of those pseudo-speakers' F0 shift (semitones), tempo factor (> 1 faster)
         and vocal-tract length factor (formant scaling; > 1 a shorter tract), see :func:`voices.perturb`.
     holdout_engine: an engine whose speakers form the whole validation split (leave-one-engine-out).
+    training_negatives: running speech, near-miss words and music for the training split
+        (:class:`~ssm_signal.data.keyword_negatives.TrainingNegatives`; none by default).
     """
 
     n_speakers: int = 240
@@ -129,9 +132,12 @@ class KeywordSetConfig:
     tempo: tuple[float, float] = (0.8, 1.25)
     vtl: tuple[float, float] = (0.85, 1.15)
     holdout_engine: str | None = None
+    training_negatives: TrainingNegatives = dataclasses.field(default_factory=TrainingNegatives)
 
     def __post_init__(self):
         object.__setattr__(self, "engine_speakers", dict(self.engine_speakers))
+        if isinstance(self.training_negatives, dict):  # from a JSON marker or a plain config mapping
+            object.__setattr__(self, "training_negatives", TrainingNegatives(**self.training_negatives))
         if self.n_speakers < 0 or self.n_speakers + sum(self.engine_speakers.values()) < 1:
             raise ValueError(f"n_speakers must be >= 1 (or 0 with engine_speakers), got {self.n_speakers}")
         bad = set(self.engine_speakers) - set(voices.VOICES)
@@ -256,20 +262,31 @@ def synthesize(word: str, voice: str, rate: float, pitch: float, sample_rate: in
 
 def render_clip(word: str, speaker: Speaker, rng: np.random.Generator, noises: Sequence[torch.Tensor],
                 cfg: KeywordSetConfig, neutral: torch.Tensor | None = None) -> torch.Tensor:
-    """One 1 s clip (16000,) of ``speaker`` saying ``word``, placed, levelled and mixed with noise.
+    """One 1 s clip (16000,) of ``speaker`` saying ``word``, placed, levelled and mixed with noise."""
+    return place(speak(word, speaker, rng, neutral), rng, noises, cfg)
+
+
+def speak(text: str, speaker: Speaker, rng: np.random.Generator, neutral: torch.Tensor | None = None) -> torch.Tensor:
+    """``speaker`` saying ``text``: (L,) at 16 kHz, silence trimmed.
 
     espeak-ng speakers synthesise at their jittered rate and pitch; another engine's speaker perturbs
-    ``neutral`` (the voice's plain rendering of ``word``) by its own F0, tempo and vocal-tract length,
+    ``neutral`` (the voice's plain rendering of ``text``) by its own F0, tempo and vocal-tract length,
     each jittered a little per utterance."""
     if speaker.engine == voices.ESPEAK:
         rate = speaker.rate * rng.uniform(0.92, 1.08)
         pitch = float(np.clip(speaker.pitch + rng.uniform(-6, 6), 0, 99))
-        voice = synthesize(word, f"{speaker.accent}+{speaker.variant}", rate, pitch)
+        voice = synthesize(text, f"{speaker.accent}+{speaker.variant}", rate, pitch)
     else:
         if neutral is None:
-            neutral = voices.synthesize_words(speaker.engine, speaker.variant, [word])[0]
+            neutral = voices.synthesize_words(speaker.engine, speaker.variant, [text])[0]
         voice = voices.perturb(neutral, SAMPLE_RATE, semitones=speaker.pitch + rng.uniform(-0.5, 0.5),
                                tempo=speaker.rate * rng.uniform(0.95, 1.05), vtl=speaker.vtl * rng.uniform(0.98, 1.02))
+    return voice
+
+
+def place(voice: torch.Tensor, rng: np.random.Generator, noises: Sequence[torch.Tensor],
+          cfg: KeywordSetConfig) -> torch.Tensor:
+    """``voice`` (L,) at a random offset of a 1 s clip (16000,) at a random level, with noise mixed in."""
     n = SAMPLE_RATE
     if voice.shape[0] > n:  # a slow long word: keep its start, as a 1 s recording would
         voice = voice[:n]
@@ -300,14 +317,49 @@ def _speaker_job(args: tuple[Speaker, str, KeywordSetConfig]) -> list[str]:
     root_p = Path(root)
     noises = _worker_noises(root_p / BACKGROUND_DIR)
     rng = np.random.default_rng(speaker.seed)
-    neutral = (voices.synthesize_words(speaker.engine, speaker.variant, speaker.words)
-               if speaker.engine != voices.ESPEAK else [None] * len(speaker.words))
+    extra = _negative_texts(speaker, cfg)  # drawn after the words' stream: the words' clips stay as they were
+    texts = [*speaker.words, *(t for _, t in extra)]
+    neutral = (voices.synthesize_words(speaker.engine, speaker.variant, texts)
+               if speaker.engine != voices.ESPEAK else [None] * len(texts))
     written = []
-    for word, plain in zip(speaker.words, neutral, strict=True):
+    for word, plain in zip(speaker.words, neutral[:len(speaker.words)], strict=True):
         rel = f"{word}/{speaker.id}_nohash_0.wav"
         write_audio(root_p / rel, render_clip(word, speaker, rng, noises, cfg, plain), SAMPLE_RATE)
         written.append(rel)
+    neg = cfg.training_negatives
+    for k, ((kind, text), plain) in enumerate(zip(extra, neutral[len(speaker.words):], strict=True)):
+        voice = speak(text, speaker, rng, plain)
+        windows = ([voice] if kind == "n" else
+                   keyword_negatives.speech_windows(voice, SAMPLE_RATE, neg.crops_per_sentence, rng))
+        for j, win in enumerate(windows):
+            rel = f"{keyword_negatives.UNKNOWN_DIR}/{speaker.id}_nohash_{kind}{k:02d}{j}.wav"
+            write_audio(root_p / rel, place(win, rng, noises, cfg), SAMPLE_RATE)
+            written.append(rel)
     return written
+
+
+_SENTENCES: list[str] = []  # the training-negative sentence pool, loaded once per worker process
+
+
+def _negative_texts(speaker: Speaker, cfg: KeywordSetConfig) -> list[tuple[str, str]]:
+    """The training negatives ``speaker`` says: [("s", sentence) ..., ("n", near-miss word) ...]; none
+    outside the training split. Drawn from a stream of the speaker's own, apart from its words' stream."""
+    neg = cfg.training_negatives
+    if speaker.split != "training" or not (neg.sentences_per_speaker or neg.near_misses_per_speaker):
+        return []
+    rng = np.random.default_rng([speaker.seed, 0xE6A])
+    out: list[tuple[str, str]] = []
+    if neg.sentences_per_speaker:
+        if not _SENTENCES:
+            _SENTENCES.extend(keyword_negatives.training_sentences())
+        picks = rng.choice(len(_SENTENCES), size=min(neg.sentences_per_speaker, len(_SENTENCES)), replace=False)
+        # festival reads the text inside a Scheme string: no quotes or backslashes
+        out += [("s", _SENTENCES[i].replace('"', "").replace("\\", " ")) for i in picks]
+    misses = keyword_negatives.near_misses(tuple(cfg.words))
+    if neg.near_misses_per_speaker and misses:
+        picks = rng.choice(len(misses), size=min(neg.near_misses_per_speaker, len(misses)), replace=False)
+        out += [("n", misses[i]) for i in picks]
+    return out
 
 
 _NOISE_CACHE: dict[str, list[torch.Tensor]] = {}
@@ -348,6 +400,8 @@ def _settings(cfg: KeywordSetConfig, seed: int) -> dict:
     config = dataclasses.asdict(cfg)
     if not cfg.engine_speakers and cfg.holdout_engine is None:
         config = {k: v for k, v in config.items() if k not in _ENGINE_FIELDS}
+    if not cfg.training_negatives.any:  # likewise for sets without training negatives
+        del config["training_negatives"]
     return json.loads(json.dumps({"generator": GENERATOR, "version": GENERATOR_VERSION, "seed": seed,
                                   "config": config}))
 
@@ -379,6 +433,10 @@ def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: Keyw
         shutil.rmtree(tmp)  # an interrupted earlier run
     tmp.mkdir(parents=True)
     write_background_noise(tmp / BACKGROUND_DIR)
+    if cfg.training_negatives.music_seconds:
+        keyword_negatives.write_music(tmp / BACKGROUND_DIR, cfg.training_negatives.music_seconds, seed, SAMPLE_RATE)
+    if cfg.training_negatives.sentences_per_speaker:
+        keyword_negatives.training_sentences()  # fail now, not in every worker, if the texts are missing
     speakers = plan_speakers(cfg, seed)
     log.info("generating the keyword set: %d speakers (%s), %d words each, into %s", len(speakers),
              ", ".join(f"{e} {sum(s.engine == e for s in speakers)}" for e in cfg.engines), len(speakers[0].words), root)

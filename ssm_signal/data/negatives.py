@@ -686,6 +686,12 @@ def _music_synth(n: int, sr: int, rng: np.random.Generator, mat: _Materials) -> 
     return out
 
 
+def synth_music(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """The fully synthesised style alone (no recorded sample): (n,) float32. Training negatives use it
+    (:mod:`ssm_signal.data.keyword_negatives`) from seed streams of their own."""
+    return _music_synth(n, sr, rng, _Materials(sr))[:n]
+
+
 # --- noise ---------------------------------------------------------------------------------------------
 
 

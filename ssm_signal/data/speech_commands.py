@@ -6,6 +6,8 @@ Layout read (the user's own download, or the generated set of :mod:`ssm_signal.d
     <root>/validation_list.txt                  relative paths, e.g. right/bb05582b_nohash_3.wav
     <root>/testing_list.txt                     training = every word file in neither list
     <root>/_background_noise_/*.wav             long noise recordings, source of the _silence_ class
+    <root>/_unknown_/*.wav                      optional: clips of the _unknown_ class that are no word
+                                                (running speech, see ssm_signal.data.keyword_negatives)
 
 Setups (class lists):
 
@@ -178,6 +180,8 @@ class SpeechCommands(Dataset):
         entries: list[tuple[str, int]] = [(rel, index[w]) for w in keywords for rel in listing(w)]
         if extras:
             unknown = [rel for w in others for rel in listing(w)]
+            if (self.root / UNKNOWN).is_dir():  # clips that are _unknown_ as such (running speech, near-misses)
+                unknown += listing(UNKNOWN)
             if unknown_fraction < 1.0:
                 rng = _subset_rng(seed, subset, "unknown")
                 keep = np.sort(rng.permutation(len(unknown))[: round(unknown_fraction * len(unknown))])

@@ -1,0 +1,102 @@
+"""Training negatives of the keyword set: held-out texts stay held out, near-misses are no keywords, only
+training speakers get them, the loader reads them as ``_unknown_``, and the words' clips do not change."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ssm_signal.data import keyword_negatives as kn
+from ssm_signal.data import keywords as kw
+from ssm_signal.data import negatives
+from ssm_signal.data.speech_commands import CORE_WORDS, SpeechCommands, speaker_of
+
+TINY = kw.KeywordSetConfig(n_speakers=10, words=("yes", "left"), other_words=("bed", "cat"), other_per_speaker=1,
+                           validation_percent=30, testing_percent=30, engine_speakers={"flite": 1})
+# no music here: music joins the background noise, which changes every clip's mixed-in noise
+NEG = kn.TrainingNegatives(sentences_per_speaker=2, crops_per_sentence=2, near_misses_per_speaker=2)
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kwneg")
+    plain = kw.generate_keyword_set(root / "plain", seed=5, config=TINY, workers=1)
+    with_neg = kw.generate_keyword_set(root / "neg", seed=5, config=dataclasses.replace(TINY, training_negatives=NEG),
+                                       workers=1)
+    return plain, with_neg
+
+
+def test_training_texts_are_not_the_evaluation_texts():
+    assert not set(kn.TRAINING_TEXTS) & set(negatives.TEXT_SOURCES)
+    pool = kn.training_sentences()
+    assert len(pool) > 300
+    assert not set(pool) & set(negatives.load_sentences())
+    assert not any(negatives.holds_keyword(s) for s in pool)
+
+
+def test_near_misses_are_no_keyword_homophone_or_form():
+    assert set(kn.NEAR_MISSES) == set(CORE_WORDS)
+    every = {m for ms in kn.NEAR_MISSES.values() for m in ms}
+    assert not every & set(negatives.KEYWORD_LIKE)
+    assert all(len(ms) >= 3 for ms in kn.NEAR_MISSES.values())
+    assert kn.near_misses(("left", "lift")) == tuple(sorted({"loft", "theft", "laughed", "deft", "let"}))
+    assert kn.near_misses(("hey nova",)) == ()
+
+
+def test_only_training_speakers_get_negatives_and_the_loader_reads_them(sets):
+    _, root = sets
+    split = {s.id: s.split for s in kw.plan_speakers(dataclasses.replace(TINY, training_negatives=NEG), 5)}
+    files = sorted((root / kn.UNKNOWN_DIR).glob("*.wav"))
+    assert files and {split[speaker_of(p)] for p in files} == {"training"}
+    n_train = sum(v == "training" for v in split.values())
+    # two near-misses each, and up to two windows of each of two sentences
+    assert 2 * n_train + n_train * 2 <= len(files) <= 2 * n_train + n_train * 2 * 2
+    for p in files:
+        info = sf.info(p)
+        assert (info.samplerate, info.frames) == (16000, 16000)
+    train = SpeechCommands(root, "training", words=TINY.words)
+    unknown = train.labels.index("_unknown_")
+    got = {str(p.relative_to(root)) for p, t in zip(train._paths, train._targets, strict=True) if t == unknown}
+    assert {f"{kn.UNKNOWN_DIR}/{p.name}" for p in files} <= got
+    for subset in ("validation", "testing"):
+        assert not any(kn.UNKNOWN_DIR in str(p) for p in SpeechCommands(root, subset, words=TINY.words)._paths)
+
+
+def test_the_words_clips_are_those_of_the_set_without_negatives(sets):
+    plain, neg = sets
+    words = sorted(p.relative_to(plain) for p in plain.glob("*/*.wav") if not p.parent.name.startswith("_"))
+    assert words
+    for rel in words:
+        assert (plain / rel).read_bytes() == (neg / rel).read_bytes(), rel
+
+
+def test_music_is_written_in_files_of_at_most_a_minute(tmp_path):
+    paths = kn.write_music(tmp_path, 75.0, seed=1, sample_rate=16000)
+    assert [p.name for p in paths] == [f"{kn.MUSIC_PREFIX}00.wav", f"{kn.MUSIC_PREFIX}01.wav"]
+    frames = [sf.info(p).frames for p in paths]
+    assert frames == [60 * 16000, 15 * 16000]
+    x, _ = sf.read(paths[0])
+    assert 10 ** (-12.5 / 20) < np.abs(x).max() < 10 ** (-2.5 / 20)  # levelled, not silent, not clipped
+    assert np.abs(x[16000:32000]).max() > 0.01
+
+
+def test_speech_windows_hold_speech():
+    rng = np.random.default_rng(0)
+    speech = torch.zeros(48000)
+    speech[20000:30000] = torch.sin(torch.arange(10000) * 0.1)
+    wins = kn.speech_windows(speech, 16000, 3, rng)
+    assert len(wins) == 3 and all(w.shape == (16000,) and w[4000:12000].abs().max() > 0.5 for w in wins)
+    assert kn.speech_windows(speech[:1000], 16000, 3, rng)[0].shape == (1000,)
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="crops_per_sentence"):
+        kn.TrainingNegatives(crops_per_sentence=0)
+    with pytest.raises(ValueError, match="music_seconds"):
+        kn.TrainingNegatives(music_seconds=-1)
+    assert kw.KeywordSetConfig(training_negatives={"sentences_per_speaker": 2}).training_negatives == \
+        kn.TrainingNegatives(sentences_per_speaker=2)
