@@ -56,9 +56,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssm_signal.data import keyword_negatives, voices
+from ssm_signal.data import training_speech, voices
 from ssm_signal.data.audio_io import read_audio, write_audio
-from ssm_signal.data.keyword_negatives import TrainingNegatives
+from ssm_signal.data.training_speech import TrainingSpeech
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import (
     AUXILIARY_WORDS,
@@ -113,8 +113,8 @@ class KeywordSetConfig:
     semitones, tempo, vtl: ranges of those pseudo-speakers' F0 shift (semitones), tempo factor (> 1 faster)
         and vocal-tract length factor (formant scaling; > 1 a shorter tract), see :func:`voices.perturb`.
     holdout_engine: an engine whose speakers form the whole validation split (leave-one-engine-out).
-    training_negatives: running speech, near-miss words and music for the training split
-        (:class:`~ssm_signal.data.keyword_negatives.TrainingNegatives`; none by default).
+    training_speech: running speech, near-miss words, keywords in context and music for the training split
+        (:class:`~ssm_signal.data.training_speech.TrainingSpeech`; none by default).
     """
 
     n_speakers: int = 240
@@ -132,12 +132,12 @@ class KeywordSetConfig:
     tempo: tuple[float, float] = (0.8, 1.25)
     vtl: tuple[float, float] = (0.85, 1.15)
     holdout_engine: str | None = None
-    training_negatives: TrainingNegatives = dataclasses.field(default_factory=TrainingNegatives)
+    training_speech: TrainingSpeech = dataclasses.field(default_factory=TrainingSpeech)
 
     def __post_init__(self):
         object.__setattr__(self, "engine_speakers", dict(self.engine_speakers))
-        if isinstance(self.training_negatives, dict):  # from a JSON marker or a plain config mapping
-            object.__setattr__(self, "training_negatives", TrainingNegatives(**self.training_negatives))
+        if isinstance(self.training_speech, dict):  # from a JSON marker or a plain config mapping
+            object.__setattr__(self, "training_speech", TrainingSpeech(**self.training_speech))
         if self.n_speakers < 0 or self.n_speakers + sum(self.engine_speakers.values()) < 1:
             raise ValueError(f"n_speakers must be >= 1 (or 0 with engine_speakers), got {self.n_speakers}")
         bad = set(self.engine_speakers) - set(voices.VOICES)
@@ -317,49 +317,22 @@ def _speaker_job(args: tuple[Speaker, str, KeywordSetConfig]) -> list[str]:
     root_p = Path(root)
     noises = _worker_noises(root_p / BACKGROUND_DIR)
     rng = np.random.default_rng(speaker.seed)
-    extra = _negative_texts(speaker, cfg)  # drawn after the words' stream: the words' clips stay as they were
-    texts = [*speaker.words, *(t for _, t in extra)]
-    neutral = (voices.synthesize_words(speaker.engine, speaker.variant, texts)
-               if speaker.engine != voices.ESPEAK else [None] * len(texts))
+    extra = training_speech.plan(cfg.words, speaker.split, speaker.seed, cfg.training_speech)
+    texts = list(dict.fromkeys([*speaker.words, *(t for u in extra for t in u.texts)]))  # each text once
+    plain = dict(zip(texts, voices.synthesize_words(speaker.engine, speaker.variant, texts)
+                     if speaker.engine != voices.ESPEAK else [None] * len(texts), strict=True))
     written = []
-    for word, plain in zip(speaker.words, neutral[:len(speaker.words)], strict=True):
+    for word in speaker.words:
         rel = f"{word}/{speaker.id}_nohash_0.wav"
-        write_audio(root_p / rel, render_clip(word, speaker, rng, noises, cfg, plain), SAMPLE_RATE)
+        write_audio(root_p / rel, render_clip(word, speaker, rng, noises, cfg, plain[word]), SAMPLE_RATE)
         written.append(rel)
-    neg = cfg.training_negatives
-    for k, ((kind, text), plain) in enumerate(zip(extra, neutral[len(speaker.words):], strict=True)):
-        voice = speak(text, speaker, rng, plain)
-        windows = ([voice] if kind == "n" else
-                   keyword_negatives.speech_windows(voice, SAMPLE_RATE, neg.crops_per_sentence, rng))
-        for j, win in enumerate(windows):
-            rel = f"{keyword_negatives.UNKNOWN_DIR}/{speaker.id}_nohash_{kind}{k:02d}{j}.wav"
-            write_audio(root_p / rel, place(win, rng, noises, cfg), SAMPLE_RATE)
+    for k, u in enumerate(extra):
+        parts = [speak(t, speaker, rng, plain[t]) for t in u.texts]
+        for j, voice in enumerate(training_speech.windows(u, parts, cfg.training_speech, rng)):
+            rel = f"{u.label}/{speaker.id}_nohash_{u.kind}{k:02d}{j}.wav"
+            write_audio(root_p / rel, place(voice, rng, noises, cfg), SAMPLE_RATE)
             written.append(rel)
     return written
-
-
-_SENTENCES: list[str] = []  # the training-negative sentence pool, loaded once per worker process
-
-
-def _negative_texts(speaker: Speaker, cfg: KeywordSetConfig) -> list[tuple[str, str]]:
-    """The training negatives ``speaker`` says: [("s", sentence) ..., ("n", near-miss word) ...]; none
-    outside the training split. Drawn from a stream of the speaker's own, apart from its words' stream."""
-    neg = cfg.training_negatives
-    if speaker.split != "training" or not (neg.sentences_per_speaker or neg.near_misses_per_speaker):
-        return []
-    rng = np.random.default_rng([speaker.seed, 0xE6A])
-    out: list[tuple[str, str]] = []
-    if neg.sentences_per_speaker:
-        if not _SENTENCES:
-            _SENTENCES.extend(keyword_negatives.training_sentences())
-        picks = rng.choice(len(_SENTENCES), size=min(neg.sentences_per_speaker, len(_SENTENCES)), replace=False)
-        # festival reads the text inside a Scheme string: no quotes or backslashes
-        out += [("s", _SENTENCES[i].replace('"', "").replace("\\", " ")) for i in picks]
-    misses = keyword_negatives.near_misses(tuple(cfg.words))
-    if neg.near_misses_per_speaker and misses:
-        picks = rng.choice(len(misses), size=min(neg.near_misses_per_speaker, len(misses)), replace=False)
-        out += [("n", misses[i]) for i in picks]
-    return out
 
 
 _NOISE_CACHE: dict[str, list[torch.Tensor]] = {}
@@ -400,8 +373,8 @@ def _settings(cfg: KeywordSetConfig, seed: int) -> dict:
     config = dataclasses.asdict(cfg)
     if not cfg.engine_speakers and cfg.holdout_engine is None:
         config = {k: v for k, v in config.items() if k not in _ENGINE_FIELDS}
-    if not cfg.training_negatives.any:  # likewise for sets without training negatives
-        del config["training_negatives"]
+    if not cfg.training_speech.any:  # likewise for sets without training speech
+        del config["training_speech"]
     return json.loads(json.dumps({"generator": GENERATOR, "version": GENERATOR_VERSION, "seed": seed,
                                   "config": config}))
 
@@ -433,10 +406,10 @@ def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: Keyw
         shutil.rmtree(tmp)  # an interrupted earlier run
     tmp.mkdir(parents=True)
     write_background_noise(tmp / BACKGROUND_DIR)
-    if cfg.training_negatives.music_seconds:
-        keyword_negatives.write_music(tmp / BACKGROUND_DIR, cfg.training_negatives.music_seconds, seed, SAMPLE_RATE)
-    if cfg.training_negatives.sentences_per_speaker:
-        keyword_negatives.training_sentences()  # fail now, not in every worker, if the texts are missing
+    if cfg.training_speech.music_seconds:
+        training_speech.write_music(tmp / BACKGROUND_DIR, cfg.training_speech.music_seconds, seed, SAMPLE_RATE)
+    if cfg.training_speech.speech:
+        training_speech.training_sentences()  # fail now, not in every worker, if the texts are missing
     speakers = plan_speakers(cfg, seed)
     log.info("generating the keyword set: %d speakers (%s), %d words each, into %s", len(speakers),
              ", ".join(f"{e} {sum(s.engine == e for s in speakers)}" for e in cfg.engines), len(speakers[0].words), root)

@@ -688,7 +688,7 @@ def _music_synth(n: int, sr: int, rng: np.random.Generator, mat: _Materials) -> 
 
 def synth_music(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     """The fully synthesised style alone (no recorded sample): (n,) float32. Training negatives use it
-    (:mod:`ssm_signal.data.keyword_negatives`) from seed streams of their own."""
+    (:mod:`ssm_signal.data.training_speech`) from seed streams of their own."""
     return _music_synth(n, sr, rng, _Materials(sr))[:n]
 
 

@@ -7,7 +7,7 @@ Layout read (the user's own download, or the generated set of :mod:`ssm_signal.d
     <root>/testing_list.txt                     training = every word file in neither list
     <root>/_background_noise_/*.wav             long noise recordings, source of the _silence_ class
     <root>/_unknown_/*.wav                      optional: clips of the _unknown_ class that are no word
-                                                (running speech, see ssm_signal.data.keyword_negatives)
+                                                (running speech, see ssm_signal.data.training_speech)
 
 Setups (class lists):
 

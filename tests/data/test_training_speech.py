@@ -1,5 +1,7 @@
-"""Training negatives of the keyword set: held-out texts stay held out, near-misses are no keywords, only
-training speakers get them, the loader reads them as ``_unknown_``, and the words' clips do not change."""
+"""What training speakers say beyond isolated words: held-out texts stay held out, near-misses are no
+keywords, only training speakers get any of it, the loader reads the negatives as ``_unknown_`` and the
+keywords in context as their keyword, the keyword is whole in its window, and the words' clips do not
+change."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from ssm_signal.data import keyword_negatives as kn
+from ssm_signal.data import training_speech as kn
 from ssm_signal.data import keywords as kw
 from ssm_signal.data import negatives
 from ssm_signal.data.speech_commands import CORE_WORDS, SpeechCommands, speaker_of
@@ -18,14 +20,15 @@ from ssm_signal.data.speech_commands import CORE_WORDS, SpeechCommands, speaker_
 TINY = kw.KeywordSetConfig(n_speakers=10, words=("yes", "left"), other_words=("bed", "cat"), other_per_speaker=1,
                            validation_percent=30, testing_percent=30, engine_speakers={"flite": 1})
 # no music here: music joins the background noise, which changes every clip's mixed-in noise
-NEG = kn.TrainingNegatives(sentences_per_speaker=2, crops_per_sentence=2, near_misses_per_speaker=2)
+NEG = kn.TrainingSpeech(sentences_per_speaker=2, crops_per_sentence=2, near_misses_per_speaker=2,
+                        in_context_per_speaker=3)
 
 
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("kwneg")
     plain = kw.generate_keyword_set(root / "plain", seed=5, config=TINY, workers=1)
-    with_neg = kw.generate_keyword_set(root / "neg", seed=5, config=dataclasses.replace(TINY, training_negatives=NEG),
+    with_neg = kw.generate_keyword_set(root / "neg", seed=5, config=dataclasses.replace(TINY, training_speech=NEG),
                                        workers=1)
     return plain, with_neg
 
@@ -49,7 +52,7 @@ def test_near_misses_are_no_keyword_homophone_or_form():
 
 def test_only_training_speakers_get_negatives_and_the_loader_reads_them(sets):
     _, root = sets
-    split = {s.id: s.split for s in kw.plan_speakers(dataclasses.replace(TINY, training_negatives=NEG), 5)}
+    split = {s.id: s.split for s in kw.plan_speakers(dataclasses.replace(TINY, training_speech=NEG), 5)}
     files = sorted((root / kn.UNKNOWN_DIR).glob("*.wav"))
     assert files and {split[speaker_of(p)] for p in files} == {"training"}
     n_train = sum(v == "training" for v in split.values())
@@ -69,9 +72,43 @@ def test_only_training_speakers_get_negatives_and_the_loader_reads_them(sets):
 def test_the_words_clips_are_those_of_the_set_without_negatives(sets):
     plain, neg = sets
     words = sorted(p.relative_to(plain) for p in plain.glob("*/*.wav") if not p.parent.name.startswith("_"))
-    assert words
+    assert words and all(p.name.endswith("_nohash_0.wav") for p in words)
     for rel in words:
         assert (plain / rel).read_bytes() == (neg / rel).read_bytes(), rel
+
+
+def test_keywords_in_context_are_training_clips_of_their_keyword(sets):
+    _, root = sets
+    split = {s.id: s.split for s in kw.plan_speakers(dataclasses.replace(TINY, training_speech=NEG), 5)}
+    n_train = sum(v == "training" for v in split.values())
+    ctx = sorted(p for w in TINY.words for p in (root / w).glob("*_nohash_c*.wav"))
+    assert len(ctx) == 3 * n_train and {split[speaker_of(p)] for p in ctx} == {"training"}
+    train = SpeechCommands(root, "training", words=TINY.words)
+    label = {str(p.relative_to(root)): train.labels[t] for p, t in zip(train._paths, train._targets, strict=True)}
+    assert all(label[str(p.relative_to(root))] == p.parent.name for p in ctx)
+
+
+def test_in_context_keeps_the_whole_keyword():
+    rng = np.random.default_rng(1)
+    before, key, after = torch.full((9000,), 0.1), torch.full((5000,), 0.7), torch.full((7000,), 0.2)
+    for _ in range(50):
+        win = kn.in_context([before, key, after], 1, 16000, (0.02, 0.25), rng)
+        assert win.shape[0] == 16000 and int((win == 0.7).sum()) == 5000
+    long = torch.full((20000,), 0.7)
+    assert torch.equal(kn.in_context([before, long], 1, 16000, (0.0, 0.0), rng), long[:16000])
+    short = kn.in_context([torch.ones(100), key], 1, 16000, (0.0, 0.0), rng)
+    assert short.shape[0] == 5100  # all of it: shorter than the window
+
+
+def test_plan_is_for_training_speakers_only():
+    cfg = kn.TrainingSpeech(sentences_per_speaker=1, near_misses_per_speaker=1, in_context_per_speaker=2)
+    assert kn.plan(("yes", "no"), "validation", 7, cfg) == []
+    plan = kn.plan(("yes", "no"), "training", 7, cfg)
+    assert [u.kind for u in plan] == ["s", "n", "c", "c"]
+    assert plan == kn.plan(("yes", "no"), "training", 7, cfg)  # deterministic for a seed
+    for u in plan[2:]:
+        assert u.label == u.texts[u.key] in ("yes", "no") and len(u.texts) >= 2
+        assert not any(negatives.holds_keyword(t) for i, t in enumerate(u.texts) if i != u.key)
 
 
 def test_music_is_written_in_files_of_at_most_a_minute(tmp_path):
@@ -95,8 +132,8 @@ def test_speech_windows_hold_speech():
 
 def test_bad_settings():
     with pytest.raises(ValueError, match="crops_per_sentence"):
-        kn.TrainingNegatives(crops_per_sentence=0)
+        kn.TrainingSpeech(crops_per_sentence=0)
     with pytest.raises(ValueError, match="music_seconds"):
-        kn.TrainingNegatives(music_seconds=-1)
-    assert kw.KeywordSetConfig(training_negatives={"sentences_per_speaker": 2}).training_negatives == \
-        kn.TrainingNegatives(sentences_per_speaker=2)
+        kn.TrainingSpeech(music_seconds=-1)
+    assert kw.KeywordSetConfig(training_speech={"sentences_per_speaker": 2}).training_speech == \
+        kn.TrainingSpeech(sentences_per_speaker=2)

@@ -1,17 +1,25 @@
-"""Training negatives for a keyword set: running speech, near-miss words and music.
+"""What training speakers say beyond isolated words: running speech, near-miss words, keywords next to
+other words; and music under it all.
 
 A spotter trained on isolated keywords, a few other isolated words and noise has never heard speech that
-holds no keyword, nor music: streamed over real speech it fires on whatever sounds closest (issue 16:
-61 false accepts per hour on real speech, 92 on real music). This module gives the training split that
-material, written into the keyword set's Speech Commands layout::
+holds no keyword, a keyword inside speech, nor music: streamed over real speech it fires on whatever
+sounds closest (issue 16: 61 false accepts per hour on real speech, 92 on real music). This module gives
+the training split that material, written into the keyword set's Speech Commands layout::
 
-    <root>/_unknown_/<speaker>_nohash_s<k>.wav      a 1 s window of the speaker reading a sentence
-    <root>/_unknown_/<speaker>_nohash_n<k>.wav      the speaker saying a near-miss word ("lift" for "left")
+    <root>/_unknown_/<speaker>_nohash_s<k><j>.wav   1 s windows of the speaker reading a sentence
+    <root>/_unknown_/<speaker>_nohash_n<k>0.wav     the speaker saying a near-miss word ("lift" for "left")
+    <root>/<word>/<speaker>_nohash_c<k>0.wav        the keyword between other words ("... cat LEFT tree ..."),
+                                                    cut to 1 s around the whole keyword
     <root>/_background_noise_/music_synth_<k>.wav   synthesised music: mixed under clips at the noise SNRs,
                                                     and cropped into the ``_silence_`` class
 
+A keyword in context is spoken word by word and joined with short pauses, so its time span is known
+exactly and every window holds all of it: the clip's label is true of its last frames, where the
+training loss looks (``frame_loss_frames``). Joined words lack the coarticulation of a phrase spoken in
+one breath; what they add is neighbours, and onsets and tails that are not silence.
+
 :class:`~ssm_signal.data.speech_commands.SpeechCommands` reads ``_unknown_/`` as the ``_unknown_`` class.
-Only *training* speakers get sentences and near-misses: the validation and test splits stay isolated
+Only *training* speakers get any of it: the validation and test splits stay isolated
 words, so clip accuracy on them keeps its meaning across recipes.
 
 Held-out material stays held out:
@@ -30,6 +38,7 @@ Held-out material stays held out:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -40,6 +49,7 @@ from ssm_signal.data.skips import DataError
 
 UNKNOWN_DIR = "_unknown_"
 MUSIC_PREFIX = "music_synth_"
+SAMPLE_RATE = 16000
 
 #: fortune-mod files outside the negative corpus' TEXT_SOURCES (Latin "translate-me" left out), and the
 #: licence texts of Debian's base-files (/usr/share/common-licenses).
@@ -78,23 +88,32 @@ NEAR_MISSES = {
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingNegatives:
-    """How much of each negative a keyword set's training split gets.
+class TrainingSpeech:
+    """How much of each a keyword set's training speakers get.
 
     sentences_per_speaker: sentences each training speaker reads; each gives ``crops_per_sentence``
-        1 s windows (at random positions that hold speech).
+        1 s windows (at random positions that hold speech), ``_unknown_``.
     near_misses_per_speaker: near-miss words each training speaker says (drawn from :data:`NEAR_MISSES`
-        of the set's keywords).
+        of the set's keywords), ``_unknown_``.
+    in_context_per_speaker: keywords each training speaker says between other words (one or two words
+        before and after, from the sentences' vocabulary), labelled with the keyword.
+    gap_s: range of the pause between two joined words.
     music_seconds: synthesised music written into the background-noise folder.
     """
 
     sentences_per_speaker: int = 0
     crops_per_sentence: int = 2
     near_misses_per_speaker: int = 0
+    in_context_per_speaker: int = 0
+    gap_s: tuple[float, float] = (0.02, 0.25)
     music_seconds: float = 0.0
 
     def __post_init__(self):
-        for name in ("sentences_per_speaker", "crops_per_sentence", "near_misses_per_speaker"):
+        object.__setattr__(self, "gap_s", tuple(self.gap_s))
+        if not 0 <= self.gap_s[0] <= self.gap_s[1]:
+            raise ValueError(f"gap_s must be a range of seconds >= 0, got {self.gap_s}")
+        for name in ("sentences_per_speaker", "crops_per_sentence", "near_misses_per_speaker",
+                     "in_context_per_speaker"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.crops_per_sentence < 1:
@@ -104,7 +123,89 @@ class TrainingNegatives:
 
     @property
     def any(self) -> bool:
-        return bool(self.sentences_per_speaker or self.near_misses_per_speaker or self.music_seconds)
+        return bool(self.speech or self.music_seconds)
+
+    @property
+    def speech(self) -> bool:
+        return bool(self.sentences_per_speaker or self.near_misses_per_speaker or self.in_context_per_speaker)
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    """One thing a training speaker says: ``texts`` spoken one after another (kind "s": a sentence, "n": a
+    near-miss word, "c": a keyword in context, ``texts[key]`` the keyword), written under ``label``."""
+
+    kind: str
+    texts: tuple[str, ...]
+    label: str
+    key: int = 0
+
+
+_SENTENCES: list[str] = []  # the sentence pool, loaded once per process
+_VOCABULARY: list[str] = []  # the words of those sentences
+
+
+def _pools() -> tuple[list[str], list[str]]:
+    if not _SENTENCES:
+        # festival reads the text inside a Scheme string: no quotes or backslashes
+        _SENTENCES.extend(s.replace('"', "").replace("\\", " ") for s in training_sentences())
+        words = {w.strip(".,;:!?'()-").lower() for s in _SENTENCES for w in s.split()}
+        _VOCABULARY.extend(sorted(w for w in words if len(w) > 1 and w.isalpha()))
+    return _SENTENCES, _VOCABULARY
+
+
+def plan(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech) -> list[Utterance]:
+    """What one speaker of ``split`` says beyond its words, drawn from a stream of its own (``seed``), so
+    the words' clips stay those of a set without it. Nothing outside the training split."""
+    if split != "training" or not cfg.speech:
+        return []
+    rng = np.random.default_rng([seed, 0xE6A])
+    sentences, vocabulary = _pools()
+    out = [Utterance("s", (sentences[i],), UNKNOWN_DIR)
+           for i in rng.choice(len(sentences), size=min(cfg.sentences_per_speaker, len(sentences)), replace=False)]
+    misses = near_misses(tuple(words))
+    if misses:
+        out += [Utterance("n", (misses[i],), UNKNOWN_DIR)
+                for i in rng.choice(len(misses), size=min(cfg.near_misses_per_speaker, len(misses)), replace=False)]
+    for _ in range(cfg.in_context_per_speaker):
+        word = words[int(rng.integers(len(words)))]
+        before, after = int(rng.integers(0, 3)), int(rng.integers(0, 3))
+        if before + after == 0:
+            before = 1
+        pick = [vocabulary[int(i)] for i in rng.integers(len(vocabulary), size=before + after)]
+        out.append(Utterance("c", (*pick[:before], word, *pick[before:]), word, before))
+    return out
+
+
+def windows(u: Utterance, parts: Sequence[torch.Tensor], cfg: TrainingSpeech, rng: np.random.Generator,
+            n: int = SAMPLE_RATE) -> list[torch.Tensor]:
+    """The clips' voices (each at most ``n`` samples) of an utterance whose texts were spoken as ``parts``
+    [(L_i,)]: windows of a sentence, the near-miss word, or the context joined around the keyword."""
+    if u.kind == "s":
+        return speech_windows(parts[0], n, cfg.crops_per_sentence, rng)
+    if u.kind == "n":
+        return [parts[0]]
+    return [in_context(parts, u.key, n, cfg.gap_s, rng)]
+
+
+def in_context(parts: Sequence[torch.Tensor], key: int, n: int, gap_s: tuple[float, float],
+               rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """``parts`` [(L_i,)] joined with pauses uniform in ``gap_s``, cut to at most ``n`` samples around the
+    whole of ``parts[key]`` (the keyword alone if it is longer than ``n``) at a random position."""
+    pieces, start = [], 0
+    for i, p in enumerate(parts):
+        if i:
+            pieces.append(torch.zeros(int(rng.uniform(*gap_s) * sample_rate)))
+        if i == key:
+            start = sum(x.shape[0] for x in pieces)
+        pieces.append(p)
+    joined = torch.cat(pieces)
+    a, b = start, start + parts[key].shape[0]
+    if b - a >= n or joined.shape[0] <= n:
+        return joined[a:b][:n] if b - a >= n else joined
+    lo, hi = max(0, b - n), min(a, joined.shape[0] - n)
+    s = int(rng.integers(lo, hi + 1))
+    return joined[s:s + n]
 
 
 def training_sentences() -> list[str]:
