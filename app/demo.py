@@ -1,7 +1,7 @@
 """The live-microphone demo: Gradio wiring only (the logic is ssm_signal.streaming.live).
 
     ssm-signal demo --model artifacts/kws_default          # or models:/kws_default/3, or make demo
-    python -m app.demo --model artifacts/kws_default --port 7860
+    python -m app.demo --model artifacts/kws_default --port 7860   # local bundles only in the picker
 
 Every browser session gets its own LiveStream (engine state) in a ``gr.State``; the
 microphone streams int16 chunks every ``stream_every`` seconds into it; an uploaded file goes
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -37,8 +38,14 @@ NO_MODEL = "No model found. Run `make train` to create artifacts/kws_default, or
 # ---------------------------------------------------------------------------------------------------
 # models: listed from artifacts/ and the MLflow registry, loaded once, warmed up, shared
 # ---------------------------------------------------------------------------------------------------
+# lists registered bundles as dicts with name, version and uri or source; the caller that owns the registry
+# (``pipelines``, which the app must not import) hands it in
+Registry = Callable[[], list[dict]]
+
+
 class Models:
-    def __init__(self, artifacts: str | Path = "artifacts", compile: bool | str | None = None, registry: bool = True):
+    def __init__(self, artifacts: str | Path = "artifacts", compile: bool | str | None = None,
+                 registry: Registry | None = None):
         self.artifacts, self.compile, self.registry = Path(artifacts), compile, registry
         self._engines: dict[str, StreamEngine] = {}
         self._lock = threading.Lock()
@@ -46,11 +53,9 @@ class Models:
     def choices(self, extra: str | None = None) -> list[tuple[str, str]]:
         """(label, value) pairs: local bundles, registered MLflow models, and ``extra`` if given."""
         out = [(f"{b['name']} v{b['version']} ({b['source']})", b["source"]) for b in find_bundles(self.artifacts)]
-        try:  # optional: the MLflow registry (another module; absent or failing is fine)
-            if self.registry:
-                from pipelines.tracking import list_registered_bundles
-
-                for b in list_registered_bundles():
+        try:  # optional: the MLflow registry (absent or failing is fine)
+            if self.registry is not None:
+                for b in self.registry():
                     uri = b.get("uri") or f"models:/{b['name']}/{b['version']}"
                     out.append((f"{b['name']} v{b['version']} (MLflow)", uri))
         except Exception as e:  # the registry is a nicety: the demo runs without it
@@ -108,9 +113,10 @@ def outputs(v: LiveView) -> tuple:
 # the app
 # ---------------------------------------------------------------------------------------------------
 def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts", limits: Limits | None = None,
-               stream_every: float = 0.2, compile: bool | str | None = None, registry: bool = True) -> gr.Blocks:
+               stream_every: float = 0.2, compile: bool | str | None = None, registry: Registry | None = None
+               ) -> gr.Blocks:
     """The Blocks app. model: bundle directory or models:/NAME/VERSION (default artifacts/kws_default);
-    artifacts: where the picker looks for bundles; registry: also list registered MLflow models;
+    artifacts: where the picker looks for bundles; registry: lists registered models for the picker too;
     compile: the engine's step mode (StreamConfig.compile)."""
     limits = limits or Limits()
     models = Models(artifacts, compile, registry)
@@ -238,7 +244,8 @@ def launch(model: str | None = None, host: str = "127.0.0.1", port: int = 7860, 
     return demo
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, registry: Registry | None = None) -> int:
+    """The demo's command line; ``registry`` lists registered models (``ssm-signal demo`` passes MLflow's)."""
     p = argparse.ArgumentParser(prog="ssm-signal demo", description="Live-microphone Gradio demo of a bundle.")
     p.add_argument("--model", default=None, help=f"bundle directory or models:/NAME/VERSION (default {DEFAULT_MODEL})")
     p.add_argument("--host", default="127.0.0.1")
@@ -251,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     if not logging.getLogger("ssm_signal").handlers:  # `ssm-signal demo` has set one up already
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     launch(a.model, a.host, a.port, compile=False if a.no_compile else None, artifacts=a.artifacts,
-           stream_every=a.stream_every, registry=not a.no_registry)
+           stream_every=a.stream_every, registry=None if a.no_registry else registry)
     return 0
 
 

@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    if not debug and argv and argv[0] in ("fit", "score"):
+        from pipelines.progress import quiet_third_party
+
+        quiet_third_party()
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: ssm-signal [--debug] COMMAND [options]\n\ncommands:")
         for name, doc in COMMANDS.items():
@@ -123,8 +127,15 @@ def _run(cmd: str, rest: list[str]) -> int:
     if cmd == "demo":
         from app.demo import main as run_demo
 
-        return run_demo(rest)
+        return run_demo(rest, registry=_registered_bundles)
     return 2
+
+
+def _registered_bundles() -> list[dict]:
+    """The MLflow registry's bundles for the demo's picker (imported when the picker asks, not at start)."""
+    from pipelines.tracking import list_registered_bundles
+
+    return list_registered_bundles()
 
 
 def run_score(rest: list[str]) -> int:

@@ -24,7 +24,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 import torchaudio.transforms as T
-from torch import Tensor
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, MulticlassConfusionMatrix
 
 from ssm_signal.models import ModelConfig, SignalModel
 from ssm_signal.models.signal_model import SignalModelState
@@ -65,17 +67,23 @@ class SignalTask(L.LightningModule):
         self.n_masks = spec_augment[2]
         if tbptt_samples is not None:
             self.automatic_optimization = False
+        # torchmetrics, not per-batch means: their states are summed or gathered over every DDP rank before
+        # compute(), so an epoch's accuracy, confusion and ROC-AUC are those of the whole split
+        self.metrics = nn.ModuleDict()
         self.confusion: Tensor | None = None
-        self._scores: list[Tensor] = []
-        self._labels: list[Tensor] = []
         self.history: dict[str, list[float]] = {}
 
     # -- model construction ------------------------------------------------------------------------
     def configure_model(self) -> None:
-        if self.model is not None:
-            return
+        if self.model is None:
+            self._build_model()
+        if not len(self.metrics):  # also for a model handed in (task.model = bundle.model) to be tested
+            self._make_metrics(self.model_config)
+
+    def _build_model(self) -> None:
         cfg = self.model_config
-        dm = self.trainer.datamodule if self._trainer is not None else None
+        trainer = self._attached_trainer()
+        dm = trainer.datamodule if trainer is not None else None
         if dm is not None:
             d = cfg.to_dict()
             if cfg.head.kind == "classify":
@@ -88,13 +96,32 @@ class SignalTask(L.LightningModule):
             cfg = ModelConfig.from_dict(d)
         self.model_config = cfg
         self.model = SignalModel(cfg)
-        if self._trainer is not None and self.logger is not None:
+        if trainer is not None and self.logger is not None:
             # the YAML's network/* parameters are what was asked; these are what the data made of them
             # (labels, classes, channels, rate), under their own prefix since logged parameters are final
             self.logger.log_hyperparams({"built": cfg.to_dict()})
         if dm is not None and hasattr(dm, "normalization_signals"):
             device = self.model.frontend.mean.device  # built under Lightning's default-device context
             self.model.frontend.fit_normalization(x.to(device) for x in dm.normalization_signals())
+
+    def _attached_trainer(self) -> L.Trainer | None:
+        """The Trainer running this task, or None when the task is used on its own."""
+        try:
+            return self.trainer
+        except RuntimeError:  # Lightning's answer for a module not attached to a Trainer
+            return None
+
+    def _make_metrics(self, cfg: ModelConfig) -> None:
+        if cfg.head.kind == "classify":
+            k = cfg.head.num_classes
+            for stage in ("val", "test"):
+                self.metrics[f"{stage}_acc"] = MulticlassAccuracy(k, average="micro")
+            self.metrics["test_confusion"] = MulticlassConfusionMatrix(k)
+        elif cfg.head.kind == "anomaly":
+            for stage in ("val", "test"):
+                self.metrics[f"{stage}_auroc"] = BinaryAUROC()
+                # the share of anomalous frames: ROC-AUC is only defined when both classes occur
+                self.metrics[f"{stage}_positive"] = MeanMetric()
 
     # -- forward pieces ------------------------------------------------------------------------------
     def _augment(self, feats: Tensor) -> Tensor:
@@ -188,15 +215,14 @@ class SignalTask(L.LightningModule):
         loss, logits = self._loss(parts, y, frames)
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         if self.model_config.head.kind == "anomaly" and y.dim() == 2:
-            self._collect_scores(parts.out[..., 0], y)
+            self._update_auroc(stage, parts.out[..., 0], y)
         if logits is not None:
             pred = logits.argmax(-1)
-            self.log(f"{stage}_acc", (pred == y).float().mean(), prog_bar=True, batch_size=x.shape[0],
-                     sync_dist=True)
+            acc = self.metrics[f"{stage}_acc"]
+            acc.update(pred, y)
+            self.log(f"{stage}_acc", acc, prog_bar=True, batch_size=x.shape[0])
             if stage == "test":
-                k = logits.shape[-1]
-                cm = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k)
-                self.confusion = cm.cpu() if self.confusion is None else self.confusion + cm.cpu()
+                self.metrics["test_confusion"].update(pred, y)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -205,35 +231,37 @@ class SignalTask(L.LightningModule):
     def test_step(self, batch, batch_idx):
         return self._eval_step(batch, "test")
 
-    def _collect_scores(self, scores: Tensor, y: Tensor) -> None:
+    def _update_auroc(self, stage: str, scores: Tensor, y: Tensor) -> None:
         """Frame anomaly scores (B, F) with frame labels: a frame is anomalous if any of its samples is."""
         d = self.model.samples_per_frame
         F_ = scores.shape[1]
         lab = y[:, : F_ * d].reshape(y.shape[0], F_, d)
         valid = (lab != -100).all(-1)
         lab = (lab.clamp(min=0).amax(-1) > 0).long()
-        self._scores.append(scores[valid].detach().float().cpu())
-        self._labels.append(lab[valid].cpu())
+        self.metrics[f"{stage}_auroc"].update(scores[valid].detach().float(), lab[valid])
+        self.metrics[f"{stage}_positive"].update(lab[valid].float())
 
     def _log_auroc(self, stage: str) -> None:
-        if not self._scores:
-            return
-        from torchmetrics.functional.classification import binary_auroc
-
-        s, lab = torch.cat(self._scores), torch.cat(self._labels)
-        self._scores, self._labels = [], []
-        if lab.min() != lab.max():
-            self.log(f"{stage}_auroc", binary_auroc(s, lab), prog_bar=True)
-
-    def on_validation_epoch_start(self):
-        self._scores, self._labels = [], []
+        auroc, positive = self.metrics[f"{stage}_auroc"], self.metrics[f"{stage}_positive"]
+        if auroc.update_called:
+            share = float(positive.compute())  # synchronised over ranks, as auroc.compute() is
+            if 0.0 < share < 1.0:
+                # the same value on every rank: the mean over ranks only keeps Lightning from asking for it
+                self.log(f"{stage}_auroc", auroc.compute(), prog_bar=True, sync_dist=True)
+        auroc.reset()
+        positive.reset()
 
     def on_test_epoch_start(self):
         self.confusion = None
-        self._scores, self._labels = [], []
 
     def on_test_epoch_end(self):
-        self._log_auroc("test")
+        if "test_auroc" in self.metrics:
+            self._log_auroc("test")
+        if "test_confusion" in self.metrics:
+            cm = self.metrics["test_confusion"]
+            if cm.update_called:
+                self.confusion = cm.compute().cpu()
+            cm.reset()
 
     @torch.no_grad()
     def fit_anomaly_scale(self, loader) -> None:
@@ -251,7 +279,8 @@ class SignalTask(L.LightningModule):
             head.err_var.copy_((total / count).clamp_min(1e-8))
 
     def on_validation_epoch_end(self):
-        self._log_auroc("val")
+        if "val_auroc" in self.metrics:
+            self._log_auroc("val")
         if self.trainer.sanity_checking:
             return
         self.history.setdefault("epoch", []).append(self.current_epoch + 1)

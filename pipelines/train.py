@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import MLFlowLogger
 
 from pipelines.errors import UsageError
+from pipelines.progress import EpochLines, interactive
 from pipelines.task import SignalTask
 from ssm_signal.bundle import save_bundle
 
@@ -52,24 +53,37 @@ class SignalCLI(LightningCLI):
         parser.add_class_arguments(OutputConfig, "output")
         parser.add_argument("--resume", type=bool, default=False, help="continue from the last checkpoint")
 
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks):
-        out = self._get(self.config, "output")
-        if config.get("logger") in (None, True):
+    def output(self) -> OutputConfig:
+        """The ``output`` group of the parsed config."""
+        out = self.config["output"]
+        return out if isinstance(out, OutputConfig) else OutputConfig(**vars(out))
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        out = self.output()
+        cfg = self.config_init["trainer"]
+        if cfg.get("logger") in (None, True) and "logger" not in kwargs:
             from pipelines.tracking import make_mlflow_logger
 
-            config["logger"] = make_mlflow_logger(out.experiment, run_name=out.name)
-        loggers = config["logger"] if isinstance(config.get("logger"), list) else [config.get("logger")]
+            kwargs["logger"] = make_mlflow_logger(out.experiment, run_name=out.name)
+        logger = kwargs.get("logger", cfg.get("logger"))
+        loggers = logger if isinstance(logger, list) else [logger]
         if self.save_config_callback is SaveConfigCallback and any(isinstance(lg, MLFlowLogger) for lg in loggers):
             from pipelines.tracking import MLflowConfigCallback
 
             # the stock callback asserts on trainer.log_dir, which MLFlowLogger leaves None for database and
             # server stores; this one writes config.yaml to default_root_dir and into the MLflow run
             self.save_config_callback = MLflowConfigCallback
-        if not config.get("default_root_dir"):
-            config["default_root_dir"] = str(Path(out.bundle_dir).parent / "lightning" / out.name)
-        callbacks = list(callbacks) + [ModelCheckpoint(
-            dirpath=str(Path(config["default_root_dir"]) / "checkpoints"), save_last=True, save_top_k=0)]
-        return super()._instantiate_trainer(config, callbacks)
+        root = kwargs.get("default_root_dir") or cfg.get("default_root_dir")
+        kwargs["default_root_dir"] = root or str(Path(out.bundle_dir).parent / "lightning" / out.name)
+        if not interactive():
+            # a bar redrawn with carriage returns is one endless line in a log file or CI output
+            kwargs.setdefault("enable_progress_bar", False)
+        bar = kwargs.get("enable_progress_bar", cfg.get("enable_progress_bar", True))
+        given = cfg.get("callbacks") or []
+        kwargs["callbacks"] = [*(given if isinstance(given, list) else [given]), *([] if bar else [EpochLines()]),
+                               ModelCheckpoint(dirpath=str(Path(kwargs["default_root_dir"]) / "checkpoints"),
+                                               save_last=True, save_top_k=0)]
+        return super().instantiate_trainer(**kwargs)
 
 
 def run_fit(args: list[str] | None = None) -> dict[str, Any]:
@@ -79,7 +93,7 @@ def run_fit(args: list[str] | None = None) -> dict[str, Any]:
                         save_config_kwargs={"overwrite": True}, parser_kwargs={"default_env": False})
     except (ValueError, TypeError) as e:  # the configs' own checks (e.g. frontend.n_mels must be >= 1)
         raise UsageError(f"config: {e}") from e
-    out: OutputConfig = cli._get(cli.config, "output")
+    out = cli.output()
     return fit_and_bundle(cli.trainer, cli.model, cli.datamodule, out, resume=cli.config.get("resume", False))
 
 
@@ -115,7 +129,7 @@ def _track(trainer: L.Trainer, task: SignalTask, out: OutputConfig, bundle_dir: 
         return
     from pipelines.tracking import log_bundle, log_figures, register_bundle
 
-    uri = logger._tracking_uri
+    uri = logger.experiment.tracking_uri
     run_id = logger.run_id
     # Lightning already logged what the task logs (val_*, test_*) at their steps; add the rest once
     logged = logger.experiment.get_run(run_id).data.metrics

@@ -10,7 +10,7 @@ sample rate, the frontend's normalisation statistics (also in the weights; check
 on load), metrics, name and version, and optionally ``detector``: the event detector's
 settings for this model (per-keyword thresholds written by calibration, ``ssm-signal evaluate
 --calibrate``), which streaming sessions, pools, the demo and the scorer use unless told
-otherwise. Bundles without it load as before (the detector's defaults). Loading checks the format version and every tensor's
+otherwise; a bundle without it gets the detector's defaults. Loading checks the format version and every tensor's
 shape and fails with a message that says what is wrong.
 
 URIs with a scheme (``models:/``, ``runs:/``) are resolved to a local directory by
@@ -218,7 +218,7 @@ def prepare_signal(waveform, sample_rate: int, target_rate: int, channels: int) 
         raise ValueError("waveform is empty")
     check_time_first(tuple(x.shape), "waveform")
     check_resampling(int(sample_rate), target_rate)
-    if not np.isfinite(x.numpy()).all():  # x is on the CPU (np.asarray above); numpy's check: ~14x faster
+    if not np.isfinite(x.numpy()).all():  # x is on the CPU (np.asarray above), where numpy's check is the faster
         raise ValueError("waveform contains NaN or Inf")
     x = to_model_channels(x, channels)
     if sample_rate != target_rate:

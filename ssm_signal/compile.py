@@ -1,10 +1,10 @@
 """Compiled single-step inference: the latency path for live streaming on CPU.
 
 One time step of a stack is a few dozen tiny tensor ops, each costing microseconds of
-dispatch overhead in eager PyTorch (about 1.2 ms for a 4-layer d_model 64 stack on one
-CPU thread). ``torch.compile`` traces the whole step into one graph and fuses the
-elementwise work into a few generated C++ loops (about 0.2 ms). The eager ``_step`` stays the
-reference twin, and tests compare the two.
+dispatch overhead in eager PyTorch, which is most of the step's time. ``torch.compile`` traces
+the whole step into one graph and fuses the elementwise work into a few generated C++ loops
+(the timings are in docs/performance.md, "CPU: core layers"). The eager ``_step``
+stays the reference twin, and tests compare the two.
 
 The first call compiles (seconds, and it needs a C++ compiler on CPU); shapes are
 specialised, so keep the batch size fixed per compiled step (StreamPool does).
@@ -34,6 +34,5 @@ def compile_step(module: torch.nn.Module, *, dynamic: bool = False) -> Callable[
 def inductor_options(module: torch.nn.Module) -> dict:
     """Inductor options for compiling a streaming step of ``module``. On CPU the generated kernels
     are called from a C++ wrapper instead of a Python one: less per-call overhead, which is most of
-    a step this small (0.26 -> 0.24 ms for 4 Mamba layers at d_model 64 in back-to-back runs of
-    benchmarks/bench_core_cpu.py's step timing)."""
+    a step this small (docs/performance.md, "Figures behind code choices")."""
     return {"cpp_wrapper": all(p.device.type == "cpu" for p in module.parameters())}

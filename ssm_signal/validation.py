@@ -5,38 +5,21 @@ Public ``forward``/``step`` methods validate once and then call the unchecked
 boundary and call their children's unchecked paths, so a deep stack pays for the
 checks once per call, not once per layer.
 
-The NaN/Inf scan is one reduction over the input; on a GPU it synchronises, so hot
-loops that already trust their data may switch it off with :func:`finite_checks`.
+The NaN/Inf scan is one reduction over the input; on a GPU it synchronises, so a hot
+loop that has already checked its data passes ``values=False`` (see :func:`check_sequence`).
 """
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
 from ssm_signal.state import State
 
-_CHECK_FINITE = True
-
-
-@contextlib.contextmanager
-def finite_checks(enabled: bool) -> Iterator[None]:
-    """Temporarily enable or disable the NaN/Inf scan of inputs."""
-    global _CHECK_FINITE
-    old, _CHECK_FINITE = _CHECK_FINITE, enabled
-    try:
-        yield
-    finally:
-        _CHECK_FINITE = old
-
 
 def check_sequence(x: Tensor, width: int, name: str = "x", values: bool = True) -> None:
     """Check a (B, L, D) sequence input with D == ``width`` and L >= 1; ``values``: also scan for
-    NaN/Inf (as :func:`finite_checks` allows; False: the caller has checked them, and nothing here
-    synchronises with the device)."""
+    NaN/Inf (False: the caller has checked them, and nothing here synchronises with the device)."""
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3:
@@ -83,7 +66,7 @@ def check_step(x: Tensor, width: int, name: str = "x_t") -> None:
 def _check_values(x: Tensor, name: str, scan: bool = True) -> None:
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if scan and _CHECK_FINITE and not bool(torch.isfinite(x).all()):
+    if scan and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf values")
 
 

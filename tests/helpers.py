@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import Tensor
 
@@ -127,3 +129,12 @@ def tree_digest(root) -> str:
         h.update(str(p.relative_to(root)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()
+
+
+def require_tool(name: str) -> str:
+    """The path of a program ``make system-deps`` installs. Its absence fails the test, never skips it: a skip
+    would let CI pass with the code that needs the program untested."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed (make system-deps installs it)", pytrace=False)
+    return path

@@ -33,7 +33,7 @@ def test_job_config_loads(config, tmp_path):
     assert isinstance(cli.model, SignalTask)
     assert isinstance(cli.datamodule, L.LightningDataModule)
     assert cli.model.model_config.backbone.layers  # the typed ModelConfig was built and validated
-    assert cli._get(cli.config, "output").bundle_dir.startswith("artifacts/")
+    assert cli.output().bundle_dir.startswith("artifacts/")
 
 
 @pytest.mark.parametrize("trainer", TRAINERS, ids=lambda p: p.name)

@@ -60,8 +60,8 @@ class EvaluateConfig:
     windows: smoothing windows (frames) swept besides the bundle's own.
     stream: chunking, padding, hit window, segments, batch (:class:`keywords.StreamSettings`).
     threads: torch intra-op threads while streaming (None: leave torch's setting). A 100 ms chunk is
-        many small ops: on a busy 2-core machine one thread streamed at 70-100x real time and two at
-        ~10x; on a quiet one two threads are 1.5x faster than one (docs/performance.md).
+        many small ops, so one thread is the safe choice on a busy machine and more help only on an idle
+        one (the figures are in docs/performance.md).
     """
 
     model: str = "artifacts/kws_default"

@@ -239,8 +239,8 @@ def calibrate(base: EventDetector, pos: list[PositiveSet], neg: NegativeSet, tar
             return outcome(det, grid[idx], laid_pos[0], pos[0].truth, laid_neg, neg.hours).fa_per_hour
 
         # start: each keyword's lowest threshold within its share when every keyword shares it (the sweep);
-        # then raise the thresholds of keywords still over their share with the others at theirs (a quieter
-        # keyword no longer silences the others through the refractory period), until none is over
+        # then raise the thresholds of keywords still over their share with the others at theirs (so that a
+        # quieter keyword does not silence the others through the refractory period), until none is over
         fa_k = np.stack([fa_at(np.full(K, i)) for i in range(len(grid))])  # (thresholds, K)
         idx = np.array([np.flatnonzero(fa_k[:, k] <= budget + 1e-12)[0] if (fa_k[:, k] <= budget + 1e-12).any()
                         else len(grid) - 1 for k in range(K)])

@@ -1,4 +1,4 @@
-"""Waveform and feature augmentations with explicit random generators.
+"""Waveform augmentations with explicit random generators.
 
 Functional core (plain functions of tensors and numbers, no randomness) and thin random transforms on top
 (each draws its parameters from a ``torch.Generator`` handed in), composed by :class:`WaveAugment`:
@@ -7,11 +7,8 @@ Functional core (plain functions of tensors and numbers, no randomness) and thin
                        Speed()], seed=0)
     y = aug(x)          # x (L,) or (B, L); each row gets its own draws
 
-SpecAugment (Park et al., 2019, "SpecAugment: a simple data augmentation method for ASR") masks bands of
-mel channels and runs of frames on features: :func:`mask_features` / :class:`SpecAugment`. The masking
-policy is torchaudio's ``FrequencyMasking``/``TimeMasking`` with ``iid_masks=True`` (width uniform in
-[0, max_width), start uniform over the remaining positions), re-implemented here because torchaudio draws
-from the global RNG and this module's contract is determinism from a seed.
+Feature masking (SpecAugment) is applied by the training task on the features, with torchaudio's
+``FrequencyMasking``/``TimeMasking`` (``pipelines/task.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torchaudio.functional as AF
 
 from ssm_signal.data.audio_io import AUDIO_EXTENSIONS, fix_length, read_audio, resample
 from ssm_signal.data.skips import DataError, SkipLog
@@ -117,36 +113,6 @@ def change_speed(wave: torch.Tensor, factor: float) -> torch.Tensor:
     return resample(wave, num, 100)
 
 
-def shift_pitch(wave: torch.Tensor, semitones: float, n_fft: int = 512, hop_length: int = 128) -> torch.Tensor:
-    """Shift pitch by ``semitones`` keeping duration: phase-vocoder stretch, then :func:`change_speed`.
-
-    torchaudio's ``pitch_shift`` resamples by ratios like 16951/16000 whose sinc kernels are enormous; the
-    pitch ratio here is quantised to 1/100 (about 17 cents near unison), which keeps resampling cheap.
-
-    Args:
-        wave: (..., L).
-        semitones: positive raises the pitch.
-
-    Returns:
-        (..., L).
-    """
-    num = max(1, round(100 * 2 ** (semitones / 12)))
-    if num == 100:
-        return wave
-    r = num / 100
-    n = wave.shape[-1]
-    window = torch.hann_window(n_fft, device=wave.device, dtype=wave.dtype)
-    flat = wave.reshape(-1, n)
-    spec = torch.stft(flat, n_fft, hop_length, window=window, return_complex=True, center=True)
-    advance = torch.linspace(0, math.pi * hop_length, spec.shape[-2], device=wave.device, dtype=wave.dtype)
-    # rate < 1 slows down: the stretched clip is r times longer at the same pitch ...
-    stretched = AF.phase_vocoder(spec, rate=1 / r, phase_advance=advance.unsqueeze(-1))
-    longer = torch.istft(stretched, n_fft, hop_length, window=window, length=round(n * r))
-    # ... and playing it r times faster restores the length and raises the pitch by r.
-    out = fix_length(change_speed(longer, r), n)
-    return out.reshape(wave.shape)
-
-
 def crop_or_tile(noise: torch.Tensor, length: int, start: int) -> torch.Tensor:
     """``length`` samples of ``noise`` (N,) from ``start``, looping the clip when it is too short."""
     n = noise.shape[-1]
@@ -156,44 +122,6 @@ def crop_or_tile(noise: torch.Tensor, length: int, start: int) -> torch.Tensor:
         reps = math.ceil((length + start) / n)
         noise = noise.repeat(reps)
     return noise[start : start + length]
-
-
-def mask_features(
-    features: torch.Tensor,
-    generator: torch.Generator | None = None,
-    freq_masks: int = 2,
-    freq_width: int = 8,
-    time_masks: int = 2,
-    time_width: int = 20,
-    mask_value: float = 0.0,
-) -> torch.Tensor:
-    """SpecAugment: set random bands of channels and runs of frames to ``mask_value``.
-
-    Args:
-        features: (T, F) or (B, T, F), time-major like the library's frontends' outputs.
-        generator: CPU generator for the draws (None: the global RNG).
-        freq_masks, freq_width: how many channel bands, each of width uniform in [0, freq_width).
-        time_masks, time_width: how many frame runs, each of length uniform in [0, time_width).
-
-    Returns:
-        A masked copy, same shape; each batch row gets its own masks.
-    """
-    squeeze = features.dim() == 2
-    x = features.unsqueeze(0) if squeeze else features
-    if x.dim() != 3:
-        raise ValueError(f"features must be (T, F) or (B, T, F), got {tuple(features.shape)}")
-    b, t, f = x.shape
-    keep = torch.ones(b, t, f, dtype=torch.bool)
-    for axis, count, width, size in ((2, freq_masks, freq_width, f), (1, time_masks, time_width, t)):
-        if count <= 0 or width <= 0:
-            continue
-        w = (torch.rand(b, count, generator=generator) * min(width, size)).floor()
-        start = (torch.rand(b, count, generator=generator) * (size - w)).floor()
-        pos = torch.arange(size).view(1, 1, size)
-        hit = ((pos >= start.unsqueeze(-1)) & (pos < (start + w).unsqueeze(-1))).any(dim=1)  # (B, size)
-        keep &= ~hit.unsqueeze(1) if axis == 2 else ~hit.unsqueeze(2)
-    out = torch.where(keep.to(x.device), x, torch.as_tensor(mask_value, dtype=x.dtype, device=x.device))
-    return out.squeeze(0) if squeeze else out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -289,24 +217,12 @@ class Speed:
         return fix_length(out, wave.shape[-1], mode="center") if self.keep_length else out
 
 
-class PitchShift:
-    """Pitch shift by ``semitones`` uniform in the range, duration kept (see :func:`shift_pitch`)."""
-
-    def __init__(self, semitones: tuple[float, float] = (-2.0, 2.0), p: float = 1.0):
-        self.semitones, self.p = semitones, p
-
-    def __call__(self, wave: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        if torch.rand((), generator=g) >= self.p:
-            return wave
-        return shift_pitch(wave, _uniform(*self.semitones, g))
-
-
 class WaveAugment:
     """Apply random waveform transforms in order, reproducibly from a seed.
 
     Args:
         transforms: callables ``t(wave (L,), generator) -> wave`` (:class:`AddNoise`, :class:`Gain`,
-            :class:`TimeShift`, :class:`Speed`, :class:`PitchShift`, or your own).
+            :class:`TimeShift`, :class:`Speed`, or your own).
         seed: seeds the generator; the same seed and the same call sequence give the same outputs.
 
     Input (L,) or (B, L); a batch is augmented row by row, each row with its own draws (transforms that
@@ -372,27 +288,3 @@ class WaveAugment:
     def __repr__(self) -> str:
         names = ", ".join(type(t).__name__ for t in self.transforms)
         return f"WaveAugment([{names}], seed={self.seed})"
-
-
-class SpecAugment(torch.nn.Module):
-    """Feature masking module around :func:`mask_features`, active only in training mode.
-
-    Args:
-        freq_masks, freq_width, time_masks, time_width: see :func:`mask_features`.
-        seed: seeds the module's own CPU generator.
-
-    Input/output: (B, T, F) or (T, F).
-    """
-
-    def __init__(self, freq_masks: int = 2, freq_width: int = 8, time_masks: int = 2, time_width: int = 20, seed: int = 0):
-        super().__init__()
-        self.freq_masks, self.freq_width = freq_masks, freq_width
-        self.time_masks, self.time_width = time_masks, time_width
-        self.generator = torch.Generator().manual_seed(int(seed))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return features
-        return mask_features(
-            features, self.generator, self.freq_masks, self.freq_width, self.time_masks, self.time_width
-        )

@@ -93,7 +93,7 @@ class SensorTable(Dataset):
 
     Items: ``(x, y)`` with x a float32 Tensor (L, C) (L = ``window`` when windowing) and y the int class
     index of the series (``label_col``/``label_map``) or an int64 Tensor (L,) of per-step class indices
-    (``row_label_col``). Batch variable lengths with :func:`ssm_signal.data.uea.pad_collate`.
+    (``row_label_col``). Training batches variable lengths with ``pipelines.data.pad_batch``.
 
     Args:
         source: a CSV/Parquet path or a DataFrame.

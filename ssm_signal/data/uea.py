@@ -24,7 +24,6 @@ import dataclasses
 import logging
 import math
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -413,7 +412,7 @@ class UEADataset(Dataset):
     ``UEADataset("X_TRAIN.ts")`` or ``UEADataset("BasicMotions", split="train", root="data/uea")``.
 
     Items are ``(series, label)``: series a float32 Tensor (L_i, C), label the int index of the class in
-    :attr:`class_labels` (header order). Use :func:`pad_collate` for variable-length batches.
+    :attr:`class_labels` (header order). Training batches variable lengths with ``pipelines.data.pad_batch``.
 
     Args:
         source: a ``.ts`` path, or a problem name when ``split`` is given.
@@ -488,48 +487,3 @@ class UEADataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         # A clone, so that a caller's in-place normalisation cannot corrupt the dataset.
         return self.series[i].clone(), self.labels[i]
-
-
-def pad_collate(
-    batch: Sequence[tuple[torch.Tensor, int | torch.Tensor]], label_pad_value: int = -100
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batch variable-length items, padding at the end with zeros.
-
-    Args:
-        batch: B items ``(x (L_i, C), y)``, y an int class index or a per-step (L_i,) label tensor.
-        label_pad_value: fills per-step labels past each length; -100 is cross_entropy's ignore_index.
-
-    Returns:
-        ``x`` (B, L_max, C) float32, ``y`` (B,) int64 or (B, L_max) int64, ``lengths`` (B,) int64.
-        A causal model's output at each series' last valid step is ``gather_last(out, lengths)``;
-        padding comes after the data, so it never leaks into those steps.
-    """
-    if not batch:
-        raise ValueError("pad_collate: empty batch")
-    xs = [torch.as_tensor(x) for x, _ in batch]
-    lengths = torch.tensor([x.shape[0] for x in xs], dtype=torch.int64)
-    x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True, padding_value=0.0)
-    ys = [y for _, y in batch]
-    if isinstance(ys[0], torch.Tensor) and ys[0].dim() > 0:
-        y = torch.nn.utils.rnn.pad_sequence(
-            [yy.to(torch.int64) for yy in ys], batch_first=True, padding_value=label_pad_value
-        )
-    else:
-        y = torch.tensor([int(yy) for yy in ys], dtype=torch.int64)
-    return x, y, lengths
-
-
-def gather_last(outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Pick each series' output at its last valid step.
-
-    Args:
-        outputs: (B, L, ...) per-step outputs of a causal model.
-        lengths: (B,) valid lengths, 1 <= length <= L.
-
-    Returns:
-        (B, ...) with row b = ``outputs[b, lengths[b] - 1]``.
-    """
-    lengths = lengths.to(device=outputs.device, dtype=torch.int64)
-    if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > outputs.shape[1]):
-        raise ValueError(f"lengths must lie in [1, {outputs.shape[1]}], got {lengths.tolist()}")
-    return outputs[torch.arange(outputs.shape[0], device=outputs.device), lengths - 1]

@@ -1,10 +1,10 @@
 """16-bit PCM WAV files read straight from their bytes: one read per file and a RIFF chunk walk.
 
 Why: the batch scorer's DataLoader workers read short clips at GPU rates, where the per-file Python
-cost is the limit. The standard library's ``wave`` spends ~74 us per one-second 16 kHz clip on the
-2-core CPU (file objects, a chunk object per chunk, several reads); one ``os.open``, one read of the
-whole file and a chunk walk with ``struct`` take ~20 us, and the samples stay where they were read
-(an int16 view, no copy).
+cost is the limit. The standard library's ``wave`` builds file objects, a chunk object per chunk
+and does several reads per file; one ``os.open``, one read of the whole file and a chunk walk with
+``struct`` take about a quarter of its time (docs/performance.md, "Figures behind code choices"), and
+the samples stay where they were read (an int16 view, no copy).
 
 What is accepted is deliberately narrow: a little-endian RIFF/WAVE file whose one ``fmt `` chunk is
 WAVE_FORMAT_PCM, or WAVE_FORMAT_EXTENSIBLE with the PCM subformat and 16 valid bits, at exactly the

@@ -10,24 +10,12 @@ from __future__ import annotations
 
 from ssm_signal.frontends.logmel import LogMel, LogMelState, RunningMoments
 from ssm_signal.frontends.sensor import SensorFrontend, SensorFrontendState
-from ssm_signal.layers.base import StreamingModule
 
-FRONTENDS: dict[str, type[StreamingModule]] = {"logmel": LogMel, "sensor": SensorFrontend}
-
-
-def build_frontend(kind: str, **kwargs) -> StreamingModule:
-    """``build_frontend("logmel", n_mels=64)`` or ``build_frontend("sensor", channels=6, decimate=2)``."""
-    if kind not in FRONTENDS:
-        raise ValueError(f"unknown frontend kind {kind!r}; choose one of {sorted(FRONTENDS)}")
-    return FRONTENDS[kind](**kwargs)
-
-
+# a model's frontend is built from its config by ssm_signal.models.signal_model.build_frontend
 __all__ = [
-    "FRONTENDS",
     "LogMel",
     "LogMelState",
     "RunningMoments",
     "SensorFrontend",
     "SensorFrontendState",
-    "build_frontend",
 ]

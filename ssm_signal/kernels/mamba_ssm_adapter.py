@@ -1,6 +1,15 @@
 """The ``mamba_ssm`` backend: route ops to the kernels of the mamba-ssm package when it imports.
 
-mamba-ssm is an optional extra, never required. What it offers, and how each op maps:
+mamba-ssm is an optional extra, never required, and the backend is opt-in: ``auto`` does not pick it.
+Every op it offers is also in the ``triton`` backend, which is registered wherever this one can be
+(mamba-ssm needs Triton and CUDA too) and ranks above it, because this project's kernels take an
+initial state everywhere and measured as fast or faster (the Mamba2 layer forward+backward at 0.35-1.00x
+of mamba-ssm's time, docs/performance.md). Select it to compare against the upstream kernels:
+
+    with kernels.use("mamba_ssm"):
+        y, h = layer(x)
+
+What it offers, and how each op maps:
 
     ssd_scan        -> mamba_ssm.ops.triton.ssd_combined.mamba_chunk_scan_combined
                        (Triton; initial_states / return_final_states, dt_bias, dt_softplus,
@@ -16,7 +25,7 @@ Facts that shape it: mamba-ssm's PyPI source package compiles CUDA for nine arch
 unless MAMBA_SKIP_CUDA_BUILD=TRUE, and its package ``__init__`` imports the Mamba-1 CUDA
 extension, so a Python-only install does not import at all (the Triton paths above would
 run, but cannot be reached without importing the package). When it does not import, the
-reason is recorded once (``kernels.unavailable()``) and ``auto`` falls back.
+reason is recorded once (``kernels.unavailable()``).
 
 Its step kernel puts the batch on grid axis 1, which stops at 65,535 rows: calls are cut
 into slices below that. It crashes without D and dt_bias: zeros are passed for absent ones.
@@ -34,7 +43,7 @@ from ssm_signal.kernels import reference
 from ssm_signal.kernels.registry import Backend, mark_unavailable, register
 
 NAME = "mamba_ssm"
-PRIORITY = 15  # below triton (20): auto takes these only for ops the triton backend lacks
+PRIORITY = 15  # below triton (20), which has every op listed here: auto never takes these (opt-in)
 _MAX_ROWS = 32768  # rows per selective_state_update launch (its grid axis 1 holds 65,535)
 
 _ops: dict = {}  # the imported mamba_ssm functions, filled by load()

@@ -42,8 +42,7 @@ def causal_conv1d_step(x_t: Tensor, weight: Tensor, bias: Tensor | None, buffer:
 
     y_t = bias + w_{K-1} x_t + sum_k w_k buffer_k, as K-1 fused multiply-adds over (B, C) slices
     rather than a (B, C, K) window reduced over its last axis: reductions over a 4-wide innermost
-    axis run far below memory speed on a GPU (the CUDA-graph pool tick at 65k streams went from
-    8.9 to 7.8 ms on an H100; benchmarks/results/gpu_serving_variants_20261125.json).
+    axis run far below memory speed on a GPU (docs/performance.md, "H100: serving").
     """
     w = weight[:, 0].to(x_t.dtype)  # (C, K)
     K = w.shape[1]

@@ -39,7 +39,25 @@ from ssm_signal.state import State
 log = logging.getLogger("ssm_signal.streaming")
 
 # the log-mel's rfft is complex; inductor leaves it to the eager kernel and says so once per compile
-warnings.filterwarnings("ignore", message="Torchinductor does not support code generation for complex operators")
+_COMPLEX_FALLBACK = "Torchinductor does not support code generation for complex operators"
+
+
+def _quiet_first_call(fn: Callable) -> Callable:
+    """``fn`` whose first call (the one that compiles) hides inductor's complex-operator notice; the filter is
+    scoped to that call, so the caller's own warning filters stay as they were."""
+    first = True
+
+    def call(*args):
+        nonlocal first
+        if not first:
+            return fn(*args)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_COMPLEX_FALLBACK)
+            out = fn(*args)
+        first = False
+        return out
+
+    return call
 
 
 def _frontend_step(model: SignalModel, frame: Tensor, st: LogMelState | SensorFrontendState
@@ -148,7 +166,8 @@ def compiled(model: SignalModel, kind: str = "frame") -> Callable:
             def run(frames, active, state):
                 y, new = pool_step(model, frames, active, state)
                 return y, new._apply(_row_major)
-        table[kind] = torch.compile(run, fullgraph=True, dynamic=False, options=inductor_options(model))
+        table[kind] = _quiet_first_call(torch.compile(run, fullgraph=True, dynamic=False,
+                                                      options=inductor_options(model)))
     return table[kind]
 
 
@@ -247,7 +266,9 @@ class AOTStep:
         # write next to the target and rename: a concurrent process never loads half a file
         fd, tmp = tempfile.mkstemp(suffix=".pt2", dir=path.parent)
         os.close(fd)
-        torch._inductor.aoti_compile_and_package(exported, package_path=tmp)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_COMPLEX_FALLBACK)
+            torch._inductor.aoti_compile_and_package(exported, package_path=tmp)
         os.replace(tmp, path)
         log.info("compiled the streaming step ahead of time: %s", path)
 

@@ -21,24 +21,29 @@ def fake_tracking(monkeypatch, fn):
     monkeypatch.setitem(sys.modules, "pipelines.tracking", mod)
 
 
-def test_model_choices_local_and_registered(tmp_path, monkeypatch):
+def test_model_choices_local_and_registered(tmp_path):
     save_bundle(kws_model(), tmp_path / "kws_default", name="kws_default", version="7")
-    fake_tracking(monkeypatch, lambda uri=None: [{"name": "kws", "version": "3", "source": "s3://x"},
-                                                 {"name": "kws", "version": "2", "uri": "models:/kws/2"}])
-    choices = Models(tmp_path).choices()
+    registry = lambda: [{"name": "kws", "version": "3", "source": "s3://x"},  # noqa: E731
+                        {"name": "kws", "version": "2", "uri": "models:/kws/2"}]
+    choices = Models(tmp_path, registry=registry).choices()
     assert choices == [(f"kws_default v7 ({tmp_path / 'kws_default'})", str(tmp_path / "kws_default")),
                        ("kws v3 (MLflow)", "models:/kws/3"), ("kws v2 (MLflow)", "models:/kws/2")]
     assert Models(tmp_path).choices("models:/other/1")[0] == ("models:/other/1", "models:/other/1")
 
 
 def test_registry_failure_or_absence_is_tolerated(tmp_path, monkeypatch):
+    from pipelines.cli import _registered_bundles
+
     def broken(uri=None):
         raise RuntimeError("no tracking server")
 
+    save_bundle(kws_model(), tmp_path / "kws_default", name="kws_default", version="7")
+    local = [(f"kws_default v7 ({tmp_path / 'kws_default'})", str(tmp_path / "kws_default"))]
     fake_tracking(monkeypatch, broken)
-    assert Models(tmp_path).choices() == []
-    monkeypatch.setitem(sys.modules, "pipelines.tracking", None)  # import fails
-    assert Models(tmp_path).choices() == []
+    assert Models(tmp_path, registry=_registered_bundles).choices() == local
+    monkeypatch.setitem(sys.modules, "pipelines.tracking", None)  # MLflow's side does not import
+    assert Models(tmp_path, registry=_registered_bundles).choices() == local
+    assert Models(tmp_path).choices() == local  # no registry handed in (python -m app.demo)
 
 
 def test_view_rendering():
@@ -58,7 +63,6 @@ def test_view_rendering():
 
 def test_without_a_model_the_page_says_run_make_train(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no artifacts/kws_default here
-    fake_tracking(monkeypatch, lambda uri=None: [])
     demo = build_demo(None, artifacts=tmp_path, compile=False)
     status = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "model-status"][0]
     assert status.value == NO_MODEL and "make train" in NO_MODEL

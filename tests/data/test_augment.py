@@ -1,5 +1,5 @@
-"""Augmentations: SNR of mixed noise measured numerically, gain, shift, speed and pitch on tones,
-SpecAugment mask structure, and determinism from a seed (WaveAugment, DataLoader workers)."""
+"""Augmentations: SNR of mixed noise measured numerically, gain, shift and speed on tones, and determinism
+from a seed (WaveAugment, DataLoader workers)."""
 
 from __future__ import annotations
 
@@ -10,25 +10,20 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 from torch.utils.data import DataLoader, Dataset
 
 from ssm_signal.data.augment import (
     AddNoise,
     Gain,
-    PitchShift,
-    SpecAugment,
     Speed,
     TimeShift,
     WaveAugment,
     apply_gain,
     change_speed,
     crop_or_tile,
-    mask_features,
     measure_snr,
     mix_at_snr,
     power,
-    shift_pitch,
     time_shift,
 )
 from ssm_signal.data.skips import DataError, SkipLog
@@ -203,89 +198,6 @@ def test_speed_transform_keeps_length_when_asked():
     g = torch.Generator().manual_seed(0)
     assert Speed((0.85, 0.95))(x, g).shape == (4000,)
     assert Speed((0.85, 0.95), keep_length=False)(x, g).shape[0] > 4000
-
-
-@pytest.mark.parametrize("semitones, ratio", [(12.0, 2.0), (-12.0, 0.5), (5.0, 1.33)])
-def test_shift_pitch_moves_the_tone_and_keeps_duration(semitones, ratio):
-    x = tone(400, 16000)
-    y = shift_pitch(x, semitones)
-    assert y.shape == x.shape and torch.isfinite(y).all()
-    assert peak_hz(y[2000:-2000]) == pytest.approx(400 * ratio, rel=0.01)
-    # The tone survives. Not at its full level: a phase vocoder without phase locking loses the bins'
-    # relative phases, and a steady tone comes out about 7 dB quieter when raised (torchaudio's too).
-    assert 0.1 < float(y[2000:-2000].pow(2).mean() / x.pow(2).mean()) < 1.5
-
-
-@pytest.mark.parametrize("semitones", [12.0, -12.0])
-def test_shift_pitch_matches_torchaudio_on_exact_octaves(semitones):
-    # at an octave the quantised ratio is exact, so the result is torchaudio's pitch_shift
-    x = tone(400, 8000) + 0.1 * torch.randn(8000, generator=torch.Generator().manual_seed(0))
-    ref = AF.pitch_shift(x[None], SR, int(semitones), n_fft=512, hop_length=128)[0]
-    torch.testing.assert_close(shift_pitch(x, semitones), ref, rtol=0, atol=1e-4)
-
-
-def test_shift_pitch_batches_and_identity():
-    x = torch.stack([tone(400, 8000), tone(600, 8000)])
-    y = shift_pitch(x, 12.0)
-    assert y.shape == (2, 8000)
-    torch.testing.assert_close(y[1], shift_pitch(x[1], 12.0), rtol=0, atol=1e-5)
-    assert shift_pitch(x, 0.05) is x  # below the 1/100 ratio quantum
-    g = torch.Generator().manual_seed(0)
-    assert PitchShift((2.0, 2.0))(x[0], g).shape == (8000,)
-
-
-# -- SpecAugment --------------------------------------------------------------------------------------------------
-
-
-def masked_structure(out: torch.Tensor, mask_value: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(masked elements, fully masked channels, fully masked frames) of one (T, F) output."""
-    m = out == mask_value
-    return m, m.all(dim=0), m.all(dim=1)
-
-
-def test_mask_features_masks_whole_bands_and_runs():
-    x = torch.rand(4, 50, 20) + 1.0  # no element equals the mask value by chance
-    g = torch.Generator().manual_seed(0)
-    out = mask_features(x, g, freq_masks=2, freq_width=6, time_masks=2, time_width=10, mask_value=-7.0)
-    assert out.shape == x.shape
-    for b in range(4):
-        m, cols, rows = masked_structure(out[b], -7.0)
-        # every masked element lies in a fully masked channel or a fully masked frame
-        assert torch.equal(m, cols[None, :] | rows[:, None])
-        assert int(cols.sum()) <= 2 * 5 and int(rows.sum()) <= 2 * 9
-        # unmasked elements are untouched
-        assert torch.equal(out[b][~m], x[b][~m])
-    # rows get their own masks
-    assert not all(torch.equal(out[0] == -7.0, out[b] == -7.0) for b in range(1, 4))
-
-
-def test_mask_features_is_deterministic_for_a_generator_and_2d_input():
-    x = torch.rand(40, 16) + 1.0
-    a = mask_features(x, torch.Generator().manual_seed(5), time_width=10)
-    b = mask_features(x, torch.Generator().manual_seed(5), time_width=10)
-    c = mask_features(x, torch.Generator().manual_seed(6), time_width=10)
-    assert a.shape == (40, 16) and torch.equal(a, b) and not torch.equal(a, c)
-    assert torch.equal(mask_features(x, None, freq_masks=0, time_masks=0), x)
-    with pytest.raises(ValueError, match=r"\(T, F\) or \(B, T, F\)"):
-        mask_features(torch.rand(2, 3, 4, 5))
-
-
-def test_mask_features_widths_cover_the_policy_range():
-    # widths uniform in [0, width): over many draws every width 0..width-1 appears, none larger
-    x = torch.rand(400, 30, 40) + 1.0
-    out = mask_features(x, torch.Generator().manual_seed(1), freq_masks=1, freq_width=5, time_masks=0)
-    widths = (out == 0).all(dim=1).sum(dim=1)
-    assert set(widths.tolist()) == {0, 1, 2, 3, 4}
-
-
-def test_spec_augment_module_only_in_training():
-    x = torch.rand(2, 30, 16) + 1.0
-    m = SpecAugment(freq_masks=2, freq_width=8, time_masks=2, time_width=10, seed=3)
-    y = m(x)
-    assert (y == 0).any() and y.shape == x.shape
-    assert torch.equal(m.eval()(x), x)
-    again = SpecAugment(freq_masks=2, freq_width=8, time_masks=2, time_width=10, seed=3)
-    assert torch.equal(again(x), y)
 
 
 # -- WaveAugment: composition and determinism ----------------------------------------------------------------------

@@ -4,7 +4,6 @@ and clear failures. Uses espeak-ng (installed by `make test`) on a few speakers 
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -13,9 +12,12 @@ import soundfile as sf
 from ssm_signal.data import keywords as kw
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import SpeechCommands, speaker_of
-from tests.helpers import tree_digest
+from tests.helpers import require_tool, tree_digest
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (make system-deps)")
+
+@pytest.fixture(scope="module", autouse=True)
+def espeak_ng():
+    require_tool("espeak-ng")
 
 TINY = kw.KeywordSetConfig(n_speakers=10, words=("yes", "no"), other_words=("bed", "cat", "dog"),
                            other_per_speaker=1, validation_percent=30, testing_percent=30)

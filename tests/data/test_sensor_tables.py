@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from pipelines.data import pad_batch
 from ssm_signal.data.sensor_tables import SensorTable, label_key
 from ssm_signal.data.skips import DataError, SkipLog
-from ssm_signal.data.uea import pad_collate
 
 
 def table() -> pd.DataFrame:
@@ -62,7 +62,7 @@ def test_per_row_labels_and_collate(tmp_path):
     x, y = ds[0]
     assert y.dtype == torch.int64 and y.tolist() == [0, 1, 0, 0]  # rows in time order 0, 1, 2, 3
     assert ds[1][1].tolist() == [0, 1]
-    xb, yb, lengths = pad_collate([ds[0], ds[1]])
+    xb, yb, lengths = pad_batch([ds[0], ds[1]])
     assert xb.shape == (2, 4, 1) and lengths.tolist() == [4, 2]
     assert yb.tolist() == [[0, 1, 0, 0], [0, 1, -100, -100]]
 

@@ -1,4 +1,4 @@
-"""The .ts reader, UEADataset's NaN policies, pad_collate/gather_last, on small hand-written files."""
+"""The .ts reader and UEADataset's NaN policies, on small hand-written files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ssm_signal.data.skips import DataError, SkipLog
-from ssm_signal.data.uea import FillLog, UEADataset, apply_nan_policy, gather_last, load_ts, pad_collate, uea_path
+from ssm_signal.data.uea import FillLog, UEADataset, apply_nan_policy, load_ts, uea_path
 
 REPO = Path(__file__).resolve().parents[2]
 UEA_ROOT = REPO / "data" / "uea"
@@ -203,22 +203,6 @@ def test_all_skipped_is_an_error(tmp_path):
     text = "@classLabel true a\n@data\n?,1:a\n"
     with pytest.raises(DataError, match=r"every series was skipped \(1 items skipped \(1 missing values\)\)"):
         UEADataset(write(tmp_path, text), nan="skip")
-
-
-def test_pad_collate_and_gather_last():
-    a, b = torch.arange(6.0).reshape(3, 2), torch.ones(1, 2)
-    x, y, lengths = pad_collate([(a, 1), (b, 0)])
-    assert x.shape == (2, 3, 2) and y.tolist() == [1, 0] and lengths.tolist() == [3, 1]
-    torch.testing.assert_close(x[1], torch.tensor([[1.0, 1], [0, 0], [0, 0]]))
-    torch.testing.assert_close(gather_last(x, lengths), torch.stack([a[2], b[0]]))
-    # A causal model's output at the last valid step ignores the padding after it.
-    torch.testing.assert_close(gather_last(x.cumsum(1), lengths), torch.stack([a.sum(0), b[0]]))
-    _, ys, _ = pad_collate([(a, torch.tensor([0, 1, 1])), (b, torch.tensor([1]))])
-    assert ys.tolist() == [[0, 1, 1], [1, -100, -100]]
-    with pytest.raises(ValueError, match="lengths must lie in"):
-        gather_last(x, torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="empty batch"):
-        pad_collate([])
 
 
 @pytest.mark.skipif(

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchaudio
 
-from ssm_signal.frontends import FRONTENDS, LogMel, LogMelState, build_frontend
+from ssm_signal.frontends import LogMel, LogMelState
 from tests.helpers import fold_chunks, random_splits
 
 HOP, N_FFT, N_MELS = 160, 400, 40
@@ -224,11 +224,3 @@ def test_state_operations():
     # resetting some streams mid-hop leaves the batch at mixed phases, which is refused, not misaligned
     with pytest.raises(ValueError, match="same phase"):
         fe(x[:, 700:], s.reset(torch.tensor([True, False, False])))
-
-
-def test_build_frontend():
-    fe = build_frontend("logmel", n_mels=64)
-    assert isinstance(fe, LogMel) and fe.d_output == 64
-    assert set(FRONTENDS) == {"logmel", "sensor"}
-    with pytest.raises(ValueError, match="unknown frontend"):
-        build_frontend("mfcc")

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from ssm_signal.frontends import SensorFrontend, SensorFrontendState, build_frontend
+from ssm_signal.frontends import SensorFrontend, SensorFrontendState
 from tests.helpers import fold_chunks, random_splits
 
 C = 3
@@ -158,8 +158,3 @@ def test_state_operations():
     assert s.to(dtype=torch.float64).phase.dtype == torch.int64
     r = s.reset()
     assert torch.equal(fe(x[:, 20:], r)[0], fe(x[:, 20:])[0])
-
-
-def test_build_frontend():
-    fe = build_frontend("sensor", channels=6, decimate=2)
-    assert isinstance(fe, SensorFrontend) and fe.d_output == 6 and fe.decimate == 2

@@ -13,10 +13,10 @@ the least arithmetic any formulation needs, and inputs read exactly once. Time g
 blocks of U steps whose loads are issued together and software-pipelined
 (``tl.range(num_stages=...)``). No (B, L, D_in, N) tensor is ever written.
 
-Measured on an H100 (benchmarks/notes/triton_scan.md): 13-23x faster than the torch
-backend, but 12-45x the memory floor: with time sequential, parallelism is only batch x
-channel blocks and each step's dependent chain is long, so the loop is latency-bound.
-Parallelism over time (chunked local scans plus a pass over chunk states) is the next step.
+With time sequential, parallelism is only batch x channel blocks and each step's dependent
+chain is long, so the loop is latency-bound: far faster than the torch backend, yet well above
+the memory floor (docs/performance.md, "Mamba-1 selective scan"). Parallelism over time (chunked
+local scans plus a pass over chunk states) would lift that bound.
 
 The backward pass is the adjoint recurrence (see :mod:`ssm_signal.kernels.selective_torch`
 for the derivation), G_t = dL/dh_t = C_t gy_t + Ā_{t+1} G_{t+1}, gy = dL/d(C·h), which

@@ -33,8 +33,8 @@ CONFIG = {
     "block_t": 64,  # steps per tile of the intra-chunk products (clamped to the chunk length)
     "warps_scan": 4,  # chunk_scan_fwd_kernel
     "warps_state": 4,  # chunk_state_kernel
-    # bwd_dx_db_kernel, bwd_dc_kernel. H100, B16 L16k H8 fwd+bwd: 4 warps 5.8 ms (bf16) / 11.1 ms (fp32),
-    # 8 warps 7.8 / 14.4 ms (benchmarks/notes/triton_ssd.md)
+    # bwd_dx_db_kernel, bwd_dc_kernel: 4 warps beat 8 in both dtypes (docs/performance.md,
+    # "Figures behind code choices")
     "warps_bwd": 4,
     "state_block": 1024,  # state elements per program of the sequential passes over chunks
     "stages": 2,
