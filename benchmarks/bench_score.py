@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import default_bundle, machine, median, timed, write_result  # noqa: E402
 
 from pipelines import score as S  # noqa: E402
+from pipelines import score_predict as P  # noqa: E402
 from pipelines.batch_graphs import BatchGraphs  # noqa: E402
 from pipelines.batch_ring import BatchRing  # noqa: E402
 from ssm_signal import load_bundle  # noqa: E402
@@ -235,9 +236,9 @@ class _TimedWriter(S.PartWriter):
         super().__init__(*args, **kwargs)
         self.write, self.marks = write, []
 
-    def write_on_batch_end(self, *args, **kwargs):
+    def add(self, *args, **kwargs):
         if self.write:
-            super().write_on_batch_end(*args, **kwargs)
+            super().add(*args, **kwargs)
         self.marks.append((time.perf_counter(), time.thread_time()))
 
 
@@ -263,7 +264,7 @@ def predict_loop_cost(bundle, cfg: S.ScoreConfig, gpu: bool, tmp: Path, n_batche
     parts = Path(tempfile.mkdtemp(dir=tmp))
     writer = _TimedWriter(parts, None, bundle, part_rows=cfg.part_rows, write=write)
     with contextlib.redirect_stderr(io.StringIO()):  # the progress bar
-        S.predict_batches(loader, ring, bundle, cfg, writer, n_batches * B)
+        P.predict_batches(loader, ring, bundle, cfg, writer, n_batches * B)
     wall, cpu = (np.diff(np.array(writer.marks[10:]), axis=0) * 1e3).T
     return {"wall_ms_per_batch": float(np.median(wall)), "main_thread_cpu_ms_per_batch": float(np.median(cpu)),
             "parts": len(list(parts.glob("part-*.parquet")))}
@@ -296,7 +297,7 @@ def writer_cost_on_main_thread(writer_cls, bundle, files, scored, tmp: Path, n_b
         _busy(n)
         writer._write(files, S.Scored(scored.scores), 0)
     spent = time.perf_counter() - t
-    writer.on_predict_epoch_end(types.SimpleNamespace(global_rank=0), None)  # (untimed) the rest written
+    writer.finish(0)  # (untimed) the rest written
     writer.close()
     return (spent - n_batches * alone) / n_batches * 1e3
 
@@ -335,7 +336,7 @@ def main_cost(bundle_path: str, cfg: S.ScoreConfig, gpu: bool, variants: list[st
         is_global_zero = True
 
     with contextlib.redirect_stderr(io.StringIO()):
-        progress = S._Progress(10**9, types.SimpleNamespace(seconds=0.0))
+        progress = P._Progress(10**9, types.SimpleNamespace(seconds=0.0))
         progress.on_predict_start(Trainer(), None)
         out_["progress_ms_per_batch"] = ms * median(timed(
             lambda: progress.on_predict_batch_end(Trainer(), None, None, {"files": files}, 0), 200))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -37,18 +36,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from pipelines.batch_graphs import BatchGraphs
 from pipelines.batch_ring import SLACK, BatchRing, pad_batch
 from pipelines.errors import Interrupted, UsageError
 from pipelines.score_inputs import (  # noqa: F401  (Item, list_inputs: this module's names before the split)
@@ -65,7 +61,6 @@ from pipelines.score_long import LONG_BYTES, score_long_file, split_long
 from ssm_signal.bundle import (
     Bundle,
     clip_labels,
-    clip_scores,
     load_bundle,
     outputs_to_prediction,
     pcm_to_float,
@@ -422,97 +417,6 @@ class Scored:
         return self
 
 
-class Scorer(L.LightningModule):
-    """Wraps a bundle's model for ``Trainer.predict``: padded batch -> :class:`Scored` clip scores (and frames).
-
-    The clip scores are reduced on the device (:func:`clip_scores`, the batched twin of
-    ``outputs_to_prediction``), so without ``--frames`` a batch crosses back as one small tensor.
-    On a GPU nothing in a step waits for the GPU: the batch's samples and valid frame counts go
-    over on a copy stream (overlapping the previous batch's forward), int16 PCM becomes float on
-    the device, the forward (:meth:`forward_batch`) is one CUDA-graph replay per batch
-    (:class:`BatchGraphs`; ``cuda_graphs=False``: launched kernel by kernel, its eager twin), and the
-    scores come back by an asynchronous copy that :class:`PartWriter` waits for one batch later.
-    ``batch_size``: the job's, the rows graphs are padded to.
-    """
-
-    def __init__(self, bundle: Bundle, frames: bool = False, ring: BatchRing | None = None,
-                 cuda_graphs: bool = True, batch_size: int = 1):
-        super().__init__()
-        self.bundle = bundle
-        self.model = bundle.model
-        self.frames = frames
-        self.ring = ring
-        self.cuda_graphs, self.batch_size = cuda_graphs, batch_size
-        self.graphs: BatchGraphs | None = None
-        self._copy_stream: torch.cuda.Stream | None = None
-
-    def on_predict_start(self):
-        if self.device.type != "cuda":
-            return
-        if self.ring is not None and not self.ring.register():
-            log.warning("could not page-lock the batch ring; copies to the GPU will be synchronous")
-        if self.cuda_graphs:
-            self.graphs = BatchGraphs(self.forward_batch, self.batch_size, self.model.samples_per_frame)
-
-    def forward_batch(self, x: Tensor, frames: Tensor) -> tuple[Tensor, ...]:
-        """A padded batch -> (clip scores (B, K),) or, with frames, (scores, frame outputs (B, F, out_dim)).
-
-        x: (B, L, C) int16 PCM or float32 at the bundle rate; frames: (B,) int64 valid frames per
-        item (>= 1), on x's device. The :class:`BatchGraphs` body, and its eager twin. Nothing here
-        synchronises with the device: the values are not scanned for NaN/Inf again (the workers did:
-        16-bit PCM cannot hold them, and ``prepare_signal`` rejects them), and the windows start at
-        frame phase 0 (``Bundle.frame_outputs``).
-        """
-        if x.dtype == torch.int16:
-            x = pcm_to_float(x)
-        y = self.bundle.frame_outputs(x, check_values=False)  # windowed with carried state, as predict()
-        scores = clip_scores(y, frames, self.bundle.config)
-        return (scores, y) if self.frames else (scores,)
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        # only the samples go to the device; Lightning's default would walk every item's metadata
-        src = batch["x"]
-        if batch["ring"] is not None:
-            slot, _, shape = batch["ring"]
-            src = self.ring.view(slot, shape)
-        if src is None:
-            return batch
-        frames = batch["frames_host"] = torch.from_numpy(batch["lengths"] // self.model.samples_per_frame)
-        if device.type == "cuda":
-            if self._copy_stream is None:
-                self._copy_stream = torch.cuda.Stream(device)
-            with torch.cuda.stream(self._copy_stream):
-                batch["x"] = src.to(device, non_blocking=True)
-                # from page-locked memory: a copy from pageable memory would wait for the GPU
-                batch["frames"] = frames.pin_memory().to(device, non_blocking=True)
-            batch["copied"] = self._copy_stream.record_event()
-        else:  # a ring slot is rewritten later: the model must not read it in place
-            batch["x"] = (src.clone() if batch["ring"] is not None else src).to(device)
-            batch["frames"] = frames
-        return batch
-
-    def predict_step(self, batch, batch_idx):
-        check = None if batch["ring"] is None else functools.partial(self.ring.check, *batch["ring"][:2])
-        x, n_frames = batch["x"], batch.get("frames")
-        if x is None:
-            return Scored(None)
-        if "copied" in batch:
-            stream = torch.cuda.current_stream(x.device)
-            stream.wait_event(batch["copied"])
-            x.record_stream(stream)  # allocated on the copy stream, used on this one
-            n_frames.record_stream(stream)
-        out = (self.graphs or self.forward_batch)(x, n_frames)
-        scores, frames = out[0], None
-        if self.frames:
-            y = out[1].float().cpu()  # before the next batch: the graph's outputs are overwritten
-            frames = [y[i, :f] for i, f in enumerate(batch["frames_host"].tolist())]
-        if not scores.is_cuda:
-            return Scored(scores, frames, None, check)
-        host = torch.empty(scores.shape, dtype=scores.dtype, pin_memory=True)
-        host.copy_(scores, non_blocking=True)  # queued before the next replay overwrites scores
-        return Scored(host, frames, torch.cuda.current_stream(scores.device).record_event(), check)
-
-
 @dataclasses.dataclass(frozen=True)
 class RowIdentity:
     """What each row records of what it was scored from: the model's fingerprint and, per path, the
@@ -647,8 +551,8 @@ def write_atomic(table: pa.Table, path: Path, **options: Any) -> None:
     os.replace(tmp, path)  # a part either exists whole or not at all
 
 
-class PartWriter(BasePredictionWriter):
-    """Writes the predicted rows as Parquet parts (per rank), atomically, several batches to a part.
+class PartWriter:
+    """Writes the scored rows as Parquet parts (per rank), atomically, several batches to a part.
 
     Off the model's critical path: a batch's results are waited for one batch behind (when the next
     batch has been handed to the GPU; its scores were copied back asynchronously meanwhile, and its
@@ -667,7 +571,6 @@ class PartWriter(BasePredictionWriter):
 
     def __init__(self, parts_dir: Path, frames_dir: Path | None, bundle: Bundle, lag: int = 1,
                  part_rows: int = 16384, identity: RowIdentity | None = None):
-        super().__init__(write_interval="batch")
         self.parts_dir, self.frames_dir, self.bundle, self.lag = parts_dir, frames_dir, bundle, lag
         self.identity = identity or RowIdentity()
         self.part_rows = part_rows
@@ -683,17 +586,15 @@ class PartWriter(BasePredictionWriter):
         self.last = 0.0
         self.seconds_after_first = 0.0
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
-        self.pending.append((batch["files"], prediction, trainer.global_rank))
+    def add(self, files: BatchFiles, prediction: Scored, rank: int = 0) -> None:
+        """One predicted batch: ``files`` and their results, possibly still on their way from the device
+        (waited for ``lag`` batches later)."""
+        self.pending.append((files, prediction, rank))
         while len(self.pending) > self.lag:
             self._write(*self.pending.popleft())
 
-    def on_predict_epoch_end(self, trainer, pl_module):
-        self.finish(trainer.global_rank)
-        super().on_predict_epoch_end(trainer, pl_module)
-
     def write_file(self, files: BatchFiles, prediction: Scored, rank: int = 0) -> None:
-        """Rows scored outside ``Trainer.predict`` (long files, read in blocks): into the open part."""
+        """Rows scored outside the batch path (long files, read in blocks), results at hand: into the open part."""
         self._write(files, prediction, rank)
 
     def finish(self, rank: int) -> None:
@@ -896,29 +797,6 @@ def score_loader(items: list[Item], bundle: Bundle, cfg: ScoreConfig, gpu: bool)
     return loader, ring
 
 
-def predict_batches(loader: Any, ring: BatchRing | None, bundle: Bundle, cfg: ScoreConfig, writer: PartWriter,
-                    n_files: int, stop: SignalStop | None = None) -> tuple[L.Trainer, Scorer]:
-    """``Trainer.predict`` of the bundle's :class:`Scorer` over ``loader`` (batches as :class:`Collate`
-    makes them, ``n_files`` files in all), ``writer`` writing the parts; returns the trainer and the
-    scorer. The writer thread is stopped and the ring's page-locking undone also when it fails; on
-    ``stop``'s signal the rows scored so far are written before :class:`Interrupted` is raised."""
-    trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-                        logger=False, callbacks=[writer, _Progress(n_files, writer), _StopOnSignal(stop)],
-                        enable_model_summary=False, enable_progress_bar=False, use_distributed_sampler=False)
-    try:
-        with torch.inference_mode():
-            scorer = Scorer(bundle, cfg.frames, ring, cfg.cuda_graphs, cfg.batch_size)
-            trainer.predict(scorer, dataloaders=loader, return_predictions=False)
-    except Interrupted:
-        writer.finish(trainer.global_rank)  # the batches scored so far are kept: a rerun resumes after them
-        raise
-    finally:
-        writer.close()
-        if ring is not None:
-            ring.unregister()
-    return trainer, scorer
-
-
 def is_audio(bundle: Bundle) -> bool:
     """Whether the bundle's model reads audio (else sensor tables)."""
     return bundle.config.frontend.kind == "logmel"
@@ -951,15 +829,6 @@ class SignalStop:
     def check(self) -> None:
         if self.signum is not None:
             raise Interrupted(self.signum, f"stopped by {signal.Signals(self.signum).name}")
-
-
-class _StopOnSignal(L.Callback):
-    def __init__(self, stop: SignalStop | None):
-        self.stop = stop
-
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        if self.stop is not None:
-            self.stop.check()
 
 
 def score(cfg: ScoreConfig) -> dict[str, Any]:
@@ -1012,6 +881,8 @@ def _score(cfg: ScoreConfig, stop: SignalStop) -> dict[str, Any]:
     if long and os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
         _score_long(long, bundle, cfg, writer, torch.device("cuda", 0) if gpu else torch.device("cpu"), stop)
     if todo:
+        from pipelines.score_predict import predict_batches  # Lightning: only for a job with batch-path files
+
         loader, ring = score_loader(todo, bundle, cfg, gpu)
         trainer, scorer = predict_batches(loader, ring, bundle, cfg, writer, len(todo), stop)
         graphs = dict(scorer.graphs.counts) if scorer.graphs is not None else {}
@@ -1110,27 +981,6 @@ def format_summary(s: dict[str, Any]) -> str:
     if s.get("roc_auc") is not None:
         lines.append(f"ROC-AUC: {s['roc_auc']:.4f}")
     return "\n".join(lines)
-
-
-class _Progress(L.Callback):
-    """A tqdm bar with files/s and signal-seconds/s (the writer's running total: it runs first)."""
-
-    def __init__(self, total: int, writer: PartWriter):
-        self.total, self.writer = total, writer
-
-    def on_predict_start(self, trainer, pl_module):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=self.total, unit="file", disable=not trainer.is_global_zero)
-        self.t0, self.seconds0 = time.time(), self.writer.seconds
-
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self.bar.update(len(batch["files"]))
-        seconds = self.writer.seconds - self.seconds0
-        self.bar.set_postfix(audio_s_per_s=f"{seconds / max(1e-9, time.time() - self.t0):.0f}")
-
-    def on_predict_end(self, trainer, pl_module):
-        self.bar.close()
 
 
 def _track(cfg: ScoreConfig, bundle: Bundle, summary: dict[str, Any], out: Path) -> None:

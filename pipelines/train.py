@@ -55,12 +55,12 @@ class SignalCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks):
         out = self._get(self.config, "output")
         if config.get("logger") in (None, True):
-            from pipelines.tracking import make_mlflow_logger
+            from pipelines.tracking_lightning import make_mlflow_logger
 
             config["logger"] = make_mlflow_logger(out.experiment, run_name=out.name)
         loggers = config["logger"] if isinstance(config.get("logger"), list) else [config.get("logger")]
         if self.save_config_callback is SaveConfigCallback and any(isinstance(lg, MLFlowLogger) for lg in loggers):
-            from pipelines.tracking import MLflowConfigCallback
+            from pipelines.tracking_lightning import MLflowConfigCallback
 
             # the stock callback asserts on trainer.log_dir, which MLFlowLogger leaves None for database and
             # server stores; this one writes config.yaml to default_root_dir and into the MLflow run
