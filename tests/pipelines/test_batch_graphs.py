@@ -20,7 +20,7 @@ import torch
 import ssm_signal.bundle as bundle_mod
 from pipelines.batch_graphs import BatchGraphs, _Shape, bucket
 from pipelines.score import ScoreConfig, score
-from pipelines.score_predict import Scorer
+from pipelines.score.predict import Scorer
 from ssm_signal import Bundle, save_bundle
 from ssm_signal.models import BackboneConfig, FrontendConfig, HeadConfig, ModelConfig, SignalModel
 from tests.test_bundle import small_model

@@ -19,10 +19,10 @@ import soundfile as sf
 import torch
 
 import ssm_signal.bundle as bundle_mod
-from pipelines import score as score_mod
-from pipelines import score_long
 from pipelines.errors import UsageError
 from pipelines.score import ScoreConfig, score
+from pipelines.score import job as score_job
+from pipelines.score import long_files as score_long
 from ssm_signal import load_bundle, save_bundle
 from tests.pipelines.test_score import make_files
 from tests.test_bundle import small_model
@@ -101,7 +101,7 @@ def test_non_finite_model_output_is_an_error_row(tmp_path, bundle_dir, monkeypat
     b = load_bundle(bundle_dir)
     with torch.no_grad():
         b.model.head.proj.bias.fill_(float("nan"))
-    monkeypatch.setattr(score_mod, "load_bundle", lambda *a, **k: b)
+    monkeypatch.setattr(score_job, "load_bundle", lambda *a, **k: b)
     data = tmp_path / "data"
     make_files(data, 3)
     s = score(cfg(bundle_dir, data, tmp_path / "s.parquet", frames=True))

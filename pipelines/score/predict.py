@@ -1,15 +1,16 @@
 """The batch path's model side under Lightning: ``Trainer.predict`` over the scorer's DataLoader.
 
-Imported by :mod:`pipelines.score` only when a job has files for the batch path: Lightning is a
+Imported by :mod:`pipelines.score.job` only when a job has files for the batch path: Lightning is a
 fifth of the process's memory (~220 MB resident), and a job of long files only (read in blocks,
-``pipelines.score_long``) scores without it, within the memory bound benchmarks/bench_score_memory.py
+``pipelines.score.long_files``) scores without it, within the memory bound benchmarks/bench_score_memory.py
 measures. The writer, the rows and the job stay Lightning-free; :class:`_WriteRows` hands each
-batch's results to the plain :class:`~pipelines.score.PartWriter`.
+batch's results to the plain :class:`~pipelines.score.writer.PartWriter`.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from typing import Any
 
@@ -20,8 +21,13 @@ from torch import Tensor
 from pipelines.batch_graphs import BatchGraphs
 from pipelines.batch_ring import BatchRing
 from pipelines.errors import Interrupted
-from pipelines.score import PartWriter, ScoreConfig, Scored, SignalStop, log
+from pipelines.score.config import ScoreConfig
+from pipelines.score.job import SignalStop
+from pipelines.score.rows import Scored
+from pipelines.score.writer import PartWriter
 from ssm_signal.bundle import Bundle, clip_scores, pcm_to_float
+
+log = logging.getLogger("ssm_signal.pipelines")
 
 
 class Scorer(L.LightningModule):
