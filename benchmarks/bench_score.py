@@ -32,7 +32,7 @@ Parts (--parts; each run for every variant, the variants alternating within each
   batch; variant "no writer": the loop alone).
 
 Variants: new (this version), eager (this version, ``cuda_graphs=False``: the forward launched
-kernel by kernel) and old (also ``direct_wav=False``: every WAV through the ``wave`` module;
+kernel by kernel) and old (also ``direct_wav=False``: every WAV through soundfile;
 ``part_rows=1``: a Parquet part per batch). --compare: every part, variants old and new.
 
 Uses the default keyword model (artifacts/kws_default if present, else the architecture of
@@ -61,13 +61,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import default_bundle, machine, median, timed, write_result  # noqa: E402
 
-from pipelines import score as S  # noqa: E402
 from pipelines.batch_graphs import BatchGraphs  # noqa: E402
-from pipelines.batch_ring import BatchRing  # noqa: E402
+from pipelines.batch_ring import SLACK, BatchRing  # noqa: E402
+from pipelines.score import batching, config, inputs, job, predict, readers, rows  # noqa: E402
+from pipelines.score import writer as score_writer  # noqa: E402
 from ssm_signal import load_bundle  # noqa: E402
 
-VARIANTS = {"new": {"direct_wav": True, "part_rows": S.ScoreConfig.part_rows, "cuda_graphs": True},
-            "eager": {"direct_wav": True, "part_rows": S.ScoreConfig.part_rows, "cuda_graphs": False},
+VARIANTS = {"new": {"direct_wav": True, "part_rows": config.ScoreConfig.part_rows, "cuda_graphs": True},
+            "eager": {"direct_wav": True, "part_rows": config.ScoreConfig.part_rows, "cuda_graphs": False},
             "old": {"direct_wav": False, "part_rows": 1, "cuda_graphs": False}}
 PARTS = ("score", "loader", "worker", "main", "forward")
 
@@ -170,10 +171,10 @@ def forward_cost(bundle, batch: int, seconds: float, device: str, calls: int = 3
     return out
 
 
-def loader_rate(data: Path, bundle, cfg: S.ScoreConfig, gpu: bool) -> dict:
+def loader_rate(data: Path, bundle, cfg: config.ScoreConfig, gpu: bool) -> dict:
     """Files per second through the scorer's DataLoader alone: whole (worker start-up included) and
     steady (from the first batch to the last)."""
-    loader, ring = S.score_loader(S.list_inputs(str(data)), bundle, cfg, gpu)
+    loader, ring = batching.score_loader(inputs.list_inputs(str(data)), bundle, cfg, gpu)
     if ring is not None and gpu:
         ring.register()  # page-locked as in a run; outside the timed loop
     try:
@@ -190,16 +191,16 @@ def loader_rate(data: Path, bundle, cfg: S.ScoreConfig, gpu: bool) -> dict:
             "ring": ring is not None}
 
 
-def worker_cost(data: Path, bundle, cfg: S.ScoreConfig, variants: list[str], repeats: int,
+def worker_cost(data: Path, bundle, cfg: config.ScoreConfig, variants: list[str], repeats: int,
                 batches: int = 8) -> dict:
     """Microseconds per file of reading and collating the first ``batches`` batches into a ring, one
     process, each variant's dataset in turn (after one untimed pass: page cache, ring pages)."""
-    items = S.list_inputs(str(data))
-    sizes = [S.approx_length(it.path) for it in items]
-    keys = list(iter(S.BucketBatchSampler(sizes, cfg.batch_size)))[:batches]
+    items = inputs.list_inputs(str(data))
+    sizes = [readers.approx_length(it.path) for it in items]
+    keys = list(iter(batching.BucketBatchSampler(sizes, cfg.batch_size)))[:batches]
     ring = BatchRing(4, max(len(k) for k in keys) * max(sizes) // 2)
-    collate = S.Collate(ring)
-    datasets = {v: S.ScoreDataset(items, bundle.sample_rate, bundle.channels, bundle.model.samples_per_frame,
+    collate = batching.Collate(ring)
+    datasets = {v: batching.ScoreDataset(items, bundle.sample_rate, bundle.channels, bundle.model.samples_per_frame,
                                   sizes, VARIANTS[v].get("direct_wav", True)) for v in variants}
     per_file: dict[str, list[float]] = collections.defaultdict(list)
     for rep in range(repeats + 1):
@@ -223,25 +224,25 @@ class _FakeFiles(torch.utils.data.Dataset):
 
     def __getitems__(self, keys):
         n = len(keys)
-        files = S.BatchFiles([f"/data/clips/c{i % 10}/{i:07d}.wav" for _, i in keys], [f"c{i % 10}" for _, i in keys],
+        files = batching.BatchFiles([f"/data/clips/c{i % 10}/{i:07d}.wav" for _, i in keys], [f"c{i % 10}" for _, i in keys],
                              [None] * n, [1.0] * n, [True] * n)
-        return S.ReadBatch(keys[0][0], files, [self.signal] * n)
+        return batching.ReadBatch(keys[0][0], files, [self.signal] * n)
 
 
-class _TimedWriter(S.PartWriter):
+class _TimedWriter(score_writer.PartWriter):
     """A PartWriter that records wall and main-thread CPU time at every batch (or only records, ``write=False``)."""
 
     def __init__(self, *args, write: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.write, self.marks = write, []
 
-    def write_on_batch_end(self, *args, **kwargs):
+    def add(self, *args, **kwargs):
         if self.write:
-            super().write_on_batch_end(*args, **kwargs)
+            super().add(*args, **kwargs)
         self.marks.append((time.perf_counter(), time.thread_time()))
 
 
-def predict_loop_cost(bundle, cfg: S.ScoreConfig, gpu: bool, tmp: Path, n_batches: int, write: bool) -> dict:
+def predict_loop_cost(bundle, cfg: config.ScoreConfig, gpu: bool, tmp: Path, n_batches: int, write: bool) -> dict:
     """ms per batch of the predict loop (Lightning, transfer, predict_step, PartWriter, progress bar)
     fed pre-built ring batches by ``cfg.num_workers`` workers, the model a stub returning zeros:
     wall and main-thread CPU, medians over batches after the first 10."""
@@ -255,15 +256,15 @@ def predict_loop_cost(bundle, cfg: S.ScoreConfig, gpu: bool, tmp: Path, n_batche
 
     bundle.frame_outputs = stub
     workers = max(1, cfg.num_workers)
-    ring = BatchRing(S.PREFETCH * workers + S.SLACK, B * spf)
-    sampler = S.BucketBatchSampler([1] * (n_batches * B), B)
+    ring = BatchRing(batching.PREFETCH * workers + SLACK, B * spf)
+    sampler = batching.BucketBatchSampler([1] * (n_batches * B), B)
     loader = torch.utils.data.DataLoader(_FakeFiles(n_batches * B, spf), batch_sampler=sampler, num_workers=workers,
-                                         collate_fn=S.Collate(ring), pin_memory=gpu, prefetch_factor=S.PREFETCH,
+                                         collate_fn=batching.Collate(ring), pin_memory=gpu, prefetch_factor=batching.PREFETCH,
                                          multiprocessing_context="fork")
     parts = Path(tempfile.mkdtemp(dir=tmp))
     writer = _TimedWriter(parts, None, bundle, part_rows=cfg.part_rows, write=write)
     with contextlib.redirect_stderr(io.StringIO()):  # the progress bar
-        S.predict_batches(loader, ring, bundle, cfg, writer, n_batches * B)
+        predict.predict_batches(loader, ring, bundle, cfg, writer, n_batches * B)
     wall, cpu = (np.diff(np.array(writer.marks[10:]), axis=0) * 1e3).T
     return {"wall_ms_per_batch": float(np.median(wall)), "main_thread_cpu_ms_per_batch": float(np.median(cpu)),
             "parts": len(list(parts.glob("part-*.parquet")))}
@@ -294,40 +295,40 @@ def writer_cost_on_main_thread(writer_cls, bundle, files, scored, tmp: Path, n_b
     t = time.perf_counter()
     for _ in range(n_batches):
         _busy(n)
-        writer._write(files, S.Scored(scored.scores), 0)
+        writer._write(files, rows.Scored(scored.scores), 0)
     spent = time.perf_counter() - t
-    writer.on_predict_epoch_end(types.SimpleNamespace(global_rank=0), None)  # (untimed) the rest written
+    writer.finish(0)  # (untimed) the rest written
     writer.close()
     return (spent - n_batches * alone) / n_batches * 1e3
 
 
-def main_cost(bundle_path: str, cfg: S.ScoreConfig, gpu: bool, variants: list[str], repeats: int, tmp: Path,
+def main_cost(bundle_path: str, cfg: config.ScoreConfig, gpu: bool, variants: list[str], repeats: int, tmp: Path,
               n_batches: int = 200) -> dict:
     """The main process's per-batch costs (see the module docstring), ms. On a CPU with one torch
     thread: the stub's small tensor ops with several threads beside busy workers took ~10 ms each."""
     bundle = load_bundle(bundle_path)
     B, K, k = cfg.batch_size, len(bundle.labels) or 1, 16
-    files = S.BatchFiles([f"/data/clips/c{i % 10}/{i:07d}.wav" for i in range(B)], [f"c{i % 10}" for i in range(B)],
+    files = batching.BatchFiles([f"/data/clips/c{i % 10}/{i:07d}.wav" for i in range(B)], [f"c{i % 10}" for i in range(B)],
                          [None] * B, [1.0] * B, [True] * B)
-    scored = S.Scored(torch.softmax(torch.randn(B, K), -1))
-    table = S.result_rows(files, scored, bundle)[0]
-    big = (S.BatchFiles.concat([files] * k), S.Scored.concat([scored] * k))
-    big_table = S.result_rows(*big, bundle)[0]
+    scored = rows.Scored(torch.softmax(torch.randn(B, K), -1))
+    table = rows.result_rows(files, scored, bundle)[0]
+    big = (batching.BatchFiles.concat([files] * k), rows.Scored.concat([scored] * k))
+    big_table = rows.result_rows(*big, bundle)[0]
     out = tmp / "part.parquet"
     ms = 1e3
     out_ = {
-        "result_rows_ms_per_batch": ms * median(timed(lambda: S.result_rows(files, scored, bundle), 30)),
-        "result_rows_ms_per_batch_in_16_batch_part": ms * median(timed(lambda: S.result_rows(*big, bundle), 5)) / k,
-        "part_write_ms_per_batch_old_encoding": ms * median(timed(lambda: S.write_atomic(table, out), 30)),
+        "result_rows_ms_per_batch": ms * median(timed(lambda: rows.result_rows(files, scored, bundle), 30)),
+        "result_rows_ms_per_batch_in_16_batch_part": ms * median(timed(lambda: rows.result_rows(*big, bundle), 5)) / k,
+        "part_write_ms_per_batch_old_encoding": ms * median(timed(lambda: score_writer.write_atomic(table, out), 30)),
         "part_write_ms_per_batch_new_encoding": ms * median(
-            timed(lambda: S.write_atomic(table, out, **S.ROW_OPTIONS), 30)),
+            timed(lambda: score_writer.write_atomic(table, out, **score_writer.ROW_OPTIONS), 30)),
         "part_write_ms_per_batch_in_16_batch_part": ms * median(
-            timed(lambda: S.write_atomic(big_table, out, **S.ROW_OPTIONS), 5)) / k,
+            timed(lambda: score_writer.write_atomic(big_table, out, **score_writer.ROW_OPTIONS), 5)) / k,
     }
     lost = collections.defaultdict(list)
     for _ in range(repeats):
         for v in variants:
-            lost[v].append(writer_cost_on_main_thread(S.PartWriter, bundle, files, scored, tmp,
+            lost[v].append(writer_cost_on_main_thread(score_writer.PartWriter, bundle, files, scored, tmp,
                                                       part_rows=dataclasses.replace(cfg, **VARIANTS[v]).part_rows))
     out_["writer_ms_per_batch_on_main_thread"] = {v: median(x) for v, x in lost.items()}
 
@@ -335,7 +336,7 @@ def main_cost(bundle_path: str, cfg: S.ScoreConfig, gpu: bool, variants: list[st
         is_global_zero = True
 
     with contextlib.redirect_stderr(io.StringIO()):
-        progress = S._Progress(10**9, types.SimpleNamespace(seconds=0.0))
+        progress = predict._Progress(10**9, types.SimpleNamespace(seconds=0.0))
         progress.on_predict_start(Trainer(), None)
         out_["progress_ms_per_batch"] = ms * median(timed(
             lambda: progress.on_predict_batch_end(Trainer(), None, None, {"files": files}, 0), 200))
@@ -390,7 +391,7 @@ def main() -> None:
         common = dict(model=bundle_path, input=str(tmp / "data"), batch_size=args.batch_size,
                       num_workers=args.num_workers, accelerator="gpu" if gpu else "cpu", mlflow=False,
                       ring=False if args.no_ring else None)
-        cfgs = {v: S.ScoreConfig(output="", **common, **VARIANTS[v]) for v in variants}
+        cfgs = {v: config.ScoreConfig(output="", **common, **VARIANTS[v]) for v in variants}
         if "worker" in parts:
             result["worker"] = worker_cost(tmp / "data", bundle, cfgs[variants[0]], variants, args.repeats)
             print("worker, us per file:", {v: round(r["us_per_file"], 1) for v, r in result["worker"].items()})
@@ -419,7 +420,7 @@ def main() -> None:
             for r in range(args.repeats):  # the first run on a fresh machine also compiles the kernels
                 for v in variants:
                     out = tmp / f"scores_{v}{r}.parquet"
-                    s = S.score(dataclasses.replace(cfgs[v], output=str(out)))
+                    s = job.score(dataclasses.replace(cfgs[v], output=str(out)))
                     runs[v].append((s["audio_s_per_s"], s["steady_audio_s_per_s"], s.get("cuda_graph_batches")))
             bare.append(bare_forward(bundle, args.batch_size, args.seconds, device))
             # the ceiling: the model's fastest forward here (graph replay on a GPU), median of its two readings

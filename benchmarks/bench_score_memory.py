@@ -6,7 +6,12 @@
 Each file is generated on the fly into a temporary folder (10 h of 16 kHz 16-bit mono is 1.15 GB),
 written block by block, scored by the command in a child process (default bundle: see
 common.default_bundle), and deleted. The figure is the child's peak resident set (``wait4``'s
-ru_maxrss), with its wall time and the row's status; the JSON goes to benchmarks/results/.
+ru_maxrss, so the interpreter's exit is included), with its wall time and the row's status; the
+JSON goes to benchmarks/results/.
+
+The command is started by a small launcher process (:data:`LAUNCHER`, ~10 MB), not by this one:
+on Linux a child's ru_maxrss starts from its parent's resident set when it forks, and this
+process holds torch and the bundle (~600 MB), which would otherwise floor every figure.
 """
 
 from __future__ import annotations
@@ -43,16 +48,25 @@ def write_long_wav(path: Path, hours: float, rate: int, channels: int, block_s: 
     return total
 
 
+# argv: result file, command...: runs the command, writes its peak RSS (KiB) and exit code to the file
+LAUNCHER = ("import os, subprocess, sys\n"
+            "p = subprocess.Popen(sys.argv[2:])\n"
+            "_, status, usage = os.wait4(p.pid, 0)\n"
+            "open(sys.argv[1], 'w').write(f'{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}')\n")
+
+
 def run(cmd: list[str]) -> dict:
-    """Wall seconds, peak RSS (MB) and return code of one child process."""
+    """Wall seconds, peak RSS (MB) and return code of one child process, started by :data:`LAUNCHER`."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall_s": time.perf_counter() - t0, "peak_rss_mb": usage.ru_maxrss / 1024, "rc": proc.returncode,
-            "output_tail": out.decode(errors="replace")[-600:]}
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as res:
+        # -I -S: the launcher imports nothing it does not need (its own size is the floor of the figure)
+        proc = subprocess.run([sys.executable, "-I", "-S", "-c", LAUNCHER, res.name, *cmd], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+        text = res.read().split()
+    rss_kib, rc = (int(text[0]), int(text[1])) if len(text) == 2 else (0, proc.returncode)
+    return {"wall_s": time.perf_counter() - t0, "peak_rss_mb": rss_kib / 1024, "rc": rc,
+            "output_tail": proc.stdout.decode(errors="replace")[-600:]}
 
 
 def score_cmd(bundle: str, wav: Path, out: Path, whole: bool) -> list[str]:
@@ -81,10 +95,11 @@ def main() -> None:
     results = []
     try:
         bundle, what = default_bundle(a.bundle, tmp)
-        # what the command holds before reading any file (torch's CUDA build, Lightning, pandas,
-        # pyarrow, the model): the figure to subtract to see what scoring adds
-        base = run([sys.executable, "-c", "import pipelines.cli, pipelines.score; from ssm_signal import load_bundle; "
-                                          f"load_bundle({bundle!r})"])
+        # what the command holds before reading any file (torch's CUDA build, pandas, pyarrow, the
+        # model; Lightning only once a job has files for the batch path): what scoring adds is over this
+        base = run([sys.executable, "-c", "import sys, pipelines.cli, pipelines.score; from ssm_signal import load_bundle; "
+                                          f"load_bundle({bundle!r}); "
+                                          "print('loaded:', *[m for m in ('lightning', 'mlflow', 'pandas') if m in sys.modules])"])
         print(f"baseline (imports and the model): peak RSS {base['peak_rss_mb']:.0f} MB")
         cases = [(a.hours, 16000, 1)] + ([(a.stereo_hours, 44100, 2)] if a.stereo_hours else [])
         for hours, rate, channels in cases:
@@ -110,7 +125,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_result(a.name, {"machine": machine(), "bundle": what, "baseline": base, "cases": results,
-                                  "command": " ".join(sys.argv)})
+                          "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "command": " ".join(sys.argv)})
 
 
 if __name__ == "__main__":

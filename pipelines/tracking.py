@@ -1,5 +1,6 @@
-"""MLflow wiring: the tracking store, the Lightning logger, bundle artifacts, figures, the registry,
-and the resolver that turns ``models:/NAME/VERSION`` and ``runs:/RUN_ID/PATH`` into a bundle directory.
+"""MLflow wiring: the tracking store, bundle artifacts, figures, the registry, and the resolver that
+turns ``models:/NAME/VERSION`` and ``runs:/RUN_ID/PATH`` into a bundle directory. The Lightning logger
+and config saver are in :mod:`pipelines.tracking_lightning`, so that this module imports without Lightning.
 
 Where runs go
     With no configuration the store is embedded, and no server is needed: a SQLite database at
@@ -69,8 +70,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from lightning.pytorch.cli import SaveConfigCallback
-from lightning.pytorch.loggers import MLFlowLogger
 
 from ssm_signal.bundle import CONFIG_FILE, FORMAT, WEIGHTS_FILE, BundleError
 
@@ -219,77 +218,6 @@ def experiment_id(name: str, uri: str | None = None) -> str:
 # ---------------------------------------------------------------------------------------------
 # training-time logging
 # ---------------------------------------------------------------------------------------------
-def make_mlflow_logger(experiment: str, run_name: str | None = None, *, uri: str | None = None,
-                       tags: Mapping[str, str] | None = None) -> MLFlowLogger:
-    """Lightning's ``MLFlowLogger`` on the project's store; it logs hyperparameters and per-epoch metrics.
-
-    The experiment and run are created lazily, on the first log call (rank zero only); a new experiment
-    gets :func:`experiment_artifact_location`. Checkpoints are not uploaded (``log_model=False``): they are
-    pickles; :func:`log_bundle` uploads the bundle instead. Note that the logger, when it starts, calls
-    ``mlflow.set_tracking_uri`` (process-wide, and it exports ``MLFLOW_TRACKING_URI``) with this same URI.
-    """
-    uri = uri or default_tracking_uri()
-    tracking_client(uri)  # creates a SQLite store's folder before Lightning's client opens it
-    return MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=uri, tags=dict(tags or {}),
-                        log_model=False, artifact_location=experiment_artifact_location(experiment, uri))
-
-
-class MLflowConfigCallback(SaveConfigCallback):
-    """LightningCLI's config saver for MLflow runs: ``config.yaml`` in ``default_root_dir`` and in the run.
-
-    Lightning's own ``SaveConfigCallback`` writes to ``trainer.log_dir``, which ``MLFlowLogger`` leaves None
-    for database and server stores, and then fails on an assertion (Lightning issues 19441, 16310). The
-    model's hyperparameters are logged by Lightning; this adds the data/trainer/output sections as
-    flattened parameters so runs can be compared on them. The config is always one file (no ``multifile``).
-    """
-
-    def __init__(self, parser, config, config_filename: str = "config.yaml", overwrite: bool = False,
-                 multifile: bool = False, save_to_log_dir: bool = False):
-        super().__init__(parser, config, config_filename, overwrite, multifile, save_to_log_dir=False)
-
-    def save_config(self, trainer, pl_module, stage: str) -> None:
-        text = self.parser.dump(self.config, **_keep_none())
-        path = Path(trainer.default_root_dir) / self.config_filename
-        if path.exists() and not self.overwrite:
-            raise RuntimeError(f"{path} exists; set LightningCLI(save_config_kwargs={{'overwrite': True}}) to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        params = cli_params(self.config.as_dict() if hasattr(self.config, "as_dict") else dict(self.config))
-        for lg in trainer.loggers:
-            if isinstance(lg, MLFlowLogger):
-                lg.experiment.log_text(lg.run_id, text, self.config_filename)
-                lg.log_hyperparams(params)
-
-
-def _keep_none() -> dict[str, bool]:
-    """jsonargparse's switch to keep None values in a dump (renamed skip_none -> skip_unset in 4.49)."""
-    import jsonargparse
-
-    major, minor = (int(x) for x in jsonargparse.__version__.split(".")[:2])
-    return {"skip_unset": False} if (major, minor) >= (4, 49) else {"skip_none": False}
-
-
-def cli_params(config: Mapping[str, Any], sections: Sequence[str] = ("data", "trainer", "output")) -> dict[str, str]:
-    """Flatten the non-model sections of a LightningCLI config into ``section/key/...`` parameters.
-
-    The ``model`` section is left out: Lightning logs it from the module's ``save_hyperparameters`` under
-    its own keys. None values are dropped; values are strings of at most 500 characters.
-    """
-    out: dict[str, str] = {}
-
-    def walk(prefix: str, v: Any) -> None:
-        if isinstance(v, Mapping):
-            for k, sub in v.items():
-                walk(f"{prefix}/{k}", sub)
-        elif v is not None:
-            out[prefix] = str(v)[:500]
-
-    for s in sections:
-        if s in config:
-            walk(s, config[s])
-    return out
-
-
 def log_bundle(run_id: str, bundle_dir: str | os.PathLike, uri: str | None = None) -> str:
     """Upload a bundle directory's files to the run under ``bundle/``; returns that artifact URI."""
     bundle_dir = Path(bundle_dir)
@@ -305,92 +233,18 @@ def log_bundle(run_id: str, bundle_dir: str | os.PathLike, uri: str | None = Non
 
 
 # ---------------------------------------------------------------------------------------------
-# figures
+# figures (drawn by pipelines.figures)
 # ---------------------------------------------------------------------------------------------
-def confusion_figure(confusion: np.ndarray, labels: Sequence[str] | None = None) -> Figure:
-    """Confusion matrix (rows: true label, columns: predicted), coloured by row share, annotated with counts.
-
-    confusion: (K, K) non-negative counts; labels: K names (None: class indices).
-    """
-    from matplotlib.figure import Figure
-
-    cm = np.asarray(confusion)
-    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
-        raise ValueError(f"confusion matrix must be square (K, K), got shape {cm.shape}")
-    if not np.isfinite(cm).all() or (cm < 0).any():
-        raise ValueError("confusion matrix must hold finite non-negative counts")
-    k = cm.shape[0]
-    names = [str(i) for i in range(k)] if labels is None else [str(x) for x in labels]
-    if len(names) != k:
-        raise ValueError(f"{len(names)} labels for a {k}x{k} confusion matrix")
-    rows = cm.sum(1, keepdims=True)
-    share = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
-    side = min(16.0, 2.5 + 0.45 * k)
-    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
-    ax = fig.add_subplot()
-    im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true label")
-    ax.set_xticks(range(k), names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
-    ax.set_yticks(range(k), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    total = cm.sum()
-    acc = float(np.trace(cm) / total) if total > 0 else float("nan")
-    ax.set_title(f"confusion matrix: {int(total)} clips, accuracy {acc:.3f}")
-    if k <= 25:  # counts stay legible up to about this many classes
-        for i in range(k):
-            for j in range(k):
-                ax.text(j, i, f"{cm[i, j]:g}", ha="center", va="center", fontsize=8,
-                        color="white" if share[i, j] > 0.5 else "black")
-    return fig
-
-
-def curves_figure(curves: Mapping[str, Sequence[float]]) -> Figure | None:
-    """Learning curves: losses on one panel, accuracies/AUROCs on another. None when there is nothing to plot.
-
-    curves: metric name -> one value per validation epoch (``SignalTask.history``); an optional ``epoch``
-    list gives the x positions (otherwise validation rounds 1, 2, ...).
-    """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    series = {k: [float(v) for v in vals] for k, vals in curves.items() if k != "epoch" and len(vals) > 0}
-    if not series:
-        return None
-    epochs = list(curves.get("epoch") or [])
-    rounds = max(len(v) for v in series.values())
-    if len(epochs) < rounds:
-        epochs = []
-    losses = {k: v for k, v in series.items() if "loss" in k}
-    scores = {k: v for k, v in series.items() if k not in losses}
-    panels = [(p, t) for p, t in ((losses, "loss"), (scores, "score")) if p]
-    fig = Figure(figsize=(5.0 * len(panels), 3.8), layout="constrained")
-    fig.suptitle("learning curves")
-    for n, (panel, title) in enumerate(panels, 1):
-        ax = fig.add_subplot(1, len(panels), n)
-        for name, vals in sorted(panel.items()):
-            # a series that started late (train_loss is missing before the first logged step) ends with the others
-            x = epochs[-len(vals):] if epochs else list(range(rounds - len(vals) + 1, rounds + 1))
-            ax.plot(x, vals, marker="o", markersize=3, label=name)
-        if title == "score" and all(0.0 <= v <= 1.0 for vals in panel.values() for v in vals):
-            ax.set_ylim(-0.02, 1.02)  # accuracies and AUROCs on their full scale
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch" if epochs else "validation round")
-        ax.set_ylabel(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    return fig
-
-
 def log_figures(run_id: str, uri: str | None = None, *, confusion: np.ndarray | None = None,
                 labels: Sequence[str] | None = None, curves: Mapping[str, Sequence[float]] | None = None
                 ) -> list[str]:
     """Render the confusion matrix and learning curves that exist and log them under ``figures/`` as PNG.
 
     Pieces that are None or empty are skipped (an anomaly model has no confusion matrix; a run without
-    validation has no curves). Returns the artifact paths logged. Uses matplotlib's Agg canvas through
-    ``Figure`` directly, never pyplot, so no GUI backend is touched.
+    validation has no curves). Returns the artifact paths logged (through ``MlflowClient.log_figure``).
     """
+    from pipelines.figures import confusion_figure, curves_figure
+
     figures: list[tuple[str, Figure]] = []
     if confusion is not None and np.asarray(confusion).size:
         figures.append(("confusion_matrix.png", confusion_figure(confusion, labels)))
@@ -402,12 +256,10 @@ def log_figures(run_id: str, uri: str | None = None, *, confusion: np.ndarray | 
         return []
     client = tracking_client(uri)
     logged = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, fig in figures:
-            path = Path(tmp) / name
-            fig.savefig(path, dpi=120)
-            client.log_artifact(run_id, str(path), FIGURES_ARTIFACT_PATH)
-            logged.append(f"{FIGURES_ARTIFACT_PATH}/{name}")
+    for name, fig in figures:
+        path = f"{FIGURES_ARTIFACT_PATH}/{name}"
+        client.log_figure(run_id, fig, path, save_kwargs={"dpi": 120})
+        logged.append(path)
     return logged
 
 

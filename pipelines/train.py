@@ -62,13 +62,13 @@ class SignalCLI(LightningCLI):
         out = self.output()
         cfg = self.config_init["trainer"]
         if cfg.get("logger") in (None, True) and "logger" not in kwargs:
-            from pipelines.tracking import make_mlflow_logger
+            from pipelines.tracking_lightning import make_mlflow_logger
 
             kwargs["logger"] = make_mlflow_logger(out.experiment, run_name=out.name)
         logger = kwargs.get("logger", cfg.get("logger"))
         loggers = logger if isinstance(logger, list) else [logger]
         if self.save_config_callback is SaveConfigCallback and any(isinstance(lg, MLFlowLogger) for lg in loggers):
-            from pipelines.tracking import MLflowConfigCallback
+            from pipelines.tracking_lightning import MLflowConfigCallback
 
             # the stock callback asserts on trainer.log_dir, which MLFlowLogger leaves None for database and
             # server stores; this one writes config.yaml to default_root_dir and into the MLflow run

@@ -19,7 +19,8 @@ import torch
 
 import ssm_signal.bundle as bundle_mod
 from pipelines.batch_graphs import BatchGraphs, _Shape, bucket
-from pipelines.score import ScoreConfig, Scorer, score
+from pipelines.score import ScoreConfig, score
+from pipelines.score.predict import Scorer
 from ssm_signal import Bundle, save_bundle
 from ssm_signal.models import BackboneConfig, FrontendConfig, HeadConfig, ModelConfig, SignalModel
 from tests.test_bundle import small_model

@@ -12,9 +12,11 @@ import pytest
 import soundfile as sf
 import torch
 
-import pipelines.score as score_mod
+import pipelines.score.batching as batching
 from pipelines.batch_ring import BatchRing, RingOverrun
-from pipelines.score import BatchFiles, Collate, ReadBatch, ScoreConfig, read_pcm16, score
+from pipelines.score import ScoreConfig, score
+from pipelines.score.batching import BatchFiles, Collate, ReadBatch
+from pipelines.score.readers import read_pcm16
 from ssm_signal import load_bundle, save_bundle
 from ssm_signal.bundle import pcm_to_float
 from tests.pipelines.test_score import make_files
@@ -106,8 +108,8 @@ def test_ring_path_rows_equal_the_ordinary_path_and_predict(tmp_path, monkeypatc
     (tmp_path / "data" / "broken.wav").write_bytes(b"RIFF....not a wav")
     sf.write(tmp_path / "data" / "short.wav", np.zeros(10, np.float32), 8000, subtype="PCM_16")
     rings = []
-    make_ring = score_mod.make_ring
-    monkeypatch.setattr(score_mod, "make_ring", lambda *a: rings.append(make_ring(*a)) or rings[-1])
+    make_ring = batching.make_ring
+    monkeypatch.setattr(batching, "make_ring", lambda *a: rings.append(make_ring(*a)) or rings[-1])
     # slots of 2 x 3000 samples: batches of two files longer than 3000 samples bypass the ring
     common = dict(model=str(bundle_dir), input=str(tmp_path / "data"), batch_size=2, num_workers=2,
                   accelerator="cpu", mlflow=False, ring_bytes=10 * 2 * 6000)
@@ -134,10 +136,10 @@ def test_gpu_scoring_through_the_ring_equals_the_cpu(tmp_path):
     bundle_dir = save_bundle(small_model(), tmp_path / "bundle", name="tiny", version="1")
     files = make_files(tmp_path / "data", 60, seconds=0.4)
     rings = []
-    make_ring = score_mod.make_ring
+    make_ring = batching.make_ring
     common = dict(model=str(bundle_dir), input=str(tmp_path / "data"), batch_size=4, num_workers=2, mlflow=False)
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(score_mod, "make_ring", lambda *a: rings.append(make_ring(*a)) or rings[-1])
+        m.setattr(batching, "make_ring", lambda *a: rings.append(make_ring(*a)) or rings[-1])
         gpu = score(ScoreConfig(output=str(tmp_path / "gpu.parquet"), accelerator="gpu", ring=True, **common))
     cpu = score(ScoreConfig(output=str(tmp_path / "cpu.parquet"), accelerator="cpu", **common))
     assert len(rings) == 1 and (rings[0].owner >= rings[0].slots).any()  # the ring was used, slots reused
@@ -153,15 +155,15 @@ def test_auto_ring_only_for_jobs_that_reuse_it():
     """Auto mode: a ring of 10 slots x the largest batch is made only when the job moves twice its bytes."""
     cfg = ScoreConfig(model="m", input="i", output="o", num_workers=2, batch_size=2)
     batches = [[0, 1], [2, 3]]
-    ring = score_mod.make_ring([32_000] * 4, batches, cfg)  # 128 KB of files, a 640 KB ring
+    ring = batching.make_ring([32_000] * 4, batches, cfg)  # 128 KB of files, a 640 KB ring
     assert ring is None
-    big = score_mod.make_ring([32_000] * 40, [[i, i + 1] for i in range(0, 40, 2)], cfg)  # 1.28 MB: twice
-    forced = score_mod.make_ring([32_000] * 4, batches, dataclasses.replace(cfg, ring=True))
+    big = batching.make_ring([32_000] * 40, [[i, i + 1] for i in range(0, 40, 2)], cfg)  # 1.28 MB: twice
+    forced = batching.make_ring([32_000] * 4, batches, dataclasses.replace(cfg, ring=True))
     assert forced is not None and forced.slots == 10 and forced.capacity == 32_000
     assert big is not None and big.capacity == 32_000
-    capped = score_mod.make_ring([32_000] * 4, batches, dataclasses.replace(cfg, ring=True, ring_bytes=100_000))
+    capped = batching.make_ring([32_000] * 4, batches, dataclasses.replace(cfg, ring=True, ring_bytes=100_000))
     assert capped.capacity == 5_000  # 100 kB over 10 slots of int16
     big_batches = [[i, i + 1] for i in range(0, 40, 2)]
-    assert score_mod.make_ring([32_000] * 40, big_batches, cfg, pcm16_share=0.4) is None  # mostly other formats
+    assert batching.make_ring([32_000] * 40, big_batches, cfg, pcm16_share=0.4) is None  # mostly other formats
     for strategy in ("ddp_spawn", "ddp_fork"):  # ranks that would share or inherit one ring
-        assert score_mod.make_ring([32_000] * 40, big_batches, dataclasses.replace(cfg, strategy=strategy)) is None
+        assert batching.make_ring([32_000] * 40, big_batches, dataclasses.replace(cfg, strategy=strategy)) is None

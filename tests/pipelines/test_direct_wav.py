@@ -1,6 +1,6 @@
 """The scorer's direct WAV reading (ssm_signal.data.wav_pcm16 through ScoreDataset.__getitems__):
 bit for bit soundfile's samples where it accepts a file, the previous per-file path's result for
-every file, and rows identical to scoring with the ``wave`` reader."""
+every file, and rows identical to scoring with soundfile alone."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pipelines.score import Item, ScoreConfig, ScoreDataset, read_pcm16, score
+from pipelines.score import ScoreConfig, score
+from pipelines.score.batching import ScoreDataset
+from pipelines.score.inputs import Item
+from pipelines.score.readers import read_pcm16
 from ssm_signal import save_bundle
 from ssm_signal.data.wav_pcm16 import PCM_SUBFORMAT, pcm16_layout, read_pcm16_wav
 from tests.test_bundle import small_model
@@ -150,7 +153,7 @@ def test_what_is_declined(tmp_path):
 def test_cut_or_corrupted_files_never_raise_and_read_as_before(tmp_path, seed):
     """Prefixes of the accepted files (cut in the header or the data), and random bytes changed in their
     headers: the direct reader
-    declines or reads what the previous path (read_pcm16: wave, else soundfile) reads, never raises."""
+    declines or reads what the general path (read_pcm16: soundfile) reads, never raises."""
     rng = np.random.default_rng(seed)
     variants = []
     for raw, channels in accepted_files().values():
@@ -222,9 +225,9 @@ def test_batches_equal_the_per_file_path(tmp_path, channels):
     assert sum(e is not None for _, _, e in ref) >= 10  # and the error paths were exercised
 
 
-def test_rows_equal_scoring_with_the_wave_reader(tmp_path):
+def test_rows_equal_scoring_with_soundfile_alone(tmp_path):
     """Whole scoring runs, two workers, batches through the ring: the direct reader's rows equal the
-    wave reader's (scores bit for bit, errors, durations)."""
+    soundfile path's (``direct_wav=False``; scores bit for bit, errors, durations)."""
     bundle_dir = save_bundle(small_model(), tmp_path / "bundle", name="tiny", version="1")
     data = tmp_path / "data"
     write_all(data / "a", accepted_files())

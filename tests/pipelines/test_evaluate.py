@@ -283,7 +283,7 @@ def test_anomaly_bundle_end_to_end(tmp_path):
 
 def test_score_marks_detections_with_the_bundles_thresholds(tmp_path):
     """score's `detected` column: the clip's keyword at or above the bundle's (calibrated) threshold."""
-    from pipelines.score import detections
+    from pipelines.score.rows import detections
 
     shutil.copytree(FIXTURE, tmp_path / "b")
     b = load_bundle(tmp_path / "b")

@@ -19,10 +19,10 @@ import soundfile as sf
 import torch
 
 import ssm_signal.bundle as bundle_mod
-from pipelines import score as score_mod
-from pipelines import score_long
 from pipelines.errors import UsageError
 from pipelines.score import ScoreConfig, score
+from pipelines.score import job as score_job
+from pipelines.score import long_files as score_long
 from ssm_signal import load_bundle, save_bundle
 from tests.pipelines.test_score import make_files
 from tests.test_bundle import small_model
@@ -101,7 +101,7 @@ def test_non_finite_model_output_is_an_error_row(tmp_path, bundle_dir, monkeypat
     b = load_bundle(bundle_dir)
     with torch.no_grad():
         b.model.head.proj.bias.fill_(float("nan"))
-    monkeypatch.setattr(score_mod, "load_bundle", lambda *a, **k: b)
+    monkeypatch.setattr(score_job, "load_bundle", lambda *a, **k: b)
     data = tmp_path / "data"
     make_files(data, 3)
     s = score(cfg(bundle_dir, data, tmp_path / "s.parquet", frames=True))
@@ -147,6 +147,23 @@ def test_long_files_in_blocks_equal_the_whole_file_path(tmp_path, bundle_dir, mo
         assert a.loc[p, "duration_s"] == pytest.approx(b.loc[p, "duration_s"])
         x, y = (f[f["path"] == p].sort_values("frame")[labels].to_numpy() for f in (fa, fb))
         assert x.shape == y.shape and np.abs(x - y).max() < 1e-5
+
+
+def test_a_job_of_long_files_scores_without_lightning(tmp_path, bundle_dir):
+    """Point 7: the long-file path stays within its memory bound partly by never importing Lightning
+    (~220 MB resident; benchmarks/bench_score_memory.py): the default command, MLflow's store check
+    included, scores long files and writes its rows without it."""
+    data = tmp_path / "data"
+    make_files(data, 2, seconds=1.0)
+    code = ("import sys; from pipelines.score import ScoreConfig, score; "
+            f"s = score(ScoreConfig(model={str(bundle_dir)!r}, input={str(data)!r}, "
+            f"output={str(tmp_path / 's.parquet')!r}, num_workers=0, accelerator='cpu', long_bytes=1)); "
+            "print(s['ok'], 'lightning' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["2", "False"]
 
 
 def test_long_file_with_nan_is_an_error_row(tmp_path, bundle_dir):

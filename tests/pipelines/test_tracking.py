@@ -21,11 +21,11 @@ from pipelines.tracking import (
     list_registered_bundles,
     log_bundle,
     log_figures,
-    make_mlflow_logger,
     register_bundle,
     resolve_uri,
     tracking_client,
 )
+from pipelines.tracking_lightning import make_mlflow_logger
 from pipelines.train import run_fit
 from ssm_signal import load_bundle
 from ssm_signal.bundle import BundleError

@@ -1,8 +1,8 @@
 """Scoring files too long to hold whole: read in blocks, resampled and run with the state carried.
 
-Why: the batch path (``ScoreDataset``) reads a file whole and resamples it whole: one hour of
-16 kHz audio took 1.76 GB, one hour of 44.1 kHz stereo 4.25 GB, and ten hours would not fit a
-machine. A long file is read here :data:`BLOCK_SECONDS` at a time through soundfile, checked,
+Why: the batch path (:class:`pipelines.score.batching.ScoreDataset`) reads a file whole and
+resamples it whole: one hour of 16 kHz audio took 1.76 GB, one hour of 44.1 kHz stereo 4.25 GB,
+and ten hours would not fit a machine. A long file is read here :data:`BLOCK_SECONDS` at a time through soundfile, checked,
 downmixed, resampled by the streaming :class:`Resampler` (``prepare_signal``'s whole-signal
 ``resample`` is that resampler run from a zero state and flushed, so blocks give the same
 samples) and run through the model in the windows of ``Bundle.frame_outputs`` with the state
@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from pipelines.score_inputs import AUDIO_EXT, Item, soundfile_source
+from pipelines.score.inputs import AUDIO_EXT, Item, soundfile_source
 from ssm_signal.bundle import Bundle, check_resampling, clip_scores, to_model_channels
 from ssm_signal.data.file_checks import file_problem, os_error_words
 from ssm_signal.frontends.resample import shared_resampler
