@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from pipelines.errors import UsageError
 from pipelines.task import SignalTask
 from ssm_signal.bundle import save_bundle
+from ssm_signal.data.phrases import PhraseError
 
 log = logging.getLogger("ssm_signal.pipelines")
 
@@ -31,15 +32,16 @@ log = logging.getLogger("ssm_signal.pipelines")
 class OutputConfig:
     """Where the trained model goes.
 
-    bundle_dir: bundle directory (config.json + model.safetensors).
-    name: model name in the bundle and the MLflow registry.
+    bundle_dir: bundle directory (config.json + model.safetensors); empty: ``artifacts/<name>``.
+    name: model name in the bundle and the MLflow registry; empty: the data's own name for it (a custom
+        keyword set's ``kws_<words joined>``), else "model".
     experiment: MLflow experiment name.
     register: register the bundle in the MLflow model registry.
     test: evaluate on the test split after fitting.
     """
 
-    bundle_dir: str = "artifacts/model"
-    name: str = "model"
+    bundle_dir: str | None = "artifacts/model"
+    name: str | None = "model"
     experiment: str = "ssm-signal"
     register: bool = True
     test: bool = True
@@ -54,6 +56,9 @@ class SignalCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks):
         out = self._get(self.config, "output")
+        # names the config leaves empty come from the data (`make train WORDS=...`: one bundle per word list)
+        out.name = out.name or getattr(self.datamodule, "bundle_name", None) or "model"
+        out.bundle_dir = out.bundle_dir or f"artifacts/{out.name}"
         if config.get("logger") in (None, True):
             from pipelines.tracking import make_mlflow_logger
 
@@ -78,6 +83,8 @@ def run_fit(args: list[str] | None = None) -> dict[str, Any]:
         cli = SignalCLI(SignalTask, L.LightningDataModule, subclass_mode_data=True, run=False, args=args,
                         save_config_kwargs={"overwrite": True}, parser_kwargs={"default_env": False})
     except (ValueError, TypeError) as e:  # the configs' own checks (e.g. frontend.n_mels must be >= 1)
+        if isinstance(e.__cause__, PhraseError):  # the words alone, not jsonargparse's report of every subtype
+            raise UsageError(f"data.init_args.words: {e.__cause__}") from e
         raise UsageError(f"config: {e}") from e
     out: OutputConfig = cli._get(cli.config, "output")
     return fit_and_bundle(cli.trainer, cli.model, cli.datamodule, out, resume=cli.config.get("resume", False))

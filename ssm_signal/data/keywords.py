@@ -58,6 +58,7 @@ import torch
 
 from ssm_signal.data import voices
 from ssm_signal.data.audio_io import read_audio, write_audio
+from ssm_signal.data.phrases import folder_of
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import (
     AUXILIARY_WORDS,
@@ -265,11 +266,15 @@ def render_clip(word: str, speaker: Speaker, rng: np.random.Generator, noises: S
         rate = speaker.rate * rng.uniform(0.92, 1.08)
         pitch = float(np.clip(speaker.pitch + rng.uniform(-6, 6), 0, 99))
         voice = synthesize(word, f"{speaker.accent}+{speaker.variant}", rate, pitch)
+        if " " in word and voice.shape[0] > SAMPLE_RATE:  # a phrase too slow for the clip: said faster
+            voice = synthesize(word, f"{speaker.accent}+{speaker.variant}", rate * _fit(voice), pitch)
     else:
         if neutral is None:
             neutral = voices.synthesize_words(speaker.engine, speaker.variant, [word])[0]
         voice = voices.perturb(neutral, SAMPLE_RATE, semitones=speaker.pitch + rng.uniform(-0.5, 0.5),
                                tempo=speaker.rate * rng.uniform(0.95, 1.05), vtl=speaker.vtl * rng.uniform(0.98, 1.02))
+        if " " in word and voice.shape[0] > SAMPLE_RATE:
+            voice = voices.sox_pitch_tempo(voice, SAMPLE_RATE, 0.0, _fit(voice))
     n = SAMPLE_RATE
     if voice.shape[0] > n:  # a slow long word: keep its start, as a 1 s recording would
         voice = voice[:n]
@@ -289,6 +294,12 @@ def render_clip(word: str, speaker: Speaker, rng: np.random.Generator, noises: S
     return clip / peak * 0.99 if peak > 0.99 else clip
 
 
+def _fit(voice: torch.Tensor) -> float:
+    """The speed-up that makes ``voice`` (L,) fill 95% of a clip: a custom phrase is said faster rather
+    than cut (a single word keeps the rule above: a 1 s recording cuts a slow long word)."""
+    return voice.shape[0] / (0.95 * SAMPLE_RATE)
+
+
 def _load_noises(folder: Path) -> list[torch.Tensor]:
     return [read_audio(f, SAMPLE_RATE) for f in sorted(folder.glob("*.wav"))]
 
@@ -304,7 +315,7 @@ def _speaker_job(args: tuple[Speaker, str, KeywordSetConfig]) -> list[str]:
                if speaker.engine != voices.ESPEAK else [None] * len(speaker.words))
     written = []
     for word, plain in zip(speaker.words, neutral, strict=True):
-        rel = f"{word}/{speaker.id}_nohash_0.wav"
+        rel = f"{folder_of(word)}/{speaker.id}_nohash_0.wav"  # a phrase's folder: hey nova -> hey_nova
         write_audio(root_p / rel, render_clip(word, speaker, rng, noises, cfg, plain), SAMPLE_RATE)
         written.append(rel)
     return written
