@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/kws_default.yaml
+WORDS ?=
+CUSTOM_CONFIG ?= configs/kws_custom.yaml
+ARGS ?=
 MODEL ?= artifacts/kws_default
 INPUT ?= data/keywords/testing_list.txt
 OUTPUT ?= artifacts/scores/kws_default_test.parquet
@@ -28,8 +31,8 @@ install: $(STAMP) ## Create .venv and install the project with its dev tools
 system-deps: ## Install Debian packages (espeak-ng, sox, chromium) where apt-get exists
 	@bash scripts/system_deps.sh
 
-train: install system-deps ## Train CONFIG (default: the embedded keyword set) and write a bundle
-	$(VENV)/bin/ssm-signal fit --config $(CONFIG)
+train: install system-deps ## Train CONFIG (default: the embedded keyword set) and write a bundle; WORDS="hey nova,lights on": custom keywords from text (docs/custom_keywords.md); ARGS: more fit options
+	$(VENV)/bin/ssm-signal fit $(if $(strip $(WORDS)),--config $(CUSTOM_CONFIG) --data.init_args.words "$(WORDS)",--config $(CONFIG)) $(ARGS)
 
 demo: install ## Live-microphone Gradio demo of MODEL (default: the bundle `make train` writes)
 	$(VENV)/bin/ssm-signal demo --model $(MODEL)

@@ -2,6 +2,7 @@
 
     ssm-signal fit --config configs/kws_default.yaml [--trainer.max_epochs 3 ...]
     ssm-signal generate-keywords [--root data/keywords] [--seed 0]
+    ssm-signal keywords --words "hey nova" "lights on" [--out DIR] [--speakers 240] [--seed 0]
     ssm-signal evaluate --model artifacts/kws_default [--calibrate 0.5] [--positives P ...] [--negatives N ...]
     ssm-signal demo --model artifacts/kws_default|models:/NAME/VERSION [--host 127.0.0.1 --port 7860]
     ssm-signal --help
@@ -24,6 +25,7 @@ from pipelines.errors import Interrupted, UsageError
 COMMANDS = {
     "fit": "train a model from a YAML config (LightningCLI; `ssm-signal fit --help`)",
     "generate-keywords": "generate the embedded keyword set with espeak-ng",
+    "keywords": "generate a keyword set from any words or phrases (`ssm-signal keywords --help`)",
     "score": "score files into Parquet with a bundle (`ssm-signal score --help`)",
     "evaluate": "detection quality on streamed audio: FRR, FA/h, DET curves, calibration (`ssm-signal evaluate --help`)",
     "demo": "live-microphone Gradio demo of a bundle (`ssm-signal demo --help`)",
@@ -120,6 +122,8 @@ def _run(cmd: str, rest: list[str]) -> int:
         a = p.parse_args(rest)
         generate_keyword_set(a.root, seed=a.seed)
         return 0
+    if cmd == "keywords":
+        return run_keywords(rest)
     if cmd == "score":
         return run_score(rest)
     if cmd == "evaluate":
@@ -136,6 +140,40 @@ def _registered_bundles() -> list[dict]:
     from pipelines.tracking import list_registered_bundles
 
     return list_registered_bundles()
+
+
+def run_keywords(rest: list[str]) -> int:
+    """``ssm-signal keywords``: the keyword set of any words or phrases (ssm_signal.data.custom_keywords)."""
+    from ssm_signal.data.custom_keywords import default_root, generate_custom_set
+    from ssm_signal.data.keywords import KeywordSetConfig
+    from ssm_signal.data.phrases import PhraseError, parse_phrases
+
+    p = _Parser(prog="ssm-signal keywords", description=(
+        "Generate a keyword set (Speech Commands layout) from text alone, to train a custom keyword bundle "
+        "(docs/custom_keywords.md)."))
+    p.add_argument("--words", nargs="+", required=True, metavar="PHRASE",
+                   help='the keywords: words or short phrases, e.g. --words "hey nova" "lights on" (or one '
+                        'comma-separated argument)')
+    p.add_argument("--out", default=None,
+                   help="folder to write (default: data/keywords_<words joined>, where `make train WORDS=...` looks)")
+    p.add_argument("--speakers", type=int, default=KeywordSetConfig.n_speakers, help="espeak-ng speakers")
+    p.add_argument("--seed", type=int, default=0, help="generation seed (the set is deterministic for a seed)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    a = p.parse_args(rest)
+    if a.speakers < 1:
+        p.error(f"--speakers must be >= 1, got {a.speakers}")
+    try:
+        phrases = parse_phrases([w for arg in a.words for w in arg.split(",")])
+        root = generate_custom_set(phrases, a.out, a.seed, base=KeywordSetConfig(n_speakers=a.speakers),
+                                   workers=a.workers)
+    except PhraseError as e:
+        raise UsageError(f"--words: {e}") from e
+    # the set `make train WORDS=...` would generate itself is found there; any other is named to it
+    same = str(root) == default_root(phrases) and a.speakers == KeywordSetConfig.n_speakers and a.seed == 0
+    hint = "" if same else f' ARGS="--data.init_args.root {root} --data.init_args.generate false"'
+    print(f"{len(phrases)} keywords ({', '.join(phrases)}) in {root}\n"
+          f"train a bundle on them: make train WORDS=\"{','.join(phrases)}\"{hint}")
+    return 0
 
 
 def run_score(rest: list[str]) -> int:

@@ -18,7 +18,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ssm_signal.data.channel import ChannelConfig
-from ssm_signal.data.keywords import KeywordSetConfig
+from ssm_signal.data.custom_keywords import default_root, generate_custom_set
+from ssm_signal.data.keywords import KeywordSetConfig, generate_keyword_set
+from ssm_signal.data.phrases import folder_of, parse_phrases, set_name
 
 log = logging.getLogger("ssm_signal.pipelines")
 
@@ -108,8 +110,13 @@ class KeywordDataModule(_Base):
     """Speech Commands layout: the generated default keyword set, or a real Speech Commands v2.
 
     Args:
-        root: dataset folder (label folders, validation_list.txt, testing_list.txt, _background_noise_).
+        root: dataset folder (label folders, validation_list.txt, testing_list.txt, _background_noise_);
+            None: ``data/keywords``, or with ``words`` ``data/keywords_<words joined>``.
         setup: "default" (20 core words + _silence_ + _unknown_), "12" or "35" (Speech Commands setups).
+        words: custom keywords instead of the setup's: phrases (``[hey nova, lights on]``) or one string of
+            comma-separated phrases. The labels are the phrases, then _silence_ and _unknown_; with
+            ``generate`` the set is generated from the text (:mod:`ssm_signal.data.custom_keywords`: the
+            default set's speakers, ``keyword_set``'s if given, with everyday words as _unknown_).
         generate: generate the embedded keyword set with espeak-ng into ``root`` if it is absent.
         seed: generation seed (the set is cached and deterministic for a seed).
         keyword_set: what to generate (engines, speakers, ``holdout_engine``...); None: the default set.
@@ -125,17 +132,24 @@ class KeywordDataModule(_Base):
     sample_rate = 16000
     channels = 1
 
-    def __init__(self, root: str = "data/keywords", setup: str = "default", generate: bool = True, seed: int = 0,
+    def __init__(self, root: str | None = None, setup: str = "default", generate: bool = True, seed: int = 0,
                  keyword_set: KeywordSetConfig | None = None, augment: bool = True, channel: ChannelConfig | None = None,
-                 check: str = "header", batch_size: int = 64, num_workers: int = 2, normalization_items: int = 500):
+                 check: str = "header", batch_size: int = 64, num_workers: int = 2, normalization_items: int = 500,
+                 words: str | list[str] | None = None):
         super().__init__(batch_size, num_workers, normalization_items)
+        # the phrases are checked here, so a bad word list fails when the config is read, not after set-up
+        self.words = parse_phrases(words) if words is not None else None
+        #: a name for what this data trains (the bundle's, unless the config names one)
+        self.bundle_name = f"kws_{set_name(self.words)}" if self.words else None
+        if root is None:
+            root = default_root(self.words) if self.words else "data/keywords"
         self.root, self.setup_name, self.generate, self.seed, self.augment = Path(root), setup, generate, seed, augment
         self.keyword_set, self.channel, self.check = keyword_set, channel, check
 
     def prepare_data(self) -> None:
-        if self.generate:
-            from ssm_signal.data.keywords import generate_keyword_set
-
+        if self.generate and self.words:
+            generate_custom_set(self.words, self.root, seed=self.seed, base=self.keyword_set)
+        elif self.generate:
             generate_keyword_set(self.root, seed=self.seed, config=self.keyword_set)
 
     def setup(self, stage: str | None = None) -> None:
@@ -143,9 +157,11 @@ class KeywordDataModule(_Base):
             return
         from ssm_signal.data.speech_commands import SpeechCommands
 
-        sets = {s: SpeechCommands(self.root, subset=s, setup=self.setup_name, check=self.check)
+        folders = [folder_of(w) for w in self.words] if self.words else None
+        sets = {s: SpeechCommands(self.root, subset=s, setup=self.setup_name, words=folders, check=self.check)
                 for s in ("training", "validation", "testing")}
-        self.labels = list(sets["training"].labels)
+        # a phrase's label is the phrase ("hey nova"), not its folder ("hey_nova")
+        self.labels = list(self.words or ()) + list(sets["training"].labels)[len(folders or ()):]
         for name, ds in sets.items():
             if len(ds.skipped):
                 log.warning("%s: %s", name, ds.skipped.summary())

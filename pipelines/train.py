@@ -24,6 +24,7 @@ from pipelines.errors import UsageError
 from pipelines.progress import EpochLines, interactive
 from pipelines.task import SignalTask
 from ssm_signal.bundle import save_bundle
+from ssm_signal.data.phrases import PhraseError
 
 log = logging.getLogger("ssm_signal.pipelines")
 
@@ -32,15 +33,16 @@ log = logging.getLogger("ssm_signal.pipelines")
 class OutputConfig:
     """Where the trained model goes.
 
-    bundle_dir: bundle directory (config.json + model.safetensors).
-    name: model name in the bundle and the MLflow registry.
+    bundle_dir: bundle directory (config.json + model.safetensors); empty: ``artifacts/<name>``.
+    name: model name in the bundle and the MLflow registry; empty: the data's own name for it (a custom
+        keyword set's ``kws_<words joined>``), else "model".
     experiment: MLflow experiment name.
     register: register the bundle in the MLflow model registry.
     test: evaluate on the test split after fitting.
     """
 
-    bundle_dir: str = "artifacts/model"
-    name: str = "model"
+    bundle_dir: str | None = "artifacts/model"
+    name: str | None = "model"
     experiment: str = "ssm-signal"
     register: bool = True
     test: bool = True
@@ -54,9 +56,15 @@ class SignalCLI(LightningCLI):
         parser.add_argument("--resume", type=bool, default=False, help="continue from the last checkpoint")
 
     def output(self) -> OutputConfig:
-        """The ``output`` group of the parsed config."""
-        out = self.config["output"]
-        return out if isinstance(out, OutputConfig) else OutputConfig(**vars(out))
+        """The ``output`` group of the parsed config, with the names it leaves empty filled from the data
+        (`make train WORDS=...`: one bundle per word list). Built once: the trainer and the job share it."""
+        if getattr(self, "_output", None) is None:
+            out = self.config["output"]
+            out = out if isinstance(out, OutputConfig) else OutputConfig(**vars(out))
+            out.name = out.name or getattr(self.datamodule, "bundle_name", None) or "model"
+            out.bundle_dir = out.bundle_dir or f"artifacts/{out.name}"
+            self._output = out
+        return self._output
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         out = self.output()
@@ -92,6 +100,8 @@ def run_fit(args: list[str] | None = None) -> dict[str, Any]:
         cli = SignalCLI(SignalTask, L.LightningDataModule, subclass_mode_data=True, run=False, args=args,
                         save_config_kwargs={"overwrite": True}, parser_kwargs={"default_env": False})
     except (ValueError, TypeError) as e:  # the configs' own checks (e.g. frontend.n_mels must be >= 1)
+        if isinstance(e.__cause__, PhraseError):  # the words alone, not jsonargparse's report of every subtype
+            raise UsageError(f"data.init_args.words: {e.__cause__}") from e
         raise UsageError(f"config: {e}") from e
     out = cli.output()
     return fit_and_bundle(cli.trainer, cli.model, cli.datamodule, out, resume=cli.config.get("resume", False))

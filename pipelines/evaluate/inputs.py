@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ssm_signal.data.audio_io import AUDIO_EXTENSIONS, read_audio_with_rate, resample
+from ssm_signal.data.phrases import label_of_folder
 from ssm_signal.data.skips import DataError, SkipLog
 from ssm_signal.data.speech_commands import BACKGROUND_DIR
 
@@ -83,8 +84,12 @@ def read_positives(spec: str | Path, labels: list[str], skips: SkipLog) -> list[
 
 
 def _sc_label(word: str, labels: list[str]) -> str:
-    """A Speech Commands folder name as the model's label: other words are ``_unknown_`` where the model has it."""
-    return "_unknown_" if word not in labels and not word.startswith("_") and "_unknown_" in labels else word
+    """A Speech Commands folder name as the model's label (a phrase's folder ``hey_nova`` is ``hey nova``):
+    other words are ``_unknown_`` where the model has it."""
+    label = label_of_folder(word, labels)
+    if label is not None:
+        return label
+    return "_unknown_" if not word.startswith("_") and "_unknown_" in labels else word
 
 
 def _read_manifest(p: Path) -> list[Clip]:

@@ -117,7 +117,7 @@ def _evaluate(cfg: EvaluateConfig) -> dict:
 
     det = engine.detector
     labels = det.reportable_labels
-    pos_specs = _expand(cfg.positives, lambda: [_default_positives("testing_list.txt")])
+    pos_specs = _expand(cfg.positives, lambda: [_default_positives("testing_list.txt", bundle.labels)])
     neg_specs = _expand(cfg.negatives, lambda: _default_negatives("test"))
     pos = [kw.stream_positives(engine, _set_name(s), read_positives(s, engine.labels, skips), cfg.stream, skips)
            for s in pos_specs]
@@ -163,7 +163,7 @@ def _engine(bundle: Bundle) -> StreamEngine:
 
 
 def _calibrate(cfg: EvaluateConfig, bundle: Bundle, engine: StreamEngine, skips: SkipLog) -> tuple[Bundle, dict]:
-    pos_specs = _expand(cfg.calibration_positives, lambda: [_default_positives("validation_list.txt")])
+    pos_specs = _expand(cfg.calibration_positives, lambda: [_default_positives("validation_list.txt", bundle.labels)])
     neg_specs = _expand(cfg.calibration_negatives, lambda: _default_negatives("calibration"))
     overlap = set(map(_norm, pos_specs + neg_specs)) & set(map(_norm, (cfg.positives or []) + (cfg.negatives or [])))
     if overlap:
@@ -211,7 +211,7 @@ def _set_name(spec: str) -> str:
     """A positive set's name in the report: 'generated/<split>' for the keyword set's lists, else the path
     (a manifest by its folder)."""
     p = Path(spec)
-    if p.parent == Path(KEYWORD_ROOT) and p.suffix == ".txt":
+    if p.suffix == ".txt" and (p.parent == Path(KEYWORD_ROOT) or p.parent.name.startswith("keywords_")):
         return f"generated/{p.stem.removesuffix('_list')}"
     return str(p.parent if p.suffix == ".csv" else p)
 
@@ -223,11 +223,21 @@ def _group_name(spec: str) -> str:
     return str(p)
 
 
-def _default_positives(split_list: str) -> str:
+def _default_positives(split_list: str, labels: list[str]) -> str:
+    """A split list of the generated keyword set the bundle's labels come from: the default set, or for
+    custom keywords (any label outside the default set's words) the set `make train WORDS=...` generates.
+    Either is generated here if absent (cached); its validation and test voices are never in training,
+    whatever the set trained on, since splits go by voice variant."""
+    from ssm_signal.data.custom_keywords import default_root, generate_custom_set
     from ssm_signal.data.keywords import generate_keyword_set
+    from ssm_signal.data.speech_commands import ALL_WORDS
 
-    generate_keyword_set(KEYWORD_ROOT)  # cached: returns at once when `make train` made it
-    return str(Path(KEYWORD_ROOT) / split_list)
+    keywords = [lab for lab in labels if not lab.startswith("_")]
+    if set(keywords) <= set(ALL_WORDS):
+        generate_keyword_set(KEYWORD_ROOT)  # cached: returns at once when `make train` made it
+        return str(Path(KEYWORD_ROOT) / split_list)
+    root = generate_custom_set(keywords, default_root(keywords))  # cached likewise
+    return str(root / split_list)
 
 
 def _default_negatives(split: str) -> list[str]:

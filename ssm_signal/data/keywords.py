@@ -58,6 +58,7 @@ import torch
 
 from ssm_signal.data import training_speech, voices
 from ssm_signal.data.audio_io import read_audio, write_audio
+from ssm_signal.data.phrases import folder_of
 from ssm_signal.data.training_speech import TrainingSpeech
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import (
@@ -263,11 +264,13 @@ def synthesize(word: str, voice: str, rate: float, pitch: float, sample_rate: in
 def render_clip(word: str, speaker: Speaker, rng: np.random.Generator, noises: Sequence[torch.Tensor],
                 cfg: KeywordSetConfig, neutral: torch.Tensor | None = None) -> torch.Tensor:
     """One 1 s clip (16000,) of ``speaker`` saying ``word``, placed, levelled and mixed with noise."""
-    return place(speak(word, speaker, rng, neutral), rng, noises, cfg)
+    return place(speak(word, speaker, rng, neutral, fit=True), rng, noises, cfg)
 
 
-def speak(text: str, speaker: Speaker, rng: np.random.Generator, neutral: torch.Tensor | None = None) -> torch.Tensor:
-    """``speaker`` saying ``text``: (L,) at 16 kHz, silence trimmed.
+def speak(text: str, speaker: Speaker, rng: np.random.Generator, neutral: torch.Tensor | None = None,
+          fit: bool = False) -> torch.Tensor:
+    """``speaker`` saying ``text``: (L,) at 16 kHz, silence trimmed; with ``fit``, a phrase (a text with a
+    space) that would not fit a 1 s clip is said faster instead (a keyword phrase is never cut).
 
     espeak-ng speakers synthesise at their jittered rate and pitch; another engine's speaker perturbs
     ``neutral`` (the voice's plain rendering of ``text``) by its own F0, tempo and vocal-tract length,
@@ -276,11 +279,15 @@ def speak(text: str, speaker: Speaker, rng: np.random.Generator, neutral: torch.
         rate = speaker.rate * rng.uniform(0.92, 1.08)
         pitch = float(np.clip(speaker.pitch + rng.uniform(-6, 6), 0, 99))
         voice = synthesize(text, f"{speaker.accent}+{speaker.variant}", rate, pitch)
+        if fit and " " in text and voice.shape[0] > SAMPLE_RATE:  # a phrase too slow for the clip: said faster
+            voice = synthesize(text, f"{speaker.accent}+{speaker.variant}", rate * _fit(voice), pitch)
     else:
         if neutral is None:
             neutral = voices.synthesize_words(speaker.engine, speaker.variant, [text])[0]
         voice = voices.perturb(neutral, SAMPLE_RATE, semitones=speaker.pitch + rng.uniform(-0.5, 0.5),
                                tempo=speaker.rate * rng.uniform(0.95, 1.05), vtl=speaker.vtl * rng.uniform(0.98, 1.02))
+        if fit and " " in text and voice.shape[0] > SAMPLE_RATE:
+            voice = voices.sox_pitch_tempo(voice, SAMPLE_RATE, 0.0, _fit(voice))
     return voice
 
 
@@ -306,6 +313,12 @@ def place(voice: torch.Tensor, rng: np.random.Generator, noises: Sequence[torch.
     return clip / peak * 0.99 if peak > 0.99 else clip
 
 
+def _fit(voice: torch.Tensor) -> float:
+    """The speed-up that makes ``voice`` (L,) fill 95% of a clip: a custom phrase is said faster rather
+    than cut (a single word keeps the rule above: a 1 s recording cuts a slow long word)."""
+    return voice.shape[0] / (0.95 * SAMPLE_RATE)
+
+
 def _load_noises(folder: Path) -> list[torch.Tensor]:
     return [read_audio(f, SAMPLE_RATE) for f in sorted(folder.glob("*.wav"))]
 
@@ -323,13 +336,13 @@ def _speaker_job(args: tuple[Speaker, str, KeywordSetConfig]) -> list[str]:
                      if speaker.engine != voices.ESPEAK else [None] * len(texts), strict=True))
     written = []
     for word in speaker.words:
-        rel = f"{word}/{speaker.id}_nohash_0.wav"
+        rel = f"{folder_of(word)}/{speaker.id}_nohash_0.wav"  # a phrase's folder: hey nova -> hey_nova
         write_audio(root_p / rel, render_clip(word, speaker, rng, noises, cfg, plain[word]), SAMPLE_RATE)
         written.append(rel)
     for k, u in enumerate(extra):
         parts = [speak(t, speaker, rng, plain[t]) for t in u.texts]
         for j, voice in enumerate(training_speech.windows(u, parts, cfg.training_speech, rng)):
-            rel = f"{u.label}/{speaker.id}_nohash_{u.kind}{k:02d}{j}.wav"
+            rel = f"{folder_of(u.label)}/{speaker.id}_nohash_{u.kind}{k:02d}{j}.wav"
             write_audio(root_p / rel, place(voice, rng, noises, cfg), SAMPLE_RATE)
             written.append(rel)
     return written

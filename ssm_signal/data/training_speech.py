@@ -38,6 +38,7 @@ Held-out material stays held out:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -141,17 +142,17 @@ class Utterance:
     key: int = 0
 
 
-_SENTENCES: list[str] = []  # the sentence pool, loaded once per process
-_VOCABULARY: list[str] = []  # the words of those sentences
+@functools.lru_cache(maxsize=4)
+def _pools(keywords: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The sentences and their words (each once, sorted) that hold none of ``keywords``' words either (a
+    custom keyword such as "lights on" is no Speech Commands word). Once per process and keyword list."""
+    from ssm_signal.data.negatives import holds_keyword
 
-
-def _pools() -> tuple[list[str], list[str]]:
-    if not _SENTENCES:
-        # festival reads the text inside a Scheme string: no quotes or backslashes
-        _SENTENCES.extend(s.replace('"', "").replace("\\", " ") for s in training_sentences())
-        words = {w.strip(".,;:!?'()-").lower() for s in _SENTENCES for w in s.split()}
-        _VOCABULARY.extend(sorted(w for w in words if len(w) > 1 and w.isalpha()))
-    return _SENTENCES, _VOCABULARY
+    own = tuple(sorted({w for k in keywords for w in k.split()}))
+    # festival reads the text inside a Scheme string: no quotes or backslashes
+    sentences = [s.replace('"', "").replace("\\", " ") for s in training_sentences() if not holds_keyword(s, own)]
+    words = {w.strip(".,;:!?'()-").lower() for s in sentences for w in s.split()}
+    return sentences, sorted(w for w in words if len(w) > 1 and w.isalpha())
 
 
 def plan(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech) -> list[Utterance]:
@@ -160,7 +161,7 @@ def plan(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech) -> li
     if split != "training" or not cfg.speech:
         return []
     rng = np.random.default_rng([seed, 0xE6A])
-    sentences, vocabulary = _pools()
+    sentences, vocabulary = _pools(tuple(words))
     out = [Utterance("s", (sentences[i],), UNKNOWN_DIR)
            for i in rng.choice(len(sentences), size=min(cfg.sentences_per_speaker, len(sentences)), replace=False)]
     misses = near_misses(tuple(words))
