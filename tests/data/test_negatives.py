@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
+import shutil
 import subprocess
 import time
 
@@ -17,6 +18,7 @@ import soundfile as sf
 
 from ssm_signal.data import keywords as kw
 from ssm_signal.data import negatives as ng
+from ssm_signal.data.negatives import materials
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import AUXILIARY_WORDS, CORE_WORDS
 
@@ -44,7 +46,7 @@ def spied(tmp_path_factory):
     """The tiny corpus, generated in this process while every synthesiser call and every audio file
     read is recorded, so the tests check what was actually done, not what the generator reports."""
     calls, reads = [], []
-    real_run, real_read = subprocess.run, ng.read_audio
+    real_run, real_read = subprocess.run, materials.read_audio
 
     def run(cmd, *args, **kwargs):
         calls.append((list(cmd), kwargs.get("input")))
@@ -54,10 +56,10 @@ def spied(tmp_path_factory):
         reads.append(str(path))
         return real_read(path, *args, **kwargs)
 
-    ng._SAMPLES.clear()  # a cached sample would not be read again
+    materials._SAMPLES.clear()  # a cached sample would not be read again
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(subprocess, "run", run)
-        mp.setattr(ng, "read_audio", read_audio)
+        mp.setattr(materials, "read_audio", read_audio)
         root = ng.generate_negative_corpus(tmp_path_factory.mktemp("neg") / "corpus", seed=SEED, config=TINY,
                                            workers=1)
     spoken = []
@@ -190,7 +192,7 @@ def test_no_training_noise_file_is_used(spied):
                  + ng.CRASHES + ng.TABLA + ng.EVENTS + ng.MACHINES + ng.SPEECH_BACKGROUND)
     assert not {f"{ng.SONIC_PI_DIR}/{n}.flac" for n in all_names} & set(kw.NOISE_SOURCES)
     with pytest.raises(DataError, match="training noise"):
-        ng._Materials(16000)("vinyl_hiss")
+        materials.Materials(16000)("vinyl_hiss")
 
 
 def test_layout_and_sizes(spied):
@@ -261,8 +263,8 @@ def test_concurrent_calls_take_turns(spied, tmp_path):
 
 @pytest.mark.parametrize("tool", ["espeak-ng", "flite"])
 def test_a_missing_synthesiser_is_a_clear_error(tool, tmp_path, monkeypatch):
-    real_which = ng.shutil.which
-    monkeypatch.setattr(ng.shutil, "which", lambda name: None if name == tool else real_which(name))
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == tool else real_which(name))
     with pytest.raises(DataError, match=f"{tool} not found"):
         ng.generate_negative_corpus(tmp_path / "c", seed=SEED, config=TINY)
     assert not (tmp_path / "c").exists() and not (tmp_path / "c.partial").exists()
