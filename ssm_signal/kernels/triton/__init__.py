@@ -1,7 +1,9 @@
 """The ``triton`` kernel backend: GPU kernels behind the one dispatch point.
 
 Modules (one concept each):
-    selective_scan   Mamba-1 scan, forward and backward, with initial and final state
+    selective_scan   Mamba-1 scan, forward and backward, with initial and final state (the op;
+                     kernels in selective_scan_fwd, selective_scan_bwd; their tile in scan_tile)
+    elementwise      softplus and the helpers every kernel shares
     state_update     one step for many streams: in place on a state pool (serving; by slot
                      index or with an active mask), the pure ``selective_step`` / ``ssd_step``
                      ops and their in-place serving twins ``*_step_inplace``

@@ -33,9 +33,9 @@ commute with the time sums:
     Σ_n A r_t      = Σ_{s≥t} (α_s − β_s) + Σ_n A r_{t1},  α_s = gy_s Σ_n A C_s h_s,  β_s = Δ_s x_s Σ_n A G_s B_s
     Σ_t Δ_t r_t    = Σ_s c_s q_s + c_{t1-1} r_{t1},       c_s = Σ_{t0≤t≤s} Δ_t  (per segment)
 
-So the backward is two sequential kernels: ``_bwd_fwd_kernel`` re-runs the recurrence
+So the backward is two sequential kernels: ``bwd_fwd_kernel`` re-runs the recurrence
 forwards from h0 and emits dz, dC, dD, α (one float32 (B, L, D_in) tensor) and its half
-of dA; ``_bwd_rev_kernel`` runs G backwards and emits dx, ddt, dB, ddt_bias, dh0 and the
+of dA; ``bwd_rev_kernel`` runs G backwards and emits dx, ddt, dB, ddt_bias, dh0 and the
 other half of dA. Time is cut into segments of K steps at whose ends the forward-order
 kernel stores h (B, L/K, D_in, N: N/K of one input tensor); the reverse kernel restarts
 the telescoped sums from the exact r there, which keeps their rounding error bounded by
@@ -44,6 +44,10 @@ K steps rather than L.
 Arithmetic is float32 for float32/bf16/fp16 inputs; y is returned in x's dtype, h_L in
 h0's; gradients in each input's dtype. Float64 inputs are served by the torch backend
 (Triton's float64 is not what a GPU is fast at, and the torch backend keeps float64).
+
+This module holds the op, its launch policy and the autograd Function; the kernels are in
+:mod:`.selective_scan_fwd` and :mod:`.selective_scan_bwd`, what one of their programs owns and reads
+(its channel tile, parameters, a block of steps) in :mod:`.scan_tile`.
 """
 
 from __future__ import annotations
@@ -53,445 +57,10 @@ import math
 
 import torch
 import triton
-import triton.language as tl
 from torch import Tensor
 
-from ssm_signal.kernels.triton._interpret import interpreting
-
-LOG2E = tl.constexpr(1.4426950408889634)  # a constexpr: kernels may read it
-
-
-# ---------------------------------------------------------------------------------------
-# elementwise helpers
-# ---------------------------------------------------------------------------------------
-def _softplus_body(v):
-    """F.softplus(v) with its threshold 20, written as max(v, 0) + log1p(exp(-|v|))."""
-    e = tl.exp(-tl.abs(v))
-    log1p_e = tl.where(e < 1e-4, e * (1.0 - 0.5 * e), tl.log(1.0 + e))
-    return tl.where(v > 20.0, v, tl.maximum(v, 0.0) + log1p_e)
-
-
-def _softplus_and_grad_body(v):
-    """softplus(v) and its derivative sigmoid(v) (exactly 1 above the threshold, as torch),
-    sharing one exp: three special-function instructions instead of four."""
-    e = tl.exp(-tl.abs(v))
-    log1p_e = tl.where(e < 1e-4, e * (1.0 - 0.5 * e), tl.log(1.0 + e))
-    r = 1.0 / (1.0 + e)
-    sig = tl.where(v >= 0.0, r, e * r)
-    return tl.where(v > 20.0, v, tl.maximum(v, 0.0) + log1p_e), tl.where(v > 20.0, 1.0, sig)
-
-
-# Under the interpreter every call of a @triton.jit helper re-patches the language (about
-# 5 ms, per step of every program); there the kernels call the plain functions instead,
-# which the interpreter runs as ordinary Python on its tensors.
-if interpreting():
-    _softplus, _softplus_and_grad = _softplus_body, _softplus_and_grad_body
-else:
-    _softplus, _softplus_and_grad = triton.jit(_softplus_body), triton.jit(_softplus_and_grad_body)
-
-
-def _device_fn(fn):
-    """A helper the kernels call: @triton.jit on the GPU, plain Python under the interpreter."""
-    return fn if interpreting() else triton.jit(fn)
-
-
-# Each kernel walks time in blocks of U steps (U a launch constant, then single steps for the
-# rest). A block issues the loads of all U steps first, runs the recurrence, and stores last:
-# with no store between them the loads go out together, and the work of a step that is not on
-# the recurrence's chain (softplus, the reductions, the gate) overlaps the next steps' work.
-
-
-# ---------------------------------------------------------------------------------------
-# forward
-# ---------------------------------------------------------------------------------------
-@_device_fn
-def _fwd_block(
-    h, x_r, dt_r, z_r, y_r, B_r, C_r, s_xt, s_dtt, s_zt, s_yt, s_Bt, s_Ct,
-    offs_d, offs_n, md, mn, A2, Dv, bias,
-    U: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-):
-    """Steps t .. t+U-1; the row pointers point at step t. Returns h after them."""
-    xs = ()
-    pres = ()
-    Bs = ()
-    Cs = ()
-    zs = ()
-    for u in tl.static_range(U):
-        xs = xs + (tl.load(x_r + u * s_xt + offs_d, mask=md, other=0.0).to(tl.float32),)
-        pres = pres + (tl.load(dt_r + u * s_dtt + offs_d, mask=md, other=0.0).to(tl.float32),)
-        Bs = Bs + (tl.load(B_r + u * s_Bt + offs_n, mask=mn, other=0.0).to(tl.float32),)
-        Cs = Cs + (tl.load(C_r + u * s_Ct + offs_n, mask=mn, other=0.0).to(tl.float32),)
-        if HAS_Z:
-            zs = zs + (tl.load(z_r + u * s_zt + offs_d, mask=md, other=0.0).to(tl.float32),)
-    ys = ()
-    for u in tl.static_range(U):
-        pre = pres[u]
-        if HAS_BIAS:
-            pre = pre + bias
-        delta = _softplus(pre)
-        h = tl.exp2(delta[:, None] * A2) * h + (delta * xs[u])[:, None] * Bs[u][None, :]
-        y = tl.sum(h * Cs[u][None, :], axis=1)
-        if HAS_D:
-            y += Dv * xs[u]
-        if HAS_Z:
-            y *= zs[u] * tl.sigmoid(zs[u])
-        ys = ys + (y,)
-    for u in tl.static_range(U):
-        tl.store(y_r + u * s_yt + offs_d, ys[u].to(y_r.dtype.element_ty), mask=md)
-    return h
-
-
-@triton.jit
-def _fwd_kernel(
-    x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, y_ptr, hL_ptr,
-    L, Din, N,
-    s_xb, s_xt, s_dtb, s_dtt, s_zb, s_zt, s_yb, s_yt, s_Bb, s_Bt, s_Cb, s_Ct,
-    BD: tl.constexpr, NP: tl.constexpr, U: tl.constexpr,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, STAGES: tl.constexpr,
-):
-    pid_d = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    offs_d = pid_d * BD + tl.arange(0, BD)
-    offs_n = tl.arange(0, NP)
-    md = offs_d < Din
-    mn = offs_n < N
-    mdn = md[:, None] & mn[None, :]
-    dn = offs_d[:, None] * N + offs_n[None, :]  # A, h0, h_L are contiguous (D_in, N) per row
-
-    # A in base 2, so that Ā = exp2(Δ A log2 e): one multiply and one ex2 per element
-    A2 = tl.load(A_ptr + dn, mask=mdn, other=0.0).to(tl.float32) * LOG2E
-    h = tl.load(h0_ptr + b * Din * N + dn, mask=mdn, other=0.0).to(tl.float32)
-    Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0).to(tl.float32) if HAS_D else None
-    bias = tl.load(bias_ptr + offs_d, mask=md, other=0.0).to(tl.float32) if HAS_BIAS else None
-
-    # scalar pointers to the current time step's rows: carrying one pointer per element
-    # through the loop would cost two registers per element
-    x_r = x_ptr + b * s_xb
-    dt_r = dt_ptr + b * s_dtb
-    z_r = z_ptr + b * s_zb if HAS_Z else z_ptr
-    y_r = y_ptr + b * s_yb
-    B_r = B_ptr + b * s_Bb
-    C_r = C_ptr + b * s_Cb
-    L_full = (L // U) * U
-    for _t in tl.range(0, L_full, U, num_stages=STAGES):
-        h = _fwd_block(h, x_r, dt_r, z_r, y_r, B_r, C_r, s_xt, s_dtt, s_zt, s_yt, s_Bt, s_Ct,
-                       offs_d, offs_n, md, mn, A2, Dv, bias, U, HAS_D, HAS_Z, HAS_BIAS)
-        x_r += U * s_xt
-        dt_r += U * s_dtt
-        if HAS_Z:
-            z_r += U * s_zt
-        y_r += U * s_yt
-        B_r += U * s_Bt
-        C_r += U * s_Ct
-    for _t in tl.range(L_full, L):
-        h = _fwd_block(h, x_r, dt_r, z_r, y_r, B_r, C_r, s_xt, s_dtt, s_zt, s_yt, s_Bt, s_Ct,
-                       offs_d, offs_n, md, mn, A2, Dv, bias, 1, HAS_D, HAS_Z, HAS_BIAS)
-        x_r += s_xt
-        dt_r += s_dtt
-        if HAS_Z:
-            z_r += s_zt
-        y_r += s_yt
-        B_r += s_Bt
-        C_r += s_Ct
-    tl.store(hL_ptr + b * Din * N + dn, h.to(hL_ptr.dtype.element_ty), mask=mdn)
-
-
-# ---------------------------------------------------------------------------------------
-# backward, forward-order half: h from h0 again; dz, dC, dD, α, dA (h part), h at segment ends
-# ---------------------------------------------------------------------------------------
-@_device_fn
-def _bwd_fwd_block(
-    h, c, dA_acc, dD_acc, x_r, dt_r, z_r, dy_r, dz_r, al_r, dC_r, B_r, C_r,
-    s_xt, s_dtt, s_zt, s_Bt, s_Ct, Din, N, offs_d, offs_n, md, mn, A, A2, Dv, bias,
-    U: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
-):
-    """Steps t .. t+U-1 (row pointers at step t). Returns the carries h, c, dA_acc, dD_acc."""
-    xs = ()
-    pres = ()
-    dys = ()
-    Bs = ()
-    Cs = ()
-    zs = ()
-    for u in tl.static_range(U):
-        xs = xs + (tl.load(x_r + u * s_xt + offs_d, mask=md, other=0.0).to(tl.float32),)
-        pres = pres + (tl.load(dt_r + u * s_dtt + offs_d, mask=md, other=0.0).to(tl.float32),)
-        dys = dys + (tl.load(dy_r + u * Din + offs_d, mask=md, other=0.0).to(tl.float32),)
-        Bs = Bs + (tl.load(B_r + u * s_Bt + offs_n, mask=mn, other=0.0).to(tl.float32),)
-        Cs = Cs + (tl.load(C_r + u * s_Ct + offs_n, mask=mn, other=0.0).to(tl.float32),)
-        if HAS_Z:
-            zs = zs + (tl.load(z_r + u * s_zt + offs_d, mask=md, other=0.0).to(tl.float32),)
-    dzs = ()
-    alphas = ()
-    dCs = ()
-    for u in tl.static_range(U):
-        x = xs[u]
-        dy = dys[u]
-        pre = pres[u]
-        if HAS_BIAS:
-            pre = pre + bias
-        delta = _softplus(pre)
-        h = tl.exp2(delta[:, None] * A2) * h + (delta * x)[:, None] * Bs[u][None, :]
-        p = h * Cs[u][None, :]
-        if HAS_Z:
-            z = zs[u]
-            y_pre = tl.sum(p, axis=1)
-            if HAS_D:
-                y_pre += Dv * x
-            sz = tl.sigmoid(z)
-            dzs = dzs + (dy * y_pre * sz * (1.0 + z * (1.0 - sz)),)
-            gy = dy * z * sz
-        else:
-            gy = dy
-        c += delta
-        alphas = alphas + (gy * tl.sum(p * A, axis=1),)
-        dA_acc += (c * gy)[:, None] * p
-        dD_acc += gy * x
-        dCs = dCs + (tl.sum(gy[:, None] * h, axis=0),)
-    for u in tl.static_range(U):
-        if HAS_Z:
-            tl.store(dz_r + u * Din + offs_d, dzs[u].to(dz_r.dtype.element_ty), mask=md)
-        tl.store(al_r + u * Din + offs_d, alphas[u], mask=md)
-        if ATOMIC:
-            tl.atomic_add(dC_r + u * N + offs_n, dCs[u], mask=mn, sem="relaxed")
-        else:
-            tl.store(dC_r + u * N + offs_n, dCs[u], mask=mn)
-    return h, c, dA_acc, dD_acc
-
-
-@triton.jit
-def _bwd_fwd_kernel(
-    x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, dy_ptr,
-    dz_ptr, alpha_ptr, dC_ptr, dA_ptr, dD_ptr, hseg_ptr, dseg_ptr,
-    L, Din, N, K, n_seg, s_dC_part,
-    s_xb, s_xt, s_dtb, s_dtt, s_zb, s_zt, s_Bb, s_Bt, s_Cb, s_Ct,
-    BD: tl.constexpr, NP: tl.constexpr, U: tl.constexpr,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-    ATOMIC: tl.constexpr, STAGES: tl.constexpr,
-):
-    pid_d = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    offs_d = pid_d * BD + tl.arange(0, BD)
-    offs_n = tl.arange(0, NP)
-    md = offs_d < Din
-    mn = offs_n < N
-    mdn = md[:, None] & mn[None, :]
-    dn = offs_d[:, None] * N + offs_n[None, :]
-
-    A = tl.load(A_ptr + dn, mask=mdn, other=0.0).to(tl.float32)
-    A2 = A * LOG2E
-    h = tl.load(h0_ptr + b * Din * N + dn, mask=mdn, other=0.0).to(tl.float32)
-    Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0).to(tl.float32) if HAS_D else None
-    bias = tl.load(bias_ptr + offs_d, mask=md, other=0.0).to(tl.float32) if HAS_BIAS else None
-    dA_acc = tl.zeros((BD, NP), dtype=tl.float32)  # Σ_s c_s gy_s C_s h_s
-    dD_acc = tl.zeros((BD,), dtype=tl.float32)
-
-    # (B, L, D_in) tensors written here are contiguous
-    row = b * L * Din
-    x_r = x_ptr + b * s_xb
-    dt_r = dt_ptr + b * s_dtb
-    z_r = z_ptr + b * s_zb if HAS_Z else z_ptr
-    dz_r = dz_ptr + row if HAS_Z else dz_ptr
-    dy_r = dy_ptr + row
-    al_r = alpha_ptr + row
-    B_r = B_ptr + b * s_Bb
-    C_r = C_ptr + b * s_Cb
-    dC_r = dC_ptr + pid_d.to(tl.int64) * s_dC_part + b * L * N
-    for j in range(0, n_seg):
-        t0 = j * K
-        n = tl.minimum(t0 + K, L) - t0
-        n_full = (n // U) * U
-        c = tl.zeros((BD,), dtype=tl.float32)  # Σ Δ since the segment start
-        for _t in tl.range(0, n_full, U, num_stages=STAGES):
-            h, c, dA_acc, dD_acc = _bwd_fwd_block(
-                h, c, dA_acc, dD_acc, x_r, dt_r, z_r, dy_r, dz_r, al_r, dC_r, B_r, C_r,
-                s_xt, s_dtt, s_zt, s_Bt, s_Ct, Din, N, offs_d, offs_n, md, mn, A, A2, Dv, bias,
-                U, HAS_D, HAS_Z, HAS_BIAS, ATOMIC)
-            x_r += U * s_xt
-            dt_r += U * s_dtt
-            if HAS_Z:
-                z_r += U * s_zt
-                dz_r += U * Din
-            dy_r += U * Din
-            al_r += U * Din
-            B_r += U * s_Bt
-            C_r += U * s_Ct
-            dC_r += U * N
-        for _t in tl.range(n_full, n):
-            h, c, dA_acc, dD_acc = _bwd_fwd_block(
-                h, c, dA_acc, dD_acc, x_r, dt_r, z_r, dy_r, dz_r, al_r, dC_r, B_r, C_r,
-                s_xt, s_dtt, s_zt, s_Bt, s_Ct, Din, N, offs_d, offs_n, md, mn, A, A2, Dv, bias,
-                1, HAS_D, HAS_Z, HAS_BIAS, ATOMIC)
-            x_r += s_xt
-            dt_r += s_dtt
-            if HAS_Z:
-                z_r += s_zt
-                dz_r += Din
-            dy_r += Din
-            al_r += Din
-            B_r += s_Bt
-            C_r += s_Ct
-            dC_r += N
-        seg = b * n_seg + j
-        tl.store(hseg_ptr + seg * Din * N + dn, h, mask=mdn)
-        tl.store(dseg_ptr + seg * Din + offs_d, c, mask=md)
-    tl.store(dA_ptr + b * Din * N + dn, dA_acc, mask=mdn)
-    if HAS_D:
-        tl.store(dD_ptr + b * Din + offs_d, dD_acc, mask=md)
-
-
-# ---------------------------------------------------------------------------------------
-# backward, reverse-order half: G from dL/dh_L; dx, ddt, dB, ddt_bias, dh0, dA (G part)
-# ---------------------------------------------------------------------------------------
-@_device_fn
-def _bwd_rev_block(
-    Q, R, rho, dA_acc, dbias_acc, c_end, x_r, dt_r, z_r, dy_r, al_r, dx_r, ddt_r, dB_r, B_r, C_r,
-    s_xt, s_dtt, s_zt, s_Bt, s_Ct, Din, N, offs_d, offs_n, md, mn, A, A2, Dv, bias,
-    U: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
-):
-    """Steps t, t-1, .. t-U+1, backwards (row pointers at step t). Returns the carries."""
-    xs = ()
-    pres = ()
-    dys = ()
-    als = ()
-    Bs = ()
-    Cs = ()
-    zs = ()
-    for u in tl.static_range(U):
-        xs = xs + (tl.load(x_r - u * s_xt + offs_d, mask=md, other=0.0).to(tl.float32),)
-        pres = pres + (tl.load(dt_r - u * s_dtt + offs_d, mask=md, other=0.0).to(tl.float32),)
-        dys = dys + (tl.load(dy_r - u * Din + offs_d, mask=md, other=0.0).to(tl.float32),)
-        als = als + (tl.load(al_r - u * Din + offs_d, mask=md, other=0.0),)
-        Bs = Bs + (tl.load(B_r - u * s_Bt + offs_n, mask=mn, other=0.0).to(tl.float32),)
-        Cs = Cs + (tl.load(C_r - u * s_Ct + offs_n, mask=mn, other=0.0).to(tl.float32),)
-        if HAS_Z:
-            zs = zs + (tl.load(z_r - u * s_zt + offs_d, mask=md, other=0.0).to(tl.float32),)
-    dxs = ()
-    ddts = ()
-    dBs = ()
-    for u in tl.static_range(U):
-        x = xs[u]
-        gy = dys[u]
-        pre = pres[u]
-        if HAS_BIAS:
-            pre = pre + bias
-        if HAS_Z:
-            gy = gy * zs[u] * tl.sigmoid(zs[u])
-        delta, dsp = _softplus_and_grad(pre)
-        dx_ = delta * x
-        G = Cs[u][None, :] * gy[:, None] + Q  # dL/dh_t
-        q = G * Bs[u][None, :]
-        gB = tl.sum(q, axis=1)  # Σ_n G B
-        R += als[u] - dx_ * tl.sum(q * A, axis=1)  # α_t − β_t
-        ddt = (x * gB + R) * dsp  # dL/dΔ through softplus
-        ddts = ddts + (ddt,)
-        dbias_acc += ddt
-        dxv = delta * gB
-        if HAS_D:
-            dxv += Dv * gy
-        dxs = dxs + (dxv,)
-        dBs = dBs + (tl.sum(G * dx_[:, None], axis=0),)
-        dA_acc -= ((c_end - rho) * dx_)[:, None] * q  # c_t = Σ Δ from the segment start to t
-        rho += delta
-        Q = tl.exp2(delta[:, None] * A2) * G
-    for u in tl.static_range(U):
-        tl.store(dx_r - u * Din + offs_d, dxs[u].to(dx_r.dtype.element_ty), mask=md)
-        tl.store(ddt_r - u * Din + offs_d, ddts[u].to(ddt_r.dtype.element_ty), mask=md)
-        if ATOMIC:
-            tl.atomic_add(dB_r - u * N + offs_n, dBs[u], mask=mn, sem="relaxed")
-        else:
-            tl.store(dB_r - u * N + offs_n, dBs[u], mask=mn)
-    return Q, R, rho, dA_acc, dbias_acc
-
-
-@triton.jit
-def _bwd_rev_kernel(
-    x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dy_ptr, alpha_ptr, hseg_ptr, dseg_ptr, ghL_ptr,
-    dx_ptr, ddt_ptr, dB_ptr, dA_ptr, dbias_ptr, dh0_ptr,
-    L, Din, N, K, n_seg, s_dB_part,
-    s_xb, s_xt, s_dtb, s_dtt, s_zb, s_zt, s_Bb, s_Bt, s_Cb, s_Ct,
-    BD: tl.constexpr, NP: tl.constexpr, U: tl.constexpr,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-    ATOMIC: tl.constexpr, STAGES: tl.constexpr,
-):
-    pid_d = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    offs_d = pid_d * BD + tl.arange(0, BD)
-    offs_n = tl.arange(0, NP)
-    md = offs_d < Din
-    mn = offs_n < N
-    mdn = md[:, None] & mn[None, :]
-    dn = offs_d[:, None] * N + offs_n[None, :]
-
-    A = tl.load(A_ptr + dn, mask=mdn, other=0.0).to(tl.float32)
-    A2 = A * LOG2E
-    Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0).to(tl.float32) if HAS_D else None
-    bias = tl.load(bias_ptr + offs_d, mask=md, other=0.0).to(tl.float32) if HAS_BIAS else None
-    # Q = Ā_{t+1} G_{t+1}, what flows into h_t from later steps; dL/dh_L at the end
-    Q = tl.load(ghL_ptr + b * Din * N + dn, mask=mdn, other=0.0).to(tl.float32)
-    dA_acc = tl.zeros((BD, NP), dtype=tl.float32)
-    dbias_acc = tl.zeros((BD,), dtype=tl.float32)
-
-    # pointers at the last step, walked backwards
-    last = L - 1
-    row = b * L * Din + last * Din
-    x_r = x_ptr + b * s_xb + last * s_xt
-    dt_r = dt_ptr + b * s_dtb + last * s_dtt
-    z_r = z_ptr + b * s_zb + last * s_zt if HAS_Z else z_ptr
-    dy_r = dy_ptr + row
-    al_r = alpha_ptr + row
-    dx_r = dx_ptr + row
-    ddt_r = ddt_ptr + row
-    B_r = B_ptr + b * s_Bb + last * s_Bt
-    C_r = C_ptr + b * s_Cb + last * s_Ct
-    dB_r = dB_ptr + pid_d.to(tl.int64) * s_dB_part + b * L * N + last * N
-    for jj in range(0, n_seg):
-        j = n_seg - 1 - jj
-        t0 = j * K
-        n = tl.minimum(t0 + K, L) - t0
-        n_full = (n // U) * U
-        seg = b * n_seg + j
-        h_end = tl.load(hseg_ptr + seg * Din * N + dn, mask=mdn, other=0.0)
-        c_end = tl.load(dseg_ptr + seg * Din + offs_d, mask=md, other=0.0)
-        r_end = Q * h_end  # r_{t1} = Ā_{t1} G_{t1} h_{t1-1}, exact
-        R = tl.sum(r_end * A, axis=1)  # Σ_n A r_t, restarted exactly at each segment end
-        dA_acc += c_end[:, None] * r_end
-        rho = tl.zeros((BD,), dtype=tl.float32)  # Σ Δ after step t within the segment
-        for _i in tl.range(0, n_full, U, num_stages=STAGES):
-            Q, R, rho, dA_acc, dbias_acc = _bwd_rev_block(
-                Q, R, rho, dA_acc, dbias_acc, c_end, x_r, dt_r, z_r, dy_r, al_r, dx_r, ddt_r, dB_r, B_r, C_r,
-                s_xt, s_dtt, s_zt, s_Bt, s_Ct, Din, N, offs_d, offs_n, md, mn, A, A2, Dv, bias,
-                U, HAS_D, HAS_Z, HAS_BIAS, ATOMIC)
-            x_r -= U * s_xt
-            dt_r -= U * s_dtt
-            if HAS_Z:
-                z_r -= U * s_zt
-            dy_r -= U * Din
-            al_r -= U * Din
-            dx_r -= U * Din
-            ddt_r -= U * Din
-            B_r -= U * s_Bt
-            C_r -= U * s_Ct
-            dB_r -= U * N
-        for _i in tl.range(n_full, n):
-            Q, R, rho, dA_acc, dbias_acc = _bwd_rev_block(
-                Q, R, rho, dA_acc, dbias_acc, c_end, x_r, dt_r, z_r, dy_r, al_r, dx_r, ddt_r, dB_r, B_r, C_r,
-                s_xt, s_dtt, s_zt, s_Bt, s_Ct, Din, N, offs_d, offs_n, md, mn, A, A2, Dv, bias,
-                1, HAS_D, HAS_Z, HAS_BIAS, ATOMIC)
-            x_r -= s_xt
-            dt_r -= s_dtt
-            if HAS_Z:
-                z_r -= s_zt
-            dy_r -= Din
-            al_r -= Din
-            dx_r -= Din
-            ddt_r -= Din
-            B_r -= s_Bt
-            C_r -= s_Ct
-            dB_r -= N
-    tl.store(dh0_ptr + b * Din * N + dn, Q, mask=mdn)
-    tl.store(dA_ptr + b * Din * N + dn, dA_acc, mask=mdn)
-    if HAS_BIAS:
-        tl.store(dbias_ptr + b * Din + offs_d, dbias_acc, mask=md)
+from ssm_signal.kernels.triton.selective_scan_bwd import bwd_fwd_kernel, bwd_rev_kernel
+from ssm_signal.kernels.triton.selective_scan_fwd import fwd_kernel
 
 
 # ---------------------------------------------------------------------------------------
@@ -567,7 +136,7 @@ class _SelectiveScanFn(torch.autograd.Function):
         y = torch.empty((Bsz, L, Din), dtype=x.dtype, device=x.device)
         hL = torch.empty_like(h0)
         grid = (triton.cdiv(Din, cfg.block_d), Bsz)
-        _fwd_kernel[grid](
+        fwd_kernel[grid](
             x, dt, A, B, C, D, z, dt_bias, h0, y, hL,
             L, Din, N,
             *_bt_strides(x), *_bt_strides(dt), *_bt_strides(z), *_bt_strides(y), *_bt_strides(B), *_bt_strides(C),
@@ -612,7 +181,7 @@ class _SelectiveScanFn(torch.autograd.Function):
         hseg = torch.empty((Bsz, n_seg, Din, N), **f32)
         dseg = torch.empty((Bsz, n_seg, Din), **f32)
         grid = (n_db, Bsz)
-        _bwd_fwd_kernel[grid](
+        bwd_fwd_kernel[grid](
             x, dt, A, B, C, D, z, dt_bias, h0, g_y,
             dz, alpha, dC, dA1, dDp, hseg, dseg,
             L, Din, N, K, n_seg, s_part, *strides, **flags, num_warps=cfg.num_warps,
@@ -620,7 +189,7 @@ class _SelectiveScanFn(torch.autograd.Function):
         dx = torch.empty((Bsz, L, Din), dtype=x.dtype, device=dev)
         ddt = torch.empty((Bsz, L, Din), dtype=dt.dtype, device=dev)
         dh0 = torch.empty(h0.shape, **f32)
-        _bwd_rev_kernel[grid](
+        bwd_rev_kernel[grid](
             x, dt, A, B, C, D, z, dt_bias, g_y, alpha, hseg, dseg, g_hL,
             dx, ddt, dB, dA2, dbp, dh0,
             L, Din, N, K, n_seg, s_part, *strides, **flags, num_warps=cfg.num_warps,

@@ -40,7 +40,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ssm_signal.kernels import reference
-from ssm_signal.kernels.triton.selective_scan import LOG2E, _softplus
+from ssm_signal.kernels.triton.elementwise import LOG2E, softplus
 from ssm_signal.validation import check_active
 
 _TILE = 2048  # state elements per program: 16 per thread at 4 warps
@@ -82,7 +82,7 @@ def _selective_step_kernel(
     A2 = tl.load(A_ptr + dn, mask=mdn, other=0.0).to(tl.float32) * LOG2E
     Bv = tl.load(B_ptr + b * s_Bb + offs_n, mask=mn, other=0.0).to(tl.float32)
     Cv = tl.load(C_ptr + b * s_Cb + offs_n, mask=mn, other=0.0).to(tl.float32)
-    delta = _softplus(pre)
+    delta = softplus(pre)
     h = tl.exp2(delta[:, None] * A2) * h + (delta * x)[:, None] * Bv[None, :]
     tl.store(hout_ptr + out * s_hout + dn, h.to(hout_ptr.dtype.element_ty), mask=mdn)
     y = tl.sum(h * Cv[None, :], axis=1)
@@ -127,7 +127,7 @@ def _ssd_step_kernel(
     pre = tl.load(dt_ptr + b * s_dtb + hh).to(tl.float32)
     if HAS_BIAS:
         pre += tl.load(bias_ptr + hh).to(tl.float32)
-    delta = _softplus(pre)  # one Δ per head
+    delta = softplus(pre)  # one Δ per head
     dA = tl.exp2(delta * tl.load(A_ptr + hh).to(tl.float32) * LOG2E)
     Bv = tl.load(B_ptr + b * s_Bb + g * s_Bg + offs_n, mask=mn, other=0.0).to(tl.float32)
     Cv = tl.load(C_ptr + b * s_Cb + g * s_Cg + offs_n, mask=mn, other=0.0).to(tl.float32)
