@@ -58,6 +58,7 @@ import torch
 
 from ssm_signal.data import training_speech, voices
 from ssm_signal.data.audio_io import read_audio, write_audio
+from ssm_signal.data.generated import holds_generated
 from ssm_signal.data.phrases import folder_of
 from ssm_signal.data.training_speech import TrainingSpeech
 from ssm_signal.data.skips import DataError
@@ -403,13 +404,8 @@ def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: Keyw
     root = Path(root)
     settings = _settings(cfg, seed)
     marker = root / MARKER
-    if marker.is_file():
-        if json.loads(marker.read_text()) == settings:
-            return root
-        raise DataError(f"{root} holds a keyword set generated with other settings ({marker}); "
-                        "delete the folder or choose another root")
-    if root.exists() and any(root.iterdir()):
-        raise DataError(f"{root} exists and is not a generated keyword set (no {MARKER}); not overwriting it")
+    if holds_generated(root, MARKER, settings, "keyword set"):
+        return root
     for engine in cfg.engines:
         voices.check_engine(engine)
 

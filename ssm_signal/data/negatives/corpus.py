@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ssm_signal.data.generated import holds_generated
 from ssm_signal.data.negatives.config import NegativeCorpusConfig
 from ssm_signal.data.negatives.jobs import KINDS, init_worker, plan_jobs, run_job
 from ssm_signal.data.negatives.materials import SONIC_PI_DIR
@@ -67,28 +68,15 @@ def generate_negative_corpus(root: str | os.PathLike, seed: int = 0, *, config: 
     cfg = config or NegativeCorpusConfig()
     root = Path(root)
     settings = _settings(cfg, seed)
-    if _cached(root, settings):
+    if holds_generated(root, MARKER, settings, "negative corpus"):
         return root
     check_tools(cfg)
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.with_name(root.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if this process dies
-        if _cached(root, settings):  # another process made it while this one waited
+        if holds_generated(root, MARKER, settings, "negative corpus"):  # another process made it while this one waited
             return root
         return _generate(root, cfg, seed, settings, workers)
-
-
-def _cached(root: Path, settings: dict) -> bool:
-    """True if ``root`` holds this corpus; False if it is absent or empty; else a DataError."""
-    marker = root / MARKER
-    if marker.is_file():
-        if json.loads(marker.read_text()) == settings:
-            return True
-        raise DataError(f"{root} holds a negative corpus generated with other settings ({marker}); "
-                        "delete the folder or choose another root")
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise DataError(f"{root} exists and is not a generated negative corpus (no {MARKER}); not overwriting it")
-    return False
 
 
 def _generate(root: Path, cfg: NegativeCorpusConfig, seed: int, settings: dict, workers: int | None) -> Path:
