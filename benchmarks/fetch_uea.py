@@ -55,11 +55,8 @@ def download_wheel(workdir: Path) -> Path:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def available(zf: zipfile.ZipFile) -> list[str]:

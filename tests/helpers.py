@@ -48,6 +48,16 @@ def random_splits(length: int, max_chunk: int, rng: random.Random) -> list[int]:
     return sizes
 
 
+def chunk_sizes(length: int, chunk: int | str, seed: int, max_chunk: int = 700) -> list[int]:
+    """Chunk lengths that cover ``length``: all ``chunk`` long but the last, or random ones (up to
+    ``max_chunk``) for ``chunk == "random"``; no empty chunk."""
+    if chunk == "random":
+        sizes = random_splits(length, max_chunk, random.Random(seed))
+    else:
+        sizes = [chunk] * (length // chunk) + [length % chunk]
+    return [c for c in sizes if c]
+
+
 def fold_chunks(module, x: Tensor, state: State, sizes: list[int]) -> tuple[Tensor, State]:
     ys, t = [], 0
     for n in sizes:

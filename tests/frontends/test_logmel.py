@@ -10,7 +10,7 @@ import torch
 import torchaudio
 
 from ssm_signal.frontends import LogMel, LogMelState
-from tests.helpers import fold_chunks, random_splits
+from tests.helpers import chunk_sizes, fold_chunks, random_splits
 
 HOP, N_FFT, N_MELS = 160, 400, 40
 
@@ -77,8 +77,7 @@ def test_chunk_invariance_float32(chunk, seed):
     n = 900 if chunk == 1 else 4000
     x = waveform(2, n)
     y_ref, s_ref = fe(x)
-    sizes = random_splits(n, 700, random.Random(seed)) if chunk == "random" else [chunk] * (n // chunk) + [n % chunk]
-    y, s = fold_chunks(fe, x, fe.init_state(2), [c for c in sizes if c])
+    y, s = fold_chunks(fe, x, fe.init_state(2), chunk_sizes(n, chunk, seed))
     assert y.shape == y_ref.shape == (2, n // HOP, N_MELS)
     assert max_diff(y, y_ref) <= 1e-5
     assert torch.equal(s.history, s_ref.history) and torch.equal(s.phase, s_ref.phase)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ssm_signal.frontends import SensorFrontend, SensorFrontendState
-from tests.helpers import fold_chunks, random_splits
+from tests.helpers import chunk_sizes, fold_chunks, random_splits
 
 C = 3
 
@@ -62,8 +62,7 @@ def test_chunk_invariance_float32(decimate, chunk, seed):
     n = 400 if chunk == 1 else 3000
     x = stream(2, n)
     y_ref, s_ref = fe(x)
-    sizes = random_splits(n, 700, random.Random(seed)) if chunk == "random" else [chunk] * (n // chunk) + [n % chunk]
-    y, s = fold_chunks(fe, x, fe.init_state(2), [c for c in sizes if c])
+    y, s = fold_chunks(fe, x, fe.init_state(2), chunk_sizes(n, chunk, seed))
     assert y.shape == y_ref.shape == (2, n // decimate, C)
     assert max_diff(y, y_ref) <= 1e-5
     assert max_diff(s.partial_sum, s_ref.partial_sum) <= 1e-4 and torch.equal(s.phase, s_ref.phase)
