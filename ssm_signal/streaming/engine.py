@@ -7,9 +7,14 @@
 
 Per chunk, with the state carried through every stage:
 
-    samples at the input rate --Resampler (causal, aligned)--> samples at the model rate
-        --> whole frames (a pending partial frame waits in the state) --> SignalModel
-        --> scores (classify: softmax posteriors; anomaly: score) --> EventDetector
+    chunk --admit (the checks)--> samples at the input rate
+        --Resampler (causal, aligned)--> samples at the model rate
+        --split_frames--> whole frames (a pending partial frame waits in the state)
+        --run_model--> SignalModel outputs (the chunked forward, or ``model._step`` per frame)
+        --outputs--> scores (classify: softmax posteriors; anomaly: score) --> EventDetector
+
+:class:`StreamPool` runs the same stages (``admit``, the resampler and ``split_frames`` per push,
+``outputs`` per tick) with one batched ``model._step`` per tick in between.
 
 Everything a stream remembers is in :class:`EngineState` (a typed State), so the output
 never depends on how the stream was cut into chunks, states of several streams stack

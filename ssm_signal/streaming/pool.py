@@ -361,16 +361,15 @@ class StreamPool:
             return {}
         t0 = time.perf_counter()
         S, hop, C = self.slots, self.engine.hop, self.engine.channels
+        idx = torch.tensor([slot for _, slot in ready])
         frames = torch.zeros(S, hop, C)
+        frames[idx] = torch.stack([self._inbox.take(slot) for _, slot in ready])
         active = torch.zeros(S, dtype=torch.bool)
-        for _, slot in ready:
-            frames[slot] = self._inbox.take(slot)
-            active[slot] = True
+        active[idx] = True
         if self.runner_kind == "cuda_graph":
             active[self._free] = True  # free slots are zeroed when taken: advancing them lets the unmasked graph run
         y = self.runner.step(frames, active)  # the one batched call
         self._state = dataclasses.replace(self._state, model=self.runner.state)
-        idx = torch.tensor([slot for _, slot in ready])
         sub = self._state.detector.select(idx)
         first = sub.seen.tolist()
         scores, smoothed, events, sub = self.engine.outputs(y[idx].unsqueeze(1), sub)  # (R, 1, C)
@@ -378,9 +377,9 @@ class StreamPool:
             full[idx] = part.to(full.dtype)
         elapsed = time.perf_counter() - t0
         audio_s = hop / self.engine.rate
-        out = {}
+        out, finished = {}, self._state.finished.numpy()  # a view: host reads without a torch op per stream
         for i, (sid, slot) in enumerate(ready):
-            final = bool(self._state.finished[slot]) and not self._inbox.count(slot)
+            final = bool(finished[slot]) and not self._inbox.count(slot)
             self._ended[slot] |= final
             self._backlog[slot] = max(0.0, self._backlog[slot] + elapsed - audio_s)
             out[sid] = Update.of_frames(scores[i].numpy(), smoothed[i].numpy(), first[i], self.engine.frame_rate,
