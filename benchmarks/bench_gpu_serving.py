@@ -3,7 +3,7 @@
     python benchmarks/bench_gpu_serving.py [--bundle artifacts/kws_default] [--slots 16384 65536 131072] [--unfused]
         [--inputs float32 pcm16]
 
-For each slot count, the StreamPool's CUDA-graph runner (``ssm_signal.streaming.pool.CudaGraphRunner``:
+For each slot count, the StreamPool's CUDA-graph runner (``ssm_signal.streaming.runners.CudaGraphRunner``:
 the whole frame step of the default keyword model, log-mel frontend included, compiled by Inductor
 and captured as CUDA graphs, replayed per tick; ``--unfused``: the eager ops captured) advances the slots by one 10 ms frame per tick. Two masks: every slot active (the
 unmasked graph: a busy server where every stream has its frame) and 90% active (the masked graph: 10% of
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import default_bundle, machine, percentile, write_result  # noqa: E402
 
 from ssm_signal import kernels, load_bundle  # noqa: E402
-from ssm_signal.streaming.pool import CudaGraphRunner  # noqa: E402
+from ssm_signal.streaming.runners import CudaGraphRunner  # noqa: E402
 
 FRAME_PERIOD_MS = 10.0
 

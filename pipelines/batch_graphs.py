@@ -24,7 +24,8 @@ static input; long recordings stay eager, their launches are few per second of a
 a shape whose capture failed (something in ``fn`` synchronised: logged once). Tests compare
 the two.
 
-The graphs share one memory pool. That is safe here because replays run one at a time on one
+Capture goes through the project's one graph helper (``ssm_signal.cuda_graphs.capture``, which the
+StreamPool's tick graphs use too). The graphs share one memory pool. That is safe here because replays run one at a time on one
 stream and the caller copies a call's outputs (views into the graph's static outputs) before the
 next call: a later replay may reuse the memory of an earlier graph's outputs.
 """
@@ -38,6 +39,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from ssm_signal.cuda_graphs import capture
 
 log = logging.getLogger("ssm_signal.pipelines")
 
@@ -131,24 +134,13 @@ class BatchGraphs:
 
     def _capture(self, key: tuple, shape: _Shape, nbytes: int) -> bool:
         """Capture ``fn`` on the shape's buffers; False (and the shape refused) where it cannot be."""
-        graph = torch.cuda.CUDAGraph()
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
         if self._stream is None:
             self._stream = torch.cuda.Stream(shape.x.device)
-        # capture_begin/end by hand rather than torch.cuda.graph: its __exit__ leaves the capture
-        # stream current when capture_end raises. thread_local: the loader's pinning thread and the
-        # writer's thread may call CUDA meanwhile.
         try:
-            with torch.cuda.stream(self._stream):
-                graph.capture_begin(self.pool, capture_error_mode="thread_local")
-                try:
-                    out = self.fn(shape.x, shape.frames)
-                finally:
-                    graph.capture_end()
+            graph, out = capture(lambda: self.fn(shape.x, shape.frames), self._stream, self.pool)
         except Exception as e:  # something in fn cannot be captured (a synchronisation): this shape runs eagerly
-            del graph
-            self._close_generator_capture()
             if not self.refused:
                 first = str(e).splitlines()[0] if str(e) else ""
                 log.warning("could not capture the batch forward as a CUDA graph (%s: %s); shapes that fail run "
@@ -159,13 +151,3 @@ class BatchGraphs:
         self.shapes[key] = shape
         self.input_bytes += nbytes
         return True
-
-    def _close_generator_capture(self) -> None:
-        """After a failed capture: torch (2.11) ends the device generator's capture only once a capture
-        has ended well, so after one that failed every random-number call on the device raises
-        ("Offset increment outside graph capture"). A trivial capture, ended well, closes it."""
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.stream(self._stream):
-            graph.capture_begin(capture_error_mode="thread_local")
-            torch.zeros(1, device=self._stream.device)
-            graph.capture_end()

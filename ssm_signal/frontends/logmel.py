@@ -12,7 +12,7 @@ so any split of a waveform into chunks gives exactly the frames of the whole wav
     y_k      = (logmel_k - mean) / std                                 training-set statistics
 
 This module also holds the pieces the sensor frontend shares: :class:`RunningMoments` (the
-streaming mean/variance behind ``fit_normalization``) and :func:`read_phase`.
+streaming mean/variance behind ``fit_normalization``), :func:`read_phase` and :func:`check_aligned`.
 """
 
 from __future__ import annotations
@@ -96,6 +96,14 @@ def read_phase(phase: Tensor, period: int, owner: str) -> int:
     if not 0 <= lo < period:
         raise ValueError(f"{owner}: state phase {lo} is outside [0, {period})")
     return int(lo)
+
+
+def check_aligned(phase: Tensor, owner: str, aligned: str, unit: str) -> None:
+    """Refuse a single step on streams not at phase 0 (one device read: the public ``step`` does it,
+    so that the unchecked ``_step`` the compiled and captured runners wrap never synchronises)."""
+    if bool((phase != 0).any()):
+        raise ValueError(f"{owner} needs {aligned} streams (phase 0); got phases {phase.tolist()}. "
+                         f"Use forward for chunks that are not whole {unit}.")
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -192,7 +200,9 @@ class LogMel(StreamingModule):
     def step(self, x_t: Tensor, state: LogMelState | None = None) -> tuple[Tensor, LogMelState]:
         """One hop in, one frame out: x_t (B, hop_length) -> y_t (B, n_mels). Needs phase 0."""
         check_step(x_t, self.hop_length)
-        return self._step(x_t, self._prepare_state(state, x_t))
+        state = self._prepare_state(state, x_t)
+        check_aligned(state.phase, "LogMel.step", "hop-aligned", "hops")
+        return self._step(x_t, state)
 
     @torch.no_grad()
     def fit_normalization(self, data: Tensor | Iterable, *, features: bool = False, min_std: float = 1e-5) -> LogMel:
@@ -234,11 +244,8 @@ class LogMel(StreamingModule):
         return self._normalize(y), state
 
     def _step(self, x_t: Tensor, state: LogMelState) -> tuple[Tensor, LogMelState]:
-        if bool((state.phase != 0).any()):
-            raise ValueError(
-                f"LogMel.step needs hop-aligned streams (phase 0); got phases {state.phase.tolist()}. "
-                "Use forward for chunks that are not whole hops."
-            )
+        """x_t (B, hop_length) at phase 0 (``step`` checks it; this reads nothing from the device, so
+        it compiles and captures) -> y_t (B, n_mels)."""
         # at phase 0 the frame is exactly the last n_fft samples, which is also the new history
         frame = torch.cat([state.history.to(x_t.dtype), x_t], dim=1)[:, -self.n_fft:]
         y = self._normalize(self._frames_to_logmel(frame))

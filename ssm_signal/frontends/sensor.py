@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from ssm_signal.frontends.logmel import RunningMoments, iter_batches, read_phase
+from ssm_signal.frontends.logmel import RunningMoments, check_aligned, iter_batches, read_phase
 from ssm_signal.layers.base import StreamingModule
 from ssm_signal.state import State
 from ssm_signal.validation import check_sequence, check_step
@@ -85,7 +85,10 @@ class SensorFrontend(StreamingModule):
                 raise ValueError(
                     f"x_t must hold one block, shape (batch, {self.decimate}, {self.channels}), got {tuple(x_t.shape)}"
                 )
-        return self._step(x_t, self._prepare_state(state, x_t))
+        state = self._prepare_state(state, x_t)
+        if self.decimate > 1:
+            check_aligned(state.phase, "SensorFrontend.step", "block-aligned", "blocks")
+        return self._step(x_t, state)
 
     @torch.no_grad()
     def fit_normalization(
@@ -123,13 +126,9 @@ class SensorFrontend(StreamingModule):
         return self._normalize(y), state
 
     def _step(self, x_t: Tensor, state: SensorFrontendState) -> tuple[Tensor, SensorFrontendState]:
+        """x_t (B, C), or one block (B, decimate, C) at phase 0 (``step`` checks it) -> y_t (B, C)."""
         if self.decimate == 1:
             return self._normalize(x_t), state
-        if bool((state.phase != 0).any()):
-            raise ValueError(
-                f"SensorFrontend.step needs block-aligned streams (phase 0); got phases {state.phase.tolist()}. "
-                "Use forward for chunks that are not whole blocks."
-            )
         # at phase 0 the partial sum is empty, and a whole block leaves it empty again
         y = (state.partial_sum.to(x_t.dtype) + x_t.sum(1)) / self.decimate
         return self._normalize(y), state

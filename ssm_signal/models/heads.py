@@ -7,6 +7,11 @@
   error of the prediction made at t-1, normalised per feature by the error variance
   measured on normal data (``err_var``, fitted after training). It carries the previous
   prediction as its state, so streaming scores equal offline scores.
+
+Every head has one entry point, ``apply(feats, hidden, state) -> (out, pred, state)``, for any
+number of frames F >= 1 (one frame is F = 1): the chunked forward and the single frame step
+(``SignalModel._forward`` / ``_step``) both go through it, so neither dispatches on the head's
+type. ``state`` is the head's part of the model state: () or (AnomalyState,).
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ class ClassifierHead(nn.Module):
         """h (B, F, d_model) -> logits (B, F, num_classes)."""
         return self.proj(h)
 
+    def apply(self, feats: Tensor, hidden: Tensor, state: tuple[State, ...]
+              ) -> tuple[Tensor, Tensor | None, tuple[State, ...]]:
+        """hidden (B, F, d_model) -> (logits (B, F, num_classes), no forecast, the empty state)."""
+        return self(hidden), None, state
+
 
 class ForecastHead(nn.Module):
     def __init__(self, d_model: int, feature_dim: int):
@@ -39,6 +49,12 @@ class ForecastHead(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         """h (B, F, d_model) -> predicted next features (B, F, feature_dim)."""
         return self.proj(h)
+
+    def apply(self, feats: Tensor, hidden: Tensor, state: tuple[State, ...]
+              ) -> tuple[Tensor, Tensor | None, tuple[State, ...]]:
+        """hidden (B, F, d_model) -> (forecasts x̂_{t+1} (B, F, feature_dim) as output and as pred, ())."""
+        pred = self(hidden)
+        return pred, pred, state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +75,13 @@ class AnomalyHead(nn.Module):
     def init_state(self, batch_size: int, *, device=None, dtype=torch.float32) -> AnomalyState:
         return AnomalyState(prev=torch.zeros(batch_size, self.forecast.out_dim, device=device, dtype=dtype),
                             seen=torch.zeros(batch_size, dtype=torch.int64, device=device))
+
+    def apply(self, feats: Tensor, hidden: Tensor, state: tuple[AnomalyState]
+              ) -> tuple[Tensor, Tensor | None, tuple[AnomalyState]]:
+        """feats (B, F, feature_dim), hidden (B, F, d_model) -> (scores (B, F, 1), forecasts, (state,))."""
+        pred = self.forecast(hidden)
+        out, new = self.score(feats, pred, state[0])
+        return out, pred, (new,)
 
     def score(self, feats: Tensor, pred: Tensor, state: AnomalyState) -> tuple[Tensor, AnomalyState]:
         """feats, pred: (B, F, C) -> scores (B, F, 1), new state.

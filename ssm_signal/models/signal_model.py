@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ssm_signal.frontends import LogMel, SensorFrontend
-from ssm_signal.layers.base import StreamingModule
+from ssm_signal.layers.base import StreamingModule, write_state_
 from ssm_signal.layers.block import Backbone, BackboneState
 from ssm_signal.models.config import ModelConfig
 from ssm_signal.models.heads import AnomalyHead, ClassifierHead, ForecastHead
@@ -110,15 +110,7 @@ class SignalModel(StreamingModule):
             return ModelParts(feats, feats.new_zeros(feats.shape[0], 0, self.input_proj.out_features), out,
                               None, dataclasses.replace(state, frontend=fs))
         hidden, bs = self.backbone._forward(self.input_proj(feats), state.backbone)
-        pred, head_state = None, state.head
-        if isinstance(self.head, ClassifierHead):
-            out = self.head(hidden)
-        elif isinstance(self.head, ForecastHead):
-            out = pred = self.head(hidden)
-        else:
-            pred = self.head.forecast(hidden)
-            out, hs = self.head.score(feats, pred, state.head[0])
-            head_state = (hs,)
+        out, pred, head_state = self.head.apply(feats, hidden, state.head)
         return ModelParts(feats, hidden, out, pred, SignalModelState(fs, bs, head_state))
 
     # -- the contract -----------------------------------------------------------------------------
@@ -131,15 +123,52 @@ class SignalModel(StreamingModule):
         return parts.out, parts.state
 
     def step(self, x_t: Tensor, state: SignalModelState | None = None) -> tuple[Tensor, SignalModelState]:
-        """One frame: x_t (B, samples_per_frame, channels) -> (B, out_dim). Needs frame phase 0."""
+        """One frame: x_t (B, samples_per_frame, channels) -> (B, out_dim), the frame x_t completes.
+
+        At frame phase 0 (every stream that has seen whole frames only) the unchecked :meth:`_step`;
+        otherwise the general forward (one device read decides)."""
         if x_t.dim() != 3 or x_t.shape[1] != self.samples_per_frame:
             raise ValueError(f"SignalModel.step takes one frame of samples, shape (batch, {self.samples_per_frame}, "
                              f"{self.d_model}); got {tuple(x_t.shape)}")
-        y, state = self.forward(x_t, state)
-        if y.shape[1] != 1:
-            raise ValueError("SignalModel.step: the stream is not at a frame boundary (use forward for "
-                             "arbitrary chunks)")
-        return y[:, 0], state
+        check_sequence(x_t, self.d_model, "x_t")
+        state = self._prepare_state(state, x_t)
+        if bool((state.frontend.phase != 0).any()):  # mid-frame: the frame completes inside x_t all the same
+            y, state = self._forward(x_t, state)
+            return y[:, 0], state
+        return self._step(x_t, state)
+
+    # -- one frame, unchecked: what every fast runner wraps ---------------------------------------
+    def _frontend_input(self, x_t: Tensor) -> Tensor:
+        """One frame (B, samples_per_frame, C) -> what the frontend's ``_step`` takes: a hop (B, hop)
+        for log-mel, a sample (B, C) or a block (B, decimate, C) for sensors."""
+        if isinstance(self.frontend, LogMel):
+            return x_t[..., 0]
+        return x_t[:, 0] if self.frontend.decimate == 1 else x_t
+
+    def _step(self, x_t: Tensor, state: SignalModelState) -> tuple[Tensor, SignalModelState]:
+        """One frame at phase 0: x_t (B, samples_per_frame, C) -> y_t (B, out_dim), new state.
+
+        The frontend's, backbone's and head's own steps, with no device read and no data-dependent
+        branch, so it compiles (``torch.compile``, AOTInductor) and captures in a CUDA graph: the
+        streaming runners wrap exactly this. Equals ``forward`` on the frame (tests compare them).
+        """
+        feats, fs = self.frontend._step(self._frontend_input(x_t), state.frontend)  # (B, feature_dim)
+        hidden, bs = self.backbone._step(self.input_proj(feats), state.backbone)  # (B, d_model)
+        y, _, head_state = self.head.apply(feats.unsqueeze(1), hidden.unsqueeze(1), state.head)
+        return y[:, 0], SignalModelState(fs, bs, head_state)
+
+    def _step_(self, x_t: Tensor, state: SignalModelState, active: Tensor | None) -> Tensor:
+        """:meth:`_step` written over ``state``'s tensors in place, only in the rows where ``active``
+        (B,) is true (all when None) -> y_t (B, out_dim). The serving tick (see ``StreamingModule.step_``):
+        the backbone advances through the layers' ``_step_`` (Mamba/Mamba-2 SSM states updated inside
+        their step kernels), the small frontend and head states are computed anew and written back."""
+        feats, fs = self.frontend._step(self._frontend_input(x_t), state.frontend)
+        hidden = self.backbone._step_(self.input_proj(feats), state.backbone, active)
+        y, _, head_state = self.head.apply(feats.unsqueeze(1), hidden.unsqueeze(1), state.head)
+        write_state_(state.frontend, fs, active)
+        for dst, src in zip(state.head, head_state, strict=True):
+            write_state_(dst, src, active)
+        return y[:, 0]
 
     def clip_logits(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Clip-level output: the per-frame output read at each clip's last frame.

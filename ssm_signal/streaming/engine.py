@@ -7,9 +7,14 @@
 
 Per chunk, with the state carried through every stage:
 
-    samples at the input rate --Resampler (causal, aligned)--> samples at the model rate
-        --> whole frames (a pending partial frame waits in the state) --> SignalModel
-        --> scores (classify: softmax posteriors; anomaly: score) --> EventDetector
+    chunk --admit (the checks)--> samples at the input rate
+        --Resampler (causal, aligned)--> samples at the model rate
+        --split_frames--> whole frames (a pending partial frame waits in the state)
+        --run_model--> SignalModel outputs (the chunked forward, or ``model._step`` per frame)
+        --outputs--> scores (classify: softmax posteriors; anomaly: score) --> EventDetector
+
+:class:`StreamPool` runs the same stages (``admit``, the resampler and ``split_frames`` per push,
+``outputs`` per tick) with one batched ``model._step`` per tick in between.
 
 Everything a stream remembers is in :class:`EngineState` (a typed State), so the output
 never depends on how the stream was cut into chunks, states of several streams stack
@@ -29,7 +34,6 @@ import functools
 import logging
 import math
 import time
-from functools import partial
 
 import numpy as np
 import torch
@@ -40,7 +44,7 @@ from ssm_signal.events import DetectorConfig, DetectorState, Event, EventDetecto
 from ssm_signal.frontends.resample import Resampler, ResamplerState, shared_resampler
 from ssm_signal.models import SignalModel, SignalModelState
 from ssm_signal.state import State, batch_value
-from ssm_signal.streaming.step import aot_step, compiled, frame_step
+from ssm_signal.streaming.step import aot_step, compiled
 from ssm_signal.validation import check_time_first
 
 log = logging.getLogger("ssm_signal.streaming")
@@ -250,7 +254,7 @@ class StreamEngine:
                 y, flat = self._aot.step_flat(frame, flat)
                 ys.append(y)
             return torch.stack(ys, 1), self._aot.state(flat)
-        step = self._jit if self.mode == "jit" else partial(frame_step, self.model)
+        step = self._jit if self.mode == "jit" else self.model._step
         for frame in frames:
             y, state = step(frame, state)
             ys.append(y)
@@ -300,27 +304,35 @@ class StreamEngine:
         return time.perf_counter() - t0
 
     # -- the core -------------------------------------------------------------------------------
+    def admit(self, n: int, channels: int, sample_rate, input_rate: int, finished: bool) -> int:
+        """The checks a chunk of ``n`` samples with ``channels`` channels passes before it touches a
+        stream: the channel count, the rate (a valid one, and the stream's own once known:
+        ``input_rate`` 0 = not yet), a stream not yet flushed, the length. Returns the rate; raises
+        ValueError. :meth:`process` and ``StreamPool.push`` both call it."""
+        if channels != self.channels:
+            raise ValueError(f"chunk has {channels} channels, the model expects {self.channels}")
+        rate = check_sample_rate(sample_rate, self.rate, self.audio)
+        if finished:
+            raise ValueError("the stream was flushed (ended); reset it to start a new one")
+        if input_rate and input_rate != rate:
+            raise ValueError(f"sample rate changed from {input_rate} to {rate} Hz mid-stream; reset the stream first")
+        if n > self.config.max_chunk_seconds * rate:
+            raise ValueError(f"chunk of {n / rate:.1f} s exceeds max_chunk_seconds={self.config.max_chunk_seconds:g}; "
+                             "push it in parts")
+        return rate
+
     @torch.inference_mode()
     def process(self, chunk: Tensor, sample_rate: int, state: EngineState) -> tuple[EngineOutput, EngineState]:
         """chunk (B, n, C) float32 at ``sample_rate`` (n >= 0) -> the frames it completes, and the new state."""
         B, n, C = chunk.shape
         state = _inference(state)
-        if C != self.channels:
-            raise ValueError(f"chunk has {C} channels, the model expects {self.channels}")
-        rate = check_sample_rate(sample_rate, self.rate, self.audio)
-        if bool(state.finished.any()):
-            raise ValueError("the stream was flushed (ended); reset it to start a new one")
         known = batch_value(state.input_rate, "input rate")
+        rate = self.admit(n, C, sample_rate, known, bool(state.finished.any()))
         if known == 0 and n == 0:  # no samples say nothing of the stream's rate: the first samples fix it
             return self._empty(state), state
         if known == 0:
             state = dataclasses.replace(state, resampler=(self.resampler(rate).init_state(B),),
                                         input_rate=torch.full_like(state.input_rate, rate))
-        elif known != rate:
-            raise ValueError(f"sample rate changed from {known} to {rate} Hz mid-stream; reset the stream first")
-        if n > self.config.max_chunk_seconds * rate:
-            raise ValueError(f"chunk of {n / rate:.1f} s exceeds max_chunk_seconds={self.config.max_chunk_seconds:g}; "
-                             "push it in parts")
         window = max(1, int(self.config.window_seconds * rate))
         outs, r = [], self.resampler(rate)
         for start in range(0, max(n, 1), window):
@@ -355,19 +367,25 @@ class StreamEngine:
     def _frames(self, y: Tensor, state: EngineState) -> tuple[EngineOutput, EngineState]:
         """Model-rate samples y (B, m, C) -> the whole frames they complete with the pending ones."""
         n_p = batch_value(state.n_pending, "pending samples")
-        buf = torch.cat([state.pending[:, :n_p], y], dim=1) if n_p else y
-        F = buf.shape[1] // self.hop
-        first = batch_value(state.detector.seen, "frame count")
-        rest = buf[:, F * self.hop:]
+        whole, rest = split_frames(state.pending[:, :n_p], y, self.hop)
         pending = torch.zeros_like(state.pending)
         pending[:, :rest.shape[1]] = rest
         state = dataclasses.replace(state, pending=pending, n_pending=torch.full_like(state.n_pending, rest.shape[1]))
-        if F == 0:
+        if whole.shape[1] == 0:
             return self._empty(state), state
-        out, ms = self.run_model(buf[:, :F * self.hop], state.model)
-        scores = self.scores(out).cpu()
-        smoothed, events, ds = self.detector(scores, state.detector)
+        first = batch_value(state.detector.seen, "frame count")
+        out, ms = self.run_model(whole, state.model)
+        scores, smoothed, events, ds = self.outputs(out, state.detector)
         return EngineOutput(scores, smoothed, events, first), dataclasses.replace(state, model=ms, detector=ds)
+
+    def outputs(self, out: Tensor, detector: DetectorState
+                ) -> tuple[Tensor, Tensor, list[list[Event]], DetectorState]:
+        """Model outputs (B, F, out_dim) -> scores (B, F, C) on the host, their moving average (B, F, C),
+        each stream's events, and the detectors' new state. The last stage of :meth:`process` and of
+        every StreamPool tick (whose streams may be at different frames: the detector counts per stream)."""
+        scores = self.scores(out).cpu()
+        smoothed, events, ds = self.detector(scores, detector)
+        return scores, smoothed, events, ds
 
     def run_model(self, x: Tensor, state: SignalModelState) -> tuple[Tensor, SignalModelState]:
         """Whole frames x (B, F * hop, C) at the model rate -> outputs (B, F, out_dim), new state.
@@ -391,6 +409,15 @@ class StreamEngine:
         """Model outputs -> the scores a Prediction reports: softmax for classification, else as is."""
         out = out.float()
         return torch.softmax(out, dim=-1) if self.kind == "keyword" else out
+
+
+def split_frames(pending: Tensor, y: Tensor, hop: int) -> tuple[Tensor, Tensor]:
+    """The framing of a stream: pending samples (B, p, C) followed by new ones y (B, m, C) -> the
+    whole frames (B, F * hop, C) with F = (p + m) // hop, and the rest (B, (p + m) - F * hop, C),
+    which waits for the next samples. The engine and the pool frame through this one function."""
+    buf = torch.cat([pending, y], dim=1) if pending.shape[1] else y
+    F = buf.shape[1] // hop
+    return buf[:, :F * hop], buf[:, F * hop:]
 
 
 def _inference(state: EngineState) -> EngineState:

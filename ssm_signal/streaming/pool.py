@@ -1,28 +1,33 @@
-"""StreamPool: many concurrent streams, one batched model call per tick.
+"""StreamPool: many concurrent streams of one bundle, one batched model step per tick.
 
     pool = StreamPool(bundle, slots=64)
     a, b = pool.add(), pool.add()
     pool.push(a, chunk_a, 48000); pool.push(b, chunk_b, 16000)   # any sizes and rates, per stream
     updates = pool.run()           # {stream id: Update}: ticks until no stream has a whole frame
     pool.reset(a); pool.remove(b)  # per stream; the others are untouched
+    blob = pool.snapshot(a)        # one stream, in the format StreamingSession.restore reads
+    c = pool.add(snapshot=blob)    # and back (from a session's snapshot too)
 
-Each stream has its own input rate, resampler state and FIFO of model-rate samples, kept on
-the host. A tick takes one frame from every stream that has one, stacks them into a fixed
-(slots, samples_per_frame, channels) batch and runs ONE model step over all slots
-(``pool_step``: frontend, backbone and head, with a per-slot mask so that streams without a
-frame keep their state). Scores and events are then computed per stream on the host.
+The pool is the streaming core of :class:`StreamEngine` batched over stream slots, not a second
+engine. Everything the streams remember is one :class:`EngineState` of ``slots`` rows (row i:
+slot i), the state a session holds for one stream: the input stage (input rate, resampler,
+pending partial frame, counters), the model state and the detector state. A push runs the
+engine's checks (``StreamEngine.admit``), its resampler and its framing (``split_frames``) on the
+stream's row; the whole frames it completes wait in the stream's inbox. A tick takes one frame
+from every stream that has one, stacks them into a fixed (slots, samples_per_frame, channels)
+batch and runs ONE model step over all slots (a runner, ``runners.py``: the model's own
+``_step`` with a per-slot mask, so that streams without a frame keep their state); then the
+engine's last stage (``StreamEngine.outputs``: scores, smoothing, events) on the streams that
+moved.
 
-The step runs through a *runner* over a fixed number of slots:
+Two differences from a batch of sessions, both because streams here differ in rate and timing:
+rows differ in their input rate, so the resampler history is stored right-aligned in a buffer as
+wide as the widest rate needs (:meth:`StreamPool.state_of` cuts a row back to its rate's width),
+and the pool writes its own rows in place (a push must not copy every stream's state). It never
+hands out its tensors: ``state_of`` and ``snapshot`` return copies.
 
-- ``eager``: the plain function, the reference twin of the others;
-- ``compiled`` (CPU): ``torch.compile``d, far fewer dispatches per tick (the latency path);
-- ``cuda_graph`` (CUDA): the whole step, frontend included, compiled by Inductor and captured
-  as CUDA graphs on static buffers, replayed per tick (a handful of microseconds of launch
-  overhead instead of one launch per op; the new state written over the old in place). The
-  state lives in the graphs' static tensors. Building it compiles (10-30 s).
-
-Slots grow by doubling as streams join (eager/compiled: a compiled step is specialised per
-slot count); the CUDA-graph runner has a fixed ``slots`` and refuses streams beyond it.
+Slots grow by doubling as streams join (eager/compiled: a compiled step is specialised per slot
+count); the CUDA-graph runner has a fixed ``slots`` and refuses streams beyond it.
 """
 
 from __future__ import annotations
@@ -36,219 +41,57 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssm_signal.bundle import Bundle, pcm_to_float
-from ssm_signal.events import DetectorState
+from ssm_signal.bundle import Bundle
 from ssm_signal.frontends.resample import ResamplerState
-from ssm_signal.models import SignalModel, SignalModelState
+from ssm_signal.state import State
 from ssm_signal.streaming.engine import (
+    EngineState,
     StreamConfig,
     StreamEngine,
     _have_compiler,
     as_samples,
-    canonical,
-    check_sample_rate,
+    split_frames,
 )
-from ssm_signal.streaming.session import Timing, Update
-from ssm_signal.streaming.step import compiled, frame_step_, pool_step
+from ssm_signal.streaming.runners import CompiledRunner, CudaGraphRunner, EagerRunner
+from ssm_signal.streaming.session import Timing, Update, decode_snapshot, encode_snapshot
 
 RUNNERS = ("auto", "eager", "compiled", "cuda_graph")
 # a sanity bound, not a kernel limit: the step kernels index streams on the large grid axis
 MAX_SLOTS = 1 << 20
 
 
-# -------------------------------------------------------------------------------------------------
-# runners: the batched model step over a fixed set of slots
-# -------------------------------------------------------------------------------------------------
-class EagerRunner:
-    """``pool_step`` as plain PyTorch; holds the (slots, ...) model state."""
+class _Inbox:
+    """Whole model-rate frames waiting for the ticks, per slot: (F, samples_per_frame, C), oldest
+    first from ``pos``. Input not yet processed, so not part of any stream's state."""
 
-    def __init__(self, model: SignalModel, slots: int, device: torch.device):
-        self.model, self.slots, self.device = model, slots, device
-        with torch.inference_mode():
-            self.state: SignalModelState = model.init_state(slots, device=device)
+    def __init__(self, slots: int):
+        self.frames: list[Tensor | None] = [None] * slots
+        self.pos = [0] * slots
 
-    def _fn(self, frames: Tensor, active: Tensor, state: SignalModelState):
-        return pool_step(self.model, frames, active, state)
+    def count(self, slot: int) -> int:
+        f = self.frames[slot]
+        return 0 if f is None else f.shape[0] - self.pos[slot]
 
-    @torch.inference_mode()
-    def step(self, frames: Tensor, active: Tensor) -> Tensor:
-        """frames (slots, hop, C), active (slots,) bool -> y (slots, out_dim) on the host."""
-        y, self.state = self._fn(frames.to(self.device), active.to(self.device), self.state)
-        return y.float().cpu()
+    def put(self, slot: int, frames: Tensor) -> None:
+        if not frames.shape[0]:
+            return
+        # the unconsumed rest is short (a few frames, unless ticks fall behind), so copying it is cheap
+        rest = self.count(slot)
+        self.frames[slot] = torch.cat([self.frames[slot][self.pos[slot]:], frames]) if rest else frames
+        self.pos[slot] = 0
 
-    @torch.inference_mode()
-    def reset(self, slot: int) -> None:
-        mask = torch.zeros(self.slots, dtype=torch.bool)
-        mask[slot] = True
-        self.state = self.state.reset(mask.to(self.device))
+    def take(self, slot: int) -> Tensor:
+        f = self.frames[slot][self.pos[slot]]
+        self.pos[slot] += 1
+        return f
 
-    @torch.inference_mode()
-    def grow(self, slots: int) -> None:
-        extra = self.model.init_state(slots - self.slots, device=self.device)
-        self.state = type(self.state).cat([self.state, extra])
-        self.slots = slots
-
-
-class CompiledRunner(EagerRunner):
-    """``torch.compile``d ``pool_step`` (CPU latency path); recompiles once per slot count."""
-
-    def _fn(self, frames, active, state):
-        return compiled(self.model, "pool")(canonical(frames), canonical(active), state._apply(canonical))
-
-
-def tick_in_place(model: SignalModel, frames: Tensor, active: Tensor, state: SignalModelState,
-                  masked: bool) -> Tensor:
-    """One pool tick written over ``state``'s tensors: :func:`frame_step_` for every slot, or (masked)
-    only for the slots where ``active`` is true. Returns y (slots, out_dim). The body of
-    :class:`CudaGraphRunner`'s graphs. With the Triton backend the Mamba/Mamba-2 SSM states advance
-    in place inside their step kernels (read once, written once: no new state to copy back, and idle
-    slots' states are not touched at all; other backends write them back with ``where``, bit for bit
-    the same); the other state tensors are computed anew and written back with
-    ``copy_`` / ``where``. Equals ``pool_step`` followed by writing its state back (tests compare).
-    int16 frames are 16-bit PCM, scaled as ``pcm_to_float`` does (fused into the frontend)."""
-    if frames.dtype == torch.int16:
-        frames = pcm_to_float(frames)
-    return frame_step_(model, frames, state, active if masked else None)
-
-
-def _tick_all(model, frames, active, state):
-    return tick_in_place(model, frames, active, state, masked=False)
-
-
-def _tick_masked(model, frames, active, state):
-    return tick_in_place(model, frames, active, state, masked=True)
-
-
-# one compiled entry point per variant: torch.compile keeps at most 8 specialisations per
-# function (here: slot counts and models); past that a runner would get the unfused ops
-_TICKS = {False: _tick_all, True: _tick_masked}
-
-
-class CudaGraphRunner:
-    """The pool step captured as CUDA graphs over ``slots`` static stream slots.
-
-    Static tensors: the input frames, the active mask and the model state. Two graphs are
-    captured, both running :func:`tick_in_place` on them:
-
-    - ``all``: every slot advances: the tick of a busy server, where every stream has its frame;
-      free slots may advance too, since a slot is zeroed when a stream takes it;
-    - ``masked``: exactly the active slots advance (with the Triton kernels the SSM states of idle
-      slots are not even read; the small frontend, conv and head states pay one more read per tick
-      for the ``where``).
-
-    ``step`` replays ``all`` when the mask is all true, else ``masked``. With ``fuse`` (the
-    default) the tick is compiled by Inductor before capture: the elementwise work of the
-    frontend, convolutions, gates and norms is fused, the small states are written straight over
-    the old, and the Triton state updates are called as opaque ops (1.4x fewer milliseconds per
-    tick at 65k streams on an H100 than the eager ops, docs/performance.md). Those ops advance the
-    SSM states in place and are declared as mutating them, so Inductor passes the static state
-    itself: no clone, no copy back. ``fuse=False`` captures the eager ops.
-    Compilation takes 10-30 s per slot count; a process compiles at most 8 variants (slot count,
-    frame dtype, model), beyond which Inductor falls back to the unfused ops. Reset zeroes a slot's rows in place
-    (outside the graphs). ``EagerRunner`` on the same device is the twin (tests compare them on
-    both paths and both settings).
-
-    ``pcm16=True``: ``step`` takes int16 PCM frames (what clients send), half the bytes of float32
-    to copy in per tick, scaled on the device inside the graph (the same numbers as float frames
-    from ``pcm_to_float``).
-    """
-
-    def __init__(self, model: SignalModel, slots: int, device: torch.device, warmup: int = 3, fuse: bool = True,
-                 pcm16: bool = False):
-        if device.type != "cuda":
-            raise ValueError(f"CudaGraphRunner needs a CUDA device, got {device}")
-        self.model, self.slots, self.device, self.fuse = model, slots, device, fuse
-        hop, C = model.samples_per_frame, model.d_model
-        bodies = {m: torch.compile(f, dynamic=False) if fuse else f for m, f in _TICKS.items()}
-        with torch.inference_mode():
-            self.frames = torch.zeros(slots, hop, C, device=device, dtype=torch.int16 if pcm16 else torch.float32)
-            self.active = torch.zeros(slots, dtype=torch.bool, device=device)
-            self.state = model.init_state(slots, device=device)
-            self._tensors = list(self.state.tensors())
-            self.graphs: dict[bool, torch.cuda.CUDAGraph] = {}
-            self.outputs: dict[bool, Tensor] = {}
-            self._host: Tensor | None = None  # the pinned output buffer of step()
-            # warm up on a side stream (compilation, allocator pools, cuFFT plans, kernel
-            # autotuning), as capture requires; then back to the zero state
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side):
-                for _ in range(warmup):
-                    for masked in (False, True):
-                        bodies[masked](model, self.frames, self.active, self.state)
-                for t in self._tensors:
-                    t.zero_()
-            torch.cuda.current_stream(device).wait_stream(side)
-            for masked in (False, True):
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    self.outputs[masked] = bodies[masked](model, self.frames, self.active, self.state)
-                self.graphs[masked] = graph
-
-    @torch.inference_mode()
-    def step(self, frames: Tensor, active: Tensor) -> Tensor:
-        """frames (slots, hop, C) float32 (int16 PCM with ``pcm16``), active (slots,) bool, on the
-        host (pinned memory: the copy in overlaps nothing but is faster) -> y (slots, out_dim) in a
-        pinned host buffer that the next ``step`` overwrites (copy what you keep; StreamPool indexes
-        it at once). Reusing one pinned buffer keeps page faults of a fresh multi-megabyte host
-        tensor out of every tick."""
-        if frames.dtype != self.frames.dtype:
-            raise ValueError(f"this runner takes {self.frames.dtype} frames, got {frames.dtype}")
-        masked = not bool(active.all())
-        self.frames.copy_(frames, non_blocking=True)
-        if masked:
-            self.active.copy_(active, non_blocking=True)
-        self.graphs[masked].replay()
-        out = self.outputs[masked]
-        if self._host is None:
-            self._host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
-        self._host.copy_(out, non_blocking=True)
-        torch.cuda.current_stream(self.device).synchronize()
-        return self._host
-
-    @torch.inference_mode()
-    def reset(self, slot: int) -> None:
-        for t in self._tensors:
-            t[slot].zero_()
+    def clear(self, slot: int) -> None:
+        self.frames[slot], self.pos[slot] = None, 0
 
     def grow(self, slots: int) -> None:
-        raise ValueError(f"the CUDA-graph pool has a fixed {self.slots} slots; create it with more")
-
-
-# -------------------------------------------------------------------------------------------------
-# per-stream host bookkeeping
-# -------------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class _Stream:
-    id: int
-    slot: int
-    channels: int
-    rate: int = 0
-    resampler: ResamplerState | None = None
-    fifo: np.ndarray = None  # (m, C) model-rate samples not yet framed, from ``pos``
-    pos: int = 0
-    samples_in: int = 0
-    flushing: bool = False
-    finished: bool = False
-    backlog: float = 0.0
-
-    def __post_init__(self):
-        if self.fifo is None:
-            self.fifo = np.zeros((0, self.channels), np.float32)
-
-    @property
-    def available(self) -> int:
-        return self.fifo.shape[0] - self.pos
-
-    def append(self, y: np.ndarray) -> None:
-        # the unconsumed rest is short (under a frame, unless ticks fall behind), so copying it is cheap
-        self.fifo = np.concatenate([self.fifo[self.pos:], y]) if self.available else y
-        self.pos = 0
-
-    def take(self, n: int) -> np.ndarray:
-        out = self.fifo[self.pos:self.pos + n]
-        self.pos += n
-        return out
+        extra = slots - len(self.frames)
+        self.frames += [None] * extra
+        self.pos += [0] * extra
 
 
 class StreamPool:
@@ -273,18 +116,25 @@ class StreamPool:
         if runner == "auto":
             runner = "cuda_graph" if device.type == "cuda" else (
                 "compiled" if config.compile not in (False, "eager") and _have_compiler() else "eager")
-        if runner == "cuda_graph":
-            self.runner = CudaGraphRunner(self.engine.model, slots, device)
-        elif runner == "compiled":
-            self.runner = CompiledRunner(self.engine.model, slots, device)
-        else:
-            self.runner = EagerRunner(self.engine.model, slots, device)
+        kinds = {"cuda_graph": CudaGraphRunner, "compiled": CompiledRunner, "eager": EagerRunner}
+        self.runner = kinds[runner](self.engine.model, slots, device)
         self.runner_kind = runner
-        self.detector_state: DetectorState = self.engine.detector.init_state(slots)
-        self._streams: dict[int, _Stream] = {}
+        self._state = self._fresh(slots)
+        self._inbox = _Inbox(slots)
+        self._slot: dict[int, int] = {}  # stream id -> slot
         self._free = list(range(slots))
+        self._ended = np.zeros(slots, bool)  # flushed, and the final update given
+        self._backlog = np.zeros(slots)
         self._ids = itertools.count()
         self._lock = threading.Lock()
+
+    def _fresh(self, slots: int) -> EngineState:
+        """``slots`` fresh rows: the engine's fresh state with an empty (width 0) resampler buffer and
+        the runner's model state."""
+        st = self.engine.init_state(slots)
+        C, i64 = self.engine.channels, torch.int64
+        rs = ResamplerState(torch.zeros(slots, C, 0), torch.zeros(slots, dtype=i64), torch.zeros(slots, dtype=i64))
+        return dataclasses.replace(st, resampler=(rs,), model=self.runner.state)
 
     # -- membership ---------------------------------------------------------------------------------
     @property
@@ -293,84 +143,192 @@ class StreamPool:
 
     @property
     def streams(self) -> list[int]:
-        return list(self._streams)
+        return list(self._slot)
 
-    def add(self) -> int:
-        """A new stream (fresh state); returns its id."""
+    def add(self, *, snapshot: bytes | None = None) -> int:
+        """A new stream: fresh, or resuming a one-stream ``snapshot`` (of this pool's or a session's);
+        returns its id."""
+        state, backlog = decode_snapshot(self.engine, snapshot) if snapshot is not None else (None, 0.0)
         with self._lock:
             if not self._free:
-                old, new = self.slots, self.slots * 2
-                self.runner.grow(new)  # the CUDA-graph runner refuses: its slots are fixed
-                extra = self.engine.detector.init_state(new - old)
-                self.detector_state = DetectorState.cat([self.detector_state, extra])
-                self._free = list(range(old, new))
+                self._grow(self.slots * 2)  # the CUDA-graph runner refuses: its slots are fixed
             slot = self._free.pop(0)
             sid = next(self._ids)
-            self._streams[sid] = _Stream(sid, slot, self.engine.channels)
+            self._slot[sid] = slot
             self._zero_slot(slot)
+            if state is not None:
+                self._load(slot, state)
+                self._backlog[slot] = backlog
             return sid
 
     def remove(self, stream_id: int) -> None:
         """The stream leaves; its slot is zeroed and reused."""
         with self._lock:
-            s = self._get(stream_id)
-            self._zero_slot(s.slot)
-            self._free.append(s.slot)
-            del self._streams[stream_id]
+            slot = self._get(stream_id)
+            self._zero_slot(slot)
+            self._free.append(slot)
+            del self._slot[stream_id]
 
     def reset(self, stream_id: int) -> None:
         """Forget one stream's past (any rate may follow); the others are untouched."""
         with self._lock:
-            s = self._get(stream_id)
-            self._zero_slot(s.slot)
-            self._streams[stream_id] = _Stream(stream_id, s.slot, self.engine.channels)
+            self._zero_slot(self._get(stream_id))
 
+    @torch.inference_mode()
+    def _grow(self, slots: int) -> None:
+        old = self.slots
+        self.runner.grow(slots)
+        extra = self._fresh(slots - old)
+        rs, new_rs = self._state.resampler[0], extra.resampler[0]
+        new_rs = dataclasses.replace(new_rs, history=rs.history.new_zeros(slots - old, *rs.history.shape[1:]))
+        rows = {f.name: _cat(getattr(self._state, f.name), getattr(extra, f.name))
+                for f in dataclasses.fields(EngineState) if f.name not in ("model", "resampler")}
+        self._state = EngineState(resampler=(ResamplerState.cat([rs, new_rs]),), model=self.runner.state, **rows)
+        self._inbox.grow(slots)
+        self._ended = np.concatenate([self._ended, np.zeros(slots - old, bool)])
+        self._backlog = np.concatenate([self._backlog, np.zeros(slots - old)])
+        self._free = list(range(old, slots))
+
+    @torch.inference_mode()
     def _zero_slot(self, slot: int) -> None:
+        """A slot back to a fresh stream: every row of the state zeroed (in place), the inbox emptied."""
         self.runner.reset(slot)
-        mask = torch.zeros(self.detector_state.batch_size, dtype=torch.bool)
-        mask[slot] = True
-        self.detector_state = self.detector_state.reset(mask)
+        for t in self._host_tensors():
+            t[slot] = 0
+        self._state = dataclasses.replace(self._state, model=self.runner.state)
+        self._inbox.clear(slot)
+        self._ended[slot], self._backlog[slot] = False, 0.0
 
-    def _get(self, stream_id: int) -> _Stream:
-        if stream_id not in self._streams:
-            raise KeyError(f"no stream {stream_id!r} in this pool (streams: {sorted(self._streams)})")
-        return self._streams[stream_id]
+    def _host_tensors(self):
+        """The state's tensors other than the model's (which the runner owns, on the device)."""
+        for f in dataclasses.fields(EngineState):
+            if f.name != "model":
+                yield from _tensors(getattr(self._state, f.name))
+
+    def _get(self, stream_id: int) -> int:
+        if stream_id not in self._slot:
+            raise KeyError(f"no stream {stream_id!r} in this pool (streams: {sorted(self._slot)})")
+        return self._slot[stream_id]
+
+    # -- one stream's row ------------------------------------------------------------------------------
+    def _resampler_row(self, slot: int, rate: int) -> ResamplerState:
+        """The slot's resampler state at its rate's width (views of the pool's tensors)."""
+        h = self.engine.resampler(rate).history_len
+        rs = self._widen(h)
+        width = rs.history.shape[2]
+        return ResamplerState(rs.history[slot:slot + 1, :, width - h:], rs.phase[slot:slot + 1],
+                              rs.primed[slot:slot + 1])
+
+    @torch.inference_mode()
+    def _widen(self, h: int) -> ResamplerState:
+        """The resampler rows, at least ``h`` samples wide: a rate with a longer filter than any before
+        widens every row, zeros on the left (the oldest end, which shorter filters never read)."""
+        rs = self._state.resampler[0]
+        if h > rs.history.shape[2]:
+            pad = rs.history.new_zeros(rs.history.shape[0], rs.history.shape[1], h - rs.history.shape[2])
+            rs = dataclasses.replace(rs, history=torch.cat([pad, rs.history], dim=2))
+            self._state = dataclasses.replace(self._state, resampler=(rs,))
+        return rs
+
+    @torch.inference_mode()
+    def _put_resampler_row(self, slot: int, new: ResamplerState) -> None:
+        h = new.history.shape[2]
+        rs = self._widen(h)
+        width = rs.history.shape[2]
+        rs.history[slot, :, :width - h] = 0
+        rs.history[slot, :, width - h:] = new.history[0]
+        rs.phase[slot], rs.primed[slot] = new.phase[0], new.primed[0]
+
+    def state_of(self, stream_id: int) -> EngineState:
+        """A copy of one stream's state, batch 1, exactly as a StreamingSession would hold it (its
+        queued whole frames must have run: call :meth:`run` first)."""
+        with self._lock:
+            return self._row_state(self._get(stream_id), stream_id)
+
+    @torch.inference_mode()
+    def _row_state(self, slot: int, stream_id: int) -> EngineState:
+        if self._inbox.count(slot):
+            raise ValueError(f"stream {stream_id} has {self._inbox.count(slot)} frames queued; run() the pool first")
+        st = self._state
+        rate = int(st.input_rate[slot])
+        resampler = (self._resampler_row(slot, rate).clone(),) if rate else ()
+        rows = {f.name: getattr(st, f.name)[slot:slot + 1].clone() for f in dataclasses.fields(EngineState)
+                if isinstance(getattr(st, f.name), Tensor)}
+        return EngineState(resampler=resampler, model=st.model.select(slot).clone(),
+                           detector=st.detector.select(slot).clone(), **rows)
+
+    @torch.inference_mode()
+    def _load(self, slot: int, state: EngineState) -> None:
+        """Write a one-stream state over a (zeroed) slot."""
+        st = self._state
+        for f in dataclasses.fields(EngineState):
+            value = getattr(state, f.name)
+            if isinstance(value, Tensor):
+                getattr(st, f.name)[slot] = value[0]
+        for d, s in zip(st.detector.tensors(), state.detector.tensors(), strict=True):
+            d[slot] = s[0]
+        if state.resampler:
+            self._put_resampler_row(slot, state.resampler[0])
+        self.runner.load(slot, state.model)
+        self._state = dataclasses.replace(self._state, model=self.runner.state)
+
+    def snapshot(self, stream_id: int) -> bytes:
+        """One stream as snapshot bytes, the format of ``StreamingSession.snapshot``: restore it with
+        ``StreamingSession.restore`` or ``add(snapshot=...)``. Its queued frames must have run."""
+        with self._lock:
+            slot = self._get(stream_id)
+            state = self._row_state(slot, stream_id)
+            return encode_snapshot(self.bundle, state, float(self._backlog[slot]), self.engine.labels)
 
     # -- input ----------------------------------------------------------------------------------------
     def push(self, stream_id: int, samples, sample_rate: int) -> None:
-        """Queue a chunk for one stream (validated and resampled now; framed by the next ticks)."""
+        """Queue a chunk for one stream: checked, resampled and framed now (as ``StreamEngine.process``
+        does), run by the next ticks."""
         x = as_samples(samples, self.engine.channels)
         with self._lock:
-            s = self._get(stream_id)
-            if s.finished or s.flushing:
-                raise ValueError(f"stream {stream_id} was flushed; reset it to start a new one")
-            rate = check_sample_rate(sample_rate, self.engine.rate, self.engine.audio)
-            if s.rate and rate != s.rate:
-                raise ValueError(f"stream {stream_id}: sample rate changed from {s.rate} to {rate} Hz; reset it first")
-            if x.shape[0] > self.engine.config.max_chunk_seconds * rate:
-                raise ValueError(f"chunk of {x.shape[0] / rate:.1f} s exceeds max_chunk_seconds; push it in parts")
-            r = self.engine.resampler(rate)
-            state = s.resampler if s.resampler is not None else r.init_state(1)
+            slot, st = self._get(stream_id), self._state
+            try:
+                rate = self.engine.admit(x.shape[0], x.shape[1], sample_rate, int(st.input_rate[slot]),
+                                         bool(st.finished[slot]))
+            except ValueError as e:
+                raise ValueError(f"stream {stream_id}: {e}") from None
+            if x.shape[0] == 0:  # no samples: nothing to fix the rate or to queue
+                return
             with torch.inference_mode():
-                y, state = r._forward(x.unsqueeze(0), state)
-            s.rate, s.resampler, s.samples_in = rate, state, s.samples_in + x.shape[0]
-            s.append(y[0].numpy())
+                y, rs = self.engine.resampler(rate)._forward(x.unsqueeze(0), self._resampler_row(slot, rate))
+                self._put_resampler_row(slot, rs)
+                st.input_rate[slot] = rate
+                st.samples_in[slot] += x.shape[0]
+                self._queue(slot, y)
+
+    @torch.inference_mode()
+    def _queue(self, slot: int, y: Tensor) -> None:
+        """Model-rate samples y (1, m, C) after the slot's pending ones: whole frames to the inbox, the
+        rest pending."""
+        st = self._state
+        n_p = int(st.n_pending[slot])
+        whole, rest = split_frames(st.pending[slot:slot + 1, :n_p], y, self.engine.hop)
+        self._inbox.put(slot, whole.reshape(-1, self.engine.hop, self.engine.channels))
+        st.pending[slot, :rest.shape[1]] = rest[0]
+        st.n_pending[slot] = rest.shape[1]
 
     def flush(self, stream_id: int) -> None:
         """End a stream: queue the resampler's tail; the next ticks emit its last frames with final=True."""
         with self._lock:
-            s = self._get(stream_id)
-            if s.finished or s.flushing:
+            slot, st = self._get(stream_id), self._state
+            if bool(st.finished[slot]):
                 raise ValueError(f"stream {stream_id} was already flushed")
-            if s.resampler is not None:
-                with torch.inference_mode():
-                    y, s.resampler = self.engine.resampler(s.rate).flush(s.resampler)
-                s.append(y[0].numpy())
-            s.flushing = True
+            rate = int(st.input_rate[slot])
+            with torch.inference_mode():
+                if rate:
+                    y, rs = self.engine.resampler(rate).flush(self._resampler_row(slot, rate))
+                    self._put_resampler_row(slot, rs)
+                    self._queue(slot, y)
+                st.finished[slot] = 1
 
     def pending_frames(self, stream_id: int) -> int:
         with self._lock:
-            return self._get(stream_id).available // self.engine.hop
+            return self._inbox.count(self._get(stream_id))
 
     # -- ticks ------------------------------------------------------------------------------------------
     def tick(self) -> dict[int, Update]:
@@ -388,54 +346,56 @@ class StreamPool:
                     break
                 for sid, u in ups.items():
                     merged.setdefault(sid, []).append(u)
-            for s in self._streams.values():  # flushed streams with no whole frame left
-                if s.flushing and not s.finished:
-                    s.finished = True
-                    merged.setdefault(s.id, []).append(self._empty_update(s, final=True))
+            for sid, slot in self._slot.items():  # flushed streams with no whole frame left
+                if bool(self._state.finished[slot]) and not self._ended[slot]:
+                    self._ended[slot] = True
+                    merged.setdefault(sid, []).append(Update.empty(
+                        self.engine.width, int(self._state.detector.seen[slot]), float(self._backlog[slot]),
+                        self.engine.labels, True))
         return {sid: Update.merge(us) for sid, us in merged.items()}
 
+    @torch.inference_mode()
     def _tick(self) -> dict[int, Update]:
-        hop = self.engine.hop
-        ready = [s for s in self._streams.values() if s.available >= hop and not s.finished]
+        ready = [(sid, slot) for sid, slot in self._slot.items() if self._inbox.count(slot)]
         if not ready:
             return {}
         t0 = time.perf_counter()
-        S, C = self.slots, self.engine.channels
-        frames = np.zeros((S, hop, C), np.float32)
-        active = np.zeros(S, bool)
-        for s in ready:
-            frames[s.slot] = s.take(hop)
-            active[s.slot] = True
+        S, hop, C = self.slots, self.engine.hop, self.engine.channels
+        idx = torch.tensor([slot for _, slot in ready])
+        frames = torch.zeros(S, hop, C)
+        frames[idx] = torch.stack([self._inbox.take(slot) for _, slot in ready])
+        active = torch.zeros(S, dtype=torch.bool)
+        active[idx] = True
         if self.runner_kind == "cuda_graph":
             active[self._free] = True  # free slots are zeroed when taken: advancing them lets the unmasked graph run
-        y = self.runner.step(torch.from_numpy(frames), torch.from_numpy(active))  # the one batched call
-        idx = torch.tensor([s.slot for s in ready])
-        scores = self.engine.scores(y[idx]).unsqueeze(1)  # (R, 1, C)
-        sub = self.detector_state.select(idx)
+        y = self.runner.step(frames, active)  # the one batched call
+        self._state = dataclasses.replace(self._state, model=self.runner.state)
+        sub = self._state.detector.select(idx)
         first = sub.seen.tolist()
-        smoothed, events, sub = self.engine.detector(scores, sub)
-        self.detector_state = _scatter(self.detector_state, idx, sub)
+        scores, smoothed, events, sub = self.engine.outputs(y[idx].unsqueeze(1), sub)  # (R, 1, C)
+        for full, part in zip(self._state.detector.tensors(), sub.tensors(), strict=True):
+            full[idx] = part.to(full.dtype)
         elapsed = time.perf_counter() - t0
         audio_s = hop / self.engine.rate
-        out = {}
-        for i, s in enumerate(ready):
-            final = s.flushing and s.available < hop
-            s.finished = final
-            s.backlog = max(0.0, s.backlog + elapsed - audio_s)
-            out[s.id] = Update.of_frames(scores[i].numpy(), smoothed[i].numpy(), first[i], self.engine.frame_rate,
-                                         events[i], Timing.of(elapsed, audio_s, s.backlog), self.engine.labels, final)
+        out, finished = {}, self._state.finished.numpy()  # a view: host reads without a torch op per stream
+        for i, (sid, slot) in enumerate(ready):
+            final = bool(finished[slot]) and not self._inbox.count(slot)
+            self._ended[slot] |= final
+            self._backlog[slot] = max(0.0, self._backlog[slot] + elapsed - audio_s)
+            out[sid] = Update.of_frames(scores[i].numpy(), smoothed[i].numpy(), first[i], self.engine.frame_rate,
+                                        events[i], Timing.of(elapsed, audio_s, float(self._backlog[slot])),
+                                        self.engine.labels, final)
         return out
 
-    def _empty_update(self, s: _Stream, final: bool) -> Update:
-        return Update.empty(self.engine.width, int(self.detector_state.seen[s.slot]), s.backlog, self.engine.labels,
-                            final)
+
+def _tensors(value) -> list[Tensor]:
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, State):
+        return list(value.tensors())
+    return [t for v in value for t in _tensors(v)]
 
 
-def _scatter(state: DetectorState, idx: Tensor, sub: DetectorState) -> DetectorState:
-    """``state`` with rows ``idx`` replaced by ``sub``."""
-    def put(full: Tensor, part: Tensor) -> Tensor:
-        out = full.clone()
-        out[idx] = part.to(out.dtype)
-        return out
-
-    return DetectorState(*(put(getattr(state, f.name), getattr(sub, f.name)) for f in dataclasses.fields(state)))
+def _cat(a, b):
+    """Two stacks of rows (tensors or states) as one, along the batch dimension."""
+    return torch.cat([a, b]) if isinstance(a, Tensor) else type(a).cat([a, b])

@@ -215,57 +215,78 @@ class StreamingSession:
     def snapshot(self) -> bytes:
         """The stream's state as safetensors bytes (tensors + JSON metadata; no pickling)."""
         with self._lock:
-            tensors = {k: v.detach().cpu().contiguous().clone() for k, v in self._state.state_dict().items()}
-            meta = {
-                "format": SNAPSHOT_FORMAT, "format_version": str(SNAPSHOT_VERSION),
-                "bundle": self.bundle.name, "bundle_version": self.bundle.version,
-                "fingerprint": model_fingerprint(self.bundle),
-                "checksum": state_checksum(tensors),
-                "session": json.dumps({"backlog_s": self._backlog, "labels": self.labels}),
-            }
-            return st_save(tensors, metadata=meta)
+            return encode_snapshot(self.bundle, self._state, self._backlog, self.labels)
 
     @classmethod
     def restore(cls, bundle: Bundle, blob: bytes, device: torch.device | str | None = None,
                 config: StreamConfig | None = None, *, engine: StreamEngine | None = None) -> StreamingSession:
-        """A session resuming the stream captured by :meth:`snapshot` (same bundle required)."""
-        if not isinstance(blob, bytes | bytearray):
-            raise ValueError(f"snapshot must be bytes, got {type(blob).__name__}")
-        meta = _read_metadata(bytes(blob))
-        if meta.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError("not a stream snapshot (no ssm-signal-stream metadata)")
-        if meta.get("format_version") != str(SNAPSHOT_VERSION):
-            raise ValueError(f"stream snapshot version {meta.get('format_version')} is not supported "
-                             f"(this ssm-signal reads {SNAPSHOT_VERSION})")
-        if meta.get("fingerprint") != model_fingerprint(bundle):
-            raise ValueError(f"snapshot was taken with model {meta.get('bundle')!r} version "
-                             f"{meta.get('bundle_version')!r}, not with {bundle.name!r} version {bundle.version!r} "
-                             "(or its configuration differs)")
+        """A session resuming the stream captured by :meth:`snapshot` (same bundle required); a
+        StreamPool's ``snapshot`` of one stream restores here too."""
+        check_snapshot_bundle(bundle, blob)
         session = cls(bundle, device, config, engine=engine)
-        try:
-            tensors = st_load(bytes(blob))
-        except Exception as e:  # safetensors raises its own error types for damaged bytes
-            raise ValueError(f"damaged stream snapshot: {e}") from e
-        if meta.get("checksum") != state_checksum(tensors):
-            raise ValueError("damaged stream snapshot: its state does not match its checksum")
-        try:
-            state = EngineState.from_state_dict(tensors)
-            backlog = float(json.loads(meta.get("session", "{}")).get("backlog_s", 0.0))
-        except Exception as e:  # a structure this version does not know
-            raise ValueError(f"damaged stream snapshot: {e}") from e
-        rate = int(state.input_rate[0]) if state.input_rate.numel() == 1 else -1
-        if rate < 0:
-            raise ValueError("a stream snapshot holds exactly one stream")
-        template = session.engine.init_state(1, rate or None) if rate == 0 or _rate_ok(session.engine, rate) else None
-        if template is None:
-            raise ValueError(f"damaged stream snapshot: input rate {rate} Hz is not one this model takes")
-        check_state(state, template, "StreamingSession.restore")
-        _check_values(state, template, session.engine)
-        if not (math.isfinite(backlog) and backlog >= 0):
-            raise ValueError(f"damaged stream snapshot: backlog_s {backlog!r}")
-        session._state = dataclasses.replace(state, model=state.model.to(session.engine.device))
-        session._backlog = backlog
+        session._state, session._backlog = decode_snapshot(session.engine, blob)
         return session
+
+
+def encode_snapshot(bundle: Bundle, state: EngineState, backlog: float, labels: list[str]) -> bytes:
+    """One stream's state (batch 1), backlog and score labels as snapshot bytes (safetensors tensors +
+    JSON metadata)."""
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.state_dict().items()}
+    meta = {
+        "format": SNAPSHOT_FORMAT, "format_version": str(SNAPSHOT_VERSION),
+        "bundle": bundle.name, "bundle_version": bundle.version,
+        "fingerprint": model_fingerprint(bundle),
+        "checksum": state_checksum(tensors),
+        "session": json.dumps({"backlog_s": backlog, "labels": labels}),
+    }
+    return st_save(tensors, metadata=meta)
+
+
+def check_snapshot_bundle(bundle: Bundle, blob) -> None:
+    """Refuse what is not a stream snapshot of this bundle (format, version, fingerprint), before any
+    engine is built for it."""
+    if not isinstance(blob, bytes | bytearray):
+        raise ValueError(f"snapshot must be bytes, got {type(blob).__name__}")
+    meta = _read_metadata(bytes(blob))
+    if meta.get("format") != SNAPSHOT_FORMAT:
+        raise ValueError("not a stream snapshot (no ssm-signal-stream metadata)")
+    if meta.get("format_version") != str(SNAPSHOT_VERSION):
+        raise ValueError(f"stream snapshot version {meta.get('format_version')} is not supported "
+                         f"(this ssm-signal reads {SNAPSHOT_VERSION})")
+    if meta.get("fingerprint") != model_fingerprint(bundle):
+        raise ValueError(f"snapshot was taken with model {meta.get('bundle')!r} version "
+                         f"{meta.get('bundle_version')!r}, not with {bundle.name!r} version {bundle.version!r} "
+                         "(or its configuration differs)")
+
+
+def decode_snapshot(engine: StreamEngine, blob: bytes) -> tuple[EngineState, float]:
+    """Snapshot bytes -> (the stream's EngineState, batch 1, model state on the engine's device; its
+    backlog in seconds), after checking them all: the bundle (:func:`check_snapshot_bundle`), the
+    checksum, the structure, and the dtypes, finiteness and ranges of every tensor."""
+    check_snapshot_bundle(engine.bundle, blob)
+    meta = _read_metadata(bytes(blob))
+    try:
+        tensors = st_load(bytes(blob))
+    except Exception as e:  # safetensors raises its own error types for damaged bytes
+        raise ValueError(f"damaged stream snapshot: {e}") from e
+    if meta.get("checksum") != state_checksum(tensors):
+        raise ValueError("damaged stream snapshot: its state does not match its checksum")
+    try:
+        state = EngineState.from_state_dict(tensors)
+        backlog = float(json.loads(meta.get("session", "{}")).get("backlog_s", 0.0))
+    except Exception as e:  # a structure this version does not know
+        raise ValueError(f"damaged stream snapshot: {e}") from e
+    rate = int(state.input_rate[0]) if state.input_rate.numel() == 1 else -1
+    if rate < 0:
+        raise ValueError("a stream snapshot holds exactly one stream")
+    template = engine.init_state(1, rate or None) if rate == 0 or _rate_ok(engine, rate) else None
+    if template is None:
+        raise ValueError(f"damaged stream snapshot: input rate {rate} Hz is not one this model takes")
+    check_state(state, template, "StreamingSession.restore")
+    _check_values(state, template, engine)
+    if not (math.isfinite(backlog) and backlog >= 0):
+        raise ValueError(f"damaged stream snapshot: backlog_s {backlog!r}")
+    return dataclasses.replace(state, model=state.model.to(engine.device)), backlog
 
 
 def _rate_ok(engine: StreamEngine, rate: int) -> bool:

@@ -1,19 +1,16 @@
-"""One frame of a whole SignalModel as a pure tensor function: the latency path.
+"""The runners' wrappers around one frame of a whole SignalModel: ``model._step``.
 
-``frame_step(model, frame, state)`` runs the frontend on exactly one frame of samples
-(hop_length for log-mel, ``decimate`` for sensors) at frame phase 0, then the input
-projection, the backbone's single-step recurrence and the head. It is what
-``model(frame, state)`` computes (the checked forward is its reference twin, compared by
-the tests) without any host synchronisation or data-dependent branch, so it can be
-compiled (``torch.compile``, CPU) or captured in a CUDA graph over a fixed batch of streams.
+``SignalModel._step(frame, state)`` is the model's own unchecked frame step (frontend, input
+projection, backbone recurrence, head, at frame phase 0): no host synchronisation and no
+data-dependent branch, so it compiles and captures. Nothing here re-implements any of it; this
+module only wraps it for the fast paths, whose reference twin it stays:
 
-``pool_step`` adds the per-stream mask of a StreamPool tick: streams without a frame this
-tick keep their state (a ``where`` per state tensor, inside the same graph).
-
-``frame_step_`` is the serving twin (the CUDA-graph pool's tick): the same step written over the
-state's tensors in place, masked per stream, through the layers' ``step_``, so that the SSM
-states are read once and written once per tick instead of being materialised anew and copied
-back. It equals ``pool_step`` (tests compare them).
+- ``pool_step``: the step with a StreamPool tick's per-stream mask (streams without a frame this
+  tick keep their state: a ``where`` per state tensor, inside the same graph);
+- ``compiled``: ``torch.compile`` of ``model._step`` or of ``pool_step`` (CPU latency paths);
+- ``AOTStep``: ``model._step`` exported and compiled ahead of time by AOTInductor (the session's
+  latency path on CPU);
+- the CUDA-graph pool tick wraps ``model._step_``, the in-place form (``runners.py``).
 """
 
 from __future__ import annotations
@@ -31,9 +28,7 @@ import torch
 from torch import Tensor
 
 from ssm_signal.compile import inductor_options
-from ssm_signal.frontends import LogMel, LogMelState, SensorFrontendState
-from ssm_signal.layers.base import write_state_
-from ssm_signal.models import AnomalyHead, ClassifierHead, SignalModel, SignalModelState
+from ssm_signal.models import SignalModel, SignalModelState
 from ssm_signal.state import State
 
 log = logging.getLogger("ssm_signal.streaming")
@@ -60,57 +55,6 @@ def _quiet_first_call(fn: Callable) -> Callable:
     return call
 
 
-def _frontend_step(model: SignalModel, frame: Tensor, st: LogMelState | SensorFrontendState
-                   ) -> tuple[Tensor, State]:
-    """frame (B, samples_per_frame, C) at phase 0 -> features (B, feature_dim), new frontend state."""
-    fe = model.frontend
-    if isinstance(fe, LogMel):
-        # at phase 0 the frame is the last n_fft samples, which is also the new history
-        window = torch.cat([st.history.to(frame.dtype), frame[..., 0]], dim=1)[:, -fe.n_fft:]
-        feats = fe._normalize(fe._frames_to_logmel(window))
-        return feats, LogMelState(history=window.to(st.history.dtype), phase=st.phase)
-    # phase 0: the partial sum is empty before and after a whole block
-    return fe._normalize((st.partial_sum.to(frame.dtype) + frame.sum(1)) / fe.decimate), st
-
-
-def _head_step(model: SignalModel, feats: Tensor, hidden: Tensor, head_state: tuple[State, ...]
-               ) -> tuple[Tensor, tuple[State, ...]]:
-    """features (B, feature_dim), backbone output (B, d_model) -> y (B, out_dim), new head state."""
-    if isinstance(model.head, ClassifierHead):
-        return model.head(hidden), head_state
-    if isinstance(model.head, AnomalyHead):
-        pred = model.head.forecast(hidden)
-        y, hs = model.head.score(feats.unsqueeze(1), pred.unsqueeze(1), head_state[0])
-        return y[:, 0], (hs,)
-    return model.head(hidden), head_state
-
-
-def frame_step(model: SignalModel, frame: Tensor, state: SignalModelState) -> tuple[Tensor, SignalModelState]:
-    """frame (B, samples_per_frame, C) at phase 0 -> y (B, out_dim), new state. Unchecked."""
-    feats, fs = _frontend_step(model, frame, state.frontend)
-    hidden, bs = model.backbone._step(model.input_proj(feats), state.backbone)
-    y, head_state = _head_step(model, feats, hidden, state.head)
-    return y, SignalModelState(fs, bs, head_state)
-
-
-def frame_step_(model: SignalModel, frame: Tensor, state: SignalModelState, active: Tensor | None = None) -> Tensor:
-    """:func:`frame_step` written over ``state``'s tensors in place, only for the streams where
-    ``active`` (B,) bool is true (all when None): frame (B, samples_per_frame, C) -> y (B, out_dim).
-    Inactive streams keep their state bit for bit; their y is finite and meaningless. Unchecked;
-    inference only (run it under ``torch.inference_mode`` or ``no_grad``, as the pool's runners do).
-
-    The backbone advances through the layers' ``_step_`` (the SSM states in place, inside the step
-    kernels); the small frontend and head states are computed anew and written back.
-    """
-    feats, fs = _frontend_step(model, frame, state.frontend)
-    hidden = model.backbone._step_(model.input_proj(feats), state.backbone, active)
-    y, head_state = _head_step(model, feats, hidden, state.head)
-    write_state_(state.frontend, fs, active)
-    for dst, src in zip(state.head, head_state, strict=True):
-        write_state_(dst, src, active)
-    return y
-
-
 def zip_states(fn: Callable[[Tensor, Tensor], Tensor], a: State, b: State) -> State:
     """A state whose tensors are ``fn(a_t, b_t)`` for corresponding tensors of a and b."""
     def go(x, y):
@@ -134,7 +78,7 @@ def masked(active: Tensor, new: State, old: State) -> State:
 def pool_step(model: SignalModel, frames: Tensor, active: Tensor, state: SignalModelState
               ) -> tuple[Tensor, SignalModelState]:
     """frames (S, samples_per_frame, C), active (S,) bool -> y (S, out_dim), state (inactive slots unchanged)."""
-    y, new = frame_step(model, frames, state)
+    y, new = model._step(frames, state)
     return y, masked(active, new, state)
 
 
@@ -145,7 +89,7 @@ def _row_major(t: Tensor) -> Tensor:
 
 
 def compiled(model: SignalModel, kind: str = "frame") -> Callable:
-    """``torch.compile``d :func:`frame_step` (kind "frame") or :func:`pool_step` ("pool") for ``model``.
+    """``torch.compile``d ``model._step`` (kind "frame") or :func:`pool_step` ("pool") for ``model``.
 
     Kept on the model, so every session of the model shares it (one compilation per process
     and batch size); shapes and strides are specialised, so keep the batch fixed (sessions: 1;
@@ -160,7 +104,7 @@ def compiled(model: SignalModel, kind: str = "frame") -> Callable:
     if kind not in table:
         if kind == "frame":
             def run(frame, state):
-                y, new = frame_step(model, frame, state)
+                y, new = model._step(frame, state)
                 return y, new._apply(_row_major)
         else:
             def run(frames, active, state):
@@ -208,14 +152,14 @@ def state_builder(template: State) -> Callable[[list[Tensor]], State]:
 
 
 class _FlatStep(torch.nn.Module):
-    """frame_step over a flat tuple of state tensors (what torch.export takes)."""
+    """``model._step`` over a flat tuple of state tensors (what torch.export takes)."""
 
     def __init__(self, model: SignalModel, template: SignalModelState):
         super().__init__()
         self.model, self.template = model, template
 
     def forward(self, frame: Tensor, *flat: Tensor) -> tuple[Tensor, ...]:
-        y, new = frame_step(self.model, frame, restructure(self.template, flat))
+        y, new = self.model._step(frame, restructure(self.template, flat))
         return (y, *(_row_major(t) for t in new.tensors()))
 
 
@@ -225,7 +169,7 @@ def cache_dir() -> Path:
 
 
 class AOTStep:
-    """:func:`frame_step` for one model and batch size, exported (``torch.export``) and compiled
+    """``model._step`` for one model and batch size, exported (``torch.export``) and compiled
     ahead of time by AOTInductor into a shared library.
 
     A call costs the compiled kernels plus a C++ entry (no Dynamo guards, no Python wrapper):
@@ -330,7 +274,7 @@ def _child_main(bundle_dir: str, batch_size: str, path: str) -> None:
     with torch.inference_mode():
         state = model.init_state(int(batch_size))
         y, _ = step(frame, state)
-        ref, _ = frame_step(model, frame, state)
+        ref, _ = model.step(frame, state)
     if not torch.allclose(y, ref, rtol=1e-4, atol=1e-4):
         raise SystemExit(f"the compiled step disagrees with the eager one (max diff {float((y - ref).abs().max())})")
     Path(path).with_suffix(".ok").write_text("verified\n")

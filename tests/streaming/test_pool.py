@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ssm_signal import load_bundle, save_bundle
-from ssm_signal.streaming import StreamConfig, StreamPool
-from ssm_signal.streaming.pool import _TICKS, CudaGraphRunner, EagerRunner
+from ssm_signal.streaming import StreamConfig, StreamingSession, StreamPool
+from ssm_signal.streaming.runners import _TICKS, CudaGraphRunner, EagerRunner
 from tests.streaming.conftest import kws_model, speechlike
 
 
@@ -120,6 +120,36 @@ def test_pool_events_per_stream(tmp_path):
     pool.reset(s1)
     pool.push(s1, np.zeros(1600), 16000)
     assert [e.frame for e in pool.run()[s1].events] == [0]  # a fresh stream fires again
+
+
+def test_a_stream_moves_between_pool_and_session(kws_bundle):
+    """The pool holds the state a session holds: a pool stream's snapshot resumes in a session and a
+    session's in a pool, and the frames stitched across both moves equal predict's; ``state_of``
+    equals the state of a session fed the same samples. Another stream at another rate shares the
+    pool (resampler rows of another width)."""
+    rate, eager = 44100, StreamConfig(compile=False)
+    x = speechlike(1.5, rate, 3)
+    pool = StreamPool(kws_bundle, slots=2, runner="eager")
+    other, a = pool.add(), pool.add()
+    pool.push(other, speechlike(0.3, 8000), 8000)
+    cut1, cut2 = 20000, 45000
+    pool.push(a, x[:cut1], rate)
+    with pytest.raises(ValueError, match="queued"):
+        pool.snapshot(a)
+    got = [pool.run()[a].frame_scores]
+    twin = StreamingSession(kws_bundle, config=eager)
+    twin.push(x[:cut1], rate)
+    mine, ref = pool.state_of(a).state_dict(), twin.state.state_dict()
+    assert mine.keys() == ref.keys()
+    for k in ref:
+        assert mine[k].dtype == ref[k].dtype and torch.allclose(mine[k], ref[k], atol=1e-5), k
+    session = StreamingSession.restore(kws_bundle, pool.snapshot(a), config=eager)
+    got.append(session.push(x[cut1:cut2], rate).frame_scores)
+    b = pool.add(snapshot=session.snapshot())
+    pool.push(b, x[cut2:], rate)
+    pool.flush(b)
+    got.append(pool.run()[b].frame_scores)
+    assert np.abs(np.concatenate(got) - kws_bundle.predict(x, rate).frame_scores).max() <= 1e-4
 
 
 def test_compiled_runner_equals_eager(kws_bundle, seed):

@@ -288,8 +288,8 @@ def test_aot_failure_falls_back_to_torch_compile(kws_bundle, monkeypatch, caplog
         raise RuntimeError("cannot lower this op")
 
     monkeypatch.setattr(engine_mod, "aot_step", refuse)
-    monkeypatch.setattr(engine_mod, "compiled", lambda model, kind="frame": engine_mod.partial(
-        engine_mod.frame_step, model))  # stands in for torch.compile (tested above), to stay fast
+    monkeypatch.setattr(engine_mod, "compiled", lambda model, kind="frame": model._step)
+    # (the eager step stands in for torch.compile, tested above, to stay fast)
     x = speechlike(0.5, 16000)
     s = StreamingSession(kws_bundle, config=StreamConfig(compile="aot"))
     got = push_all(s, x, 16000, [320] * 25)

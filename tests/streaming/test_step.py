@@ -1,4 +1,5 @@
-"""frame_step (the latency path) against its reference twin, the model's checked forward."""
+"""The model's own frame step (``SignalModel._step``, what every runner wraps) against its reference
+twin, the model's checked forward; its in-place form ``_step_`` against the masked ``pool_step``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from ssm_signal.models import BackboneConfig, FrontendConfig, HeadConfig, ModelConfig, SignalModel
-from ssm_signal.streaming.step import frame_step, frame_step_, masked, pool_step
+from ssm_signal.streaming.step import masked, pool_step
 from tests.helpers import rel_err, state_rel_err
 from tests.streaming.conftest import kws_model
 
@@ -35,7 +36,7 @@ def test_frame_step_equals_forward(make, seed):
     y_ref, s_ref = m(x[:, hop * 4:], s_ref)
     ys = []
     for f in range(4, 12):
-        y, s = frame_step(m, x[:, f * hop:(f + 1) * hop], s)
+        y, s = m._step(x[:, f * hop:(f + 1) * hop], s)
         ys.append(y)
     assert rel_err(torch.stack(ys, 1), y_ref) <= 1e-5
     assert state_rel_err(s, s_ref) <= 1e-5
@@ -48,7 +49,7 @@ def test_pool_step_keeps_inactive_streams(seed):
     _, s0 = m(x[:, :320])
     active = torch.tensor([True, False, True, False])
     y, s = pool_step(m, x[:, 320:], active, s0)
-    y_all, s_all = frame_step(m, x[:, 320:], s0)
+    y_all, s_all = m._step(x[:, 320:], s0)
     assert torch.equal(y, y_all)
     for a, b, c in zip(s.tensors(), s_all.tensors(), s0.tensors(), strict=True):
         assert torch.equal(a[active], b[active]) and torch.equal(a[~active], c[~active])
@@ -71,8 +72,8 @@ def tick_masks(S: int, ticks: int, gen: torch.Generator) -> list[torch.Tensor | 
 @pytest.mark.parametrize("make", [lambda: kws_model(("mamba2",) * 4), lambda: kws_model(("mamba", "s4d", "attention")),
                                   lambda: sensor("anomaly")], ids=["kws_default_arch", "kws_hybrid", "sensor_anomaly"])
 @torch.inference_mode()
-def test_frame_step_inplace_equals_pool_step(make, seed):
-    """Several ticks with random masks: frame_step_ writes exactly pool_step's state over the caller's
+def test_step_inplace_equals_pool_step(make, seed):
+    """Several ticks with random masks: _step_ writes exactly pool_step's state over the caller's
     tensors (bit for bit on the CPU paths) and gives its y for the active streams; idle streams' state
     never changes."""
     m = make()
@@ -87,7 +88,7 @@ def test_frame_step_inplace_equals_pool_step(make, seed):
         before = s.clone()
         on = torch.ones(S, dtype=torch.bool) if active is None else active
         y_ref, s_ref = pool_step(m, frames, on, s_ref)
-        y = frame_step_(m, frames, s, active)
+        y = m._step_(frames, s, active)
         assert torch.equal(y[on], y_ref[on]), t
         for a, b, old in zip(s.tensors(), s_ref.tensors(), before.tensors(), strict=True):
             assert torch.equal(a, b), t

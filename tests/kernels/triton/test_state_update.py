@@ -279,7 +279,7 @@ def test_compiled_in_place_tick_through_the_triton_ops(triton_steps, triton_devi
     steps: equals the functional pool_step on the reference ops over ticks with random masks (and one
     all-active tick: the unmasked body), and the in-place ops are handed the static SSM states
     themselves (no clone)."""
-    from ssm_signal.streaming.pool import _TICKS
+    from ssm_signal.streaming.runners import _TICKS
     from ssm_signal.streaming.step import pool_step
     from tests.streaming.conftest import kws_model
 
