@@ -233,6 +233,8 @@ def run_evaluate(rest: list[str]) -> int:
     p.add_argument("--calibration-negatives", action="append", default=[], metavar="N",
                    help="negatives to calibrate on (default: the calibration half of the negative corpus)")
     p.add_argument("--calibrated-out", default=None, help="directory of the calibrated bundle (default: the bundle's own)")
+    p.add_argument("--min-threshold", type=float, default=d.min_threshold,
+                   help="no calibrated threshold goes below this (default: 0.5, even odds)")
     p.add_argument("--windows", default=",".join(map(str, d.windows)),
                    help="smoothing windows (frames) to sweep, comma-separated")
     p.add_argument("--chunk-s", type=float, default=s.chunk_s, help="seconds of audio per push")
@@ -255,7 +257,7 @@ def run_evaluate(rest: list[str]) -> int:
         cfg = EvaluateConfig(model=a.model, positives=a.positives, negatives=a.negatives, out=a.out,
                              calibrate=a.calibrate, calibration_positives=a.calibration_positives,
                              calibration_negatives=a.calibration_negatives, calibrated_out=a.calibrated_out,
-                             windows=windows, stream=stream, threads=a.threads)
+                             min_threshold=a.min_threshold, windows=windows, stream=stream, threads=a.threads)
     except ValueError as e:
         print(f"ssm-signal evaluate: error: {e}", file=sys.stderr)
         return 2

@@ -57,6 +57,7 @@ class EvaluateConfig:
         validation voices and the calibration half of the negative corpus).
     calibrated_out: where the calibrated bundle goes (default: over the evaluated bundle's own
         directory, as a new version).
+    min_threshold: no calibrated threshold goes below this (see :func:`keywords.calibrate`).
     windows: smoothing windows (frames) swept besides the bundle's own.
     stream: chunking, padding, hit window, segments, batch (:class:`keywords.StreamSettings`).
     threads: torch intra-op threads while streaming (None: leave torch's setting). A 100 ms chunk is
@@ -72,6 +73,7 @@ class EvaluateConfig:
     calibration_positives: list[str] = dataclasses.field(default_factory=list)
     calibration_negatives: list[str] = dataclasses.field(default_factory=list)
     calibrated_out: str | None = None
+    min_threshold: float = 0.5
     windows: list[int] = dataclasses.field(default_factory=lambda: [5, 10, 20])
     stream: kw.StreamSettings = dataclasses.field(default_factory=kw.StreamSettings)
     threads: int | None = 1
@@ -81,6 +83,8 @@ class EvaluateConfig:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if self.calibrate is not None and not self.calibrate > 0:
             raise ValueError(f"--calibrate must be a false-accept rate per hour > 0, got {self.calibrate}")
+        if not 0 <= self.min_threshold <= 1:
+            raise ValueError(f"--min-threshold must be in [0, 1], got {self.min_threshold}")
         if any(not (isinstance(w, int) and 1 <= w <= 10_000) for w in self.windows):
             raise ValueError(f"windows must be frame counts in [1, 10000], got {self.windows}")
 
@@ -173,10 +177,10 @@ def _calibrate(cfg: EvaluateConfig, bundle: Bundle, engine: StreamEngine, skips:
            for s in pos_specs]
     neg = kw.stream_negatives(engine, [(_group_name(s), read_negatives(s)) for s in neg_specs], cfg.stream, skips)
     windows = sorted(set(cfg.windows) | {engine.detector.window})
-    det_cfg, record = kw.calibrate(engine.detector, pos, neg, cfg.calibrate, windows)
+    det_cfg, record = kw.calibrate(engine.detector, pos, neg, cfg.calibrate, windows, cfg.min_threshold)
     record["positives"], record["negatives"] = pos_specs, neg_specs
     return write_calibrated(bundle, cfg.calibrated_out, det_cfg, record, (
-        "target_fa_per_hour", "chosen", "negative_hours", "positive_clips", "previous_version"))
+        "target_fa_per_hour", "floor", "chosen", "negative_hours", "positive_clips", "previous_version"))
 
 
 def write_calibrated(bundle: Bundle, out: str | None, detector: DetectorConfig, record: dict,

@@ -190,6 +190,12 @@ def test_calibration_meets_its_target_on_its_data(audio):
         fa = sum(len(la.events(det, det.thresholds)[0]) for la in laid) / neg.hours.sum()
         assert fa <= target + 1e-9 or all(v == 1.0 for v in det_cfg.threshold.values())
         assert rec["chosen"]["fa_per_hour"] == pytest.approx(fa)
+        assert min(det_cfg.threshold.values()) >= 0.5 and rec["floor"] == 0.5
+    # a generous target on its own data would go below even odds: the floor holds it there, and lower floors
+    # give lower thresholds
+    low, _ = calibrate(engine.detector, pos, neg, 1000.0, [5], floor=0.0)
+    high, _ = calibrate(engine.detector, pos, neg, 1000.0, [5], floor=0.95)
+    assert min(low.threshold.values()) < 0.5 and min(high.threshold.values()) >= 0.95
 
 
 def test_old_bundles_load_with_default_detector(tmp_path):
