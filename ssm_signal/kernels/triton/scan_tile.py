@@ -26,9 +26,14 @@ def channel_tile(Din, N, BD: tl.constexpr, NP: tl.constexpr):
 
 @device_fn
 def channel_params(D_ptr, bias_ptr, offs_d, md, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
-    """The tile's D and dt_bias, (BD,) float32 each, or None where the scan has none."""
-    Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0).to(tl.float32) if HAS_D else None
-    bias = tl.load(bias_ptr + offs_d, mask=md, other=0.0).to(tl.float32) if HAS_BIAS else None
+    """The tile's D and dt_bias, (BD,) float32 each; zeros where the scan has none (compiled Triton cannot
+    return None from a function, and the callers read them only under HAS_D / HAS_BIAS)."""
+    Dv = offs_d.to(tl.float32) * 0.0
+    bias = Dv
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=md, other=0.0).to(tl.float32)
     return Dv, bias
 
 
