@@ -29,7 +29,7 @@ def test_push_and_bounded_history(engine):
     x = speechlike(6.0, 48000)
     for i in range(0, len(x), 9600):
         v = live.push((x[i:i + 9600] * 32767).astype(np.int16), 48000)
-    # the resampler's 51-sample delay keeps the last frame pending until more audio (or a flush) comes
+    # the resampler's delay (101 samples from 48 kHz) keeps the last frame pending until more audio (or a flush) comes
     assert v.message is None and v.frames == (6 * 16000 - engine.resampler(48000).delay) // 160 == 599
     assert v.stream_s == pytest.approx(6.0)
     assert v.top_label in engine.labels and 0 < v.top_score <= 1
