@@ -29,7 +29,7 @@ from benchmarks.common import machine, write_result  # noqa: E402
 from ssm_signal.bundle import load_bundle  # noqa: E402
 from ssm_signal.data.audio_io import read_audio_with_rate  # noqa: E402
 from ssm_signal.frontends.resample import ROLLOFF, shared_resampler  # noqa: E402
-from ssm_signal.streaming import StreamConfig, StreamingSession, StreamEngine  # noqa: E402
+from ssm_signal.streaming import StreamConfig, StreamEngine, StreamingSession  # noqa: E402
 
 FILTERS = {"new (rolloff 0.95)": ROLLOFF, "old (rolloff 0.90)": 0.9}
 
