@@ -67,7 +67,7 @@ def main() -> None:
     for name, rolloff in FILTERS.items():
         engine = StreamEngine(bundle, config=StreamConfig(compile=False))
         # the engine takes its filters from here: swap in the design under test
-        engine.resampler = lambda r, e=engine, ro=rolloff: shared_resampler(r, e.rate, e.channels, rolloff=ro)
+        engine.resampler = lambda r, e=engine, ro=rolloff: shared_resampler(r, e.rate, e.in_channels, rolloff=ro)
         rows = [dict(path=p, rate=r, **run_clip(engine, w, r, lab)) for p, w, r, lab in clips]
         resampled = [r for r in rows if r["rate"] != bundle.sample_rate]
         result[name] = {"resampled": summary(resampled), "all": summary(rows), "clips": rows}

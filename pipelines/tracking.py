@@ -295,7 +295,7 @@ def register_bundle(run_id: str, name: str, uri: str | None = None) -> str:
             TAG_PREFIX + "bundle_version": str(meta.get("version", "")),
             TAG_PREFIX + "head": str(model.get("head", {}).get("kind", "")),
             TAG_PREFIX + "sample_rate": str(meta.get("sample_rate", "")),
-            TAG_PREFIX + "channels": str(model.get("frontend", {}).get("channels", ""))}
+            TAG_PREFIX + "channels": str(model.get("frontend", {}).get("in_channels", ""))}
     for k in ("test_acc", "test_auroc"):
         if k in meta.get("metrics", {}):
             tags[TAG_PREFIX + k] = f"{float(meta['metrics'][k]):.6g}"

@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from ssm_signal.events import DetectorConfig
 from ssm_signal.frontends.resample import resample
 from ssm_signal.models import ModelConfig, SignalModel
+from ssm_signal.models.config import former_names
 from ssm_signal.validation import check_sequence, check_time_first
 
 FORMAT = "ssm-signal-bundle"
@@ -110,7 +111,7 @@ class Bundle:
         even where its name and version do not.
         """
         h = hashlib.sha256(json.dumps({"name": self.name, "version": self.version,
-                                       "config": self.config.to_dict()}, sort_keys=True).encode())
+                                       "config": former_names(self.config.to_dict())}, sort_keys=True).encode())
         for k, v in sorted(self.model.state_dict().items()):
             h.update(f"{k}:{v.dtype}:{tuple(v.shape)}".encode())
             h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -121,12 +122,12 @@ class Bundle:
         return self.config.frontend.sample_rate
 
     @property
-    def channels(self) -> int:
-        return self.config.frontend.channels
+    def in_channels(self) -> int:
+        return self.config.frontend.in_channels
 
     def prepare(self, waveform: np.ndarray | torch.Tensor, sample_rate: int) -> torch.Tensor:
         """Any (L,) or (L, C) array, int or float, any rate -> (1, L', channels) float32 at the bundle rate."""
-        return prepare_signal(waveform, sample_rate, self.sample_rate, self.channels)
+        return prepare_signal(waveform, sample_rate, self.sample_rate, self.in_channels)
 
     @torch.inference_mode()
     def frame_outputs(self, x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
@@ -137,7 +138,7 @@ class Bundle:
         device. ``check_values=False``: x is known finite (the scorer's workers checked it), so
         nothing in the call synchronises with the device and it can be captured in a CUDA graph.
         """
-        check_sequence(x, self.model.d_model, values=check_values)
+        check_sequence(x, self.model.in_channels, values=check_values)
         window = self.window_samples
         state, ys = self.model.init_state(x.shape[0], device=x.device), []
         for start in range(0, x.shape[1], window):

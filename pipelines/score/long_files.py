@@ -114,7 +114,7 @@ def _stream(path: str, bundle: Bundle, device: torch.device, keep_frames: bool, 
             ) -> LongResult:
     import soundfile as sf
 
-    model, rate_out, channels, window = bundle.model, bundle.sample_rate, bundle.channels, bundle.window_samples
+    model, rate_out, channels, window = bundle.model, bundle.sample_rate, bundle.in_channels, bundle.window_samples
     clip = _Clip(bundle, keep_frames)
     with sf.SoundFile(soundfile_source(path)) as f:
         rate = int(f.samplerate)

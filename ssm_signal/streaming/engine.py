@@ -216,9 +216,9 @@ class StreamEngine:
             model = copy.deepcopy(model).to(self.device)
         self.model: SignalModel = model.eval()
         cfg = bundle.config
-        self.rate, self.hop, self.channels = bundle.sample_rate, model.samples_per_frame, bundle.channels
+        self.rate, self.samples_per_frame, self.in_channels = bundle.sample_rate, model.samples_per_frame, bundle.in_channels
         self.audio = cfg.frontend.kind == "logmel"
-        self.frame_rate = self.rate / self.hop
+        self.frame_rate = self.rate / self.samples_per_frame
         head = cfg.head.kind
         self.kind = {"classify": "keyword", "anomaly": "anomaly"}.get(head, "none")
         self.labels = list(cfg.labels) if head == "classify" and cfg.labels else (
@@ -239,7 +239,7 @@ class StreamEngine:
 
     def _steps(self, x: Tensor, F: int, state: SignalModelState) -> tuple[Tensor, SignalModelState]:
         """F frames one by one through the frame step of ``self.mode``. x: (B, >= F * hop, C)."""
-        frames = [canonical(x[:, f * self.hop:(f + 1) * self.hop]) for f in range(F)]  # compiled code: row-major
+        frames = [canonical(x[:, f * self.samples_per_frame:(f + 1) * self.samples_per_frame]) for f in range(F)]  # compiled code: row-major
         ys = []
         if self.mode == "aot" and self._aot is None:
             try:
@@ -272,7 +272,7 @@ class StreamEngine:
         i64 = dict(dtype=torch.int64)
         return EngineState(
             resampler=resampler,
-            pending=torch.zeros(batch_size, self.hop, self.channels),
+            pending=torch.zeros(batch_size, self.samples_per_frame, self.in_channels),
             n_pending=torch.zeros(batch_size, **i64),
             model=self.model.init_state(batch_size, device=self.device),
             detector=self.detector.init_state(batch_size),
@@ -287,7 +287,7 @@ class StreamEngine:
         return len(self.labels)
 
     def resampler(self, rate: int) -> Resampler:
-        return shared_resampler(rate, self.rate, self.channels)
+        return shared_resampler(rate, self.rate, self.in_channels)
 
     def warm_up(self, rates: tuple[int, ...] = (48000, 16000),
                 chunk_seconds: tuple[float, ...] = (0.02, 0.2, 1.0, 0.02)) -> float:
@@ -298,7 +298,7 @@ class StreamEngine:
         for rate in rates:
             state = self.init_state(1)
             for seconds in chunk_seconds:
-                chunk = torch.zeros(1, max(1, int(seconds * rate)), self.channels)
+                chunk = torch.zeros(1, max(1, int(seconds * rate)), self.in_channels)
                 _, state = self.process(chunk, rate, state)
             self.flush(state)
         return time.perf_counter() - t0
@@ -309,8 +309,8 @@ class StreamEngine:
         stream: the channel count, the rate (a valid one, and the stream's own once known:
         ``input_rate`` 0 = not yet), a stream not yet flushed, the length. Returns the rate; raises
         ValueError. :meth:`process` and ``StreamPool.push`` both call it."""
-        if channels != self.channels:
-            raise ValueError(f"chunk has {channels} channels, the model expects {self.channels}")
+        if channels != self.in_channels:
+            raise ValueError(f"chunk has {channels} channels, the model expects {self.in_channels}")
         rate = check_sample_rate(sample_rate, self.rate, self.audio)
         if finished:
             raise ValueError("the stream was flushed (ended); reset it to start a new one")
@@ -367,7 +367,7 @@ class StreamEngine:
     def _frames(self, y: Tensor, state: EngineState) -> tuple[EngineOutput, EngineState]:
         """Model-rate samples y (B, m, C) -> the whole frames they complete with the pending ones."""
         n_p = batch_value(state.n_pending, "pending samples")
-        whole, rest = split_frames(state.pending[:, :n_p], y, self.hop)
+        whole, rest = split_frames(state.pending[:, :n_p], y, self.samples_per_frame)
         pending = torch.zeros_like(state.pending)
         pending[:, :rest.shape[1]] = rest
         state = dataclasses.replace(state, pending=pending, n_pending=torch.full_like(state.n_pending, rest.shape[1]))
@@ -394,10 +394,10 @@ class StreamEngine:
         Both compute the same function (the state contract), up to float rounding.
         """
         x = x.to(self.device)
-        F = x.shape[1] // self.hop
+        F = x.shape[1] // self.samples_per_frame
         if F <= self.step_max_frames:
             return self._steps(x, F, state)
-        window = max(1, int(self.config.window_seconds * self.rate) // self.hop) * self.hop
+        window = max(1, int(self.config.window_seconds * self.rate) // self.samples_per_frame) * self.samples_per_frame
         ys = []
         for start in range(0, x.shape[1], window):
             y, state = self.model._forward(x[:, start:start + window], state)

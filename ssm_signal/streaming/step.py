@@ -202,7 +202,7 @@ class AOTStep:
 
     def _compile(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame = torch.zeros(self.batch_size, self.model.samples_per_frame, self.model.d_model)
+        frame = torch.zeros(self.batch_size, self.model.samples_per_frame, self.model.in_channels)
         flat = tuple(t.clone() for t in self.template.tensors())
         module = _FlatStep(self.model, self.template).eval()
         with torch.no_grad():
@@ -270,7 +270,7 @@ def _child_main(bundle_dir: str, batch_size: str, path: str) -> None:
     step = AOTStep(model, int(batch_size), isolate=False)
     if str(step.path) != path:
         raise SystemExit(f"cache key mismatch: {step.path} != {path}")
-    frame = 0.1 * torch.randn(int(batch_size), model.samples_per_frame, model.d_model)
+    frame = 0.1 * torch.randn(int(batch_size), model.samples_per_frame, model.in_channels)
     with torch.inference_mode():
         state = model.init_state(int(batch_size))
         y, _ = step(frame, state)
