@@ -107,6 +107,6 @@ def test_aot_compile_crash_in_child_is_an_error(tmp_path, monkeypatch):
     crash.write_text("#!/bin/sh\nkill -SEGV $$\n")
     crash.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(crash))
-    monkeypatch.setenv("SSM_SIGNAL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SSM_SIGNAL_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(RuntimeError, match=r"failed in a child process \(exit -11\)"):
         step_mod.AOTStep(kws_model())
