@@ -25,8 +25,9 @@ from ssm_signal.frontends.resample import resample
 __all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "audio_info", "fix_length", "read_audio", "read_audio_with_rate",
            "resample", "screen_audio", "write_audio"]
 
-#: Suffixes that the folder readers pick up as audio.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+#: Suffixes (lower case) taken for audio files everywhere: the folder readers, ``evaluate`` and ``score``.
+#: All are formats libsndfile reads (MP3 from libsndfile 1.1).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 # libsndfile raises LibsndfileError (a RuntimeError) for corrupt or unknown data; older soundfile
 # versions raise a bare RuntimeError, and some malformed headers surface as TypeError/ValueError.
