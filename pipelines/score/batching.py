@@ -122,7 +122,7 @@ class ScoreDataset(Dataset):
                 return pcm, pcm.shape[0] / self.sample_rate, None
             raw, rate = read_signal(path, self.audio, self.sample_rate)
             seconds = raw.shape[0] / rate if raw.ndim else 0.0
-            x = prepare_signal(raw, rate, self.sample_rate, self.channels)[0]
+            x = prepare_signal(raw, rate, self.sample_rate, self.channels, self.audio)[0]
             if x.shape[0] < self.min_samples:
                 raise ValueError(f"too short: {x.shape[0]} samples, need at least {self.min_samples}")
             return x, seconds, None

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from pipelines.score.inputs import Item, soundfile_source
-from ssm_signal.bundle import Bundle, check_resampling, clip_scores, to_model_channels
+from ssm_signal.bundle import Bundle, check_sample_rate, clip_scores, to_model_channels
 from ssm_signal.data.audio_io import AUDIO_EXTENSIONS
 from ssm_signal.data.file_checks import file_problem, os_error_words
 from ssm_signal.frontends.resample import shared_resampler
@@ -119,7 +119,7 @@ def _stream(path: str, bundle: Bundle, device: torch.device, keep_frames: bool, 
     clip = _Clip(bundle, keep_frames)
     with sf.SoundFile(soundfile_source(path)) as f:
         rate = int(f.samplerate)
-        check_resampling(rate, rate_out)
+        check_sample_rate(rate, rate_out, audio=True)  # long files are audio (split_long)
         resampler = shared_resampler(rate, rate_out, channels)
         rs, state = resampler.init_state(1), model.init_state(1, device=device)
         pending, n_pending, n_in, n_out = [], 0, 0, 0

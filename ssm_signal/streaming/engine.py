@@ -32,25 +32,20 @@ import copy
 import dataclasses
 import functools
 import logging
-import math
 import time
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from ssm_signal.bundle import Bundle, check_resampling, pcm_to_float
+from ssm_signal.bundle import Bundle
 from ssm_signal.events import DetectorConfig, DetectorState, Event, EventDetector
 from ssm_signal.frontends.resample import Resampler, ResamplerState, shared_resampler
 from ssm_signal.models import SignalModel, SignalModelState
+from ssm_signal.signal_input import check_sample_rate
 from ssm_signal.state import State, batch_value
 from ssm_signal.streaming.step import aot_step, compiled
-from ssm_signal.validation import check_time_first
 
 log = logging.getLogger("ssm_signal.streaming")
-
-# Input rates an audio stream may use (Hz); the model's own rate is always accepted.
-MIN_AUDIO_RATE, MAX_AUDIO_RATE = 8000, 48000
 
 
 @dataclasses.dataclass
@@ -129,73 +124,6 @@ class EngineOutput:
         return EngineOutput(torch.cat([o.scores for o in outs], 1), torch.cat([o.smoothed for o in outs], 1),
                             [sum((o.events[b] for o in outs), []) for b in range(len(outs[0].events))],
                             outs[0].first_frame)
-
-
-def check_sample_rate(sample_rate, model_rate: int, audio: bool) -> int:
-    """An integer rate the engine can take: the model's own, or 8-48 kHz for audio models."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer | float | np.floating):
-        raise ValueError(f"sample_rate must be a number of Hz, got {type(sample_rate).__name__}")
-    if not math.isfinite(float(sample_rate)) or float(sample_rate) != int(sample_rate):
-        raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
-    rate = int(sample_rate)
-    if rate == model_rate:
-        return rate
-    lo, hi = (MIN_AUDIO_RATE, MAX_AUDIO_RATE) if audio else (1, 1_000_000)
-    if not lo <= rate <= hi:
-        raise ValueError(f"sample_rate {rate} Hz is outside the supported range [{lo}, {hi}] Hz "
-                         f"(the model runs at {model_rate} Hz)")
-    check_resampling(rate, model_rate)
-    return rate
-
-
-def as_samples(samples, channels: int) -> Tensor:
-    """Raw samples -> (n, channels) float32 CPU tensor.
-
-    Accepts numpy arrays, tensors or sequences; int8/16/32 and uint8 PCM (scaled to [-1, 1))
-    or float; shape (n,) or (n, c). A multichannel signal for a mono model is downmixed
-    (mean); any other channel mismatch is an error, as are NaN/Inf, other dtypes and shapes.
-    n = 0 is allowed (an empty chunk).
-    """
-    if isinstance(samples, Tensor):
-        x = samples.detach().cpu()
-    else:
-        try:
-            arr = np.asarray(samples)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"samples must be an array of numbers: {e}") from e
-        if arr.dtype == object or arr.dtype.kind in "USVMm":
-            raise ValueError(f"samples must be numeric PCM or float, got dtype {arr.dtype}")
-        if arr.dtype.kind == "c":
-            raise ValueError("samples must be real, got a complex array")
-        if arr.dtype.kind == "b":
-            raise ValueError("samples must be PCM or float, got booleans")
-        if arr.dtype in (np.uint16, np.uint32, np.uint64, np.int64):
-            raise ValueError(f"samples of dtype {arr.dtype} are not a PCM format; use int16/int32 or float")
-        x = torch.from_numpy(np.ascontiguousarray(arr))
-    is_pcm = x.dtype in (torch.int8, torch.int16, torch.int32, torch.uint8)
-    if is_pcm:
-        x = pcm_to_float(x)
-    elif not x.is_floating_point() or x.is_complex():
-        raise ValueError(f"samples must be int8/int16/int32/uint8 PCM or float, got {x.dtype}")
-    else:
-        x = x.to(torch.float32, copy=True)  # never keep a view of the caller's buffer
-    if x.dim() == 1:
-        x = x[:, None]
-    if x.dim() != 2:
-        raise ValueError(f"samples must have shape (n,) or (n, channels), got {tuple(x.shape)}")
-    check_time_first(tuple(x.shape))
-    n, c = x.shape
-    if c != channels:
-        if channels == 1 and 1 < c <= 64:
-            x = x.mean(dim=1, keepdim=True)  # downmix
-        elif channels == 1 and c > 64:
-            raise ValueError(f"samples have shape {tuple(x.shape)}: {c} channels? Pass (n,) or (n, channels) "
-                             "(time first)")
-        else:
-            raise ValueError(f"samples have {c} channels, the model expects {channels}")
-    if n and not is_pcm and not bool(torch.isfinite(x).all()):  # PCM is finite by construction
-        raise ValueError("samples contain NaN or Inf")
-    return x
 
 
 class StreamEngine:

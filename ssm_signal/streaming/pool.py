@@ -43,13 +43,13 @@ from torch import Tensor
 
 from ssm_signal.bundle import Bundle
 from ssm_signal.frontends.resample import ResamplerState
+from ssm_signal.signal_input import as_samples
 from ssm_signal.state import State
 from ssm_signal.streaming.engine import (
     EngineState,
     StreamConfig,
     StreamEngine,
     _have_compiler,
-    as_samples,
     split_frames,
 )
 from ssm_signal.streaming.runners import CompiledRunner, CudaGraphRunner, EagerRunner

@@ -2,7 +2,7 @@
 
     session = StreamingSession(bundle)
     for chunk in microphone:                        # int16 or float, (n,) or (n, channels), any size
-        update = session.push(chunk, 48000)         # any rate in 8-48 kHz (resampled causally)
+        update = session.push(chunk, 48000)         # any rate in 8-192 kHz (resampled causally)
         update.frame_scores, update.events, update.timing.rtf
     last = session.flush()                          # end of stream: the final frames
     blob = session.snapshot()                       # bytes (safetensors: state tensors + JSON metadata)
@@ -30,13 +30,12 @@ from safetensors.torch import save as st_save
 
 from ssm_signal.bundle import Bundle
 from ssm_signal.events import Event
+from ssm_signal.signal_input import as_samples, check_sample_rate
 from ssm_signal.streaming.engine import (
     EngineOutput,
     EngineState,
     StreamConfig,
     StreamEngine,
-    as_samples,
-    check_sample_rate,
 )
 from ssm_signal.validation import check_state
 

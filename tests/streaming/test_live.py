@@ -69,7 +69,7 @@ def test_play_file_refuses_bad_files(engine, tmp_path):
     (tmp_path / "notes.txt").write_text("not audio at all")
     sf.write(tmp_path / "long.wav", np.zeros(16000 * 3, np.int16), 16000)
     sf.write(tmp_path / "big.wav", np.zeros(200_000, np.float32), 16000, subtype="FLOAT")
-    sf.write(tmp_path / "fast.wav", np.zeros(1000, np.int16), 96000)
+    sf.write(tmp_path / "fast.wav", np.zeros(1000, np.int16), 384000)
     cases = {"notes.txt": "not an audio file", "long.wav": "longer than the limit", "big.wav": "upload limit",
              "fast.wav": "outside the supported range", "missing.wav": "not a file"}
     for name, msg in cases.items():
