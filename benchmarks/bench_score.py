@@ -200,7 +200,7 @@ def worker_cost(data: Path, bundle, cfg: config.ScoreConfig, variants: list[str]
     keys = list(iter(batching.BucketBatchSampler(sizes, cfg.batch_size)))[:batches]
     ring = BatchRing(4, max(len(k) for k in keys) * max(sizes) // 2)
     collate = batching.Collate(ring)
-    datasets = {v: batching.ScoreDataset(items, bundle.sample_rate, bundle.channels, bundle.model.samples_per_frame,
+    datasets = {v: batching.ScoreDataset(items, bundle.sample_rate, bundle.in_channels, bundle.model.samples_per_frame,
                                   sizes, VARIANTS[v].get("direct_wav", True)) for v in variants}
     per_file: dict[str, list[float]] = collections.defaultdict(list)
     for rep in range(repeats + 1):

@@ -121,11 +121,11 @@ def main() -> None:
     p.add_argument("--modes", default="aot,jit,eager", help="session step modes to measure")
     p.add_argument("--pool-sizes", default=None, help="comma-separated stream counts ('' = skip the pool)")
     p.add_argument("--memory-seconds", type=float, default=None, help="length of the memory run (default 3600)")
-    p.add_argument("--cache", default=None, help="directory for compiled steps (SSM_SIGNAL_CACHE)")
+    p.add_argument("--cache", default=None, help="directory for compiled steps (SSM_SIGNAL_CACHE_DIR)")
     a = p.parse_args()
     torch.set_num_threads(1)
     if a.cache:
-        os.environ["SSM_SIGNAL_CACHE"] = a.cache
+        os.environ["SSM_SIGNAL_CACHE_DIR"] = a.cache
     tmp = Path(tempfile.mkdtemp())
     path, weights = default_bundle(a.model, tmp)
     bundle = load_bundle(path)

@@ -90,7 +90,7 @@ class SignalTask(L.LightningModule):
                 d["labels"] = list(dm.labels)
                 d["head"]["num_classes"] = len(dm.labels)
             if cfg.frontend.kind == "sensor" and getattr(dm, "channels", 0):
-                d["frontend"]["channels"] = dm.channels
+                d["frontend"]["in_channels"] = dm.channels
             if getattr(dm, "sample_rate", None):
                 d["frontend"]["sample_rate"] = dm.sample_rate
             cfg = ModelConfig.from_dict(d)

@@ -45,8 +45,8 @@ Loading from the registry
     ``models:/NAME/VERSION``, ``models:/NAME/latest``, ``models:/NAME@ALIAS``, ``runs:/RUN_ID[/PATH]``
     (PATH defaults to ``bundle``). Artifacts that are already local files (the embedded store) are used
     in place; remote ones are downloaded once into ``<cache>/<store hash>/models/NAME/VERSION`` (or
-    ``.../runs/RUN_ID/PATH``), where ``<cache>`` is ``SSM_SIGNAL_CACHE_DIR`` or
-    ``$XDG_CACHE_HOME/ssm-signal/mlflow`` (``~/.cache/ssm-signal/mlflow``). A download lands in a
+    ``.../runs/RUN_ID/PATH``), where ``<cache>`` is ``mlflow/`` in the project's cache folder
+    (:func:`ssm_signal.cache.cache_dir`: ``$SSM_SIGNAL_CACHE_DIR``, else ``$XDG_CACHE_HOME/ssm-signal``). A download lands in a
     temporary folder and is renamed into place only when it is a complete bundle, so an interrupted
     download is never taken for a cached one. Registry versions are immutable, so the cache needs no
     invalidation; ``latest`` and aliases are resolved to a version number first.
@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ssm_signal.bundle import CONFIG_FILE, FORMAT, WEIGHTS_FILE, BundleError
+from ssm_signal.cache import cache_dir
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -82,7 +83,7 @@ log = logging.getLogger("ssm_signal.pipelines")
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 ENV_REGISTRY_URI = "MLFLOW_REGISTRY_URI"
 ENV_ARTIFACT_ROOT = "SSM_SIGNAL_MLFLOW_ARTIFACT_ROOT"
-ENV_CACHE_DIR = "SSM_SIGNAL_CACHE_DIR"
+
 STORE_DIR = "mlruns"
 DB_FILE = "mlflow.db"
 BUNDLE_ARTIFACT_PATH = "bundle"
@@ -295,7 +296,7 @@ def register_bundle(run_id: str, name: str, uri: str | None = None) -> str:
             TAG_PREFIX + "bundle_version": str(meta.get("version", "")),
             TAG_PREFIX + "head": str(model.get("head", {}).get("kind", "")),
             TAG_PREFIX + "sample_rate": str(meta.get("sample_rate", "")),
-            TAG_PREFIX + "channels": str(model.get("frontend", {}).get("channels", ""))}
+            TAG_PREFIX + "channels": str(model.get("frontend", {}).get("in_channels", ""))}
     for k in ("test_acc", "test_auroc"):
         if k in meta.get("metrics", {}):
             tags[TAG_PREFIX + k] = f"{float(meta['metrics'][k]):.6g}"
@@ -347,15 +348,6 @@ def list_registered_bundles(uri: str | None = None) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------
 # models:/ and runs:/ -> a local bundle directory
 # ---------------------------------------------------------------------------------------------
-def cache_dir() -> Path:
-    """Root of downloaded bundles: ``$SSM_SIGNAL_CACHE_DIR`` or ``$XDG_CACHE_HOME/ssm-signal/mlflow``."""
-    env = os.environ.get(ENV_CACHE_DIR, "").strip()
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "ssm-signal" / "mlflow"
-
-
 def resolve_uri(uri: str, *, tracking_uri: str | None = None, force_download: bool = False) -> str:
     """``models:/NAME/VERSION``, ``models:/NAME/latest``, ``models:/NAME@ALIAS`` or ``runs:/RUN_ID[/PATH]``
     -> the path of a local bundle directory.
@@ -377,7 +369,7 @@ def resolve_uri(uri: str, *, tracking_uri: str | None = None, force_download: bo
         if uri.startswith("models:/"):
             name, version = _model_version(client, uri, store)
             source = client.get_model_version_download_uri(name, version)
-            target = cache_dir() / store_key / "models" / _safe(name) / version
+            target = cache_dir("mlflow") / store_key / "models" / _safe(name) / version
         elif uri.startswith("runs:/"):
             parts = uri[len("runs:/"):].strip("/").split("/", 1)
             run_id, path = parts[0], (parts[1].strip("/") if len(parts) > 1 else "") or BUNDLE_ARTIFACT_PATH
@@ -388,7 +380,7 @@ def resolve_uri(uri: str, *, tracking_uri: str | None = None, force_download: bo
             except MlflowException as e:
                 raise BundleError(f"{uri}: no run {run_id!r} in {store}") from e
             source = run.info.artifact_uri.rstrip("/") + "/" + path
-            target = cache_dir() / store_key / "runs" / run_id / path
+            target = cache_dir("mlflow") / store_key / "runs" / run_id / path
         else:
             raise BundleError(f"{uri}: expected models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/PATH")
         local = _local_path(source)

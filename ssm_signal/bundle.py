@@ -39,7 +39,15 @@ from safetensors.torch import load_file, save_file
 from ssm_signal.events import DetectorConfig
 from ssm_signal.frontends.resample import resample
 from ssm_signal.models import ModelConfig, SignalModel
-from ssm_signal.validation import check_sequence, check_time_first
+from ssm_signal.models.config import former_names
+from ssm_signal.signal_input import (  # noqa: F401  (re-exported: scoring reads through these)
+    as_samples,
+    check_resampling,
+    check_sample_rate,
+    pcm_to_float,
+    to_model_channels,
+)
+from ssm_signal.validation import check_sequence
 
 FORMAT = "ssm-signal-bundle"
 FORMAT_VERSION = 1
@@ -110,7 +118,7 @@ class Bundle:
         even where its name and version do not.
         """
         h = hashlib.sha256(json.dumps({"name": self.name, "version": self.version,
-                                       "config": self.config.to_dict()}, sort_keys=True).encode())
+                                       "config": former_names(self.config.to_dict())}, sort_keys=True).encode())
         for k, v in sorted(self.model.state_dict().items()):
             h.update(f"{k}:{v.dtype}:{tuple(v.shape)}".encode())
             h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -121,12 +129,13 @@ class Bundle:
         return self.config.frontend.sample_rate
 
     @property
-    def channels(self) -> int:
-        return self.config.frontend.channels
+    def in_channels(self) -> int:
+        return self.config.frontend.in_channels
 
     def prepare(self, waveform: np.ndarray | torch.Tensor, sample_rate: int) -> torch.Tensor:
         """Any (L,) or (L, C) array, int or float, any rate -> (1, L', channels) float32 at the bundle rate."""
-        return prepare_signal(waveform, sample_rate, self.sample_rate, self.channels)
+        return prepare_signal(waveform, sample_rate, self.sample_rate, self.in_channels,
+                              self.config.frontend.kind == "logmel")
 
     @torch.inference_mode()
     def frame_outputs(self, x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
@@ -137,7 +146,7 @@ class Bundle:
         device. ``check_values=False``: x is known finite (the scorer's workers checked it), so
         nothing in the call synchronises with the device and it can be captured in a CUDA graph.
         """
-        check_sequence(x, self.model.d_model, values=check_values)
+        check_sequence(x, self.model.in_channels, values=check_values)
         window = self.window_samples
         state, ys = self.model.init_state(x.shape[0], device=x.device), []
         for start in range(0, x.shape[1], window):
@@ -200,64 +209,21 @@ def clip_labels(scores: np.ndarray, config: ModelConfig) -> list[str | None]:
     return [None] * len(scores)
 
 
-def prepare_signal(waveform, sample_rate: int, target_rate: int, channels: int) -> torch.Tensor:
-    """Validate, scale, downmix and resample a signal to (1, L, channels) float32."""
-    if not isinstance(sample_rate, int | np.integer) or not 1 <= sample_rate <= 1_000_000:
-        raise ValueError(f"sample_rate must be an integer in [1, 1000000] Hz, got {sample_rate!r}")
-    x = torch.as_tensor(np.asarray(waveform))
-    if x.dtype in (torch.int16, torch.int32, torch.int8, torch.uint8):
-        x = pcm_to_float(x)
-    elif not x.is_floating_point():
-        raise ValueError(f"waveform must be float or int PCM, got dtype {x.dtype}")
-    x = x.float()
-    if x.dim() == 1:
-        x = x[:, None]
-    if x.dim() != 2:
-        raise ValueError(f"waveform must have shape (samples,) or (samples, channels), got {tuple(x.shape)}")
+def prepare_signal(waveform, sample_rate, target_rate: int, channels: int, audio: bool = True) -> torch.Tensor:
+    """A whole signal (n,) or (n, c), any dtype and rate :func:`as_samples` and :func:`check_sample_rate` take
+    -> (1, L, channels) float32 at ``target_rate``.
+
+    The same rules as a streaming session's input; resampled by the streaming engine's causal polyphase
+    filter, whole signal from a zero state, so predict(), batch scoring and a StreamingSession compute the
+    same function.
+    """
+    rate = check_sample_rate(sample_rate, target_rate, audio)
+    x = as_samples(waveform, channels)
     if x.shape[0] == 0:
         raise ValueError("waveform is empty")
-    check_time_first(tuple(x.shape), "waveform")
-    check_resampling(int(sample_rate), target_rate)
-    if not np.isfinite(x.numpy()).all():  # x is on the CPU (np.asarray above), where numpy's check is the faster
-        raise ValueError("waveform contains NaN or Inf")
-    x = to_model_channels(x, channels)
-    if sample_rate != target_rate:
-        # the causal polyphase resampler the streaming engine runs, whole signal from a zero
-        # state, so predict(), batch scoring and a StreamingSession compute the same function
-        x = resample(x.T.contiguous(), int(sample_rate), int(target_rate)).T
+    if rate != target_rate:
+        x = resample(x.T.contiguous(), rate, int(target_rate)).T
     return x.unsqueeze(0).contiguous()
-
-
-def to_model_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """(L, C) -> (L, channels): a multichannel signal for a mono model is downmixed (mean); any other
-    mismatch is an error."""
-    if channels == 1 and x.shape[1] > 1:
-        return x.mean(dim=1, keepdim=True)
-    if x.shape[1] != channels:
-        raise ValueError(f"signal has {x.shape[1]} channels, the model expects {channels}")
-    return x
-
-
-# Upsampling by more than this is refused: the output (and the polyphase filter) grow with the
-# ratio, and a header claiming 1 Hz would ask a 16 kHz model for 16,000 output samples per input
-# sample (gigabytes from a 40 KB file). 8 admits 2 kHz input for a 16 kHz model.
-MAX_UPSAMPLING = 8
-
-
-def check_resampling(sample_rate: int, target_rate: int) -> None:
-    """Refuse, before anything is allocated, a rate the model's rate is too far above."""
-    if target_rate > MAX_UPSAMPLING * sample_rate:
-        lowest = -(-target_rate // MAX_UPSAMPLING)
-        raise ValueError(f"sample rate {sample_rate} Hz is below the {lowest} Hz this {target_rate} Hz model "
-                         f"accepts (at most {MAX_UPSAMPLING}x upsampling); is the file's header right?")
-
-
-def pcm_to_float(x: torch.Tensor) -> torch.Tensor:
-    """Integer PCM to float in [-1, 1)."""
-    if x.dtype == torch.uint8:
-        return (x.float() - 128.0) / 128.0
-    scale = {torch.int8: 2.0**7, torch.int16: 2.0**15, torch.int32: 2.0**31}[x.dtype]
-    return x.float() / scale
 
 
 def save_bundle(model: SignalModel, path: str | Path, *, name: str | None = None, version: str | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from ssm_signal.models import BackboneConfig, FrontendConfig, HeadConfig, ModelC
 
 def small_model(kind="classify"):
     fc = FrontendConfig(n_mels=8, n_fft=64, hop_length=32, sample_rate=8000, f_max=4000) if kind == "classify" \
-        else FrontendConfig(kind="sensor", channels=2)
+        else FrontendConfig(kind="sensor", in_channels=2)
     cfg = ModelConfig(fc, BackboneConfig(d_model=8, layers=["mamba2", "s4d"],
                                          mixer_kwargs={"mamba2": {"headdim": 4, "d_state": 4}, "s4d": {"d_state": 4}}),
                       HeadConfig(kind, num_classes=3 if kind == "classify" else 0),
@@ -96,3 +97,35 @@ def test_load_fails_clearly(tmp_path):
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(BundleError, match="unreadable weights"):
         load_bundle(path)
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "kws_default"
+
+
+def test_bundles_saved_with_former_field_names_load_silently(tmp_path, recwarn, caplog):
+    """config.json from before the renames (frontend.channels, now in_channels) loads as it is, with no
+    warning or log line; a model written now uses the new name; a config giving both names is refused."""
+    assert "channels" in json.loads((FIXTURE / "config.json").read_text())["model"]["frontend"]
+    with caplog.at_level("DEBUG"):
+        b = load_bundle(FIXTURE)
+    assert b.in_channels == b.model.in_channels == b.config.frontend.in_channels == 1
+    assert not recwarn.list and not caplog.records
+    # the fingerprint is the one the bundle had before the rename: its snapshots and scoring outputs stay valid
+    assert b.fingerprint == "bc9ca56c08ddd1a5"
+    # a sensor bundle written with the former name (its channel count matters): same model, same outputs
+    model = small_model("anomaly")
+    path = save_bundle(model, tmp_path / "new", name="t", version="1")
+    cfg = json.loads((path / "config.json").read_text())
+    assert "in_channels" in cfg["model"]["frontend"] and "channels" not in cfg["model"]["frontend"]
+    cfg["model"]["frontend"]["channels"] = cfg["model"]["frontend"].pop("in_channels")
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(cfg))
+    (old / "model.safetensors").write_bytes((path / "model.safetensors").read_bytes())
+    b_old, b_new = load_bundle(old), load_bundle(path)
+    assert b_old.in_channels == b_new.in_channels == model.in_channels == 2
+    x = torch.randn(1, 64, 2)
+    assert torch.equal(b_old.model(x)[0], b_new.model(x)[0])
+    both = dict(cfg["model"], frontend=dict(cfg["model"]["frontend"], in_channels=2))
+    with pytest.raises(ValueError, match="former name"):
+        ModelConfig.from_dict(both)

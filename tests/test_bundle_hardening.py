@@ -73,7 +73,12 @@ def test_rate_far_below_the_model_rate_is_refused_before_allocating(tmp_path):
     """Point 11: a header saying 1 Hz asked for gigabytes; now a clear error at once."""
     b = load_bundle(save_bundle(small_model(), tmp_path / "b"))
     t0 = time.perf_counter()
-    with pytest.raises(ValueError, match=r"sample rate 1 Hz is below the 1000 Hz this 8000 Hz model accepts"):
-        b.predict(np.zeros(200_000, np.int16), 1)
+    with pytest.raises(ValueError, match=r"sample_rate 1 Hz is outside the supported range \[8000, 192000\] Hz"):
+        b.predict(np.zeros(200_000, np.int16), 1)  # an audio model: the streaming engine's rule
     assert time.perf_counter() - t0 < 1.0
-    assert b.predict(np.zeros(4000, np.float32), 1000).label in b.labels  # 8x upsampling still taken
+    # a sensor model takes any rate up to 8x below its own
+    s = load_bundle(save_bundle(small_model("anomaly"), tmp_path / "s"))
+    rate = s.sample_rate
+    with pytest.raises(ValueError, match=rf"sample rate 1 Hz is below the {rate // 8} Hz this {rate} Hz model accepts"):
+        s.predict(np.zeros((200_000, 2), np.int16), 1)
+    assert np.isfinite(s.predict(np.zeros((rate // 8 * 2, 2), np.float32), rate // 8).scores).all()

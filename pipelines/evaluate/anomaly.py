@@ -136,7 +136,7 @@ def evaluate_anomaly(cfg, bundle: Bundle) -> dict:
     calibration = None
     if cfg.calibrate is not None:
         cal_spec = cfg.calibration_positives[0] if cfg.calibration_positives else spec
-        xs, _, _ = read_series(cal_spec, bundle.channels, train=True)
+        xs, _, _ = read_series(cal_spec, bundle.in_channels, train=True)
         if not xs:
             raise DataError(f"{cal_spec}: no normal 'train' series to calibrate the alarm rate on")
         laid, frames, _ = _stream(engine, xs, cfg)
@@ -150,12 +150,12 @@ def evaluate_anomaly(cfg, bundle: Bundle) -> dict:
             {"target_fa_per_hour": cfg.calibrate, "threshold": theta, "series": len(xs),
              "normal_hours": sum(frames) / engine.frame_rate / 3600, "source": cal_spec})
         engine = StreamEngine(bundle, config=StreamConfig(compile=False))
-    xs, ys, ids = read_series(spec, bundle.channels, train=False)
+    xs, ys, ids = read_series(spec, bundle.in_channels, train=False)
     if not xs:
         raise DataError(f"{spec}: no series outside the 'train' split to evaluate")
     laid, frames, streamed = _stream(engine, xs, cfg)
     det = engine.detector
-    truth = [intervals(y, engine.hop, n) for y, n in zip(ys, frames, strict=True)]
+    truth = [intervals(y, engine.samples_per_frame, n) for y, n in zip(ys, frames, strict=True)]
     live = sum(len(r.events) for r in streamed)
     at_bundle = alarm_outcome(det, laid, truth, frames, float(det.thresholds[0]), tol)
     if at_bundle.alarms != live:

@@ -122,7 +122,7 @@ class ScoreDataset(Dataset):
                 return pcm, pcm.shape[0] / self.sample_rate, None
             raw, rate = read_signal(path, self.audio, self.sample_rate)
             seconds = raw.shape[0] / rate if raw.ndim else 0.0
-            x = prepare_signal(raw, rate, self.sample_rate, self.channels)[0]
+            x = prepare_signal(raw, rate, self.sample_rate, self.channels, self.audio)[0]
             if x.shape[0] < self.min_samples:
                 raise ValueError(f"too short: {x.shape[0]} samples, need at least {self.min_samples}")
             return x, seconds, None
@@ -287,13 +287,13 @@ def score_loader(items: list[Item], bundle: Bundle, cfg: ScoreConfig, gpu: bool)
     (None: the ordinary path). The ring is allocated here, before the workers fork, in the process
     that reads it (each DDP rank runs :func:`score`); ``gpu``: the job runs on a CUDA device."""
     sizes = [it.size if it.size >= 0 else approx_length(it.path) for it in items]
-    ds = ScoreDataset(items, bundle.sample_rate, bundle.channels, bundle.model.samples_per_frame, sizes,
+    ds = ScoreDataset(items, bundle.sample_rate, bundle.in_channels, bundle.model.samples_per_frame, sizes,
                       cfg.direct_wav, is_audio(bundle))
     sampler = BucketBatchSampler(sizes, cfg.batch_size)
     ring = None
     if cfg.ring or (cfg.ring is None and gpu):
         # headers of regular files only: opening a FIFO blocks
-        share = pcm16_share([it.path for it in items if it.problem is None], bundle.sample_rate, bundle.channels)
+        share = pcm16_share([it.path for it in items if it.problem is None], bundle.sample_rate, bundle.in_channels)
         ring = make_ring(sizes, sampler.batches, cfg, share)
     loader = DataLoader(ds, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=Collate(ring),
                         pin_memory=gpu, prefetch_factor=PREFETCH if cfg.num_workers else None,

@@ -29,11 +29,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pipelines.errors import UsageError
+from ssm_signal.data.audio_io import AUDIO_EXTENSIONS
 from ssm_signal.data.file_checks import not_regular_words, os_error_words
 
 log = logging.getLogger("ssm_signal.pipelines")
 
-AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 TABLE_EXT = {".csv", ".parquet", ".pq", ".npy"}
 MANIFEST_EXT = {".csv", ".parquet", ".pq"}
 
@@ -53,9 +53,9 @@ class Item:
     problem: str | None = None
 
 
-def file_kinds(audio: bool) -> set[str]:
+def file_kinds(audio: bool) -> tuple[str, ...] | set[str]:
     """The suffixes a model's folder listing takes: audio files, or sensor tables."""
-    return AUDIO_EXT if audio else TABLE_EXT
+    return AUDIO_EXTENSIONS if audio else TABLE_EXT
 
 
 def list_inputs(spec: str, audio: bool = True, skipped: collections.Counter | None = None) -> list[Item]:

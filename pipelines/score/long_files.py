@@ -21,8 +21,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from pipelines.score.inputs import AUDIO_EXT, Item, soundfile_source
-from ssm_signal.bundle import Bundle, check_resampling, clip_scores, to_model_channels
+from pipelines.score.inputs import Item, soundfile_source
+from ssm_signal.bundle import Bundle, check_sample_rate, clip_scores, to_model_channels
+from ssm_signal.data.audio_io import AUDIO_EXTENSIONS
 from ssm_signal.data.file_checks import file_problem, os_error_words
 from ssm_signal.frontends.resample import shared_resampler
 
@@ -54,7 +55,7 @@ def split_long(items: list[Item], audio: bool, model_rate: int, limit: int = LON
     short, long = [], []
     for it in items:
         big = (it.problem is None and it.size > limit // COMPRESSION
-               and os.path.splitext(it.path)[1].lower() in AUDIO_EXT
+               and os.path.splitext(it.path)[1].lower() in AUDIO_EXTENSIONS
                and (decoded_bytes(it.path, model_rate) or 0) > limit)
         (long if big else short).append(it)
     return short, long
@@ -114,11 +115,11 @@ def _stream(path: str, bundle: Bundle, device: torch.device, keep_frames: bool, 
             ) -> LongResult:
     import soundfile as sf
 
-    model, rate_out, channels, window = bundle.model, bundle.sample_rate, bundle.channels, bundle.window_samples
+    model, rate_out, channels, window = bundle.model, bundle.sample_rate, bundle.in_channels, bundle.window_samples
     clip = _Clip(bundle, keep_frames)
     with sf.SoundFile(soundfile_source(path)) as f:
         rate = int(f.samplerate)
-        check_resampling(rate, rate_out)
+        check_sample_rate(rate, rate_out, audio=True)  # long files are audio (split_long)
         resampler = shared_resampler(rate, rate_out, channels)
         rs, state = resampler.init_state(1), model.init_state(1, device=device)
         pending, n_pending, n_in, n_out = [], 0, 0, 0

@@ -14,7 +14,8 @@ import os
 
 import numpy as np
 
-from pipelines.score.inputs import AUDIO_EXT, TABLE_EXT, soundfile_source
+from pipelines.score.inputs import TABLE_EXT, soundfile_source
+from ssm_signal.data.audio_io import AUDIO_EXTENSIONS
 
 
 def read_signal(path: str, audio: bool = True, model_rate: int | None = None) -> tuple[np.ndarray, int]:
@@ -23,9 +24,9 @@ def read_signal(path: str, audio: bool = True, model_rate: int | None = None) ->
     ``model_rate`` (a table has no rate of its own: it is read as the model's, as in training).
     A file of the other kind is an error, never a guess."""
     suffix = os.path.splitext(path)[1].lower()
-    if audio and suffix not in AUDIO_EXT:
+    if audio and suffix not in AUDIO_EXTENSIONS:
         raise ValueError(f"not an audio file ({suffix or 'no suffix'}): this model reads audio "
-                         f"({', '.join(sorted(AUDIO_EXT))})")
+                         f"({', '.join(sorted(AUDIO_EXTENSIONS))})")
     if not audio and suffix not in TABLE_EXT:
         raise ValueError(f"not a sensor table ({suffix or 'no suffix'}): this model reads "
                          f"{', '.join(sorted(TABLE_EXT))}")
@@ -54,7 +55,7 @@ def read_pcm16(path: str, sample_rate: int, channels: int, min_samples: int) -> 
     files it declines (other containers, WAV variants it leaves alone) and for every file with
     ``direct_wav=False``.
     """
-    if os.path.splitext(path)[1].lower() not in AUDIO_EXT:  # per file, on the workers' critical path: no pathlib
+    if os.path.splitext(path)[1].lower() not in AUDIO_EXTENSIONS:  # per file, on the workers' critical path: no pathlib
         return None
     import soundfile as sf
 
@@ -74,7 +75,7 @@ def _model_pcm16(subtype: str, rate: int, file_channels: int, sample_rate: int, 
 
 def is_pcm16(path: str, sample_rate: int, channels: int) -> bool:
     """Whether a file's header says 16-bit PCM at this rate and channel count (what :func:`read_pcm16` takes)."""
-    if os.path.splitext(path)[1].lower() not in AUDIO_EXT:
+    if os.path.splitext(path)[1].lower() not in AUDIO_EXTENSIONS:
         return False
     import soundfile as sf
 

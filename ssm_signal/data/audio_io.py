@@ -2,26 +2,32 @@
 
 ``torchaudio.load``/``save`` need torchcodec and FFmpeg, which these machines lack, so every reader in
 ``ssm_signal.data`` goes through :func:`read_audio`: any format libsndfile reads (WAV, FLAC, OGG/Vorbis,
-AIFF, MP3 with libsndfile >= 1.1), downmixed to mono and resampled with ``torchaudio.functional.resample``.
+AIFF, MP3 with libsndfile >= 1.1), downmixed to mono and resampled with the streaming engine's filter
+(:func:`ssm_signal.frontends.resample.resample`, a whole-file call of the causal polyphase resampler), so a
+file gives the training loaders the same samples a :class:`~ssm_signal.streaming.StreamingSession` computes
+from it chunk by chunk.
 Every failure is a :class:`DataError` naming the file and the reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
 from ssm_signal.data.file_checks import regular_file
 from ssm_signal.data.skips import DataError, SkipLog
+from ssm_signal.frontends.resample import resample
 
-#: Suffixes that the folder readers pick up as audio.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+__all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "audio_info", "fix_length", "read_audio", "read_audio_with_rate",
+           "resample", "screen_audio", "write_audio"]
+
+#: Suffixes (lower case) taken for audio files everywhere: the folder readers, ``evaluate`` and ``score``.
+#: All are formats libsndfile reads (MP3 from libsndfile 1.1).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 # libsndfile raises LibsndfileError (a RuntimeError) for corrupt or unknown data; older soundfile
 # versions raise a bare RuntimeError, and some malformed headers surface as TypeError/ValueError.
@@ -92,15 +98,6 @@ def read_audio_with_rate(path: str | Path) -> tuple[torch.Tensor, int]:
         raise DataError(f"{path}: audio contains NaN or Inf samples")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32)), int(sr)
-
-
-def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
-    """Band-limited resampling along the last axis: (..., L) -> (..., ceil(L * new / orig))."""
-    if orig_rate == new_rate:
-        return wave
-    # torchaudio works on the reduced ratio; dividing by the gcd first keeps its sinc kernel small.
-    g = math.gcd(int(orig_rate), int(new_rate))
-    return AF.resample(wave, int(orig_rate) // g, int(new_rate) // g)
 
 
 def write_audio(path: str | Path, waveform: torch.Tensor | np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:

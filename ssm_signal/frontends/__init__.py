@@ -3,7 +3,7 @@
 Both follow the state contract of :class:`~ssm_signal.layers.base.StreamingModule`, with
 one difference: an output step may need several input samples (a hop, a decimation
 block), so ``forward`` returns only the frames a chunk completes (possibly none) and
-``step`` consumes ``samples_per_step`` samples at a time.
+``step`` consumes ``samples_per_frame`` samples at a time.
 """
 
 from __future__ import annotations

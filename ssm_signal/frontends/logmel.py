@@ -133,7 +133,7 @@ class LogMel(StreamingModule):
     ``mean``/``std`` (n_mels,) set by :meth:`fit_normalization` (0 and 1 until fitted).
 
     ``step`` takes one hop of samples, x_t (B, hop_length), and returns exactly one frame
-    (B, n_mels); it needs the stream to be hop-aligned (phase 0). ``samples_per_step`` is
+    (B, n_mels); it needs the stream to be hop-aligned (phase 0). ``samples_per_frame`` is
     that hop, for containers that drive the frontend step by step.
     """
 
@@ -181,7 +181,7 @@ class LogMel(StreamingModule):
         return self.n_mels
 
     @property
-    def samples_per_step(self) -> int:
+    def samples_per_frame(self) -> int:
         return self.hop_length
 
     def frames_for(self, n_samples: int, phase: int = 0) -> int:

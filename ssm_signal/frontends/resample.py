@@ -11,24 +11,23 @@ phase p = k M mod L (the polyphase form):
 
     y_c[k] = sum_{j<T} h[p + j L] * x[floor(k M / L) - j]
 
-The filter: a Kaiser-windowed sinc at F whose passband runs to ``rolloff`` (0.9) of the lower
-Nyquist frequency min(f_in, f_out)/2 and whose stopband starts at that Nyquist frequency,
-with ``attenuation_db`` (80 dB) of stopband attenuation and the same ripple (1e-4, about
-0.001 dB) in the passband. For 16 kHz output: flat to 7.2 kHz, everything that would alias
-(above 8 kHz) down by >= 80 dB. Each polyphase branch is normalised to unit DC gain, so a
-constant stays exactly constant.
+The filter (one design for every rate pair, used by training, predict, scoring and streaming):
+a Kaiser-windowed sinc at F with
 
-Delay. N is chosen as 2 M D + 1, so the filter's group delay (N - 1) / 2 at rate F is exactly
-D output samples (about 3 ms for 16 kHz output: D = 51 from 48 kHz and from 44.1 kHz, 101 from
-8 kHz). The stream is causal: ``y_c[k]`` exists once input ``floor(k M / L)`` has arrived.
-The resampler drops the first D causal outputs, so what it emits is *aligned* with the input
-(output k estimates x at time k / f_out, like a zero-phase resampler) and runs D output
-samples behind the input; :meth:`Resampler.flush` feeds zeros to release those last D.
-Hence for any split of x into chunks (one sample included)
+- passband edge f_pass = ``rolloff`` x Nyquist, Nyquist = min(f_in, f_out) / 2; ``ROLLOFF`` =
+  0.95, so for 16 kHz output the passband ends at 7.6 kHz, the log-mel's default ``f_max``: every
+  mel band sees the signal unattenuated (within the ripple);
+- stopband edge f_stop = Nyquist (8 kHz for 16 kHz output): everything that would alias is
+  down by ``attenuation_db`` (A = 80 dB; Kaiser's formulas land within 0.5 dB of it, measured
+  >= 79.5 dB for the common rates, a test checks); the passband ripple is 1e-4 (0.001 dB);
+- transition width f_stop - f_pass = 0.05 x Nyquist (400 Hz for 16 kHz output); cutoff
+  (the sinc's half-amplitude point) in its middle, (f_pass + f_stop) / 2 = 7.8 kHz;
+- Kaiser beta = 0.1102 (A - 8.7) = 7.857 for A = 80 dB; the length from Kaiser's estimate
+  (A - 7.95) / (2.285 x 2 pi x transition / F), rounded up to N = 2 M D + 1 taps (below).
+  To 16 kHz: from 48 kHz 607 taps (D = 101), from 44.1 kHz 89083 taps at F = 7.056 MHz, i.e.
+  557 per polyphase branch (D = 101), from 8 kHz 403 taps, 202 per branch (D = 201).
 
-    concat(forward(chunk_1), ..., forward(chunk_n), flush()) == resample(x)      (length ceil(n L / M))
-
-which is what :func:`resample` computes for a whole signal (from a zero state).
+Each polyphase branch is normalised to unit DC gain, so a constant stays exactly constant.
 
 Two implementations of the same polyphase sum: a bank of L strided convolutions done as one
 ``conv1d`` (fast for long chunks and common ratios) and a gather-and-dot over the emitted
@@ -54,6 +53,11 @@ from ssm_signal.state import State, batch_value
 # The conv1d bank uses a kernel of L x (T + M - 1) coefficients; above this many the
 # gather path is used instead (irregular ratios such as 47999 -> 16000).
 _MAX_BANK_COEFFS = 1 << 21
+#: Passband edge as a fraction of the lower Nyquist frequency: 7.6 kHz of 8 kHz at a 16 kHz model
+#: rate, the top of the default log-mel (``FrontendConfig.f_max``).
+ROLLOFF = 0.95
+#: Stopband attenuation (dB); also sets the passband ripple, 10 ** (-A / 20).
+ATTENUATION_DB = 80.0
 # Whole signals and long chunks are processed in blocks of this many input samples, so
 # temporary memory stays bounded whatever the length.
 BLOCK_SAMPLES = 1 << 18
@@ -82,6 +86,11 @@ class FilterDesign:
     def taps_per_phase(self) -> int:
         return self.taps.shape[1]
 
+    def impulse_response(self) -> np.ndarray:
+        """The prototype filter h (T L,) at rate F = L f_in, as applied (each branch at unit DC
+        gain), scaled to unit passband gain: its spectrum is the resampler's frequency response."""
+        return self.taps[:, ::-1].T.reshape(-1) / self.up
+
 
 def _check_rate(name: str, rate) -> int:
     if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or not 1 <= int(rate) <= 1_000_000:
@@ -89,7 +98,8 @@ def _check_rate(name: str, rate) -> int:
     return int(rate)
 
 
-def design_filter(in_rate: int, out_rate: int, rolloff: float = 0.9, attenuation_db: float = 80.0) -> FilterDesign:
+def design_filter(in_rate: int, out_rate: int, rolloff: float = ROLLOFF,
+                  attenuation_db: float = ATTENUATION_DB) -> FilterDesign:
     """Kaiser-windowed-sinc polyphase filter for ``in_rate`` -> ``out_rate`` (cached)."""
     return _design(_check_rate("in_rate", in_rate), _check_rate("out_rate", out_rate), float(rolloff),
                    float(attenuation_db))
@@ -147,8 +157,8 @@ class Resampler(StreamingModule):
     ``method``: "auto" (conv1d bank unless its kernel would be huge), "bank" or "gather".
     """
 
-    def __init__(self, in_rate: int, out_rate: int, channels: int = 1, *, rolloff: float = 0.9,
-                 attenuation_db: float = 80.0, method: str = "auto"):
+    def __init__(self, in_rate: int, out_rate: int, channels: int = 1, *, rolloff: float = ROLLOFF,
+                 attenuation_db: float = ATTENUATION_DB, method: str = "auto"):
         super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"Resampler: channels must be a positive int, got {channels!r}")
@@ -293,15 +303,15 @@ class Resampler(StreamingModule):
 
 
 @functools.lru_cache(maxsize=64)
-def shared_resampler(in_rate: int, out_rate: int, channels: int = 1, *, rolloff: float = 0.9,
-                     attenuation_db: float = 80.0, method: str = "auto") -> Resampler:
+def shared_resampler(in_rate: int, out_rate: int, channels: int = 1, *, rolloff: float = ROLLOFF,
+                     attenuation_db: float = ATTENUATION_DB, method: str = "auto") -> Resampler:
     """One :class:`Resampler` per rate pair, channel count and design for the whole process, so its
     coefficients are built once per (dtype, device): batch scoring, predict() and every streaming
     engine resample chunk after chunk at the same few rates. The module holds no stream state."""
     return Resampler(in_rate, out_rate, channels, rolloff=rolloff, attenuation_db=attenuation_db, method=method)
 
 
-def resample(x: Tensor, in_rate: int, out_rate: int, *, rolloff: float = 0.9, attenuation_db: float = 80.0,
+def resample(x: Tensor, in_rate: int, out_rate: int, *, rolloff: float = ROLLOFF, attenuation_db: float = ATTENUATION_DB,
              method: str = "auto") -> Tensor:
     """Resample a whole signal along its last axis: (..., n) -> (..., ceil(n out / in)), from a zero state.
 
@@ -334,7 +344,7 @@ def resample_reference(x: np.ndarray, in_rate: int, out_rate: int, **kwargs) -> 
     if L == M == 1:
         return x.copy()
     T = d.taps_per_phase
-    h = d.taps[:, ::-1].T.reshape(-1)  # back to h[p + j L], normalised per phase
+    h = d.impulse_response() * L  # back to h[p + j L], normalised per phase
     n_out = -(-len(x) * L // M)
     up = np.zeros((len(x) + (D * M) // L + T + 1) * L)  # room for the zero tail that flush feeds
     up[:len(x) * L:L] = x

@@ -59,7 +59,7 @@ class SensorFrontend(StreamingModule):
         self.register_buffer("std", torch.ones(channels))
 
     @property
-    def samples_per_step(self) -> int:
+    def samples_per_frame(self) -> int:
         return self.decimate
 
     def frames_for(self, n_samples: int, phase: int = 0) -> int:

@@ -14,6 +14,42 @@ from ssm_signal.layers.block import MIXERS
 FRONTENDS = ("logmel", "sensor")
 HEADS = ("classify", "forecast", "anomaly")
 
+#: Fields renamed after bundles were saved with them, per section: {section: {old: new}}. Bundles
+#: (config.json) and YAML that use an old name load as before; the name is simply read under its new one.
+RENAMED = {"frontend": {"channels": "in_channels"}}
+
+
+def current_names(section: str, d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` (one section of a model config) with renamed fields under their current names: a copy.
+
+    Raises:
+        ValueError: a field given under both its old and its new name.
+    """
+    out = dict(d)
+    for old, new in RENAMED.get(section, {}).items():
+        if old in out:
+            if new in out:
+                raise ValueError(f"{section}: {old!r} is the former name of {new!r}; give one of them")
+            out[new] = out.pop(old)
+    return out
+
+
+def former_names(d: dict[str, Any]) -> dict[str, Any]:
+    """A whole model config dict (``to_dict``) with renamed fields under their former names: a copy.
+
+    Bundle fingerprints hash this form, so a bundle keeps its fingerprint across the renames and the
+    stream snapshots and resumable scoring outputs made with it stay valid.
+    """
+    out = dict(d)
+    for section, names in RENAMED.items():
+        if isinstance(out.get(section), dict):
+            sec = dict(out[section])
+            for old, new in names.items():
+                if new in sec:
+                    sec[old] = sec.pop(new)
+            out[section] = sec
+    return out
+
 
 @dataclasses.dataclass
 class FrontendConfig:
@@ -23,7 +59,7 @@ class FrontendConfig:
     sample_rate: input rate in Hz (inputs at other rates are resampled to it; sensor tables
         with no physical rate use 1 = one sample per time step).
     n_mels, n_fft, hop_length, f_min, f_max: log-mel parameters (hop_length samples per frame).
-    channels: input channels (1 for audio; sensors: number of channels).
+    in_channels: input channels (1 for audio; sensors: number of channels).
     decimate: sensor frontend only, average blocks of this many samples (1 = off).
     """
 
@@ -34,15 +70,15 @@ class FrontendConfig:
     hop_length: int = 160
     f_min: float = 20.0
     f_max: float = 7600.0
-    channels: int = 1
+    in_channels: int = 1
     decimate: int = 1
 
     def __post_init__(self):
         if self.kind not in FRONTENDS:
             raise ValueError(f"frontend.kind must be one of {FRONTENDS}, got {self.kind!r}")
-        if self.kind == "logmel" and self.channels != 1:
-            raise ValueError("frontend.channels must be 1 for logmel (audio is downmixed to mono)")
-        for name in ("sample_rate", "n_mels", "n_fft", "hop_length", "channels", "decimate"):
+        if self.kind == "logmel" and self.in_channels != 1:
+            raise ValueError("frontend.in_channels must be 1 for logmel (audio is downmixed to mono)")
+        for name in ("sample_rate", "n_mels", "n_fft", "hop_length", "in_channels", "decimate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"frontend.{name} must be an integer, got {value!r}")
@@ -53,7 +89,7 @@ class FrontendConfig:
 
     @property
     def feature_dim(self) -> int:
-        return self.n_mels if self.kind == "logmel" else self.channels
+        return self.n_mels if self.kind == "logmel" else self.in_channels
 
     @property
     def samples_per_frame(self) -> int:
@@ -119,7 +155,7 @@ class ModelConfig:
 
     def __post_init__(self):
         if isinstance(self.frontend, dict):
-            self.frontend = FrontendConfig(**self.frontend)
+            self.frontend = FrontendConfig(**current_names("frontend", self.frontend))
         if isinstance(self.backbone, dict):
             self.backbone = BackboneConfig(**self.backbone)
         if isinstance(self.head, dict):

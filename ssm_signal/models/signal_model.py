@@ -56,7 +56,7 @@ def build_frontend(cfg) -> StreamingModule:
     if cfg.kind == "logmel":
         return LogMel(sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
                       n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max)
-    return SensorFrontend(cfg.channels, decimate=cfg.decimate)
+    return SensorFrontend(cfg.in_channels, decimate=cfg.decimate)
 
 
 class SignalModel(StreamingModule):
@@ -66,7 +66,9 @@ class SignalModel(StreamingModule):
         super().__init__()
         self.config = config
         fc, bc, hc = config.frontend, config.backbone, config.head
-        self.d_model = fc.channels  # the contract's input width: raw channels
+        # the raw signal's channels: what forward and step take (x: (B, L, in_channels)); the backbone's
+        # own width is config.backbone.d_model
+        self.in_channels = fc.in_channels
         self.frontend = build_frontend(fc)
         self.input_proj = nn.Linear(fc.feature_dim, bc.d_model)
         self.backbone = Backbone(bc.d_model, bc.layers, mixer_kwargs=bc.mixer_kwargs, mlp_ratio=bc.mlp_ratio)
@@ -94,10 +96,16 @@ class SignalModel(StreamingModule):
             head=head,
         )
 
+    def forward(self, x: Tensor, state: SignalModelState | None = None) -> tuple[Tensor, SignalModelState]:
+        """Checked forward: x (B, L, in_channels) samples -> outputs (B, F, d_output) of the F frames the
+        chunk completes, and the final state (the state contract, with samples in and frames out)."""
+        check_sequence(x, self.in_channels)
+        return self._forward(x, self._prepare_state(state, x))
+
     # -- the parts, for training ------------------------------------------------------------------
     def forward_parts(self, x: Tensor, state: SignalModelState | None = None) -> ModelParts:
         """Checked forward returning features, hidden frames, outputs and forecasts."""
-        check_sequence(x, self.d_model)
+        check_sequence(x, self.in_channels)
         return self._parts(x, self._prepare_state(state, x))
 
     def _parts(self, x: Tensor, state: SignalModelState, phase: int | None = None) -> ModelParts:
@@ -129,8 +137,8 @@ class SignalModel(StreamingModule):
         otherwise the general forward (one device read decides)."""
         if x_t.dim() != 3 or x_t.shape[1] != self.samples_per_frame:
             raise ValueError(f"SignalModel.step takes one frame of samples, shape (batch, {self.samples_per_frame}, "
-                             f"{self.d_model}); got {tuple(x_t.shape)}")
-        check_sequence(x_t, self.d_model, "x_t")
+                             f"{self.in_channels}); got {tuple(x_t.shape)}")
+        check_sequence(x_t, self.in_channels, "x_t")
         state = self._prepare_state(state, x_t)
         if bool((state.frontend.phase != 0).any()):  # mid-frame: the frame completes inside x_t all the same
             y, state = self._forward(x_t, state)

@@ -32,25 +32,20 @@ import copy
 import dataclasses
 import functools
 import logging
-import math
 import time
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from ssm_signal.bundle import Bundle, check_resampling, pcm_to_float
+from ssm_signal.bundle import Bundle
 from ssm_signal.events import DetectorConfig, DetectorState, Event, EventDetector
 from ssm_signal.frontends.resample import Resampler, ResamplerState, shared_resampler
 from ssm_signal.models import SignalModel, SignalModelState
+from ssm_signal.signal_input import check_sample_rate
 from ssm_signal.state import State, batch_value
 from ssm_signal.streaming.step import aot_step, compiled
-from ssm_signal.validation import check_time_first
 
 log = logging.getLogger("ssm_signal.streaming")
-
-# Input rates an audio stream may use (Hz); the model's own rate is always accepted.
-MIN_AUDIO_RATE, MAX_AUDIO_RATE = 8000, 48000
 
 
 @dataclasses.dataclass
@@ -131,73 +126,6 @@ class EngineOutput:
                             outs[0].first_frame)
 
 
-def check_sample_rate(sample_rate, model_rate: int, audio: bool) -> int:
-    """An integer rate the engine can take: the model's own, or 8-48 kHz for audio models."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer | float | np.floating):
-        raise ValueError(f"sample_rate must be a number of Hz, got {type(sample_rate).__name__}")
-    if not math.isfinite(float(sample_rate)) or float(sample_rate) != int(sample_rate):
-        raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
-    rate = int(sample_rate)
-    if rate == model_rate:
-        return rate
-    lo, hi = (MIN_AUDIO_RATE, MAX_AUDIO_RATE) if audio else (1, 1_000_000)
-    if not lo <= rate <= hi:
-        raise ValueError(f"sample_rate {rate} Hz is outside the supported range [{lo}, {hi}] Hz "
-                         f"(the model runs at {model_rate} Hz)")
-    check_resampling(rate, model_rate)
-    return rate
-
-
-def as_samples(samples, channels: int) -> Tensor:
-    """Raw samples -> (n, channels) float32 CPU tensor.
-
-    Accepts numpy arrays, tensors or sequences; int8/16/32 and uint8 PCM (scaled to [-1, 1))
-    or float; shape (n,) or (n, c). A multichannel signal for a mono model is downmixed
-    (mean); any other channel mismatch is an error, as are NaN/Inf, other dtypes and shapes.
-    n = 0 is allowed (an empty chunk).
-    """
-    if isinstance(samples, Tensor):
-        x = samples.detach().cpu()
-    else:
-        try:
-            arr = np.asarray(samples)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"samples must be an array of numbers: {e}") from e
-        if arr.dtype == object or arr.dtype.kind in "USVMm":
-            raise ValueError(f"samples must be numeric PCM or float, got dtype {arr.dtype}")
-        if arr.dtype.kind == "c":
-            raise ValueError("samples must be real, got a complex array")
-        if arr.dtype.kind == "b":
-            raise ValueError("samples must be PCM or float, got booleans")
-        if arr.dtype in (np.uint16, np.uint32, np.uint64, np.int64):
-            raise ValueError(f"samples of dtype {arr.dtype} are not a PCM format; use int16/int32 or float")
-        x = torch.from_numpy(np.ascontiguousarray(arr))
-    is_pcm = x.dtype in (torch.int8, torch.int16, torch.int32, torch.uint8)
-    if is_pcm:
-        x = pcm_to_float(x)
-    elif not x.is_floating_point() or x.is_complex():
-        raise ValueError(f"samples must be int8/int16/int32/uint8 PCM or float, got {x.dtype}")
-    else:
-        x = x.to(torch.float32, copy=True)  # never keep a view of the caller's buffer
-    if x.dim() == 1:
-        x = x[:, None]
-    if x.dim() != 2:
-        raise ValueError(f"samples must have shape (n,) or (n, channels), got {tuple(x.shape)}")
-    check_time_first(tuple(x.shape))
-    n, c = x.shape
-    if c != channels:
-        if channels == 1 and 1 < c <= 64:
-            x = x.mean(dim=1, keepdim=True)  # downmix
-        elif channels == 1 and c > 64:
-            raise ValueError(f"samples have shape {tuple(x.shape)}: {c} channels? Pass (n,) or (n, channels) "
-                             "(time first)")
-        else:
-            raise ValueError(f"samples have {c} channels, the model expects {channels}")
-    if n and not is_pcm and not bool(torch.isfinite(x).all()):  # PCM is finite by construction
-        raise ValueError("samples contain NaN or Inf")
-    return x
-
-
 class StreamEngine:
     """The pure streaming functions for one bundle (see the module docstring).
 
@@ -216,9 +144,9 @@ class StreamEngine:
             model = copy.deepcopy(model).to(self.device)
         self.model: SignalModel = model.eval()
         cfg = bundle.config
-        self.rate, self.hop, self.channels = bundle.sample_rate, model.samples_per_frame, bundle.channels
+        self.rate, self.samples_per_frame, self.in_channels = bundle.sample_rate, model.samples_per_frame, bundle.in_channels
         self.audio = cfg.frontend.kind == "logmel"
-        self.frame_rate = self.rate / self.hop
+        self.frame_rate = self.rate / self.samples_per_frame
         head = cfg.head.kind
         self.kind = {"classify": "keyword", "anomaly": "anomaly"}.get(head, "none")
         self.labels = list(cfg.labels) if head == "classify" and cfg.labels else (
@@ -239,7 +167,7 @@ class StreamEngine:
 
     def _steps(self, x: Tensor, F: int, state: SignalModelState) -> tuple[Tensor, SignalModelState]:
         """F frames one by one through the frame step of ``self.mode``. x: (B, >= F * hop, C)."""
-        frames = [canonical(x[:, f * self.hop:(f + 1) * self.hop]) for f in range(F)]  # compiled code: row-major
+        frames = [canonical(x[:, f * self.samples_per_frame:(f + 1) * self.samples_per_frame]) for f in range(F)]  # compiled code: row-major
         ys = []
         if self.mode == "aot" and self._aot is None:
             try:
@@ -272,7 +200,7 @@ class StreamEngine:
         i64 = dict(dtype=torch.int64)
         return EngineState(
             resampler=resampler,
-            pending=torch.zeros(batch_size, self.hop, self.channels),
+            pending=torch.zeros(batch_size, self.samples_per_frame, self.in_channels),
             n_pending=torch.zeros(batch_size, **i64),
             model=self.model.init_state(batch_size, device=self.device),
             detector=self.detector.init_state(batch_size),
@@ -287,7 +215,7 @@ class StreamEngine:
         return len(self.labels)
 
     def resampler(self, rate: int) -> Resampler:
-        return shared_resampler(rate, self.rate, self.channels)
+        return shared_resampler(rate, self.rate, self.in_channels)
 
     def warm_up(self, rates: tuple[int, ...] = (48000, 16000),
                 chunk_seconds: tuple[float, ...] = (0.02, 0.2, 1.0, 0.02)) -> float:
@@ -298,7 +226,7 @@ class StreamEngine:
         for rate in rates:
             state = self.init_state(1)
             for seconds in chunk_seconds:
-                chunk = torch.zeros(1, max(1, int(seconds * rate)), self.channels)
+                chunk = torch.zeros(1, max(1, int(seconds * rate)), self.in_channels)
                 _, state = self.process(chunk, rate, state)
             self.flush(state)
         return time.perf_counter() - t0
@@ -309,8 +237,8 @@ class StreamEngine:
         stream: the channel count, the rate (a valid one, and the stream's own once known:
         ``input_rate`` 0 = not yet), a stream not yet flushed, the length. Returns the rate; raises
         ValueError. :meth:`process` and ``StreamPool.push`` both call it."""
-        if channels != self.channels:
-            raise ValueError(f"chunk has {channels} channels, the model expects {self.channels}")
+        if channels != self.in_channels:
+            raise ValueError(f"chunk has {channels} channels, the model expects {self.in_channels}")
         rate = check_sample_rate(sample_rate, self.rate, self.audio)
         if finished:
             raise ValueError("the stream was flushed (ended); reset it to start a new one")
@@ -367,7 +295,7 @@ class StreamEngine:
     def _frames(self, y: Tensor, state: EngineState) -> tuple[EngineOutput, EngineState]:
         """Model-rate samples y (B, m, C) -> the whole frames they complete with the pending ones."""
         n_p = batch_value(state.n_pending, "pending samples")
-        whole, rest = split_frames(state.pending[:, :n_p], y, self.hop)
+        whole, rest = split_frames(state.pending[:, :n_p], y, self.samples_per_frame)
         pending = torch.zeros_like(state.pending)
         pending[:, :rest.shape[1]] = rest
         state = dataclasses.replace(state, pending=pending, n_pending=torch.full_like(state.n_pending, rest.shape[1]))
@@ -394,10 +322,10 @@ class StreamEngine:
         Both compute the same function (the state contract), up to float rounding.
         """
         x = x.to(self.device)
-        F = x.shape[1] // self.hop
+        F = x.shape[1] // self.samples_per_frame
         if F <= self.step_max_frames:
             return self._steps(x, F, state)
-        window = max(1, int(self.config.window_seconds * self.rate) // self.hop) * self.hop
+        window = max(1, int(self.config.window_seconds * self.rate) // self.samples_per_frame) * self.samples_per_frame
         ys = []
         for start in range(0, x.shape[1], window):
             y, state = self.model._forward(x[:, start:start + window], state)

@@ -26,7 +26,8 @@ import numpy as np
 
 from ssm_signal.bundle import CONFIG_FILE, FORMAT, WEIGHTS_FILE
 from ssm_signal.events import Event
-from ssm_signal.streaming.engine import StreamEngine, check_sample_rate
+from ssm_signal.signal_input import check_sample_rate
+from ssm_signal.streaming.engine import StreamEngine
 from ssm_signal.streaming.session import StreamingSession, Update
 
 

@@ -43,13 +43,13 @@ from torch import Tensor
 
 from ssm_signal.bundle import Bundle
 from ssm_signal.frontends.resample import ResamplerState
+from ssm_signal.signal_input import as_samples
 from ssm_signal.state import State
 from ssm_signal.streaming.engine import (
     EngineState,
     StreamConfig,
     StreamEngine,
     _have_compiler,
-    as_samples,
     split_frames,
 )
 from ssm_signal.streaming.runners import CompiledRunner, CudaGraphRunner, EagerRunner
@@ -132,7 +132,7 @@ class StreamPool:
         """``slots`` fresh rows: the engine's fresh state with an empty (width 0) resampler buffer and
         the runner's model state."""
         st = self.engine.init_state(slots)
-        C, i64 = self.engine.channels, torch.int64
+        C, i64 = self.engine.in_channels, torch.int64
         rs = ResamplerState(torch.zeros(slots, C, 0), torch.zeros(slots, dtype=i64), torch.zeros(slots, dtype=i64))
         return dataclasses.replace(st, resampler=(rs,), model=self.runner.state)
 
@@ -284,7 +284,7 @@ class StreamPool:
     def push(self, stream_id: int, samples, sample_rate: int) -> None:
         """Queue a chunk for one stream: checked, resampled and framed now (as ``StreamEngine.process``
         does), run by the next ticks."""
-        x = as_samples(samples, self.engine.channels)
+        x = as_samples(samples, self.engine.in_channels)
         with self._lock:
             slot, st = self._get(stream_id), self._state
             try:
@@ -307,8 +307,8 @@ class StreamPool:
         rest pending."""
         st = self._state
         n_p = int(st.n_pending[slot])
-        whole, rest = split_frames(st.pending[slot:slot + 1, :n_p], y, self.engine.hop)
-        self._inbox.put(slot, whole.reshape(-1, self.engine.hop, self.engine.channels))
+        whole, rest = split_frames(st.pending[slot:slot + 1, :n_p], y, self.engine.samples_per_frame)
+        self._inbox.put(slot, whole.reshape(-1, self.engine.samples_per_frame, self.engine.in_channels))
         st.pending[slot, :rest.shape[1]] = rest[0]
         st.n_pending[slot] = rest.shape[1]
 
@@ -360,7 +360,7 @@ class StreamPool:
         if not ready:
             return {}
         t0 = time.perf_counter()
-        S, hop, C = self.slots, self.engine.hop, self.engine.channels
+        S, hop, C = self.slots, self.engine.samples_per_frame, self.engine.in_channels
         idx = torch.tensor([slot for _, slot in ready])
         frames = torch.zeros(S, hop, C)
         frames[idx] = torch.stack([self._inbox.take(slot) for _, slot in ready])

@@ -128,7 +128,7 @@ class CudaGraphRunner:
         if device.type != "cuda":
             raise ValueError(f"CudaGraphRunner needs a CUDA device, got {device}")
         self.model, self.slots, self.device, self.fuse = model, slots, device, fuse
-        hop, C = model.samples_per_frame, model.d_model
+        hop, C = model.samples_per_frame, model.in_channels
         bodies = {m: torch.compile(f, dynamic=False) if fuse else f for m, f in _TICKS.items()}
         with torch.inference_mode():
             self.frames = torch.zeros(slots, hop, C, device=device, dtype=torch.int16 if pcm16 else torch.float32)

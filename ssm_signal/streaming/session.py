@@ -2,7 +2,7 @@
 
     session = StreamingSession(bundle)
     for chunk in microphone:                        # int16 or float, (n,) or (n, channels), any size
-        update = session.push(chunk, 48000)         # any rate in 8-48 kHz (resampled causally)
+        update = session.push(chunk, 48000)         # any rate in 8-192 kHz (resampled causally)
         update.frame_scores, update.events, update.timing.rtf
     last = session.flush()                          # end of stream: the final frames
     blob = session.snapshot()                       # bytes (safetensors: state tensors + JSON metadata)
@@ -30,13 +30,12 @@ from safetensors.torch import save as st_save
 
 from ssm_signal.bundle import Bundle
 from ssm_signal.events import Event
+from ssm_signal.signal_input import as_samples, check_sample_rate
 from ssm_signal.streaming.engine import (
     EngineOutput,
     EngineState,
     StreamConfig,
     StreamEngine,
-    as_samples,
-    check_sample_rate,
 )
 from ssm_signal.validation import check_state
 
@@ -183,7 +182,7 @@ class StreamingSession:
     # -- the stream -------------------------------------------------------------------------------
     def push(self, samples, sample_rate: int) -> Update:
         """Process a chunk: (n,) or (n, channels), int PCM or float, at ``sample_rate`` Hz."""
-        x = as_samples(samples, self.engine.channels)  # validate before touching the state
+        x = as_samples(samples, self.engine.in_channels)  # validate before touching the state
         with self._lock:
             t0 = time.perf_counter()
             out, state = self.engine.process(x.unsqueeze(0), sample_rate, self._state)
@@ -312,7 +311,7 @@ def _check_values(state: EngineState, template: EngineState, engine: StreamEngin
         if t.numel() and not (int(t.min()) >= lo and int(t.max()) <= hi):
             raise ValueError(f"damaged stream snapshot: {name} = {t.tolist()} is outside [{lo}, {hi}]")
 
-    within("n_pending", state.n_pending, 0, engine.hop - 1)
+    within("n_pending", state.n_pending, 0, engine.samples_per_frame - 1)
     within("samples_in", state.samples_in, 0, 2**62)
     within("finished", state.finished, 0, 1)
     within("detector.seen", state.detector.seen, 0, 2**62)

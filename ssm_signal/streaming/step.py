@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ssm_signal.cache import ENV_CACHE_DIR, cache_dir
 from ssm_signal.compile import inductor_options
 from ssm_signal.models import SignalModel, SignalModelState
 from ssm_signal.state import State
@@ -163,11 +164,6 @@ class _FlatStep(torch.nn.Module):
         return (y, *(_row_major(t) for t in new.tensors()))
 
 
-def cache_dir() -> Path:
-    """Where compiled steps are kept between runs (``SSM_SIGNAL_CACHE``, else ~/.cache/ssm-signal)."""
-    return Path(os.environ.get("SSM_SIGNAL_CACHE", Path.home() / ".cache" / "ssm-signal"))
-
-
 class AOTStep:
     """``model._step`` for one model and batch size, exported (``torch.export``) and compiled
     ahead of time by AOTInductor into a shared library.
@@ -191,7 +187,7 @@ class AOTStep:
         with torch.inference_mode():
             self.template = model.init_state(batch_size)
         self._build = state_builder(self.template)
-        path = cache_dir() / "aoti" / f"step_{self._key(batch_size)}.pt2"
+        path = cache_dir("aoti") / f"step_{self._key(batch_size)}.pt2"
         verified = path.with_suffix(".ok")
         if isolate and not verified.is_file():
             _compile_in_child(model, batch_size, path)
@@ -202,7 +198,7 @@ class AOTStep:
 
     def _compile(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame = torch.zeros(self.batch_size, self.model.samples_per_frame, self.model.d_model)
+        frame = torch.zeros(self.batch_size, self.model.samples_per_frame, self.model.in_channels)
         flat = tuple(t.clone() for t in self.template.tensors())
         module = _FlatStep(self.model, self.template).eval()
         with torch.no_grad():
@@ -249,7 +245,7 @@ def _compile_in_child(model: SignalModel, batch_size: int, path: Path, timeout: 
     with tempfile.TemporaryDirectory() as tmp:
         save_bundle(model, Path(tmp) / "model", name="aot", version="0")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
-                   SSM_SIGNAL_CACHE=str(cache_dir()))
+                   **{ENV_CACHE_DIR: str(cache_dir())})
         try:
             done = subprocess.run([sys.executable, "-m", "ssm_signal.streaming.step", str(Path(tmp) / "model"),
                                    str(batch_size), str(path)], env=env, capture_output=True, text=True,
@@ -270,7 +266,7 @@ def _child_main(bundle_dir: str, batch_size: str, path: str) -> None:
     step = AOTStep(model, int(batch_size), isolate=False)
     if str(step.path) != path:
         raise SystemExit(f"cache key mismatch: {step.path} != {path}")
-    frame = 0.1 * torch.randn(int(batch_size), model.samples_per_frame, model.d_model)
+    frame = 0.1 * torch.randn(int(batch_size), model.samples_per_frame, model.in_channels)
     with torch.inference_mode():
         state = model.init_state(int(batch_size))
         y, _ = step(frame, state)

@@ -45,7 +45,7 @@ def direct_logmel_frame(signal: torch.Tensor, k: int, fe: LogMel) -> torch.Tenso
 def test_defaults_and_widths():
     fe = LogMel()
     assert (fe.sample_rate, fe.n_fft, fe.hop_length, fe.n_mels) == (16000, N_FFT, HOP, N_MELS)
-    assert fe.d_model == 1 and fe.d_output == N_MELS and fe.samples_per_step == HOP
+    assert fe.d_model == 1 and fe.d_output == N_MELS and fe.samples_per_frame == HOP
     # fitted statistics travel with the model; window and filterbank follow from the config
     assert set(fe.state_dict()) == {"mean", "std"}
     assert not list(fe.parameters())

@@ -25,7 +25,7 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_widths_and_buffers():
     fe = SensorFrontend(C, decimate=4)
-    assert fe.d_model == fe.d_output == C and fe.samples_per_step == 4
+    assert fe.d_model == fe.d_output == C and fe.samples_per_frame == 4
     assert set(fe.state_dict()) == {"mean", "std"} and not list(fe.parameters())
 
 

@@ -11,6 +11,7 @@ import torch
 
 from ssm_signal.frontends.logmel import LogMel
 from ssm_signal.frontends.sensor import SensorFrontend
+from ssm_signal.models import SignalModel
 from tests.helpers import random_splits, rel_err
 from tests.layers.test_contract import FACTORIES, D
 from tests.test_bundle import small_model
@@ -25,7 +26,7 @@ MODULES = {
 
 
 def _width(m) -> int:
-    return m.d_model
+    return m.in_channels if isinstance(m, SignalModel) else m.d_model
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -16,8 +16,8 @@ BACKBONE = BackboneConfig(d_model=16, layers=["mamba", "mamba2", "attention", "s
 CONFIGS = {
     "audio_classify": ModelConfig(FrontendConfig(n_mels=8, n_fft=64, hop_length=32, f_max=4000, sample_rate=8000),
                                   BACKBONE, HeadConfig("classify", num_classes=3), labels=["a", "b", "c"]),
-    "sensor_forecast": ModelConfig(FrontendConfig(kind="sensor", channels=3), BACKBONE, HeadConfig("forecast")),
-    "sensor_anomaly": ModelConfig(FrontendConfig(kind="sensor", channels=3, decimate=2), BACKBONE,
+    "sensor_forecast": ModelConfig(FrontendConfig(kind="sensor", in_channels=3), BACKBONE, HeadConfig("forecast")),
+    "sensor_anomaly": ModelConfig(FrontendConfig(kind="sensor", in_channels=3, decimate=2), BACKBONE,
                                   HeadConfig("anomaly")),
 }
 
@@ -29,7 +29,7 @@ def make(name):
 
 
 def signal(name, L):
-    C = CONFIGS[name].frontend.channels
+    C = CONFIGS[name].frontend.in_channels
     return torch.randn(2, L, C, dtype=torch.float64)
 
 

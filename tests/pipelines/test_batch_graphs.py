@@ -59,7 +59,7 @@ def bundle_of(model: SignalModel) -> Bundle:
 
 def models():
     audio = FrontendConfig(n_mels=8, n_fft=64, hop_length=32, sample_rate=8000, f_max=4000)
-    sensor = FrontendConfig(kind="sensor", channels=2, sample_rate=50, decimate=3)
+    sensor = FrontendConfig(kind="sensor", in_channels=2, sample_rate=50, decimate=3)
     kw = {"mamba": {"d_state": 4}, "mamba2": {"headdim": 4, "d_state": 4, "chunk_size": 8}, "s4d": {"d_state": 4},
           "attention": {"n_heads": 2, "window": 5}}
     layers = ["mamba", "mamba2", "s4d", "attention"]
@@ -78,7 +78,7 @@ def test_padding_as_the_graphs_do_changes_no_result(name, frames):
     valid frames as they were: causal layers, independent rows (every layer kind, both frontends)."""
     model = dict(models())[name]
     scorer = Scorer(bundle_of(model), frames=frames, batch_size=8)
-    spf, C = model.samples_per_frame, model.d_model
+    spf, C = model.samples_per_frame, model.in_channels
     gen = torch.Generator().manual_seed(1)
     lengths = torch.tensor([40 * spf + 1, 31 * spf, 7 * spf + 2, 40 * spf])
     x = torch.randn(4, int(lengths.max()), C, generator=gen)
@@ -106,7 +106,7 @@ def test_unchecked_frame_outputs_equal_the_checked_forward(name, monkeypatch):
     model = dict(models())[name]
     b = bundle_of(model)
     monkeypatch.setattr(bundle_mod, "PREDICT_WINDOW_SECONDS", 0.5)
-    x = torch.randn(3, 1000 if name == "sensor-anomaly" else 9000, model.d_model)
+    x = torch.randn(3, 1000 if name == "sensor-anomaly" else 9000, model.in_channels)
     with torch.inference_mode():
         whole, _ = model(x)
         torch.testing.assert_close(b.frame_outputs(x, check_values=False), whole, atol=1e-5, rtol=1e-5)
@@ -119,7 +119,7 @@ def test_unchecked_frame_outputs_equal_the_checked_forward(name, monkeypatch):
 @pytest.mark.parametrize("name", ["audio-classify", "sensor-anomaly"])
 def test_a_known_phase_equals_the_phase_read_from_the_state(name):
     model = dict(models())[name]
-    x = torch.randn(2, 500, model.d_model)
+    x = torch.randn(2, 500, model.in_channels)
     with torch.inference_mode():
         _, state = model(x[:, :77])  # a chunk that ends mid-frame
         p = int(state.frontend.phase[0])
@@ -207,7 +207,7 @@ def test_gpu_graphs_of_every_layer_kind_equal_eager():
         spf = model.samples_per_frame
         # shapes: (5, 40 frames) captured, replayed for 39 frames + 1 sample, (8, 40) captured, both replayed
         for n, length in [(5, 40 * spf), (5, 39 * spf + 1), (8, 40 * spf), (5, 40 * spf), (8, 40 * spf - 1)]:
-            x = torch.randn(n, length, model.d_model, device="cuda")
+            x = torch.randn(n, length, model.in_channels, device="cuda")
             n_frames = torch.full((n,), length // spf, device="cuda")
             got = [o.clone() for o in g(x, n_frames)]
             want = scorer.forward_batch(x, n_frames)

@@ -267,7 +267,7 @@ def test_anomaly_bundle_end_to_end(tmp_path):
     from ssm_signal.data.synthetic_sensors import make_sensor_anomaly_table
 
     table = make_sensor_anomaly_table(tmp_path / "t.parquet", n_train=3, n_test=3, length=300, channels=2)
-    model = SignalModel(ModelConfig(FrontendConfig(kind="sensor", channels=2, sample_rate=1),
+    model = SignalModel(ModelConfig(FrontendConfig(kind="sensor", in_channels=2, sample_rate=1),
                                     BackboneConfig(d_model=8, layers=["mamba2"],
                                                    mixer_kwargs={"mamba2": {"headdim": 4, "d_state": 4}}),
                                     HeadConfig("anomaly", threshold=1.0))).eval()

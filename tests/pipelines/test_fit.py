@@ -60,7 +60,7 @@ def test_fit_uea_family(tmp_path):
     assert out["metrics"]["test_acc"] == 1.0  # classes three standard deviations apart
     assert abs(out["metrics"]["test_acc"] - bundle_accuracy(tmp_path / "bundle", test)) < 1e-6
     b = load_bundle(tmp_path / "bundle")
-    assert b.labels == ["a", "b"] and b.channels == 2
+    assert b.labels == ["a", "b"] and b.in_channels == 2
     p = b.predict(rng.normal(size=(15, 2)).astype(np.float32), 1)
     assert p.label in ("a", "b") and p.frame_scores.shape == (15, 2)
 

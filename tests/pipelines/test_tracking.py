@@ -174,7 +174,7 @@ def test_new_versions_latest_aliases_and_listing(store):
 def test_remote_style_download_is_cached_once(store, monkeypatch):
     path = Path(resolve_uri(f"models:/{NAME}/1", force_download=True))
     key = hashlib.sha1(store["uri"].encode()).hexdigest()[:12]
-    assert path == store["root"] / "cache" / key / "models" / NAME / "1"
+    assert path == store["root"] / "cache" / "mlflow" / key / "models" / NAME / "1"
     assert (path / "model.safetensors").read_bytes() == (store["root"] / "bundle" / "model.safetensors").read_bytes()
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".partial")]
 

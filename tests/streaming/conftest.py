@@ -33,7 +33,7 @@ def kws_model(layers=("mamba2", "s4d")) -> SignalModel:
 
 
 def sensor_model() -> SignalModel:
-    cfg = ModelConfig(FrontendConfig(kind="sensor", channels=2, sample_rate=100, decimate=2),
+    cfg = ModelConfig(FrontendConfig(kind="sensor", in_channels=2, sample_rate=100, decimate=2),
                       BackboneConfig(d_model=8, layers=["mamba2"], mixer_kwargs={"mamba2": {"headdim": 4, "d_state": 4}}),
                       HeadConfig("anomaly", threshold=1.5))
     return SignalModel(cfg).eval()

@@ -29,7 +29,7 @@ def test_push_and_bounded_history(engine):
     x = speechlike(6.0, 48000)
     for i in range(0, len(x), 9600):
         v = live.push((x[i:i + 9600] * 32767).astype(np.int16), 48000)
-    # the resampler's 51-sample delay keeps the last frame pending until more audio (or a flush) comes
+    # the resampler's delay (101 samples from 48 kHz) keeps the last frame pending until more audio (or a flush) comes
     assert v.message is None and v.frames == (6 * 16000 - engine.resampler(48000).delay) // 160 == 599
     assert v.stream_s == pytest.approx(6.0)
     assert v.top_label in engine.labels and 0 < v.top_score <= 1
@@ -69,7 +69,7 @@ def test_play_file_refuses_bad_files(engine, tmp_path):
     (tmp_path / "notes.txt").write_text("not audio at all")
     sf.write(tmp_path / "long.wav", np.zeros(16000 * 3, np.int16), 16000)
     sf.write(tmp_path / "big.wav", np.zeros(200_000, np.float32), 16000, subtype="FLOAT")
-    sf.write(tmp_path / "fast.wav", np.zeros(1000, np.int16), 96000)
+    sf.write(tmp_path / "fast.wav", np.zeros(1000, np.int16), 384000)
     cases = {"notes.txt": "not an audio file", "long.wav": "longer than the limit", "big.wav": "upload limit",
              "fast.wav": "outside the supported range", "missing.wav": "not a file"}
     for name, msg in cases.items():

@@ -11,6 +11,7 @@ import torch
 import torchaudio.functional as AF
 
 from ssm_signal.frontends.resample import Resampler, ResamplerState, design_filter, resample, resample_reference
+from ssm_signal.models.config import FrontendConfig
 from tests.helpers import random_splits
 
 PAIRS = [(48000, 16000), (44100, 16000), (22050, 16000), (8000, 16000), (16000, 8000), (11025, 16000),
@@ -43,10 +44,27 @@ def test_design(rates):
     # each polyphase branch passes DC exactly; the delay is a whole number of output samples
     assert np.allclose(d.taps.sum(1), 1.0, atol=1e-12)
     if rates[0] != rates[1]:
-        assert d.stopband_hz == min(rates) / 2 and d.passband_hz == pytest.approx(0.9 * min(rates) / 2)
-        assert 1 <= d.delay <= 110 and d.delay / rates[1] < 0.007  # a few milliseconds at 16 kHz
+        assert d.stopband_hz == min(rates) / 2 and d.passband_hz == pytest.approx(0.95 * min(rates) / 2)
+        assert 1 <= d.delay <= 210 and d.delay / rates[1] < 0.013  # a few milliseconds at 16 kHz
     else:
         assert d.delay == 0 and d.taps.shape == (1, 1)
+
+
+@pytest.mark.parametrize("rates", PAIRS)
+def test_stopband_attenuation_and_passband_ripple(rates):
+    """The filter as applied: >= 79.5 dB down from the stopband edge (the lower Nyquist frequency) up
+    to F / 2, flat within 1.1e-4 up to the passband edge; for a 16 kHz model that edge is the
+    log-mel's top frequency (7.6 kHz), so no mel band is filtered."""
+    d = design_filter(*rates)
+    h = d.impulse_response()
+    fs_up = d.up * rates[0]
+    nfft = 1 << max(20, (8 * len(h) - 1).bit_length())  # < 7 Hz bins at F = 7.056 MHz
+    H = np.abs(np.fft.rfft(h, nfft))
+    f = np.arange(len(H)) * fs_up / nfft
+    assert 20 * np.log10(H[f >= d.stopband_hz].max()) < -79.5
+    assert np.abs(H[f <= d.passband_hz] - 1).max() < 1.1e-4
+    if rates[1] == 16000 and rates[0] > 16000:
+        assert d.passband_hz == FrontendConfig().f_max == 7600
 
 
 @pytest.mark.parametrize("rates", PAIRS + [(47999, 16000)])
@@ -111,7 +129,7 @@ def test_output_is_time_aligned(rates):
 def test_frequency_response_downsampling(rates):
     a, b = rates
     t = np.arange(a) / a
-    for f in (100.0, 1000.0, 5000.0, 0.9 * b / 2):  # passband: amplitude kept within 0.01 dB
+    for f in (100.0, 1000.0, 5000.0, 0.95 * b / 2):  # passband: amplitude kept within 0.01 dB
         y = resample(torch.from_numpy(np.sin(2 * np.pi * f * t)), a, b).numpy()[400:-400]
         assert tone_amplitude(y, f, b) == pytest.approx(1.0, abs=1.2e-3), f
     for f in (b / 2 + 500, 12000.0, a / 2 - 1000):  # would alias to b - f: attenuated >= 75 dB

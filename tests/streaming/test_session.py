@@ -263,7 +263,7 @@ def test_long_chunk_in_windows_and_timing(kws_bundle):
 def test_compiled_step_equals_eager(mode, seed, tmp_path, monkeypatch):
     """The compiled per-frame latency paths (CPU) against the eager twin, through whole sessions:
     short chunks (the step), a long one (the chunked forward) and short ones again."""
-    monkeypatch.setenv("SSM_SIGNAL_CACHE", str(tmp_path))
+    monkeypatch.setenv("SSM_SIGNAL_CACHE_DIR", str(tmp_path))
     kws_bundle = load_bundle(save_bundle(kws_model(("mamba2", "mamba2")), tmp_path / "b"))
     x = to_int16(speechlike(2.0, 48000))
     sizes = [960] * 30 + [48000] + [960] * 19

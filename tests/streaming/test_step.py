@@ -13,7 +13,7 @@ from tests.streaming.conftest import kws_model
 
 
 def sensor(head: str) -> SignalModel:
-    cfg = ModelConfig(FrontendConfig(kind="sensor", channels=3, sample_rate=50, decimate=4),
+    cfg = ModelConfig(FrontendConfig(kind="sensor", in_channels=3, sample_rate=50, decimate=4),
                       BackboneConfig(d_model=8, layers=["mamba", "attention"],
                                      mixer_kwargs={"attention": {"n_heads": 2, "window": 4}}),
                       HeadConfig(head, num_classes=3 if head == "classify" else 0))
@@ -29,7 +29,7 @@ def sensor(head: str) -> SignalModel:
 @torch.inference_mode()
 def test_frame_step_equals_forward(make, seed):
     m = make()
-    hop, C = m.samples_per_frame, m.d_model
+    hop, C = m.samples_per_frame, m.in_channels
     x = 0.3 * torch.randn(3, hop * 12, C)
     _, s_ref = m(x[:, :hop * 4])  # a non-zero state at frame phase 0
     s = s_ref
@@ -77,7 +77,7 @@ def test_step_inplace_equals_pool_step(make, seed):
     tensors (bit for bit on the CPU paths) and gives its y for the active streams; idle streams' state
     never changes."""
     m = make()
-    S, hop, C, ticks = 5, m.samples_per_frame, m.d_model, 7
+    S, hop, C, ticks = 5, m.samples_per_frame, m.in_channels, 7
     gen = torch.Generator().manual_seed(seed)
     x = 0.3 * torch.randn(S, hop * (ticks + 3), C, generator=gen)
     _, s_ref = m(x[:, :hop * 3])  # a non-zero state at frame phase 0, head state included
@@ -107,6 +107,6 @@ def test_aot_compile_crash_in_child_is_an_error(tmp_path, monkeypatch):
     crash.write_text("#!/bin/sh\nkill -SEGV $$\n")
     crash.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(crash))
-    monkeypatch.setenv("SSM_SIGNAL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SSM_SIGNAL_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(RuntimeError, match=r"failed in a child process \(exit -11\)"):
         step_mod.AOTStep(kws_model())
