@@ -129,18 +129,18 @@ class Backbone(StreamingModule):
         return BackboneState(tuple(b.init_state(batch_size, device=device, dtype=dtype) for b in self.blocks))
 
     def _forward(self, x: Tensor, state: BackboneState) -> tuple[Tensor, BackboneState]:
-        new = []
-        for block, s in zip(self.blocks, state.layers, strict=True):
-            x, s = block._forward(x, s)
-            new.append(s)
-        return self.norm_f(x), BackboneState(tuple(new))
+        return self._through("_forward", x, state)
 
     def _step(self, x_t: Tensor, state: BackboneState) -> tuple[Tensor, BackboneState]:
+        return self._through("_step", x_t, state)
+
+    def _through(self, method: str, x: Tensor, state: BackboneState) -> tuple[Tensor, BackboneState]:
+        """Each block's ``method`` (``_forward`` on (B, L, d), ``_step`` on (B, d)) in turn, then the final norm."""
         new = []
         for block, s in zip(self.blocks, state.layers, strict=True):
-            x_t, s = block._step(x_t, s)
+            x, s = getattr(block, method)(x, s)
             new.append(s)
-        return self.norm_f(x_t), BackboneState(tuple(new))
+        return self.norm_f(x), BackboneState(tuple(new))
 
     def _step_(self, x_t: Tensor, state: BackboneState, active: Tensor | None) -> Tensor:
         for block, s in zip(self.blocks, state.layers, strict=True):

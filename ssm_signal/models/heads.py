@@ -24,15 +24,23 @@ from torch import Tensor, nn
 from ssm_signal.state import State
 
 
-class ClassifierHead(nn.Module):
-    def __init__(self, d_model: int, num_classes: int):
+class LinearHead(nn.Module):
+    """A linear map of the backbone's output, h (B, F, d_model) -> (B, F, out_dim)."""
+
+    def __init__(self, d_model: int, out_dim: int):
         super().__init__()
-        self.proj = nn.Linear(d_model, num_classes)
-        self.out_dim = num_classes
+        self.proj = nn.Linear(d_model, out_dim)
+        self.out_dim = out_dim
 
     def forward(self, h: Tensor) -> Tensor:
-        """h (B, F, d_model) -> logits (B, F, num_classes)."""
         return self.proj(h)
+
+
+class ClassifierHead(LinearHead):
+    """hidden (B, F, d_model) -> logits (B, F, num_classes)."""
+
+    def __init__(self, d_model: int, num_classes: int):
+        super().__init__(d_model, num_classes)
 
     def apply(self, feats: Tensor, hidden: Tensor, state: tuple[State, ...]
               ) -> tuple[Tensor, Tensor | None, tuple[State, ...]]:
@@ -40,19 +48,15 @@ class ClassifierHead(nn.Module):
         return self(hidden), None, state
 
 
-class ForecastHead(nn.Module):
-    def __init__(self, d_model: int, feature_dim: int):
-        super().__init__()
-        self.proj = nn.Linear(d_model, feature_dim)
-        self.out_dim = feature_dim
+class ForecastHead(LinearHead):
+    """hidden (B, F, d_model) -> predicted next features x̂_{t+1} (B, F, feature_dim)."""
 
-    def forward(self, h: Tensor) -> Tensor:
-        """h (B, F, d_model) -> predicted next features (B, F, feature_dim)."""
-        return self.proj(h)
+    def __init__(self, d_model: int, feature_dim: int):
+        super().__init__(d_model, feature_dim)
 
     def apply(self, feats: Tensor, hidden: Tensor, state: tuple[State, ...]
               ) -> tuple[Tensor, Tensor | None, tuple[State, ...]]:
-        """hidden (B, F, d_model) -> (forecasts x̂_{t+1} (B, F, feature_dim) as output and as pred, ())."""
+        """hidden (B, F, d_model) -> (forecasts (B, F, feature_dim) as output and as pred, ())."""
         pred = self(hidden)
         return pred, pred, state
 
