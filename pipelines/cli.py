@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     if not debug and argv and argv[0] in ("fit", "score"):
-        from pipelines.progress import quiet_third_party
+        from pipelines.console import quiet_third_party
 
         quiet_third_party()
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:

@@ -21,7 +21,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import MLFlowLogger
 
 from pipelines.errors import UsageError
-from pipelines.progress import EpochLines, interactive
+from pipelines.console import interactive
+from pipelines.progress import EpochLines
 from pipelines.task import SignalTask
 from ssm_signal.bundle import save_bundle
 from ssm_signal.data.phrases import PhraseError

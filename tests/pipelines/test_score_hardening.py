@@ -166,6 +166,17 @@ def test_a_job_of_long_files_scores_without_lightning(tmp_path, bundle_dir):
     assert out.stdout.split()[-2:] == ["2", "False"]
 
 
+def test_the_score_command_starts_without_lightning(tmp_path):
+    """What the CLI runs before every ``score`` (its warning filters, its logging) imports no Lightning either:
+    the long-file memory bound holds for the command, not just for the function."""
+    code = ("import sys\nfrom pipelines.cli import main\ntry:\n    main(['score', '--help'])\n"
+            "except SystemExit:\n    pass\nprint('lightning' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "False"
+
+
 def test_long_file_with_nan_is_an_error_row(tmp_path, bundle_dir):
     data = tmp_path / "data"
     data.mkdir()
