@@ -116,7 +116,9 @@ def main() -> None:
                 r["added_mb"] = r["peak_rss_mb"] - base["peak_rss_mb"]
                 if out.exists():
                     row = pd.read_parquet(out).iloc[0]
-                    r.update(status=row["status"], error=row["error"], duration_s=row["duration_s"])
+                    # an ok row's error is a missing value (NaN to pandas): JSON has null for it
+                    r.update(status=row["status"], error=None if pd.isna(row["error"]) else row["error"],
+                             duration_s=row["duration_s"])
                 case["whole" if whole else "blocks"] = r
                 print(f"{hours:g} h {rate} Hz x{channels} {'whole' if whole else 'blocks'}: "
                       f"peak RSS {r['peak_rss_mb']:.0f} MB (+{r['added_mb']:.0f}), {r['wall_s']:.0f} s, rc {r['rc']}, {r.get('status')}")
