@@ -144,7 +144,7 @@ def _registered_bundles() -> list[dict]:
 
 def run_keywords(rest: list[str]) -> int:
     """``ssm-signal keywords``: the keyword set of any words or phrases (ssm_signal.data.custom_keywords)."""
-    from ssm_signal.data.custom_keywords import default_root, generate_custom_set
+    from ssm_signal.data.custom_keywords import TRAINING_SPEECH, default_root, generate_custom_set
     from ssm_signal.data.keywords import KeywordSetConfig
     from ssm_signal.data.phrases import PhraseError, parse_phrases
 
@@ -164,8 +164,8 @@ def run_keywords(rest: list[str]) -> int:
         p.error(f"--speakers must be >= 1, got {a.speakers}")
     try:
         phrases = parse_phrases([w for arg in a.words for w in arg.split(",")])
-        root = generate_custom_set(phrases, a.out, a.seed, base=KeywordSetConfig(n_speakers=a.speakers),
-                                   workers=a.workers)
+        root = generate_custom_set(phrases, a.out, a.seed, workers=a.workers, base=KeywordSetConfig(
+            n_speakers=a.speakers, training_speech=TRAINING_SPEECH))
     except PhraseError as e:
         raise UsageError(f"--words: {e}") from e
     # the set `make train WORDS=...` would generate itself is found there; any other is named to it

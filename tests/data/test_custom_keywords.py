@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +92,15 @@ def test_keywords_command_errors_are_one_line(args, message, tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("INFO ")]
     assert rc == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "set").exists()
+
+
+def test_the_keywords_command_writes_what_the_custom_config_trains_on():
+    """`ssm-signal keywords` then `make train WORDS=...` finds its set: the command's training speech is the
+    config's (a different one would be a set "generated with other settings")."""
+    import yaml
+
+    from ssm_signal.data.custom_keywords import TRAINING_SPEECH
+    from ssm_signal.data.training_speech import TrainingSpeech
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "kws_custom.yaml").read_text())
+    assert TrainingSpeech(**cfg["data"]["init_args"]["keyword_set"]["training_speech"]) == TRAINING_SPEECH
