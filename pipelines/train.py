@@ -20,8 +20,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
-from pipelines.errors import UsageError
 from pipelines.console import interactive
+from pipelines.errors import UsageError
 from pipelines.progress import EpochLines
 from pipelines.task import SignalTask
 from ssm_signal.bundle import save_bundle

@@ -60,7 +60,6 @@ from ssm_signal.data import training_speech, voices
 from ssm_signal.data.audio_io import read_audio, write_audio
 from ssm_signal.data.generated import holds_generated
 from ssm_signal.data.phrases import folder_of
-from ssm_signal.data.training_speech import TrainingSpeech
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import (
     AUXILIARY_WORDS,
@@ -70,6 +69,7 @@ from ssm_signal.data.speech_commands import (
     TESTING_LIST,
     VALIDATION_LIST,
 )
+from ssm_signal.data.training_speech import TrainingSpeech
 
 log = logging.getLogger("ssm_signal.data")
 

@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from ssm_signal.data import training_speech as kn
 from ssm_signal.data import keywords as kw
 from ssm_signal.data import negatives
+from ssm_signal.data import training_speech as kn
 from ssm_signal.data.speech_commands import CORE_WORDS, SpeechCommands, speaker_of
 
 TINY = kw.KeywordSetConfig(n_speakers=10, words=("yes", "left"), other_words=("bed", "cat"), other_per_speaker=1,
