@@ -45,12 +45,12 @@ import numpy as np
 import torch
 
 from ssm_signal.data.skips import DataError
+from ssm_signal.data.speech_commands import SAMPLE_RATE, UNKNOWN
 
 # ssm_signal.data.negatives is imported where used: it imports the keyword set, which imports this module.
 
-UNKNOWN_DIR = "_unknown_"
+UNKNOWN_DIR = UNKNOWN  # the folder is named after the class it holds (SpeechCommands reads it so)
 MUSIC_PREFIX = "music_synth_"
-SAMPLE_RATE = 16000
 
 #: fortune-mod files outside the negative corpus' TEXT_SOURCES (Latin "translate-me" left out), and the
 #: licence texts of Debian's base-files (/usr/share/common-licenses).
