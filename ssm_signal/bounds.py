@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
+from collections.abc import Callable
 from typing import Any
 
 _KEY = "ssm_signal.bounds"
@@ -45,26 +46,27 @@ def bounded(default: Any, *, ge: float | None = None, gt: float | None = None, l
     return dataclasses.field(default=default, metadata={_KEY: Bounds(ge, gt, le)})
 
 
-def check_bounds(cfg: Any, prefix: str = "") -> None:
-    """Raise ValueError for the first bounded field of the dataclass instance ``cfg`` that is out of its
-    bounds, of the wrong type, or (a range) not a pair with low <= high. ``prefix`` goes before field names
-    in the message (e.g. "frontend.")."""
+def check_bounds(cfg: Any, label: str | Callable[[str], str] = "", error: type[ValueError] = ValueError) -> None:
+    """Raise ``error`` for the first bounded field of the dataclass instance ``cfg`` that is out of its
+    bounds, of the wrong type, or (a range) not a pair with low <= high. ``label`` names a field in the
+    message: a prefix to its name (e.g. "frontend."), or a function of it (e.g. the option that sets it)."""
     integers = _integer_fields(type(cfg))
     for f in dataclasses.fields(cfg):
         bounds = f.metadata.get(_KEY)
         if bounds is None:
             continue
-        name, value = prefix + f.name, getattr(cfg, f.name)
+        name = label(f.name) if callable(label) else label + f.name
+        value = getattr(cfg, f.name)
         kind = "integer" if f.name in integers else "number"
         if isinstance(f.default, tuple):
             ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(_is(kind, v) for v in value)
             if not (ok and all(bounds.holds(v) for v in value) and value[0] <= value[1]):
                 within = f" of {kind}s {bounds.describe()}" if bounds.describe() else f" of {kind}s"
-                raise ValueError(f"{name} must be a range (low, high){within} with low <= high, got {value!r}")
+                raise error(f"{name} must be a range (low, high){within} with low <= high, got {value!r}")
         elif not _is(kind, value):
-            raise ValueError(f"{name} must be {'an integer' if kind == 'integer' else 'a number'}, got {value!r}")
+            raise error(f"{name} must be {'an integer' if kind == 'integer' else 'a number'}, got {value!r}")
         elif not bounds.holds(value):
-            raise ValueError(f"{name} must be {bounds.describe()}, got {value!r}")
+            raise error(f"{name} must be {bounds.describe()}, got {value!r}")
 
 
 def _is(kind: str, value: Any) -> bool:

@@ -75,3 +75,13 @@ def test_configs_check_their_declared_bounds(make, message):
     with pytest.raises(ValueError) as e:
         make()
     assert message in str(e.value)
+
+
+def test_label_and_error_are_the_callers():
+    class OptionError(ValueError):
+        pass
+
+    s = Settings()
+    s.count = 0
+    with pytest.raises(OptionError, match="^--count must be >= 1, got 0$"):
+        check_bounds(s, lambda name: f"--{name}", OptionError)
