@@ -31,6 +31,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from ssm_signal.bounds import bounded, check_bounds
 from ssm_signal.data.augment import Gain, _uniform
 from ssm_signal.frontends.resample import resample
 
@@ -212,26 +213,21 @@ class ChannelConfig:
     rt60: the range of the reverberation time (s). gain_db: the range of the extra gain.
     """
 
-    reverb: float = 0.5
-    rt60: tuple[float, float] = (0.1, 0.8)
-    colour: float = 0.5
-    band_limit: float = 0.4
-    telephone: float = 0.4
-    mu_law: float = 0.15
-    telephone_gsm: float = 0.0
-    telephone_mu_law: float = 0.0
-    gain: float = 0.0
-    gain_db: tuple[float, float] = (-10.0, 10.0)
+    reverb: float = bounded(0.5, ge=0, le=1)
+    rt60: tuple[float, float] = bounded((0.1, 0.8), gt=0)
+    colour: float = bounded(0.5, ge=0, le=1)
+    band_limit: float = bounded(0.4, ge=0, le=1)
+    telephone: float = bounded(0.4, ge=0, le=1)
+    mu_law: float = bounded(0.15, ge=0, le=1)
+    telephone_gsm: float = bounded(0.0, ge=0, le=1)
+    telephone_mu_law: float = bounded(0.0, ge=0, le=1)
+    gain: float = bounded(0.0, ge=0, le=1)
+    gain_db: tuple[float, float] = bounded((-10.0, 10.0))
 
     def __post_init__(self):
-        for name in ("reverb", "colour", "band_limit", "telephone", "mu_law", "telephone_gsm", "telephone_mu_law",
-                     "gain"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} is a probability, got {getattr(self, name)}")
+        check_bounds(self)
         if self.telephone_gsm + self.telephone_mu_law > 1:
             raise ValueError("telephone_gsm + telephone_mu_law is a share of telephone clips: at most 1")
-        if not 0 < self.rt60[0] <= self.rt60[1]:
-            raise ValueError(f"rt60 must be an increasing positive range, got {self.rt60}")
 
     def room(self, sample_rate: int) -> list:
         """The transforms before the noise is mixed in."""

@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ssm_signal.bounds import bounded, check_bounds
 from ssm_signal.data import foreign_speech, training_speech, voices
 from ssm_signal.data.audio_io import read_audio, write_audio
 from ssm_signal.data.generated import holds_generated
@@ -119,20 +120,20 @@ class KeywordSetConfig:
         (:class:`~ssm_signal.data.training_speech.TrainingSpeech`; none by default).
     """
 
-    n_speakers: int = 240
+    n_speakers: int = bounded(240, ge=0)
     words: tuple[str, ...] = CORE_WORDS
     other_words: tuple[str, ...] = AUXILIARY_WORDS
-    other_per_speaker: int = 4
-    validation_percent: float = 10.0
-    testing_percent: float = 10.0
-    rate_wpm: tuple[float, float] = (120.0, 220.0)
-    pitch: tuple[float, float] = (20.0, 80.0)
-    snr_db: tuple[float, float] = (10.0, 40.0)
-    peak_dbfs: tuple[float, float] = (-24.0, -2.0)
+    other_per_speaker: int = bounded(4, ge=0)
+    validation_percent: float = bounded(10.0, ge=0)
+    testing_percent: float = bounded(10.0, ge=0)
+    rate_wpm: tuple[float, float] = bounded((120.0, 220.0), gt=0)
+    pitch: tuple[float, float] = bounded((20.0, 80.0), ge=0, le=99)
+    snr_db: tuple[float, float] = bounded((10.0, 40.0))
+    peak_dbfs: tuple[float, float] = bounded((-24.0, -2.0), le=0)
     engine_speakers: dict[str, int] = dataclasses.field(default_factory=dict)
-    semitones: tuple[float, float] = (-4.0, 4.0)
-    tempo: tuple[float, float] = (0.8, 1.25)
-    vtl: tuple[float, float] = (0.85, 1.15)
+    semitones: tuple[float, float] = bounded((-4.0, 4.0))
+    tempo: tuple[float, float] = bounded((0.8, 1.25), gt=0)
+    vtl: tuple[float, float] = bounded((0.85, 1.15), gt=0)
     holdout_engine: str | None = None
     training_speech: TrainingSpeech = dataclasses.field(default_factory=TrainingSpeech)
 
@@ -140,7 +141,8 @@ class KeywordSetConfig:
         object.__setattr__(self, "engine_speakers", dict(self.engine_speakers))
         if isinstance(self.training_speech, dict):  # from a JSON marker or a plain config mapping
             object.__setattr__(self, "training_speech", TrainingSpeech(**self.training_speech))
-        if self.n_speakers < 0 or self.n_speakers + sum(self.engine_speakers.values()) < 1:
+        check_bounds(self)
+        if self.n_speakers + sum(self.engine_speakers.values()) < 1:
             raise ValueError(f"n_speakers must be >= 1 (or 0 with engine_speakers), got {self.n_speakers}")
         bad = set(self.engine_speakers) - set(voices.VOICES)
         if bad or any(n < 0 for n in self.engine_speakers.values()):
@@ -151,13 +153,13 @@ class KeywordSetConfig:
             raise ValueError("holding out the only engine leaves nothing to train on")
         if not self.words:
             raise ValueError("words must name at least one word")
-        if not 0 <= self.other_per_speaker <= len(self.other_words):
+        if self.other_per_speaker > len(self.other_words):
             raise ValueError(f"other_per_speaker must be in [0, {len(self.other_words)}]")
         if set(self.words) & set(self.other_words):
             raise ValueError(f"words and other_words overlap: {sorted(set(self.words) & set(self.other_words))}")
-        if not (0 <= self.validation_percent and 0 <= self.testing_percent
-                and self.validation_percent + self.testing_percent < 100):
-            raise ValueError("validation_percent and testing_percent must be >= 0 and sum to < 100")
+        if not self.validation_percent + self.testing_percent < 100:
+            raise ValueError(f"validation_percent and testing_percent must sum to < 100, got "
+                             f"{self.validation_percent} + {self.testing_percent}")
 
     @property
     def engines(self) -> tuple[str, ...]:

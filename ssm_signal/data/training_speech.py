@@ -46,6 +46,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ssm_signal.bounds import bounded, check_bounds
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import SAMPLE_RATE, UNKNOWN
 
@@ -109,13 +110,13 @@ class TrainingSpeech:
         :data:`~ssm_signal.data.foreign_speech.FOREIGN_TEXTS`).
     """
 
-    sentences_per_speaker: int = 0
-    crops_per_sentence: int = 2
-    near_misses_per_speaker: int = 0
-    in_context_per_speaker: int = 0
-    gap_s: tuple[float, float] = (0.02, 0.25)
-    music_seconds: float = 0.0
-    foreign_per_speaker: int = 0
+    sentences_per_speaker: int = bounded(0, ge=0)
+    crops_per_sentence: int = bounded(2, ge=1)
+    near_misses_per_speaker: int = bounded(0, ge=0)
+    in_context_per_speaker: int = bounded(0, ge=0)
+    gap_s: tuple[float, float] = bounded((0.02, 0.25), ge=0)
+    music_seconds: float = bounded(0.0, ge=0)
+    foreign_per_speaker: int = bounded(0, ge=0)
     languages: tuple[str, ...] = ("de", "es", "it", "ru", "cs", "bg", "eo", "pt-br")
 
     def __post_init__(self):
@@ -126,16 +127,7 @@ class TrainingSpeech:
         unknown = [x for x in self.languages if x not in FOREIGN_TEXTS]
         if unknown or (self.foreign_per_speaker and not self.languages):
             raise ValueError(f"languages must be some of {sorted(FOREIGN_TEXTS)}, got {list(self.languages)}")
-        if not 0 <= self.gap_s[0] <= self.gap_s[1]:
-            raise ValueError(f"gap_s must be a range of seconds >= 0, got {self.gap_s}")
-        for name in ("sentences_per_speaker", "crops_per_sentence", "near_misses_per_speaker",
-                     "in_context_per_speaker", "foreign_per_speaker"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.crops_per_sentence < 1:
-            raise ValueError(f"crops_per_sentence must be >= 1, got {self.crops_per_sentence}")
-        if self.music_seconds < 0:
-            raise ValueError(f"music_seconds must be >= 0, got {self.music_seconds}")
+        check_bounds(self)
 
     @property
     def any(self) -> bool:

@@ -173,7 +173,7 @@ def test_every_transform_is_off_at_p0_and_seeded():
 
 
 def test_bad_channel_configs():
-    with pytest.raises(ValueError, match="probability"):
+    with pytest.raises(ValueError, match=r"reverb must be >= 0 and <= 1, got 1.5"):
         ChannelConfig(reverb=1.5)
     with pytest.raises(ValueError, match="rt60"):
         ChannelConfig(rt60=(0.0, 0.5))
