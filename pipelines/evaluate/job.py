@@ -226,7 +226,7 @@ def _group_name(spec: str) -> str:
     if Path(NEGATIVES_ROOT) in p.parents:
         return "generated/" + p.parent.name  # speech, music, noise
     if Path(FOREIGN_ROOT) in p.parents:
-        return "generated/foreign"
+        return "generated/letters" if p.name.startswith("letters-") else "generated/foreign"
     return str(p)
 
 
@@ -252,7 +252,8 @@ def _default_negatives(split: str, labels: list[str]) -> list[str]:
     music, noise), the sources in sorted order alternate between calibration (even) and test (odd), so the
     halves share no file or sentence and each holds every kind. And speech in other languages
     (:func:`~ssm_signal.data.foreign_speech.write_streams`): the validation sentences and voices for
-    calibration, the test ones for the report, none with a word that sounds like one of ``labels``."""
+    calibration, the test ones for the report, none with a word that sounds like one of ``labels``; and
+    letters and syllables of many languages said alone by the same voices (30 s a language)."""
     import hashlib
 
     from ssm_signal.data.foreign_speech import write_streams
@@ -267,4 +268,6 @@ def _default_negatives(split: str, labels: list[str]) -> list[str]:
     keywords = sorted(lab for lab in labels if not lab.startswith("_"))
     part = "validation" if split == "calibration" else "testing"
     tag = hashlib.sha1(",".join(keywords).encode()).hexdigest()[:8]  # the look-alike filter depends on them
-    return corpus + [str(write_streams(Path(FOREIGN_ROOT) / f"{part}-{tag}", keywords, part))]  # cached
+    return corpus + [str(write_streams(Path(FOREIGN_ROOT) / f"{part}-{tag}", keywords, part)),  # cached
+                     str(write_streams(Path(FOREIGN_ROOT) / f"letters-{part}-{tag}", keywords, part, seconds=30.0,
+                                       units="letters"))]

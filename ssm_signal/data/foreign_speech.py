@@ -176,24 +176,33 @@ def lookalikes(language: str, keywords: tuple[str, ...], part: str = "training")
 
 
 def write_streams(folder: str | Path, keywords: Sequence[str], part: str = "validation", seconds: float = 120.0,
-                  seed: int = 0, languages: Sequence[str] = tuple(FOREIGN_TEXTS)) -> Path:
+                  seed: int = 0, languages: Sequence[str] | None = None, units: str = "sentences") -> Path:
     """Streams of foreign speech into ``folder/<language>/NN.wav`` (16 kHz, files of about 30 s), about
     ``seconds`` a language: ``part``'s sentences read by the keyword set's ``part`` voice variants in turn,
-    0.3-1.0 s apart, at -20..-4 dBFS. A negative source folder for ``ssm-signal evaluate``. Cached: a folder
-    holding the same settings returns at once."""
+    0.3-1.0 s apart, at -20..-4 dBFS; or with ``units="letters"``, letters and syllables said alone
+    (:mod:`~ssm_signal.data.letters`, every alphabet by default), 0.8-2.5 s apart. A negative source
+    folder for ``ssm-signal evaluate``. Cached: a folder holding the same settings returns at once."""
     import json
 
     import numpy as np
     import torch
 
+    from ssm_signal.data import letters
     from ssm_signal.data.audio_io import write_audio
     from ssm_signal.data.generated import holds_generated
     from ssm_signal.data.keywords import VARIANTS, KeywordSetConfig, split_of, synthesize
     from ssm_signal.data.speech_commands import SAMPLE_RATE
 
+    if units not in ("sentences", "letters"):
+        raise ValueError(f"units must be 'sentences' or 'letters', got {units!r}")
+    if languages is None:
+        languages = tuple(letters.ALPHABETS if units == "letters" else FOREIGN_TEXTS)
+    gap_s = (0.8, 2.5) if units == "letters" else (0.3, 1.0)
     folder = Path(folder)
     settings = {"generator": "ssm-signal foreign speech streams", "version": 1, "part": part, "seconds": seconds,
                 "seed": seed, "languages": list(languages), "keywords": sorted(keywords)}
+    if units != "sentences":  # sentence streams keep the settings they had before letters, so their caches hold
+        settings["units"] = units
     if holds_generated(folder, "GENERATED.json", settings, "foreign speech stream set"):
         return folder
     cfg = KeywordSetConfig()
@@ -202,7 +211,8 @@ def write_streams(folder: str | Path, keywords: Sequence[str], part: str = "vali
         raise DataError(f"no voice variant in part {part!r}")
     for li, language in enumerate(languages):
         rng = np.random.default_rng([seed, 0xF0E17, li])
-        pool = sentences(language, tuple(keywords), part)
+        pool = (letters.units(language, tuple(keywords)) if units == "letters"
+                else sentences(language, tuple(keywords), part))
         order = rng.permutation(len(pool))
         pieces, total, k, file_no = [], 0, 0, 0
         while total < seconds * SAMPLE_RATE:
@@ -210,7 +220,7 @@ def write_streams(folder: str | Path, keywords: Sequence[str], part: str = "vali
             voice = synthesize(pool[order[k % len(pool)]], f"{language}+{variant}", rng.uniform(130, 200),
                                rng.uniform(20, 80))
             voice = voice * (10 ** (rng.uniform(-20, -4) / 20) / voice.abs().max().clamp_min(1e-9))
-            pieces += [voice, torch.zeros(int(rng.uniform(0.3, 1.0) * SAMPLE_RATE))]
+            pieces += [voice, torch.zeros(int(rng.uniform(*gap_s) * SAMPLE_RATE))]
             total += pieces[-2].shape[0] + pieces[-1].shape[0]
             k += 1
             if sum(p.shape[0] for p in pieces) >= 30 * SAMPLE_RATE or total >= seconds * SAMPLE_RATE:
@@ -229,8 +239,9 @@ if __name__ == "__main__":
     ap.add_argument("folder")
     ap.add_argument("--part", default="validation", choices=("validation", "testing"))
     ap.add_argument("--seconds", type=float, default=120.0, help="seconds per language")
+    ap.add_argument("--units", default="sentences", choices=("sentences", "letters"))
     a = ap.parse_args()
     try:
-        print(write_streams(a.folder, CORE_WORDS, a.part, a.seconds))
+        print(write_streams(a.folder, CORE_WORDS, a.part, a.seconds, units=a.units))
     except DataError as e:
         raise SystemExit(f"error: {e}") from None

@@ -10,6 +10,8 @@ the training split that material, written into the keyword set's Speech Commands
     <root>/_unknown_/<speaker>_nohash_n<k>0.wav     the speaker saying a near-miss word ("lift" for "left")
     <root>/_unknown_/<speaker>_nohash_f<k><j>.wav   1 s windows of the speaker reading a sentence in another
                                                     language (espeak-ng speakers; :mod:`foreign_speech`)
+    <root>/_unknown_/<speaker>_nohash_l<k>0.wav     the speaker saying a letter or syllable of some language
+                                                    alone (espeak-ng speakers; :mod:`letters`)
     <root>/<word>/<speaker>_nohash_c<k>0.wav        the keyword between other words ("... cat LEFT tree ..."),
                                                     cut to 1 s around the whole keyword
     <root>/_background_noise_/music_synth_<k>.wav   synthesised music: mixed under clips at the noise SNRs,
@@ -41,12 +43,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ssm_signal.bounds import bounded, check_bounds
+from ssm_signal.data import letters
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import SAMPLE_RATE, UNKNOWN
 
@@ -108,6 +111,10 @@ class TrainingSpeech:
         for each (:mod:`~ssm_signal.data.foreign_speech`). Other engines' voices speak English only.
     languages: espeak-ng languages of those sentences (keys of
         :data:`~ssm_signal.data.foreign_speech.FOREIGN_TEXTS`).
+    letters_per_speaker: letters or syllables each espeak-ng training speaker says alone, in its own voice
+        variant, a language drawn from ``letter_languages`` for each (:mod:`~ssm_signal.data.letters`),
+        ``_unknown_``.
+    letter_languages: espeak-ng languages of those (keys of :data:`~ssm_signal.data.letters.ALPHABETS`).
     """
 
     sentences_per_speaker: int = bounded(0, ge=0)
@@ -118,15 +125,22 @@ class TrainingSpeech:
     music_seconds: float = bounded(0.0, ge=0)
     foreign_per_speaker: int = bounded(0, ge=0)
     languages: tuple[str, ...] = ("de", "es", "it", "ru", "cs", "bg", "eo", "pt-br")
+    letters_per_speaker: int = bounded(0, ge=0)
+    letter_languages: tuple[str, ...] = letters.TRAINING_LANGUAGES
 
     def __post_init__(self):
         from ssm_signal.data.foreign_speech import FOREIGN_TEXTS
 
         object.__setattr__(self, "gap_s", tuple(self.gap_s))
         object.__setattr__(self, "languages", tuple(self.languages))
+        object.__setattr__(self, "letter_languages", tuple(self.letter_languages))
         unknown = [x for x in self.languages if x not in FOREIGN_TEXTS]
         if unknown or (self.foreign_per_speaker and not self.languages):
             raise ValueError(f"languages must be some of {sorted(FOREIGN_TEXTS)}, got {list(self.languages)}")
+        unknown = [x for x in self.letter_languages if x not in letters.ALPHABETS]
+        if unknown or (self.letters_per_speaker and not self.letter_languages):
+            raise ValueError(f"letter_languages must be some of {sorted(letters.ALPHABETS)}, "
+                             f"got {list(self.letter_languages)}")
         check_bounds(self)
 
     @property
@@ -136,14 +150,14 @@ class TrainingSpeech:
     @property
     def speech(self) -> bool:
         return bool(self.sentences_per_speaker or self.near_misses_per_speaker or self.in_context_per_speaker
-                    or self.foreign_per_speaker)
+                    or self.foreign_per_speaker or self.letters_per_speaker)
 
 
 @dataclasses.dataclass(frozen=True)
 class Utterance:
     """One thing a training speaker says: ``texts`` spoken one after another (kind "s": a sentence, "n": a
-    near-miss word, "c": a keyword in context, ``texts[key]`` the keyword, "f": a sentence in ``language``),
-    written under ``label``."""
+    near-miss word, "c": a keyword in context, ``texts[key]`` the keyword, "f": a sentence in ``language``,
+    "l": a letter or syllable of ``language`` said alone), written under ``label``."""
 
     kind: str
     texts: tuple[str, ...]
@@ -186,14 +200,26 @@ def plan(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech, forei
             before = 1
         pick = [vocabulary[int(i)] for i in rng.integers(len(vocabulary), size=before + after)]
         out.append(Utterance("c", (*pick[:before], word, *pick[before:]), word, before))
-    if foreign and cfg.foreign_per_speaker:
+    if foreign:  # each from a stream of its own, so either count leaves the other's draws as they were
         from ssm_signal.data import foreign_speech
 
-        frng = np.random.default_rng([seed, 0xF0E16])
-        for _ in range(cfg.foreign_per_speaker):
-            language = cfg.languages[int(frng.integers(len(cfg.languages)))]
-            pool = foreign_speech.sentences(language, tuple(words))
-            out.append(Utterance("f", (pool[int(frng.integers(len(pool)))],), UNKNOWN_DIR, language=language))
+        out += _in_languages("f", cfg.foreign_per_speaker, cfg.languages, np.random.default_rng([seed, 0xF0E16]),
+                             lambda language: foreign_speech.sentences(language, tuple(words)))
+        out += _in_languages("l", cfg.letters_per_speaker, cfg.letter_languages,
+                             np.random.default_rng([seed, 0x1E77E5]),
+                             lambda language: letters.units(language, tuple(words)))
+    return out
+
+
+def _in_languages(kind: str, n: int, languages: Sequence[str], rng: np.random.Generator,
+                  texts_of: Callable[[str], Sequence[str]]) -> list[Utterance]:
+    """``n`` utterances of ``kind``, each a text of ``texts_of(language)`` in a language drawn from
+    ``languages``, ``_unknown_``."""
+    out = []
+    for _ in range(n):
+        language = languages[int(rng.integers(len(languages)))]
+        pool = texts_of(language)
+        out.append(Utterance(kind, (pool[int(rng.integers(len(pool)))],), UNKNOWN_DIR, language=language))
     return out
 
 
@@ -203,7 +229,7 @@ def windows(u: Utterance, parts: Sequence[torch.Tensor], cfg: TrainingSpeech, rn
     [(L_i,)]: windows of a sentence, the near-miss word, or the context joined around the keyword."""
     if u.kind in ("s", "f"):
         return speech_windows(parts[0], n, cfg.crops_per_sentence, rng)
-    if u.kind == "n":
+    if u.kind in ("n", "l"):
         return [parts[0]]
     return [in_context(parts, u.key, n, cfg.gap_s, rng)]
 
