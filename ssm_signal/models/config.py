@@ -17,6 +17,9 @@ HEADS = ("classify", "forecast", "anomaly")
 #: Fields renamed after bundles were saved with them, per section: {section: {old: new}}. Bundles
 #: (config.json) and YAML that use an old name load as before; the name is simply read under its new one.
 RENAMED = {"frontend": {"channels": "in_channels"}}
+#: Fields added after bundles were saved without them, per section, with the default that reproduces the former
+#: behaviour: {section: {field: default}}. A bundle's fingerprint leaves them out where they hold that default.
+ADDED = {"head": {"horizon": 1}}
 
 
 def current_names(section: str, d: dict[str, Any]) -> dict[str, Any]:
@@ -35,12 +38,16 @@ def current_names(section: str, d: dict[str, Any]) -> dict[str, Any]:
 
 
 def former_names(d: dict[str, Any]) -> dict[str, Any]:
-    """A whole model config dict (``to_dict``) with renamed fields under their former names: a copy.
+    """A whole model config dict (``to_dict``) with renamed fields under their former names and added fields
+    left out where they hold their former behaviour's default (:data:`ADDED`): a copy.
 
-    Bundle fingerprints hash this form, so a bundle keeps its fingerprint across the renames and the
-    stream snapshots and resumable scoring outputs made with it stay valid.
+    Bundle fingerprints hash this form, so a bundle keeps its fingerprint across the renames and additions,
+    and the stream snapshots and resumable scoring outputs made with it stay valid.
     """
     out = dict(d)
+    for section, fields in ADDED.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if not (k in fields and v == fields[k])}
     for section, names in RENAMED.items():
         if isinstance(out.get(section), dict):
             sec = dict(out[section])
@@ -131,15 +138,22 @@ class HeadConfig:
     (the next frame's features), or "anomaly" (forecast + normalised prediction error as score).
     num_classes: number of classes (classify only).
     threshold: anomaly score above which a frame is an alarm (anomaly only).
+    horizon: anomaly only, frames forecast ahead; the score of a frame averages the errors of its
+        forecasts made 1..horizon frames before (1: the next-frame error alone).
     """
 
     kind: str = "classify"
     num_classes: int = 0
     threshold: float = 3.0
+    horizon: int = 1
 
     def __post_init__(self):
         if self.kind not in HEADS:
             raise ValueError(f"head.kind must be one of {HEADS}, got {self.kind!r}")
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or not 1 <= self.horizon <= 256:
+            raise ValueError(f"head.horizon must be an integer in [1, 256], got {self.horizon!r}")
+        if self.horizon != 1 and self.kind != "anomaly":
+            raise ValueError(f"head.horizon applies to anomaly heads only (kind {self.kind!r} forecasts one frame)")
         if self.kind == "classify" and self.num_classes < 2:
             raise ValueError(f"head.num_classes must be >= 2 for classification, got {self.num_classes}")
 

@@ -77,7 +77,7 @@ class SignalModel(StreamingModule):
         elif hc.kind == "forecast":
             self.head = ForecastHead(bc.d_model, fc.feature_dim)
         else:
-            self.head = AnomalyHead(bc.d_model, fc.feature_dim)
+            self.head = AnomalyHead(bc.d_model, fc.feature_dim, hc.horizon)
 
     @property
     def d_output(self) -> int:

@@ -36,7 +36,8 @@ class Limits:
     """max_session_seconds: audio one live session may stream before it must be reset;
     max_upload_bytes / max_upload_seconds: the largest file accepted; max_live_sessions: live
     streams served at once (others are told to wait); history_seconds: the rolling plot's span;
-    log_size: events kept in the log; idle_seconds: a live stream silent this long frees its place."""
+    log_size: events kept in the log; idle_seconds: a live stream silent this long frees its place;
+    max_replay_samples: the longest sensor series a replay takes (rows of a table)."""
 
     max_session_seconds: float = 600.0
     max_upload_bytes: int = 50 * 2**20
@@ -45,6 +46,7 @@ class Limits:
     history_seconds: float = 10.0
     log_size: int = 50
     idle_seconds: float = 10.0
+    max_replay_samples: int = 500_000
 
 
 @dataclasses.dataclass
@@ -101,6 +103,16 @@ class LiveStream:
         self._top: tuple[str | None, float] = (None, 0.0)
         self._work = self._audio = 0.0  # processing seconds and audio seconds, for the mean RTF
 
+    def _keep_timeline(self, seconds: float, max_points: int | None = None) -> None:
+        """Widen the plotted history to a whole recording of ``seconds`` (a file, a replayed table), at most
+        ``max_points`` points (None: the plot rate's)."""
+        frames = seconds * self.engine.frame_rate
+        if max_points is not None:
+            self._every = max(1, int(np.ceil(frames / max_points)))
+        n = int(frames / self._every) + 2
+        self._times = collections.deque(maxlen=n)
+        self._values = collections.deque(maxlen=n)
+
     # -- live -------------------------------------------------------------------------------------
     def push(self, samples, sample_rate) -> LiveView:
         """Process a chunk; a bad chunk or a reached limit gives a view with ``message`` set."""
@@ -139,10 +151,7 @@ class LiveStream:
             return
         with self._lock:
             self._new_session()
-            # the whole timeline: widen the history to the file's length (bounded by the upload limit)
-            n = int(len(samples) / rate * self.engine.frame_rate / self._every) + 2
-            self._times = collections.deque(maxlen=n)
-            self._values = collections.deque(maxlen=n)
+            self._keep_timeline(len(samples) / rate)
         step = max(1, int(chunk_seconds * rate))
         t_yield = time.perf_counter()
         for start in range(0, len(samples), step):

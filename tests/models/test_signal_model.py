@@ -19,6 +19,9 @@ CONFIGS = {
     "sensor_forecast": ModelConfig(FrontendConfig(kind="sensor", in_channels=3), BACKBONE, HeadConfig("forecast")),
     "sensor_anomaly": ModelConfig(FrontendConfig(kind="sensor", in_channels=3, decimate=2), BACKBONE,
                                   HeadConfig("anomaly")),
+    # forecasts of the next 5 frames: the score of a frame reads forecasts made up to 5 frames (chunks) before
+    "sensor_anomaly_horizon": ModelConfig(FrontendConfig(kind="sensor", in_channels=3, decimate=2), BACKBONE,
+                                          HeadConfig("anomaly", horizon=5)),
 }
 
 

@@ -59,7 +59,8 @@ def test_fit_with_the_cpu_ddp_overlay(tmp_path):
 
 
 def test_anomaly_auroc_under_ddp_is_the_whole_splits(tmp_path):
-    table = make_sensor_anomaly_table(tmp_path / "t.parquet", n_train=4, n_test=4, length=300, seed=3)
+    table = make_sensor_anomaly_table(tmp_path / "t.parquet", n_train=4, n_val=0, n_test=4, length=300,
+                                      anomalies_per_series=1, seed=3)
     cli("fit", "--config", str(CONFIGS / "sensor_anomaly.yaml"), "--config", str(CONFIGS / "trainer" / "cpu_ddp.yaml"),
         "--trainer.logger", "false", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--data.init_args.path", str(table),

@@ -66,7 +66,9 @@ def test_fit_uea_family(tmp_path):
 
 
 def test_fit_sensor_anomaly_family(tmp_path):
-    table = make_sensor_anomaly_table(tmp_path / "t.parquet", n_train=3, n_test=2, length=300, seed=1)
+    # spikes and level shifts: what a forecaster fitted for three steps already forecasts worse than normal frames
+    table = make_sensor_anomaly_table(tmp_path / "t.parquet", n_train=3, n_val=1, n_test=2, length=600,
+                                      anomalies_per_series=2, kinds=("spike", "shift"), seed=1)
     out = run_fit(["--config", str(CONFIGS / "sensor_anomaly.yaml"), *FAST,
                    "--data.init_args.path", str(table), "--data.init_args.window", "64",
                    "--output.bundle_dir", str(tmp_path / "bundle"),

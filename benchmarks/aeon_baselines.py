@@ -1,0 +1,81 @@
+"""aeon's anomaly detectors on given series: the baseline half of ``bench_sensor_anomaly.py``.
+
+    <bench-venv>/bin/python benchmarks/aeon_baselines.py JOBS.json STREAMS.npz SCORES.npz
+
+Runs in the benchmark's own virtualenv (``make bench-sensor-env``: aeon, pyod, stumpy), never in the
+project's: it imports numpy and aeon only, and the project never imports it. ``STREAMS.npz`` holds ``train``
+(L, C), the normal series the detectors are fitted on, and ``series_<i>`` (L_i, C), the series to score;
+``JOBS.json`` a list of {"key", "detector", "params", "mode"}, mode being
+
+- ``semi``: ``fit`` on the training series, ``predict`` each series (aeon's semi-supervised use);
+- ``unsupervised``: ``fit_predict`` each series on its own;
+- ``seeded``: ``predict`` the training series followed by the series, keeping the series' part (LeftSTAMPi:
+  its left matrix profile starts from the normal data, ``n_init_train`` = the training length).
+
+Univariate-only detectors on multichannel series score each channel and average the channels' scores, each
+divided by its median over the series (so no channel's scale dominates). Writes ``<key>/<i>`` (L_i,) float64
+per job and series (undefined values, counted in ``<key>/<i>/undefined``, take the series' lowest score), and
+``<key>/seconds``: the wall time the job took.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+
+import numpy as np
+
+
+def detector(name: str, params: dict):
+    from aeon.anomaly_detection.series import distance_based, outlier_detection
+
+    for module in (distance_based, outlier_detection):
+        if hasattr(module, name):
+            return getattr(module, name)(**params)
+    raise SystemExit(f"aeon has no series anomaly detector {name!r}")
+
+
+def score(job: dict, train: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(L, C) -> (L,) scores of one job on one series."""
+    make = lambda **extra: detector(job["detector"], {**job["params"], **extra})  # noqa: E731
+    multi = make().get_tag("capability:multivariate")
+    if x.shape[1] > 1 and not multi:
+        per = [score(job, train[:, [c]], x[:, [c]]) for c in range(x.shape[1])]
+        return np.mean([p / max(float(np.median(np.abs(p))), 1e-12) for p in per], axis=0)
+    if job["mode"] == "semi":
+        d = make()
+        d.fit(train, axis=0)
+        return np.asarray(d.predict(x, axis=0), np.float64)
+    if job["mode"] == "seeded":
+        d = make(n_init_train=len(train))
+        return np.asarray(d.predict(np.concatenate([train, x]), axis=0), np.float64)[len(train):]
+    return np.asarray(make().fit_predict(x, axis=0), np.float64)
+
+
+def main(argv: list[str]) -> int:
+    jobs_path, streams_path, out_path = argv
+    jobs = json.loads(open(jobs_path).read())
+    data = np.load(streams_path)
+    train = data["train"].astype(np.float64)
+    series = [data[f"series_{i}"].astype(np.float64) for i in range(sum(k.startswith("series_") for k in data))]
+    out = {}
+    warnings.filterwarnings("ignore")
+    for job in jobs:
+        t0 = time.perf_counter()
+        for i, x in enumerate(series):
+            s = score(job, train, x)
+            if s.shape != (len(x),):
+                raise SystemExit(f"{job['key']}: {s.shape} scores for a series of {len(x)} points")
+            bad = ~np.isfinite(s)  # some detectors leave the edges undefined: counted, scored as the lowest
+            out[f"{job['key']}/{i}"] = np.where(bad, np.min(s[~bad]) if (~bad).any() else 0.0, s)
+            out[f"{job['key']}/{i}/undefined"] = np.array(int(bad.sum()))
+        out[f"{job['key']}/seconds"] = np.array(time.perf_counter() - t0)
+        print(f"{job['key']}: {out[job['key'] + '/seconds']:.1f} s", flush=True)
+    np.savez(out_path, **out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
