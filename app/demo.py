@@ -227,7 +227,7 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
             model_md = gr.Markdown(status, elem_id="model-status")
         live_state = gr.State(None)  # one LiveStream per browser session, created on its first chunk
         with gr.Tabs(selected="mic" if audio else "replay", elem_id="views") as tabs:
-            with gr.Tab("Live microphone", id="mic", visible=audio) as mic_tab:
+            with gr.Tab("Live microphone", id="mic", visible=audio, elem_id="mic-tab") as mic_tab:
                 with gr.Row():
                     with gr.Column(scale=1):
                         mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
@@ -240,7 +240,7 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
                                    label=f"Smoothed scores, last {limits.history_seconds:g} s", elem_id="live-plot")
                 events = gr.Dataframe(headers=["time (s)", "label", "score"], label="Detections (newest first)",
                                       elem_id="live-log", interactive=False)
-            with gr.Tab("Upload a file", id="file", visible=audio) as file_tab:
+            with gr.Tab("Upload a file", id="file", visible=audio, elem_id="file-tab") as file_tab:
                 upload = gr.File(label="Audio file (WAV, FLAC, OGG, MP3)", type="filepath", elem_id="upload")
                 f_top = gr.Markdown("### no file yet", elem_id="file-top")
                 f_meters = gr.Markdown("", elem_id="file-meters")
@@ -248,8 +248,8 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
                                      color_map=color_map, elem_id="file-plot")
                 f_events = gr.Dataframe(headers=["time (s)", "label", "score"], label="Detections",
                                         elem_id="file-log", interactive=False)
-            replay_tab, series_dd, _, _, _ = build_replay_tab(models.engine, model_dd, engine0, limits, admission,
-                                                              examples, visible=not audio)
+            replay_tab, series_dd, replay_state, replay_out, show_series = build_replay_tab(
+                models.engine, model_dd, engine0, limits, admission, examples, visible=not audio)
         live_out = [top, meters, plot, events]
         mic.stream(on_chunk, [mic, live_state, model_dd], [live_state, *live_out], stream_every=stream_every,
                    time_limit=int(limits.max_session_seconds), concurrency_limit=limits.max_live_sessions,
@@ -258,6 +258,8 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
         model_dd.change(on_model, [model_dd], [heading, model_md, live_state, *live_out, mic_tab, file_tab, replay_tab,
                                                tabs, series_dd])
         upload.upload(on_file, [upload, model_dd], [f_top, f_meters, f_plot, f_events], concurrency_limit=2)
+        if not audio:  # a sensor model opens on its first example series, ready to start
+            demo.load(show_series, [replay_state, model_dd, series_dd], [replay_state, *replay_out])
     return demo
 
 

@@ -89,8 +89,8 @@ def example_choices(examples: str | Path, engine: StreamEngine | None) -> list[t
 
 def build_replay_tab(engine_for: Callable[[str], StreamEngine], model_dd: gr.Dropdown, default: StreamEngine | None,
                      limits: Limits, admission: Admission, examples: str | Path, visible: bool) -> tuple:
-    """The tab inside the current Blocks; returns (tab, series dropdown, speed radio, state, outputs) so the page
-    can update them when the model changes."""
+    """The tab inside the current Blocks; returns (tab, series dropdown, state, outputs, the handler that shows the
+    chosen series) so the page can update them when it loads and when the model changes."""
     choices = example_choices(examples, default)
     speed0 = default_speed(default) if default is not None and not default.audio else SPEEDS[1]
     with gr.Tab("Replay a stream", id="replay", visible=visible, elem_id="replay-tab") as tab:
@@ -186,4 +186,4 @@ def build_replay_tab(engine_for: Callable[[str], StreamEngine], model_dd: gr.Dro
     reset.click(on_reset, [state], [state, *outs], show_progress="hidden")
     series.change(on_series, [state, model_dd, series], [state, *outs], show_progress="hidden")
     upload.upload(on_upload, [upload, model_dd], [series, top], show_progress="hidden")
-    return tab, series, speed, state, outs
+    return tab, series, state, outs, on_series

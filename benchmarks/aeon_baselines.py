@@ -9,8 +9,9 @@ project's: it imports numpy and aeon only, and the project never imports it. ``S
 
 - ``semi``: ``fit`` on the training series, ``predict`` each series (aeon's semi-supervised use);
 - ``unsupervised``: ``fit_predict`` each series on its own;
-- ``seeded``: ``predict`` the training series followed by the series, keeping the series' part (LeftSTAMPi:
-  its left matrix profile starts from the normal data, ``n_init_train`` = the training length).
+- ``seeded``: ``predict`` the end of the training series (its last ``seed`` samples) followed by the series,
+  keeping the series' part (LeftSTAMPi: its left matrix profile starts from normal data, ``n_init_train`` = the
+  seed's length).
 
 Univariate-only detectors on multichannel series score each channel and average the channels' scores, each
 divided by its median over the series (so no channel's scale dominates). Writes ``<key>/<i>`` (L_i,) float64
@@ -49,8 +50,9 @@ def score(job: dict, train: np.ndarray, x: np.ndarray) -> np.ndarray:
         d.fit(train, axis=0)
         return np.asarray(d.predict(x, axis=0), np.float64)
     if job["mode"] == "seeded":
-        d = make(n_init_train=len(train))
-        return np.asarray(d.predict(np.concatenate([train, x]), axis=0), np.float64)[len(train):]
+        seed = train[-job.get("seed", len(train)):]
+        d = make(n_init_train=len(seed))
+        return np.asarray(d.predict(np.concatenate([seed, x]), axis=0), np.float64)[len(seed):]
     return np.asarray(make().fit_predict(x, axis=0), np.float64)
 
 

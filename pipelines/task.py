@@ -169,7 +169,7 @@ class SignalTask(L.LightningModule):
                                           label_smoothing=self.hparams.label_smoothing)
                     loss = 0.5 * loss + 0.5 * per[tail].mean()
             return loss, logits
-        # forecast / anomaly: every frame's forecasts made 1..horizon frames before (the pairs the score uses)
+        # forecast / anomaly: every frame's forecasts made ``horizons`` frames before (the pairs the score uses)
         err, ok = self._forecast_errors(parts, before)
         mask = ok & valid[:, :, None]  # (B, F, H)
         if not mask.any():
@@ -184,7 +184,7 @@ class SignalTask(L.LightningModule):
             return head.errors(parts.feats, parts.pred, before.head[0])
         B, _, C = parts.feats.shape
         zero = torch.zeros(B, dtype=torch.long, device=parts.feats.device)
-        return horizon_errors(parts.feats, parts.pred, parts.pred.new_zeros(B, 1, C), zero, 1)
+        return horizon_errors(parts.feats, parts.pred, parts.pred.new_zeros(B, 1, C), zero, (1,))
 
     # -- steps ---------------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -291,8 +291,8 @@ class SignalTask(L.LightningModule):
             total = total + (err * mask[..., None]).sum((0, 1))  # (H, C)
             count = count + mask.sum((0, 1))  # (H,)
         if not torch.is_tensor(count) or not bool((count > 0).all()):
-            raise ValueError(f"no training frame has a forecast made {head.horizon} frames before it: the windows "
-                             "must be longer than head.horizon frames")
+            raise ValueError(f"no training frame has a forecast made {max(head.horizons)} frames before it: the "
+                             "windows must be longer than the longest of head.horizons")
         head.err_var.copy_((total / count[:, None]).clamp_min(1e-8).reshape(-1))
 
     def on_validation_epoch_end(self):

@@ -29,7 +29,7 @@ from ssm_signal.data.skips import DataError
 from ssm_signal.events import DetectorConfig
 from ssm_signal.streaming import StreamConfig, StreamEngine
 
-from .anomaly_metrics import alarm_outcome, intervals, quality
+from .anomaly_metrics import alarm_outcome, calibrated_threshold, intervals, quality, threshold_grid
 from .job import write_calibrated
 from .metrics import Laid
 from .report import write_json
@@ -59,17 +59,12 @@ def calibrate_threshold(engine: StreamEngine, spec: str, target: float, toleranc
     series = read_series(spec, engine.in_channels, ("val",)) or read_series(spec, engine.in_channels, ("train",))
     if not series:
         raise DataError(f"{spec}: no 'val' or normal 'train' series to calibrate the alarm rate on")
-    laid, frames, _ = _stream(engine, [s.x for s in series], cfg)
-    truth = [intervals(s.label, engine.samples_per_frame, n) for s, n in zip(series, frames, strict=True)]
-    grid = _grid(laid.best)
-    rates = []
-    for th in grid:
-        o = alarm_outcome(engine.detector, laid, truth, frames, th, tolerance)
-        rates.append(o.false_alarms / o.normal_hours if o.normal_hours else float("inf"))
-    ok = [th for th, r in zip(grid, rates, strict=True) if r <= target + 1e-12]
-    theta = float(ok[0] if ok else grid[-1])
+    streamed = stream_many(engine, [s.x for s in series], engine.rate, max(cfg.stream.chunk_s, 1.0 / engine.rate),
+                           cfg.stream.batch)
+    theta, hours = calibrated_threshold(engine.detector, [r.scores for r in streamed], [s.label for s in series],
+                                        engine.samples_per_frame, target, tolerance)
     return {"target_fa_per_hour": target, "threshold": theta, "split": series[0].split, "series": len(series),
-            "normal_hours": float(sum(frames) / engine.frame_rate / 3600), "source": spec}
+            "normal_hours": hours, "source": spec}
 
 
 def evaluate_anomaly(cfg, bundle: Bundle) -> dict:
@@ -103,7 +98,7 @@ def evaluate_anomaly(cfg, bundle: Bundle) -> dict:
         raise RuntimeError(f"the sweep's detector disagrees with the live one ({live} vs "
                            f"{measured['at_threshold']['alarms']} alarms)")
     rows = []
-    for th in _grid(laid.best):
+    for th in threshold_grid(laid.best):
         o = alarm_outcome(det, laid, truth, frames, th, tol).as_dict()
         rows.append({"threshold": th, **{k: v for k, v in o.items() if k != "delay_s"},
                      "delay_median_s": o["delay_s"]["median"]})
@@ -122,14 +117,6 @@ def evaluate_anomaly(cfg, bundle: Bundle) -> dict:
                           "seconds": round(time.perf_counter() - t0, 1)}}
     write_json(out / "summary.json", summary)
     return summary
-
-
-def _grid(best: np.ndarray) -> np.ndarray:
-    """Thresholds swept: 60 quantiles of the smoothed scores from the median up, and their maximum."""
-    v = best[np.isfinite(best)]
-    if not len(v):
-        return np.array([0.0])
-    return np.unique(np.concatenate([np.quantile(v, np.linspace(0.5, 1.0, 60)), [v.max()]]))
 
 
 def _plot(df: pd.DataFrame, at: dict, path: Path, title: str) -> None:

@@ -95,6 +95,32 @@ def alarm_outcome(det: EventDetector, laid: Laid, truth: list[list[tuple[int, in
                         normal / det.frame_rate / 3600, hits)
 
 
+def threshold_grid(best: np.ndarray) -> np.ndarray:
+    """Thresholds swept: 60 quantiles of the smoothed scores from the median up, and their maximum."""
+    v = best[np.isfinite(best)]
+    if not len(v):
+        return np.array([0.0])
+    return np.unique(np.concatenate([np.quantile(v, np.linspace(0.5, 1.0, 60)), [v.max()]]))
+
+
+def calibrated_threshold(det: EventDetector, scores: list[np.ndarray], labels: list[np.ndarray], hop: int,
+                         target: float, tolerance: int) -> tuple[float, float]:
+    """The lowest swept threshold (:func:`threshold_grid`) at which the series raise at most ``target`` false
+    alarms per hour of their normal time (alarms outside their labelled anomalies and tolerance), else the
+    highest; returns it and the normal hours it was measured on."""
+    laid = Laid.of(det, scores)
+    frames = [len(s) for s in scores]
+    truth = [intervals(y, hop, n) for y, n in zip(labels, frames, strict=True)]
+    grid = threshold_grid(laid.best)
+    hours = 0.0
+    for th in grid:
+        o = alarm_outcome(det, laid, truth, frames, th, tolerance)
+        hours = o.normal_hours
+        if o.normal_hours and o.false_alarms / o.normal_hours <= target + 1e-12:
+            return float(th), hours
+    return float(grid[-1]), hours
+
+
 def point_metrics(scores: list[np.ndarray], labels: list[np.ndarray]) -> dict:
     """ROC-AUC and PR-AUC (average precision) of frame scores (F_i,) against frame labels (F_i,) bool, pooled
     over the series; None where one class is absent."""

@@ -19,7 +19,7 @@ HEADS = ("classify", "forecast", "anomaly")
 RENAMED = {"frontend": {"channels": "in_channels"}}
 #: Fields added after bundles were saved without them, per section, with the default that reproduces the former
 #: behaviour: {section: {field: default}}. A bundle's fingerprint leaves them out where they hold that default.
-ADDED = {"head": {"horizon": 1}}
+ADDED = {"head": {"horizons": [1], "score_window": 1}}
 
 
 def current_names(section: str, d: dict[str, Any]) -> dict[str, Any]:
@@ -138,22 +138,35 @@ class HeadConfig:
     (the next frame's features), or "anomaly" (forecast + normalised prediction error as score).
     num_classes: number of classes (classify only).
     threshold: anomaly score above which a frame is an alarm (anomaly only).
-    horizon: anomaly only, frames forecast ahead; the score of a frame averages the errors of its
-        forecasts made 1..horizon frames before (1: the next-frame error alone).
+    horizons: anomaly only, how many frames ahead the head forecasts, increasing (e.g. [1, 4, 16, 64]); the
+        score of a frame averages the errors of its forecasts made that many frames before ([1]: the
+        next-frame error alone).
+    score_window: anomaly only, frames whose errors the score tests together: 1 scores each frame's own
+        normalised error; W > 1 tests the last W frames' errors against the normal variance, two-sided
+        (too large or too small: see ``AnomalyHead``).
     """
 
     kind: str = "classify"
     num_classes: int = 0
     threshold: float = 3.0
-    horizon: int = 1
+    horizons: list[int] = dataclasses.field(default_factory=lambda: [1])
+    score_window: int = 1
 
     def __post_init__(self):
         if self.kind not in HEADS:
             raise ValueError(f"head.kind must be one of {HEADS}, got {self.kind!r}")
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or not 1 <= self.horizon <= 256:
-            raise ValueError(f"head.horizon must be an integer in [1, 256], got {self.horizon!r}")
-        if self.horizon != 1 and self.kind != "anomaly":
-            raise ValueError(f"head.horizon applies to anomaly heads only (kind {self.kind!r} forecasts one frame)")
+        hs = list(self.horizons) if isinstance(self.horizons, list | tuple) else None
+        if not hs or any(isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= 256 for h in hs) or any(
+                b <= a for a, b in zip(hs, hs[1:], strict=False)):
+            raise ValueError(f"head.horizons must be increasing integers in [1, 256], got {self.horizons!r}")
+        self.horizons = hs
+        if hs != [1] and self.kind != "anomaly":
+            raise ValueError(f"head.horizons applies to anomaly heads only (kind {self.kind!r} forecasts one frame)")
+        w = self.score_window
+        if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= 4096:
+            raise ValueError(f"head.score_window must be an integer in [1, 4096], got {w!r}")
+        if w != 1 and self.kind != "anomaly":
+            raise ValueError(f"head.score_window applies to anomaly heads only, not {self.kind!r}")
         if self.kind == "classify" and self.num_classes < 2:
             raise ValueError(f"head.num_classes must be >= 2 for classification, got {self.num_classes}")
 

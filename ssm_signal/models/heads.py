@@ -3,10 +3,10 @@
 - ``ClassifierHead``: class logits at every frame. The clip prediction is the logits at the
   clip's last frame: the same rule a live stream applies at any moment.
 - ``ForecastHead``: the prediction of the next frame's features x_{t+1} from h_t.
-- ``AnomalyHead``: a forecaster of the next H frames whose output is the anomaly score of
-  frame t, the squared errors of the forecasts of x_t made 1..H frames before, normalised per
+- ``AnomalyHead``: a forecaster of the frames ``horizons`` ahead whose output is the anomaly score
+  of frame t, the squared errors of the forecasts of x_t made that many frames before, normalised per
   horizon and feature by the error variance measured on normal data (``err_var``, fitted after
-  training). It carries the last H forecasts as its state, so streaming scores equal offline scores.
+  training). It carries the recent forecasts as its state, so streaming scores equal offline scores.
 
 Every head has one entry point, ``apply(feats, hidden, state) -> (out, pred, state)``, for any
 number of frames F >= 1 (one frame is F = 1): the chunked forward and the single frame step
@@ -61,75 +61,106 @@ class ForecastHead(LinearHead):
         return pred, pred, state
 
 
+R_MIN = 1e-3  # the smallest error ratio the two-sided score tells apart (a frozen channel's is 0)
+
+
 @dataclasses.dataclass(frozen=True)
 class AnomalyState(State):
-    """prev: (B, H, H * feature_dim) the forecasts made at the last H frames, oldest first (zeros before
-    the stream's start); seen: (B,) int64 frames seen."""
+    """prev: (B, H, K * feature_dim) the forecasts made at the last H = max(horizons) frames, oldest first (zeros
+    before the stream's start); recent: (B, W - 1, K, feature_dim) the normalised errors of the last W - 1 frames
+    (W = the score window; zeros where no forecast existed); seen: (B,) int64 frames seen."""
 
     prev: Tensor
+    recent: Tensor
     seen: Tensor
 
 
-def horizon_errors(feats: Tensor, pred: Tensor, prev: Tensor, seen: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
-    """Squared errors of the forecasts of every frame made 1..H frames before it.
+def horizon_errors(feats: Tensor, pred: Tensor, prev: Tensor, seen: Tensor, horizons: tuple[int, ...]
+                   ) -> tuple[Tensor, Tensor]:
+    """Squared errors of the forecasts of every frame made h frames before it, for each h of ``horizons`` (K).
 
-    feats (B, F, C): the frames x_t, t = seen .. seen + F - 1; pred (B, F, H * C): the forecasts made at
-    those frames, block h-1 holding x̂_{t+h|t}; prev (B, H, H * C): the forecasts made at the H frames
-    before them (oldest first); seen (B,): frames before this chunk. Returns err (B, F, H, C), block h-1
-    holding (x_t - x̂_{t|t-h})^2, and valid (B, F, H): whether the forecast exists (t - h >= 0).
-    The anomaly score, the training loss and the error variance all take their pairs from here.
+    feats (B, F, C): the frames x_t, t = seen .. seen + F - 1; pred (B, F, K * C): the forecasts made at those
+    frames, block k holding x̂_{t+h_k|t}; prev (B, H, K * C): the forecasts made at the H = max(horizons) frames
+    before them (oldest first); seen (B,): frames before this chunk. Returns err (B, F, K, C), block k holding
+    (x_t - x̂_{t|t-h_k})^2, and valid (B, F, K): whether that forecast exists (t - h_k >= 0). The anomaly score,
+    the training loss and the error variance all take their pairs from here.
     """
     B, F, C = feats.shape
-    made = torch.cat([prev.to(pred.dtype), pred], dim=1)  # (B, H + F, H * C), made at frames seen-H .. seen+F-1
-    err = torch.stack([(feats - made[:, horizon - h:horizon - h + F, (h - 1) * C:h * C]) ** 2
-                       for h in range(1, horizon + 1)], dim=2)
+    H = prev.shape[1]
+    made = torch.cat([prev.to(pred.dtype), pred], dim=1)  # (B, H + F, K * C), made at frames seen-H .. seen+F-1
+    err = torch.stack([(feats - made[:, H - h:H - h + F, k * C:(k + 1) * C]) ** 2 for k, h in enumerate(horizons)],
+                      dim=2)
     t = seen[:, None] + torch.arange(F, device=feats.device)  # (B, F) frame index
-    valid = t[:, :, None] >= torch.arange(1, horizon + 1, device=feats.device)
+    valid = t[:, :, None] >= torch.tensor(horizons, device=feats.device)
     return err, valid
 
 
 class AnomalyHead(nn.Module):
-    """A forecaster of the next ``horizon`` frames whose output is the anomaly score of frame t:
+    """A forecaster of the frames ``horizons`` ahead whose output is the anomaly score of frame t. With
 
-        score_t = mean over h = 1..H (those made since the stream began) and channels c of
-                  (x_t,c - x̂_{t|t-h},c)^2 / err_var_{h,c}
+        z_{t,h,c} = (x_t,c - x̂_{t|t-h},c)^2 / err_var_{h,c}
 
-    with x̂_{t|t-h} the forecast of frame t made at frame t-h and err_var the error variance per horizon
-    and channel on normal data (fitted after training). A one-step forecaster (H = 1) follows any
-    persistent change after one frame; forecasts made further back were made before the change, so a
-    level shift, a frozen sensor, a drift or a new period keep the score up while they last. The state
-    carries the last H forecasts, so streaming scores equal offline ones.
+    (x̂_{t|t-h}: the forecast of frame t made at frame t-h; err_var: the error variance per horizon and channel
+    on normal data, fitted after training), over the pairs (h, c) whose forecasts exist (t - h >= 0):
+
+        window W = 1:  score_t = mean_{h,c} z_{t,h,c}
+        window W > 1:  score_t = mean_{h,c} (r - 1 - log r),  r = max(mean of z_{τ,h,c} over τ = t-W+1 .. t, R_MIN)
+
+    W > 1 is the Gaussian likelihood-ratio test of "these W errors have the normal variance", two-sided: errors
+    too large (a forecast gone wrong: spikes, shifts, drift) and too small (a signal more predictable than normal
+    data ever is: a frozen sensor, a slowed rhythm) both raise it; it is 0 where r = 1. A one-step forecaster
+    (horizons [1]) follows a persistent change after one frame; forecasts made further back were made before
+    the change, so a shift or a drift keeps the score up for as long as the longest horizon. The state carries
+    the last max(horizons) frames' forecasts and the last W - 1 frames' errors, so streaming scores equal
+    offline ones.
     """
 
-    def __init__(self, d_model: int, feature_dim: int, horizon: int = 1):
+    def __init__(self, d_model: int, feature_dim: int, horizons: tuple[int, ...] | list[int] = (1,), window: int = 1):
         super().__init__()
-        self.feature_dim, self.horizon = feature_dim, horizon
-        self.forecast = ForecastHead(d_model, feature_dim * horizon)
-        self.register_buffer("err_var", torch.ones(horizon * feature_dim))  # (H * C,), block h-1 for horizon h
+        self.feature_dim, self.horizons, self.window = feature_dim, tuple(horizons), window
+        K = len(self.horizons)
+        self.forecast = ForecastHead(d_model, feature_dim * K)
+        self.register_buffer("err_var", torch.ones(K * feature_dim))  # (K * C,), block k for horizons[k]
         self.out_dim = 1
 
     def init_state(self, batch_size: int, *, device=None, dtype=torch.float32) -> AnomalyState:
-        H = self.horizon
-        return AnomalyState(prev=torch.zeros(batch_size, H, H * self.feature_dim, device=device, dtype=dtype),
+        H, K, C = max(self.horizons), len(self.horizons), self.feature_dim
+        return AnomalyState(prev=torch.zeros(batch_size, H, K * C, device=device, dtype=dtype),
+                            recent=torch.zeros(batch_size, self.window - 1, K, C, device=device, dtype=dtype),
                             seen=torch.zeros(batch_size, dtype=torch.int64, device=device))
 
     def apply(self, feats: Tensor, hidden: Tensor, state: tuple[AnomalyState]
               ) -> tuple[Tensor, Tensor | None, tuple[AnomalyState]]:
-        """feats (B, F, feature_dim), hidden (B, F, d_model) -> (scores (B, F, 1), forecasts (B, F, H * C), (state,))."""
+        """feats (B, F, feature_dim), hidden (B, F, d_model) -> (scores (B, F, 1), forecasts (B, F, K * C), (state,))."""
         pred = self.forecast(hidden)
         out, new = self.score(feats, pred, state[0])
         return out, pred, (new,)
 
     def errors(self, feats: Tensor, pred: Tensor, state: AnomalyState) -> tuple[Tensor, Tensor]:
-        """:func:`horizon_errors` of this head: err (B, F, H, C), valid (B, F, H)."""
-        return horizon_errors(feats, pred, state.prev, state.seen, self.horizon)
+        """:func:`horizon_errors` of this head: err (B, F, K, C), valid (B, F, K)."""
+        return horizon_errors(feats, pred, state.prev, state.seen, self.horizons)
 
     def score(self, feats: Tensor, pred: Tensor, state: AnomalyState) -> tuple[Tensor, AnomalyState]:
-        """feats (B, F, C), pred (B, F, H * C) -> scores (B, F, 1), new state. The very first frame of a
+        """feats (B, F, C), pred (B, F, K * C) -> scores (B, F, 1), new state. The very first frame of a
         stream has no forecast yet and scores 0."""
-        H, C = self.horizon, self.feature_dim
+        K, C, W, F = len(self.horizons), self.feature_dim, self.window, feats.shape[1]
         err, valid = self.errors(feats, pred, state)
-        z = (err / self.err_var.to(err.dtype).view(H, C)).mean(-1) * valid  # (B, F, H)
-        out = z.sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp(min=1)
-        made = torch.cat([state.prev.to(pred.dtype), pred], dim=1)[:, -H:]
-        return out, AnomalyState(prev=made.to(state.prev.dtype), seen=state.seen + feats.shape[1])
+        z = err / self.err_var.to(err.dtype).view(K, C) * valid[..., None]  # (B, F, K, C)
+        made = torch.cat([state.prev.to(pred.dtype), pred], dim=1)[:, -state.prev.shape[1]:]
+        if W == 1:
+            out = z.mean(-1).sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp(min=1)
+            recent = state.recent
+        else:
+            zs = torch.cat([state.recent.to(z.dtype), z], dim=1)  # (B, W - 1 + F, K, C): frames seen-W+1 ..
+            tau = state.seen[:, None] - (W - 1) + torch.arange(W - 1 + F, device=z.device)  # their indices
+            ok = (tau[:, :, None] >= torch.tensor(self.horizons, device=z.device)).to(z.dtype)  # (B, W-1+F, K)
+            # every window summed in the same order (oldest first), so chunking cannot change the result
+            total, count = zs[:, 0:F].clone(), ok[:, 0:F].clone()
+            for j in range(1, W):
+                total += zs[:, j:j + F]
+                count += ok[:, j:j + F]
+            r = (total / count.clamp(min=1)[..., None]).clamp(min=R_MIN)
+            g = (r - 1 - torch.log(r)) * (count > 0)[..., None]  # (B, F, K, C)
+            out = g.mean(-1).sum(-1, keepdim=True) / (count > 0).sum(-1, keepdim=True).clamp(min=1)
+            recent = zs[:, -(W - 1):].to(state.recent.dtype)
+        return out, AnomalyState(prev=made.to(state.prev.dtype), recent=recent, seen=state.seen + F)

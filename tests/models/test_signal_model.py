@@ -21,7 +21,7 @@ CONFIGS = {
                                   HeadConfig("anomaly")),
     # forecasts of the next 5 frames: the score of a frame reads forecasts made up to 5 frames (chunks) before
     "sensor_anomaly_horizon": ModelConfig(FrontendConfig(kind="sensor", in_channels=3, decimate=2), BACKBONE,
-                                          HeadConfig("anomaly", horizon=5)),
+                                          HeadConfig("anomaly", horizons=[1, 2, 5], score_window=4)),
 }
 
 
