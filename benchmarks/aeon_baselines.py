@@ -30,12 +30,12 @@ import numpy as np
 
 
 def detector(name: str, params: dict):
-    from aeon.anomaly_detection.series import distance_based, outlier_detection
+    from aeon.utils.discovery import all_estimators
 
-    for module in (distance_based, outlier_detection):
-        if hasattr(module, name):
-            return getattr(module, name)(**params)
-    raise SystemExit(f"aeon has no series anomaly detector {name!r}")
+    found = dict(all_estimators("series-anomaly-detector"))
+    if name not in found:
+        raise SystemExit(f"aeon has no series anomaly detector {name!r}; it has {sorted(found)}")
+    return found[name](**params)
 
 
 def score(job: dict, train: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -76,8 +76,27 @@ SEED = 3_000
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary",
          "false", "--output.register", "false"]
 # --select: recipes (overrides of the shipped config, "shipped" = none) compared on val ROC-AUC
-CANDIDATES: dict[str, dict[str, list[str]]] = {"ucr135": {"shipped": []}, "daphnet": {"shipped": []},
-                                               "sensor_anomaly": {"shipped": []}}
+H = "--model.network.head.horizons"
+W = "--model.network.head.score_window"
+CANDIDATES: dict[str, dict[str, list[str]]] = {
+    "sensor_anomaly": {
+        "shipped": [],
+        "next-frame forecaster (the former recipe's head)": [H, "[1]", W, "1"],
+        "horizons 1-16": [H, "[1, 2, 4, 8, 16]"],
+        "one-sided (score window 1)": [W, "1"],
+        "score window 16": [W, "16"],
+    },
+    "ucr135": {
+        "shipped": [],
+        "horizons 1-16": [H, "[1, 2, 4, 8, 16]"],
+        "two-sided, score window 32": [W, "32"],
+    },
+    "daphnet": {
+        "shipped": [],
+        "two-sided, score window 16": [W, "16"],
+        "two-sided, score window 8": [W, "8"],
+    },
+}
 
 
 # -- the SSM ----------------------------------------------------------------------------------------------------
@@ -243,8 +262,7 @@ def plot(stream: str, bundles: str, out: Path) -> None:
     engine = StreamEngine(load_bundle(Path(bundles) / Path(STREAMS[stream]["config"]).stem),
                           config=StreamConfig(compile=False))
     replay = Replay(engine, read_recording(ensure_table(stream), engine), speed=1e9)
-    for view in replay.play(sleep=lambda s: None):
-        pass
+    view = list(replay.play(sleep=lambda s: None))[-1]
     fig = replay_figure(view)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)

@@ -95,6 +95,22 @@ def draw(rng: np.random.Generator, length: int, channels: int, count: int, *, lo
     return out
 
 
+def draw_within(rng: np.random.Generator, source_len: int, length: int, channels: int, count: int, **kw
+                ) -> list[Anomaly]:
+    """:func:`draw` (keywords as there) until the anomalies fit a source of ``source_len`` samples: periodicity
+    anomalies consume extra source samples (:func:`time_map`), so a draw with more of them may not fit."""
+    while True:
+        anomalies = draw(rng, length, channels, count, **kw)
+        if time_map(anomalies, length)[-1] <= source_len - 1:
+            return anomalies
+
+
+def source_margin(count: int, max_len: int) -> int:
+    """Source samples beyond the output's length that ``count`` anomalies of up to ``max_len`` samples can
+    consume (all of them periodicity anomalies at the fastest speed): what a source must hold in addition."""
+    return int(np.ceil((FASTER[1] - 1.0) * count * max_len)) + 1
+
+
 def time_map(anomalies: list[Anomaly], length: int) -> np.ndarray:
     """Source position of each output sample, (length,) float64: the identity but for periodicity
     anomalies, which read their segment at ``size`` source samples per output sample, and shift what

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ssm_signal.data.aeon_wheel import DATA_PREFIX, aeon_wheel, read_member
-from ssm_signal.data.anomalies import FASTER, draw, plant
+from ssm_signal.data.anomalies import draw_within, plant, source_margin
 from ssm_signal.data.sensor_tables import write_table
 
 DEFAULT_ROOT = "data/anomaly_streams"
@@ -105,11 +105,11 @@ def _planted_copies(source: np.ndarray, start: int, split: str, copies: int, cou
                     name: str) -> list[pd.DataFrame]:
     """``copies`` of ``source`` (rows from ``start`` of the recording), each with ``count`` planted anomalies
     after row ``lo``; shortened by the rows the fastest periodicity anomaly could consume."""
-    margin = int(np.ceil((FASTER[1] - 1) * spec.lengths[1])) + 1
-    length = len(source) - margin
+    length = len(source) - source_margin(1, spec.lengths[1])
     out = []
     for k in range(copies):
-        anomalies = draw(rng, length, source.shape[1], count, lo=lo, min_len=spec.lengths[0], max_len=spec.lengths[1])
+        anomalies = draw_within(rng, len(source), length, source.shape[1], count, lo=lo, min_len=spec.lengths[0],
+                                max_len=spec.lengths[1])
         x, label, kind = plant(source, anomalies, length, scale, rng)
         out.append(_frame(f"{name}_{split}{k}", split, start, x, label, kind, channels))
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ssm_signal.data.anomalies import FASTER, KINDS, draw, plant
+from ssm_signal.data.anomalies import KINDS, draw, plant, source_margin
 from ssm_signal.data.sensor_tables import write_table
 
 
@@ -40,9 +40,7 @@ def anomalous_series(rng: np.random.Generator, length: int, channels: int, count
     """A series with ``count`` planted anomalies of ``kinds`` after its first fifth: (x (L, C), label (L,),
     kind (L,))."""
     anomalies = draw(rng, length, channels, count, lo=length // 5, kinds=kinds)
-    # the fastest periodicity anomaly reads up to FASTER[1] source samples per output sample
-    source = normal_series(rng, length + int(np.ceil((FASTER[1] - 1) * sum(a.length for a in anomalies))) + 2,
-                           channels)
+    source = normal_series(rng, length + source_margin(1, sum(a.length for a in anomalies)), channels)
     return plant(source, anomalies, length, source[:length].std(0), rng)
 
 

@@ -103,9 +103,19 @@ class LiveStream:
         self._top: tuple[str | None, float] = (None, 0.0)
         self._work = self._audio = 0.0  # processing seconds and audio seconds, for the mean RTF
 
-    def _keep_timeline(self, seconds: float, max_points: int | None = None) -> None:
-        """Widen the plotted history to a whole recording of ``seconds`` (a file, a replayed table), at most
-        ``max_points`` points (None: the plot rate's)."""
+    def keep_timeline(self, seconds: float, max_points: int | None = None) -> None:
+        """Keep the plotted history of a whole recording of ``seconds`` (a replayed table), at most ``max_points``
+        points (None: at the plot rate). Clears the history: call it before streaming."""
+        with self._lock:
+            self._widen(seconds, max_points)
+
+    def finish(self) -> LiveView:
+        """End the stream: flush the session (its last frames and events) and return the final view."""
+        with self._lock:
+            self._record(self.session.flush())
+            return self._view(None)
+
+    def _widen(self, seconds: float, max_points: int | None = None) -> None:
         frames = seconds * self.engine.frame_rate
         if max_points is not None:
             self._every = max(1, int(np.ceil(frames / max_points)))
@@ -151,7 +161,7 @@ class LiveStream:
             return
         with self._lock:
             self._new_session()
-            self._keep_timeline(len(samples) / rate)
+            self._widen(len(samples) / rate)
         step = max(1, int(chunk_seconds * rate))
         t_yield = time.perf_counter()
         for start in range(0, len(samples), step):
@@ -160,9 +170,7 @@ class LiveStream:
             if time.perf_counter() - t_yield >= yield_every_s:
                 t_yield = time.perf_counter()
                 yield self.view()
-        with self._lock:
-            self._record(self.session.flush())
-            yield self._view(None)
+        yield self.finish()
 
     def _read_upload(self, path) -> tuple[np.ndarray, int]:
         if path is None:

@@ -164,8 +164,9 @@ class Replay:
         if not speed > 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         self.engine, self.recording, self.speed, self.tick_s, self.max_points = engine, recording, speed, tick_s, max_points
-        # the replay's own limits: the whole series, however long it runs at this rate
-        limits = dataclasses.replace(limits or Limits(), max_session_seconds=recording.seconds + 1.0)
+        # the replay's own limits: the whole series, however long it runs at this rate, and a log that holds
+        # every event of a chunk (the alarms are read from it)
+        limits = dataclasses.replace(limits or Limits(), max_session_seconds=recording.seconds + 1.0, log_size=10_000)
         self.live = LiveStream(engine, limits, plot_labels=engine.width)
         self._lock = threading.Lock()
         self._run = 0  # each play() runs while this is its own number: stop() and reset() move it on
@@ -180,7 +181,7 @@ class Replay:
         with self._lock:
             self._run += 1
             self.live.reset()
-            self.live._keep_timeline(self.recording.seconds, self.max_points)
+            self.live.keep_timeline(self.recording.seconds, self.max_points)
             self._pos, self._alarms, self._status = 0, [], "ready"
             return self._view()
 
@@ -235,7 +236,8 @@ class Replay:
             if self._run != mine:
                 return None
             if self._pos >= len(rec.x):
-                self._finish()
+                self._take_alarms(self.live.finish())
+                self._status = "finished"
                 return None
             end = min(len(rec.x), self._pos + chunk)
             view = self.live.push(rec.x[self._pos:end], rec.rate)
@@ -243,16 +245,14 @@ class Replay:
                 self._status = "stopped"
                 return end, self._view(view)
             self._pos = end
-            last = self._alarms[-1].frame if self._alarms else -1
-            self._alarms += sorted((e for e in view.log if e.frame > last), key=lambda e: e.frame)
+            self._take_alarms(view)
             return end, None
 
     # -- internals -----------------------------------------------------------------------------------
-    def _finish(self) -> None:
-        update = self.live.session.flush()
-        self.live._record(update)
-        self._alarms += update.events
-        self._status = "finished"
+    def _take_alarms(self, view: LiveView) -> None:
+        """Record the events of ``view``'s log (newest first) that came after the last one recorded."""
+        last = self._alarms[-1].frame if self._alarms else -1
+        self._alarms += sorted((e for e in view.log if e.frame > last), key=lambda e: e.frame)
 
     def _view(self, live: LiveView | None = None) -> ReplayView:
         rec, pos = self.recording, self._pos
@@ -260,7 +260,7 @@ class Replay:
         idx = np.arange(every - 1, pos, every)
         det = self.engine.detector
         return ReplayView(
-            live=live or self.live._view(None), name=rec.name, channels=rec.channels, times=(idx + 1) / rec.rate,
+            live=live or self.live.view(), name=rec.name, channels=rec.channels, times=(idx + 1) / rec.rate,
             x=rec.x[idx], alarms=list(self._alarms), labelled=rec.labelled(pos), threshold=det.threshold,
             kind=self.engine.kind, position_s=pos / rec.rate, total_s=rec.seconds, speed=self.speed,
             status=self._status)
