@@ -121,6 +121,24 @@ def calibrated_threshold(det: EventDetector, scores: list[np.ndarray], labels: l
     return float(grid[-1]), hours
 
 
+def best_f1_threshold(det: EventDetector, scores: list[np.ndarray], labels: list[np.ndarray], hop: int,
+                      tolerance: int) -> tuple[float, float]:
+    """The swept threshold (:func:`threshold_grid`) with the best event-level F1 (alarm precision and event
+    recall) on labelled series, the lowest on ties; returns it and its F1 (0 where nothing is detected)."""
+    laid = Laid.of(det, scores)
+    frames = [len(s) for s in scores]
+    truth = [intervals(y, hop, n) for y, n in zip(labels, frames, strict=True)]
+    best = (-1.0, 0.0)
+    for th in threshold_grid(laid.best):
+        o = alarm_outcome(det, laid, truth, frames, th, tolerance)
+        p = o.true_alarms / o.alarms if o.alarms else 0.0
+        r = o.detected / o.intervals if o.intervals else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        if f1 > best[0]:
+            best = (f1, float(th))
+    return best[1], best[0]
+
+
 def point_metrics(scores: list[np.ndarray], labels: list[np.ndarray]) -> dict:
     """ROC-AUC and PR-AUC (average precision) of frame scores (F_i,) against frame labels (F_i,) bool, pooled
     over the series; None where one class is absent."""

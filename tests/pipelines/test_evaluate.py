@@ -15,7 +15,14 @@ import torch
 
 from pipelines.cli import main as cli
 from pipelines.evaluate import EvaluateConfig, evaluate
-from pipelines.evaluate.anomaly_metrics import alarm_outcome, intervals, point_metrics, quality, ucr_rule
+from pipelines.evaluate.anomaly_metrics import (
+    alarm_outcome,
+    best_f1_threshold,
+    intervals,
+    point_metrics,
+    quality,
+    ucr_rule,
+)
 from pipelines.evaluate.inputs import read_negatives, read_positives, speech_end
 from pipelines.evaluate.keywords import StreamSettings, calibrate, stream_negatives, stream_positives
 from pipelines.evaluate.metrics import Laid, Positives, outcome
@@ -285,6 +292,17 @@ def test_point_metrics_and_the_ucr_rule():
     assert q["ucr_rule"]["solved"] == 1 and q["roc_auc"] > 0.99
     assert q["recall_by_kind"] == {"spike": {"intervals": 1, "detected": 1, "recall": 1.0}}
     assert q["at_threshold"]["alarms"] == 1 and q["at_threshold"]["false_alarms"] == 0
+
+
+def test_the_best_f1_threshold_separates_the_anomalies_from_the_rest():
+    det = EventDetector("anomaly", ["anomaly"], 1.0, DetectorConfig(refractory_s=3.0))
+    labels = np.zeros(200, np.int64)
+    labels[50:60] = labels[150:160] = 1
+    score = np.ones((200, 1), np.float32)
+    score[50:60], score[150:160], score[100:110] = 5.0, 4.0, 3.0  # anomalies at 5 and 4; normal frames at 3
+    theta, f1 = best_f1_threshold(det, [score], [labels], 1, tolerance=0)
+    assert f1 == 1.0 and 3.0 <= theta < 4.0  # both detected, the normal peak left out
+    assert best_f1_threshold(det, [np.ones((200, 1), np.float32)], [labels], 1, 0)[1] == 0.0  # nothing to find
 
 
 def test_anomaly_bundle_end_to_end(tmp_path):
