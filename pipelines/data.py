@@ -26,7 +26,6 @@ log = logging.getLogger("ssm_signal.pipelines")
 
 
 IGNORE = -100  # padding value of per-step labels (ignored by the losses)
-PLANT_MAX_LEN = 160  # the longest anomaly planted into a training window (samples)
 
 
 def pad_batch(items: list[tuple[Tensor, int | Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
@@ -61,41 +60,6 @@ class _Augmented(Dataset):
     def __getitem__(self, i):
         x, y = self.base[i]
         return self.augment(x), y
-
-
-class _Planted(Dataset):
-    """Normal training windows with anomalies planted into them afresh on every draw (training a learned anomaly
-    score): items (x (length, C), per-step labels (length,)). ``base`` windows are longer than ``length`` by what a
-    faster rhythm can consume; up to ``count`` anomalies of :mod:`ssm_signal.data.anomalies` go into each, after
-    its first eighth, sized by each channel's standard deviation over the training windows."""
-
-    def __init__(self, base: Dataset, length: int, count: int, seed: int, max_len: int):
-        import numpy as np
-
-        # as many as fit apart after the window's first eighth (draw keeps 40 normal samples before each)
-        fit = (length - length // 8) // (max_len + 40)
-        if fit < 1:
-            raise ValueError(f"data.window {length} is too short to plant an anomaly of up to {max_len} samples")
-        self.base, self.length, self.count, self.seed, self.max_len = base, length, min(count, fit), seed, max_len
-        self.draws = [0] * len(base)
-        sample = [base[i][0].numpy() for i in range(0, len(base), max(1, len(base) // 200))]
-        self.scale = np.concatenate(sample).std(0)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i):
-        import numpy as np
-
-        from ssm_signal.data.anomalies import draw_within, plant
-
-        x = self.base[i][0].numpy()
-        rng = np.random.default_rng([self.seed, i, self.draws[i]])
-        self.draws[i] += 1
-        anomalies = draw_within(rng, len(x), self.length, x.shape[1], int(rng.integers(0, self.count + 1)),
-                                lo=self.length // 8, max_len=self.max_len)
-        y, label, _ = plant(x, anomalies, self.length, self.scale, rng)
-        return torch.from_numpy(y), torch.from_numpy(label)
 
 
 class _Base(L.LightningDataModule):
@@ -139,7 +103,7 @@ class _Base(L.LightningDataModule):
 
     def _plain_train(self) -> Dataset:
         ds = self.train_set
-        return ds.base if isinstance(ds, _Augmented | _Planted) else ds
+        return ds.base if isinstance(ds, _Augmented) else ds
 
 
 class KeywordDataModule(_Base):
@@ -263,15 +227,12 @@ class SensorAnomalyDataModule(_Base):
             ``stream`` a real recording's (:mod:`ssm_signal.data.anomaly_streams`, fetched once).
         stream: a real anomaly stream by name (``ucr135``, ``daphnet``) instead of the generated table.
         window: training window length in samples.
-        plant: for a learned anomaly score (``head.score: learned``): plant up to this many anomalies of the
-            five kinds of :mod:`ssm_signal.data.anomalies` (40-160 steps) into every training window, labelled,
-            afresh each epoch; 0: the normal windows as they are (a forecaster learns from those).
         batch_size, num_workers, normalization_items: loader settings.
     """
 
     def __init__(self, path: str = "data/sensor_anomaly/table.parquet", generate: bool = True, window: int = 256,
                  batch_size: int = 16, num_workers: int = 0, normalization_items: int = 1000, seed: int = 0,
-                 stream: str | None = None, plant: int = 0):
+                 stream: str | None = None):
         super().__init__(batch_size, num_workers, normalization_items)
         self.sample_rate = 1  # a table's rows are time steps, unless the stream has a physical rate
         if stream is not None:
@@ -280,10 +241,7 @@ class SensorAnomalyDataModule(_Base):
             if stream not in STREAMS:
                 raise ValueError(f"data.stream must be one of {sorted(STREAMS)}, got {stream!r}")
             self.sample_rate = STREAMS[stream].sample_rate
-        if plant < 0:
-            raise ValueError(f"data.plant must be >= 0, got {plant}")
         self.path, self.generate, self.window, self.seed, self.stream = Path(path), generate, window, seed, stream
-        self.plant = plant
         self.labels = ["normal", "anomaly"]
         self.channels = 0
 
@@ -313,14 +271,7 @@ class SensorAnomalyDataModule(_Base):
         train = table[table["split"] == "train"]
         if (train["label"] != 0).any():
             raise ValueError(f"{self.path}: training series must be normal (label 0) for anomaly detection")
-        if self.plant:
-            from ssm_signal.data.anomalies import source_margin
-
-            longer = SensorTable(train, window=self.window + source_margin(1, PLANT_MAX_LEN), stride=self.window // 2,
-                                 **kw)
-            self.train_set = _Planted(longer, self.window, self.plant, self.seed, PLANT_MAX_LEN)
-        else:
-            self.train_set = SensorTable(train, window=self.window, stride=self.window // 2, **kw)
+        self.train_set = SensorTable(train, window=self.window, stride=self.window // 2, **kw)
         self.test_set = SensorTable(table[~table["split"].isin(["train", "val"])], **kw)
         has_val = (table["split"] == "val").any()
         self.val_set = SensorTable(table[table["split"] == "val"], **kw) if has_val else self.test_set

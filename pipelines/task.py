@@ -9,8 +9,7 @@ Losses by head:
   live stream reads at any moment), plus optionally the mean over the last
   ``frame_loss_frames`` frames, which teaches the posterior to hold after a keyword ends;
 - forecast / anomaly: mean squared error of the forecasts (next frame; an anomaly head's ``horizons``)
-  over valid frames;
-- anomaly with a learned score: per-frame binary cross-entropy against the (planted) frame labels.
+  over valid frames.
 
 Streaming-aware training (``tbptt_samples``): each batch is cut at random boundaries into
 chunks of about that many samples; the state is carried across chunks and detached
@@ -32,7 +31,7 @@ from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, Multicl
 
 from pipelines.data import IGNORE
 from ssm_signal.models import ModelConfig, SignalModel
-from ssm_signal.models.heads import AnomalyHead, PlantedAnomalyHead, horizon_errors
+from ssm_signal.models.heads import AnomalyHead, horizon_errors
 from ssm_signal.models.signal_model import SignalModelState
 
 
@@ -172,13 +171,6 @@ class SignalTask(L.LightningModule):
                                           label_smoothing=self.hparams.label_smoothing)
                     loss = 0.5 * loss + 0.5 * per[tail].mean()
             return loss, logits
-        if isinstance(self.model.head, PlantedAnomalyHead):  # a frame is anomalous if any of its samples is
-            lab, known = self._frame_labels(y, F_, frame_offset)
-            mask = known & valid
-            if not mask.any():
-                return parts.out.sum() * 0.0, None
-            p = parts.out[..., 0].clamp(1e-6, 1 - 1e-6)
-            return F.binary_cross_entropy(p[mask], lab[mask].to(p.dtype)), None
         # forecast / anomaly: every frame's forecasts made ``horizons`` frames before (the pairs the score uses)
         err, ok = self._forecast_errors(parts, before)
         mask = ok & valid[:, :, None]  # (B, F, H)
@@ -254,17 +246,13 @@ class SignalTask(L.LightningModule):
     def test_step(self, batch, batch_idx):
         return self._eval_step(batch, "test")
 
-    def _frame_labels(self, y: Tensor, frames: int, frame_offset: int = 0) -> tuple[Tensor, Tensor]:
-        """Per-sample labels y (B, L) -> labels (B, F) of ``frames`` frames from ``frame_offset`` (a frame is
-        anomalous if any of its samples is) and whether each is known (no padded sample in it)."""
-        d = self.model.samples_per_frame
-        lab = y[:, frame_offset * d:(frame_offset + frames) * d]
-        lab = F.pad(lab, (0, frames * d - lab.shape[1]), value=IGNORE).reshape(y.shape[0], frames, d)
-        return (lab.clamp(min=0).amax(-1) > 0).long(), (lab != IGNORE).all(-1)
-
     def _update_auroc(self, stage: str, scores: Tensor, y: Tensor) -> None:
         """Frame anomaly scores (B, F) with frame labels: a frame is anomalous if any of its samples is."""
-        lab, valid = self._frame_labels(y, scores.shape[1])
+        d = self.model.samples_per_frame
+        F_ = scores.shape[1]
+        lab = y[:, : F_ * d].reshape(y.shape[0], F_, d)
+        valid = (lab != IGNORE).all(-1)
+        lab = (lab.clamp(min=0).amax(-1) > 0).long()
         self.metrics[f"{stage}_auroc"].update(scores[valid].detach().float(), lab[valid])
         self.metrics[f"{stage}_positive"].update(lab[valid].float())
 
@@ -291,12 +279,9 @@ class SignalTask(L.LightningModule):
             cm.reset()
 
     @torch.no_grad()
-    def fit_anomaly_scale(self, loader) -> bool:
-        """Set a forecasting anomaly head's error variance per horizon and feature from normal (training) data;
-        False (nothing to fit) for a learned score."""
+    def fit_anomaly_scale(self, loader) -> None:
+        """Set the anomaly head's error variance per horizon and feature from normal (training) data."""
         head = self.model.head
-        if not isinstance(head, AnomalyHead):
-            return False
         total, count = 0.0, 0
         for x, _, lengths in loader:
             x = x.to(self.device)
@@ -311,7 +296,6 @@ class SignalTask(L.LightningModule):
             raise ValueError(f"no training frame has a forecast made {max(head.horizons)} frames before it: the "
                              "windows must be longer than the longest of head.horizons")
         head.err_var.copy_((total / count[:, None]).clamp_min(1e-8).reshape(-1))
-        return True
 
     def on_validation_epoch_end(self):
         if "val_auroc" in self.metrics:

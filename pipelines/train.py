@@ -124,7 +124,8 @@ def fit_and_bundle(trainer: L.Trainer, task: SignalTask, dm: L.LightningDataModu
     ckpt = "last" if resume else None
     trainer.fit(task, datamodule=dm, ckpt_path=ckpt)
     fit_s = time.time() - t0
-    if task.model_config.head.kind == "anomaly" and task.fit_anomaly_scale(dm.train_dataloader()):
+    if task.model_config.head.kind == "anomaly":
+        task.fit_anomaly_scale(dm.train_dataloader())
         # the validation scores during training were normalised by a variance not fitted yet: measure them again
         trainer.validate(task, datamodule=dm, verbose=False)
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

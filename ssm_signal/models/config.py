@@ -19,7 +19,7 @@ HEADS = ("classify", "forecast", "anomaly")
 RENAMED = {"frontend": {"channels": "in_channels"}}
 #: Fields added after bundles were saved without them, per section, with the default that reproduces the former
 #: behaviour: {section: {field: default}}. A bundle's fingerprint leaves them out where they hold that default.
-ADDED = {"head": {"horizons": [1], "score_window": 1, "score": "forecast"}}
+ADDED = {"head": {"horizons": [1], "score_window": 1}}
 
 
 def current_names(section: str, d: dict[str, Any]) -> dict[str, Any]:
@@ -144,9 +144,6 @@ class HeadConfig:
     score_window: anomaly only, frames whose errors the score tests together: 1 scores each frame's own
         normalised error; W > 1 tests the last W frames' errors against the normal variance, two-sided
         (too large or too small: see ``AnomalyHead``).
-    score: anomaly only, where the score comes from: "forecast" (the errors of a forecaster trained on
-        normal data: ``AnomalyHead``) or "learned" (a per-frame probability of an anomaly, trained on normal
-        series with anomalies planted into them: ``PlantedAnomalyHead``; the data module plants them).
     """
 
     kind: str = "classify"
@@ -154,7 +151,6 @@ class HeadConfig:
     threshold: float = 3.0
     horizons: list[int] = dataclasses.field(default_factory=lambda: [1])
     score_window: int = 1
-    score: str = "forecast"
 
     def __post_init__(self):
         if self.kind not in HEADS:
@@ -171,10 +167,6 @@ class HeadConfig:
             raise ValueError(f"head.score_window must be an integer in [1, 4096], got {w!r}")
         if w != 1 and self.kind != "anomaly":
             raise ValueError(f"head.score_window applies to anomaly heads only, not {self.kind!r}")
-        if self.score not in ("forecast", "learned") or self.score != "forecast" and self.kind != "anomaly":
-            raise ValueError(f"head.score must be 'forecast' or 'learned' (anomaly heads only), got {self.score!r}")
-        if self.score == "learned" and (hs != [1] or w != 1):
-            raise ValueError("head.horizons and head.score_window belong to the forecast score, not score: learned")
         if self.kind == "classify" and self.num_classes < 2:
             raise ValueError(f"head.num_classes must be >= 2 for classification, got {self.num_classes}")
 

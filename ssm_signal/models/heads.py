@@ -12,9 +12,6 @@ Every head has one entry point, ``apply(feats, hidden, state) -> (out, pred, sta
 number of frames F >= 1 (one frame is F = 1): the chunked forward and the single frame step
 (``SignalModel._forward`` / ``_step``) both go through it, so neither dispatches on the head's
 type. ``state`` is the head's part of the model state: () or (AnomalyState,).
-
-- ``PlantedAnomalyHead``: the anomaly score learnt instead: a per-frame probability of an anomaly, trained
-  on normal series with anomalies planted into them.
 """
 
 from __future__ import annotations
@@ -62,24 +59,6 @@ class ForecastHead(LinearHead):
         """hidden (B, F, d_model) -> (forecasts (B, F, feature_dim) as output and as pred, ())."""
         pred = self(hidden)
         return pred, pred, state
-
-
-class PlantedAnomalyHead(LinearHead):
-    """hidden (B, F, d_model) -> the probability that frame t is anomalous, sigmoid(w . h_t + b), (B, F, 1).
-
-    Trained on normal series with anomalies planted into them (per-frame binary cross-entropy against the
-    planted labels): it scores the kinds of anomaly it was shown, where a forecaster scores any departure
-    from what it learnt to forecast. No state of its own: streaming scores equal offline ones through the
-    backbone's state.
-    """
-
-    def __init__(self, d_model: int):
-        super().__init__(d_model, 1)
-
-    def apply(self, feats: Tensor, hidden: Tensor, state: tuple[State, ...]
-              ) -> tuple[Tensor, Tensor | None, tuple[State, ...]]:
-        """hidden (B, F, d_model) -> (probabilities (B, F, 1), no forecast, the empty state)."""
-        return torch.sigmoid(self(hidden)), None, state
 
 
 R_MIN = 1e-3  # the smallest error ratio the two-sided score tells apart (a frozen channel's is 0)

@@ -22,7 +22,7 @@ from ssm_signal.frontends import LogMel, SensorFrontend
 from ssm_signal.layers.base import StreamingModule, write_state_
 from ssm_signal.layers.block import Backbone, BackboneState
 from ssm_signal.models.config import ModelConfig
-from ssm_signal.models.heads import AnomalyHead, ClassifierHead, ForecastHead, PlantedAnomalyHead
+from ssm_signal.models.heads import AnomalyHead, ClassifierHead, ForecastHead
 from ssm_signal.state import State
 from ssm_signal.validation import check_sequence
 
@@ -76,8 +76,6 @@ class SignalModel(StreamingModule):
             self.head = ClassifierHead(bc.d_model, hc.num_classes)
         elif hc.kind == "forecast":
             self.head = ForecastHead(bc.d_model, fc.feature_dim)
-        elif hc.score == "learned":
-            self.head = PlantedAnomalyHead(bc.d_model)
         else:
             self.head = AnomalyHead(bc.d_model, fc.feature_dim, hc.horizons, hc.score_window)
 

@@ -59,14 +59,14 @@ def alarm_times(page) -> list[float]:
 
 
 def set_speed(page, speed: int) -> None:
-    page.locator("#replay-speed label").filter(has_text=re.compile(f"^{speed}$")).click()
+    page.locator("#replay-speed").get_by_role("radio", name=str(speed), exact=True).check()
 
 
 def test_a_sensor_model_gets_the_replay_view(page):
     assert "streaming sensor anomaly detection" in text(page, "#title")
     assert page.locator("#replay-start").is_visible()
     assert not page.locator("#mic").is_visible()  # the microphone belongs to audio models
-    assert "ready: table.parquet · s001" in until(lambda: text(page, "#replay-top"), 20, "the first series")
+    until(lambda: "ready: table.parquet · s001" in text(page, "#replay-top"), 60, "the first series, ready")
 
 
 def test_replay_alarms_at_the_labelled_anomalies_then_reset(page, sensor_demo_bundle, examples):
@@ -114,6 +114,8 @@ def test_a_table_the_model_cannot_read_is_refused(page, tmp_path):
     pd.DataFrame({"a": [1.0, 2.0], "b": [1.0, 2.0], "c": [0.0, 1.0]}).to_csv(bad, index=False)
     page.locator("#replay-upload input[type=file]").set_input_files(str(bad))
     until(lambda: "3 channel columns" in text(page, "#replay-top"), 20, "the refusal")
+    page.reload()  # the file box holds the refused file now; a fresh page has an empty one
+    page.wait_for_selector("#replay-series", timeout=30_000)
     good = tmp_path / "mine.csv"
     x = np.random.default_rng(0).normal(size=(50, 4))
     pd.DataFrame(x, columns=["w", "x", "y", "z"]).to_csv(good, index=False)

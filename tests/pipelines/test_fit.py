@@ -5,15 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
 from pipelines.train import run_fit
 from ssm_signal import load_bundle
 from ssm_signal.data.keywords import KeywordSetConfig, generate_keyword_set
 from ssm_signal.data.speech_commands import SpeechCommands
 from ssm_signal.data.synthetic_sensors import make_sensor_anomaly_table
-from ssm_signal.models import HeadConfig
 from tests.helpers import require_tool
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -73,46 +70,16 @@ def test_fit_sensor_anomaly_family(tmp_path):
     table = make_sensor_anomaly_table(tmp_path / "t.parquet", n_train=3, n_val=1, n_test=2, length=600,
                                       anomalies_per_series=2, kinds=("spike", "shift"), seed=1)
     out = run_fit(["--config", str(CONFIGS / "sensor_anomaly.yaml"), *FAST,
-                   "--data.init_args.path", str(table), "--data.init_args.window", "64",
+                   "--data.init_args.path", str(table), "--data.init_args.window", "128",
                    "--output.bundle_dir", str(tmp_path / "bundle"),
                    "--trainer.default_root_dir", str(tmp_path / "runs")])
-    # the injected anomalies are forecast worse than normal frames from the first steps on (0.74 here, seed 0);
+    # the planted anomalies are forecast worse than normal frames from the first steps on (0.73 here);
     # 0.5 would be a scorer that cannot tell them apart
     assert out["metrics"]["test_auroc"] > 0.65
     b = load_bundle(tmp_path / "bundle")
     assert float(b.model.head.err_var.min()) > 0 and not np.allclose(b.model.head.err_var.numpy(), 1.0)
     p = b.predict(np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32), 1)
     assert p.label in ("anomaly", "normal") and p.frame_scores.shape == (100, 1)
-
-
-def test_fit_learned_anomaly_score_on_planted_anomalies(tmp_path):
-    """head.score: learned, data.plant: the training windows carry planted anomalies, labelled; the bundle
-    scores frames with probabilities and streams like any anomaly bundle."""
-    from pipelines.data import SensorAnomalyDataModule
-
-    table = make_sensor_anomaly_table(tmp_path / "t.parquet", n_train=3, n_val=1, n_test=2, length=900,
-                                      anomalies_per_series=2, seed=2)
-    dm = SensorAnomalyDataModule(path=str(table), window=400, plant=2, seed=3)
-    dm.setup()
-    x, y = dm.train_set[0]
-    again = dm.train_set[0]
-    assert x.shape == (400, 4) and y.shape == (400,) and set(y.unique().tolist()) <= {0, 1}
-    assert not torch.equal(x, again[0]) or not y.any()  # planted afresh on every draw (or none drawn twice)
-    labelled = sum(int(dm.train_set[i][1].any()) for i in range(len(dm.train_set)))
-    assert 0 < labelled < 2 * len(dm.train_set)
-    out = run_fit(["--config", str(CONFIGS / "sensor_anomaly.yaml"), *FAST,
-                   "--model.network.head", "{kind: anomaly, score: learned, threshold: 0.5}",
-                   "--data.init_args.path", str(table), "--data.init_args.window", "400",
-                   "--data.init_args.plant", "2", "--output.bundle_dir", str(tmp_path / "bundle"),
-                   "--trainer.default_root_dir", str(tmp_path / "runs")])
-    assert 0.0 <= out["metrics"]["test_auroc"] <= 1.0
-    b = load_bundle(tmp_path / "bundle")
-    p = b.predict(np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32), 1)
-    assert p.frame_scores.shape == (100, 1) and ((p.frame_scores >= 0) & (p.frame_scores <= 1)).all()
-    with pytest.raises(ValueError, match="belong to the forecast score"):
-        HeadConfig("anomaly", score="learned", horizons=[1, 4])
-    with pytest.raises(ValueError, match="anomaly heads only"):
-        HeadConfig("classify", num_classes=2, score="learned")
 
 
 def test_fit_keyword_family(tmp_path):
