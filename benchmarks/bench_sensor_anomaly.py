@@ -30,9 +30,11 @@ never read). Writes ``benchmarks/results/sensor_anomaly_<date>.json`` (``_select
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -126,8 +128,11 @@ def ssm_scores(bundle_dir: Path, series: list) -> tuple[list[np.ndarray], object
 
 
 # -- the baselines ----------------------------------------------------------------------------------------------
-def baseline_scores(stream: str, train: list, series: list, python: Path, names: list[str]) -> dict[str, dict]:
-    """{detector: {window: (scores per series (L_i,), seconds)}} from aeon_baselines.py in the bench venv."""
+def baseline_scores(stream: str, train: list, series: list, python: Path, names: list[str],
+                    cache: Path | None = None) -> dict[str, dict]:
+    """{detector: {window: (scores per series (L_i,), seconds, undefined values) or an error}} from
+    aeon_baselines.py in the bench venv. ``cache``: a folder keeping each worker's output under a hash of its jobs
+    and data, so a rerun that changes only the SSM does not score the baselines again (they are deterministic)."""
     x = np.concatenate([s.x for s in train])[:MAX_TRAIN]
     jobs = []
     for name in names:
@@ -139,9 +144,15 @@ def baseline_scores(stream: str, train: list, series: list, python: Path, names:
     with tempfile.TemporaryDirectory(prefix="bench_sensor_") as tmp:
         np.savez(f"{tmp}/streams.npz", train=x, **{f"series_{i}": s.x for i, s in enumerate(series)})
         Path(f"{tmp}/jobs.json").write_text(json.dumps(jobs))
-        subprocess.run([str(python), str(ROOT / "benchmarks/aeon_baselines.py"), f"{tmp}/jobs.json",
-                        f"{tmp}/streams.npz", f"{tmp}/scores.npz"], check=True)
-        got = dict(np.load(f"{tmp}/scores.npz"))
+        key = hashlib.sha256(Path(f"{tmp}/jobs.json").read_bytes() + Path(f"{tmp}/streams.npz").read_bytes())
+        cached = cache / f"{stream}_{key.hexdigest()[:16]}.npz" if cache else None
+        if cached is None or not cached.is_file():
+            subprocess.run([str(python), str(ROOT / "benchmarks/aeon_baselines.py"), f"{tmp}/jobs.json",
+                            f"{tmp}/streams.npz", f"{tmp}/scores.npz"], check=True)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(f"{tmp}/scores.npz", cached)
+        got = dict(np.load(cached if cached is not None else f"{tmp}/scores.npz"))
     out: dict[str, dict] = {}
     for job in jobs:
         name, w = job["key"].split("@")
@@ -170,8 +181,7 @@ def sample_detector(rate: int, refractory_s: float):
     """The event detector applied to a baseline's per-sample scores: no smoothing, the SSM's refractory period."""
     from ssm_signal.events import DetectorConfig, EventDetector
 
-    return EventDetector("anomaly", ["anomaly"], rate, DetectorConfig(smoothing_frames=1, refractory_s=refractory_s,
-                                                                       threshold=np.inf))
+    return EventDetector("anomaly", ["anomaly"], rate, DetectorConfig(smoothing_frames=1, refractory_s=refractory_s))
 
 
 def run_stream(stream: str, args) -> dict:
@@ -203,7 +213,8 @@ def run_stream(stream: str, args) -> dict:
     # times, and LeftSTAMPi's incremental profile already takes minutes per window on one channel here
     names = [n for n in BASELINES if n not in (args.skip or []) and (n not in UNIVARIATE or test[0].x.shape[1] == 1)]
     if names:
-        bl = baseline_scores(stream, train_s, val + test, Path(args.aeon_python), names)
+        bl = baseline_scores(stream, train_s, val + test, Path(args.aeon_python), names,
+                             Path(args.cache) if args.cache else None)
         bdet = sample_detector(engine.rate, det.refractory_frames / det.frame_rate)
         btol = int(round(cfg["hit_window_s"] * engine.rate))
         for name, by_window in bl.items():
@@ -286,6 +297,7 @@ def main() -> None:
     p.add_argument("--aeon-python", default=str(ROOT / ".venv-bench/bin/python"),
                    help="the benchmark virtualenv's python, with aeon (make bench-sensor-env)")
     p.add_argument("--skip", nargs="*", choices=list(BASELINES), help="baselines to leave out")
+    p.add_argument("--cache", help="keep the baselines' scores in this folder and reuse them (same jobs and data)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the CPU is shared)")
     p.add_argument("--select", action="store_true", help="rank the SSM recipes of CANDIDATES on val instead")
     p.add_argument("--plot", choices=list(STREAMS), help="draw this stream's test series with its bundle (--bundles)")

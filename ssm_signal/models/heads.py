@@ -106,9 +106,12 @@ class AnomalyHead(nn.Module):
         window W = 1:  score_t = mean_{h,c} z_{t,h,c}
         window W > 1:  score_t = mean_{h,c} (r - 1 - log r),  r = max(mean of z_{τ,h,c} over τ = t-W+1 .. t, R_MIN)
 
-    W > 1 is the Gaussian likelihood-ratio test of "these W errors have the normal variance", two-sided: errors
-    too large (a forecast gone wrong: spikes, shifts, drift) and too small (a signal more predictable than normal
-    data ever is: a frozen sensor, a slowed rhythm) both raise it; it is 0 where r = 1. A one-step forecaster
+    and score_t = 0 until every horizon's forecasts of the whole window exist (t < max(horizons) + W - 1): a
+    stream that has just begun has no history to forecast from, and scoring its first frames raised an alarm at
+    the start of every stream. W > 1 is the Gaussian likelihood-ratio test of "these W errors have the normal
+    variance", two-sided: errors too large (a forecast gone wrong: spikes, shifts, drift) and too small (a signal
+    more predictable than normal data ever is: a frozen sensor, a slowed rhythm) both raise it; it is 0 where
+    r = 1. A one-step forecaster
     (horizons [1]) follows a persistent change after one frame; forecasts made further back were made before
     the change, so a shift or a drift keeps the score up for as long as the longest horizon. The state carries
     the last max(horizons) frames' forecasts and the last W - 1 frames' errors, so streaming scores equal
@@ -141,8 +144,8 @@ class AnomalyHead(nn.Module):
         return horizon_errors(feats, pred, state.prev, state.seen, self.horizons)
 
     def score(self, feats: Tensor, pred: Tensor, state: AnomalyState) -> tuple[Tensor, AnomalyState]:
-        """feats (B, F, C), pred (B, F, K * C) -> scores (B, F, 1), new state. The very first frame of a
-        stream has no forecast yet and scores 0."""
+        """feats (B, F, C), pred (B, F, K * C) -> scores (B, F, 1), new state. The first max(horizons) + W - 1
+        frames of a stream score 0 (see the class docstring)."""
         K, C, W, F = len(self.horizons), self.feature_dim, self.window, feats.shape[1]
         err, valid = self.errors(feats, pred, state)
         z = err / self.err_var.to(err.dtype).view(K, C) * valid[..., None]  # (B, F, K, C)
@@ -163,4 +166,6 @@ class AnomalyHead(nn.Module):
             g = (r - 1 - torch.log(r)) * (count > 0)[..., None]  # (B, F, K, C)
             out = g.mean(-1).sum(-1, keepdim=True) / (count > 0).sum(-1, keepdim=True).clamp(min=1)
             recent = zs[:, -(W - 1):].to(state.recent.dtype)
+        t = state.seen[:, None] + torch.arange(F, device=out.device)  # (B, F) frame index
+        out = out * (t >= max(self.horizons) + W - 1)[..., None]
         return out, AnomalyState(prev=made.to(state.prev.dtype), recent=recent, seen=state.seen + F)
