@@ -23,8 +23,8 @@ table (:mod:`ssm_signal.data.synthetic_sensors`). Per stream, in one run:
 4. Test: point ROC-AUC and PR-AUC, the UCR archive's rule, and event precision, recall, delay and false alarms
    per hour at that threshold, all by :func:`pipelines.evaluate.anomaly_metrics.quality`, identically for all.
 
-``--select`` trains the SSM recipes of :data:`CANDIDATES` and ranks them by val ROC-AUC (the test series are
-never read). Writes ``benchmarks/results/sensor_anomaly_<date>.json`` (``_selection`` for --select).
+``--select`` trains the SSM recipes of :data:`CANDIDATES` with seeds 0-2 and ranks them by their mean val ROC-AUC
+(the test series are never read). Writes ``benchmarks/results/sensor_anomaly_<date>.json`` (``_selection`` for --select).
 """
 
 from __future__ import annotations
@@ -81,25 +81,31 @@ QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", 
 # --select: recipes (overrides of the shipped config, "shipped" = none) compared on val ROC-AUC
 H = "--model.network.head.horizons"
 W = "--model.network.head.score_window"
+D = "--model.network.frontend.decimate"
 CANDIDATES: dict[str, dict[str, list[str]]] = {
     "sensor_anomaly": {
         "shipped": [],
-        "next-frame forecaster (the former recipe's head)": [H, "[1]", W, "1"],
+        "next-frame forecaster, one-sided (the former recipe's head)": [H, "[1]", W, "1"],
         "horizons 1-16": [H, "[1, 2, 4, 8, 16]"],
         "one-sided (score window 1)": [W, "1"],
-        "score window 16": [W, "16"],
+        "frames of 2 steps, horizons 1-32": [D, "2", H, "[1, 2, 4, 8, 16, 32]"],
+        "10 epochs": ["--trainer.max_epochs", "10"],
     },
     "ucr135": {
         "shipped": [],
-        "horizons 1-16": [H, "[1, 2, 4, 8, 16]"],
-        "two-sided, score window 32": [W, "32"],
+        "frames of 1 point, horizons 1-64": [D, "1", H, "[1, 2, 4, 8, 16, 32, 64]"],
+        "frames of 2 points, horizons 1-32": [D, "2", H, "[1, 2, 4, 8, 16, 32]"],
+        "horizons 1-32": [H, "[1, 2, 4, 8, 16, 32]"],
+        "frames of 8 points, horizons 1-8": [D, "8", H, "[1, 2, 4, 8]"],
     },
     "daphnet": {
         "shipped": [],
-        "two-sided, score window 16": [W, "16"],
-        "two-sided, score window 8": [W, "8"],
+        "horizons 1-8": [H, "[1, 2, 4, 8]"],
+        "frames of 4 samples": [D, "4"],
+        "frames of 1 sample, horizons 1-32": [D, "1", H, "[1, 2, 4, 8, 16, 32]"],
     },
 }
+SELECT_SEEDS = [0, 1, 2]
 
 
 # -- the SSM ----------------------------------------------------------------------------------------------------
@@ -219,7 +225,8 @@ def run_stream(stream: str, args) -> dict:
         btol = int(round(cfg["hit_window_s"] * engine.rate))
         for name, by_window in bl.items():
             failed = {str(w): r for w, r in by_window.items() if isinstance(r, str)}
-            tried = {w: measure(bdet, r[0], val, test, 1, btol) | {"seconds": r[1], "undefined": r[2]}
+            tried = {w: measure(bdet, [x[:, None] for x in r[0]], val, test, 1, btol) | {"seconds": r[1],
+                                                                                         "undefined": r[2]}
                      for w, r in by_window.items() if not isinstance(r, str)}
             if not tried:
                 out["baselines"][name] = {"failed": failed}
@@ -256,18 +263,21 @@ def select(stream: str) -> dict:
 
     cfg = STREAMS[stream]
     val = table_series(ensure_table(stream), splits=["val"])
+    from pipelines.evaluate.anomaly_metrics import quality
+
     rows = {}
     for name, extra in CANDIDATES[stream].items():
-        with tempfile.TemporaryDirectory(prefix="bench_sensor_select_") as tmp:
-            bundle, fit = train(stream, extra, Path(tmp))
-            scores, engine = ssm_scores(bundle, val)
-        from pipelines.evaluate.anomaly_metrics import quality
-
-        tol = int(round(cfg["hit_window_s"] * engine.frame_rate))
-        q = quality(engine.detector, scores, [s.label for s in val], engine.samples_per_frame, np.inf, tol,
-                    [s.kind for s in val])
-        rows[name] = {"overrides": extra, "val_roc_auc": q["roc_auc"], "val_pr_auc": q["pr_auc"], **fit}
-        print(f"{stream} {name}: val ROC-AUC {q['roc_auc']:.4f}, PR-AUC {q['pr_auc']:.4f} ({fit['fit_seconds']:.0f} s)",
+        runs = []
+        for seed in SELECT_SEEDS:
+            with tempfile.TemporaryDirectory(prefix="bench_sensor_select_") as tmp:
+                bundle, fit = train(stream, [*extra, "--seed_everything", str(seed)], Path(tmp))
+                scores, engine = ssm_scores(bundle, val)
+            tol = int(round(cfg["hit_window_s"] * engine.frame_rate))
+            q = quality(engine.detector, scores, [s.label for s in val], engine.samples_per_frame, np.inf, tol)
+            runs.append({"seed": seed, "val_roc_auc": q["roc_auc"], "val_pr_auc": q["pr_auc"], **fit})
+        mean = float(np.mean([r["val_roc_auc"] for r in runs]))
+        rows[name] = {"overrides": extra, "val_roc_auc_mean": mean, "runs": runs}
+        print(f"{stream} {name}: val ROC-AUC {mean:.4f} (seeds {[round(r['val_roc_auc'], 4) for r in runs]})",
               flush=True)
     return rows
 
@@ -277,12 +287,15 @@ def plot(stream: str, bundles: str, out: Path) -> None:
     """The stream's first test series replayed through its bundle, drawn as the demo draws it."""
     from app.figures import replay_figure
     from ssm_signal import load_bundle
+    from ssm_signal.data.sensor_tables import table_series
     from ssm_signal.streaming import StreamConfig, StreamEngine
     from ssm_signal.streaming.replay import Replay, read_recording
 
     engine = StreamEngine(load_bundle(Path(bundles) / Path(STREAMS[stream]["config"]).stem),
                           config=StreamConfig(compile=False))
-    replay = Replay(engine, read_recording(ensure_table(stream), engine), speed=1e9)
+    table = ensure_table(stream)
+    first = table_series(table, exclude=["train", "val"])[0].series_id
+    replay = Replay(engine, read_recording(table, engine, first), speed=1000)
     view = list(replay.play(sleep=lambda s: None))[-1]
     fig = replay_figure(view)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,11 @@ deviation on normal data (``scale``), so they read the same on any sensor:
   end of the segment, then return (a recalibration).
 - ``periodicity``: the whole signal plays ``size`` times faster (1.8-2.5) or slower (0.4-0.55) for the
   segment, continuous at both ends; the rest of the series keeps its own time.
+- ``noise``: some channels turn noisy for 8-40 samples: white noise of ``size`` (0.5-2) standard deviations
+  added (a loose contact, interference).
+
+The generated table plants the first five (:data:`BASIC_KINDS`, the issue's list); the real streams' val and
+test series all six (:data:`KINDS`).
 
 :func:`plant` applies a list of :class:`Anomaly` to a source series and returns the planted series
 (``length`` samples), a per-sample label (0 normal, 1 anomaly) and the kind per sample ("" normal).
@@ -26,9 +31,11 @@ import dataclasses
 
 import numpy as np
 
-KINDS = ("spike", "shift", "frozen", "drift", "periodicity")
+BASIC_KINDS = ("spike", "shift", "frozen", "drift", "periodicity")
+KINDS = (*BASIC_KINDS, "noise")
 # (low, high) of the size each kind draws; periodicity: speed factors, faster or slower
-SIZES = {"spike": (5.0, 9.0), "shift": (1.5, 3.0), "frozen": (0.0, 0.0), "drift": (2.5, 4.0)}
+SIZES = {"spike": (5.0, 9.0), "shift": (1.5, 3.0), "frozen": (0.0, 0.0), "drift": (2.5, 4.0), "noise": (0.5, 2.0)}
+SHORT = {"spike": (8, 32), "noise": (8, 40)}  # lengths of the short kinds (the others: min_len .. max_len)
 FASTER, SLOWER = (1.8, 2.5), (0.4, 0.55)
 
 
@@ -65,7 +72,7 @@ class Anomaly:
 
 
 def draw(rng: np.random.Generator, length: int, channels: int, count: int, *, lo: int = 0,
-         kinds: tuple[str, ...] = KINDS, min_len: int = 40, max_len: int = 160) -> list[Anomaly]:
+         kinds: tuple[str, ...] = BASIC_KINDS, min_len: int = 40, max_len: int = 160) -> list[Anomaly]:
     """``count`` anomalies of random kinds placed apart inside [lo, length) of a series of ``length``
     samples with ``channels`` channels; sorted by start. Raises ValueError when they cannot fit."""
     if count < 0 or not kinds or any(k not in KINDS for k in kinds):
@@ -81,8 +88,8 @@ def draw(rng: np.random.Generator, length: int, channels: int, count: int, *, lo
     for i in range(count):
         kind = kinds[int(rng.integers(len(kinds)))]
         n = int(rng.integers(min_len, max_len + 1))
-        if kind == "spike":
-            n = int(rng.integers(8, 33))
+        if kind in SHORT:
+            n = int(rng.integers(SHORT[kind][0], SHORT[kind][1] + 1))
         start = lo + i * slot + gap + int(rng.integers(0, max(1, slot - gap - n)))
         k = int(rng.integers(1, channels + 1))
         chans = tuple(sorted(rng.choice(channels, size=k, replace=False).tolist()))
@@ -161,6 +168,8 @@ def plant(source: np.ndarray, anomalies: list[Anomaly], length: int, scale: np.n
             x[seg, ch] = x[a.start - 1, ch]
         elif a.kind == "drift":
             x[seg, ch] += np.linspace(0.0, 1.0, a.length)[:, None] * amp
+        elif a.kind == "noise":
+            x[seg, ch] += rng.normal(0.0, 1.0, (a.length, len(ch))) * a.size * scale[ch]
         label[seg] = 1
         kind[seg] = a.kind
     return x.astype(np.float32), label, kind

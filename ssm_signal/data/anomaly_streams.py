@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ssm_signal.data.aeon_wheel import DATA_PREFIX, aeon_wheel, read_member
-from ssm_signal.data.anomalies import draw_within, plant, source_margin
+from ssm_signal.data.anomalies import KINDS, draw_within, plant, source_margin
 from ssm_signal.data.sensor_tables import write_table
 
 DEFAULT_ROOT = "data/anomaly_streams"
@@ -45,7 +45,8 @@ class StreamSpec:
     [0, fit) train the model; val: rows (start, stop) copied ``val_copies`` times with ``val_count``
     planted anomalies after ``val_lo`` rows of each copy; test: "archive" (the member as it is) or rows
     (start, stop) copied ``test_copies`` times with ``test_count`` planted anomalies after ``test_lo``
-    rows; lengths: (min, max) planted anomaly length in rows; seed.
+    rows; lengths: (min, max) planted anomaly length in rows (the short kinds have their own); seed; kinds: the
+    kinds planted (all six of :mod:`ssm_signal.data.anomalies`).
     """
 
     member: str
@@ -62,6 +63,7 @@ class StreamSpec:
     train_member: str | None = None
     lengths: tuple[int, int] = (20, 100)
     seed: int = 0
+    kinds: tuple[str, ...] = KINDS
 
 
 STREAMS = {
@@ -109,7 +111,7 @@ def _planted_copies(source: np.ndarray, start: int, split: str, copies: int, cou
     out = []
     for k in range(copies):
         anomalies = draw_within(rng, len(source), length, source.shape[1], count, lo=lo, min_len=spec.lengths[0],
-                                max_len=spec.lengths[1])
+                                max_len=spec.lengths[1], kinds=spec.kinds)
         x, label, kind = plant(source, anomalies, length, scale, rng)
         out.append(_frame(f"{name}_{split}{k}", split, start, x, label, kind, channels))
     return out

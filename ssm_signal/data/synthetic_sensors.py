@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ssm_signal.data.anomalies import KINDS, draw, plant, source_margin
+from ssm_signal.data.anomalies import BASIC_KINDS, draw, plant, source_margin
 from ssm_signal.data.sensor_tables import write_table
 
 
@@ -36,7 +36,7 @@ def normal_series(rng: np.random.Generator, length: int, channels: int) -> np.nd
 
 
 def anomalous_series(rng: np.random.Generator, length: int, channels: int, count: int,
-                     kinds: tuple[str, ...] = KINDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     kinds: tuple[str, ...] = BASIC_KINDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A series with ``count`` planted anomalies of ``kinds`` after its first fifth: (x (L, C), label (L,),
     kind (L,))."""
     anomalies = draw(rng, length, channels, count, lo=length // 5, kinds=kinds)
@@ -46,9 +46,9 @@ def anomalous_series(rng: np.random.Generator, length: int, channels: int, count
 
 def make_sensor_anomaly_table(path: str | Path, *, n_train: int = 160, n_val: int = 16, n_test: int = 16,
                               length: int = 1500, channels: int = 4, anomalies_per_series: int = 4,
-                              kinds: tuple[str, ...] = KINDS, seed: int = 0) -> Path:
+                              kinds: tuple[str, ...] = BASIC_KINDS, seed: int = 0) -> Path:
     """Write the table (Parquet or CSV by suffix) and return its path. Deterministic for a seed. ``kinds``: the
-    anomaly kinds to plant (default: all five)."""
+    anomaly kinds to plant (default: the five basic ones)."""
     if min(n_train, n_test) < 1 or n_val < 0 or channels < 1:
         raise ValueError(f"need n_train, n_test >= 1, n_val >= 0, channels >= 1; got {n_train}, {n_test}, "
                          f"{n_val}, {channels}")
@@ -71,4 +71,4 @@ def make_sensor_anomaly_table(path: str | Path, *, n_train: int = 160, n_val: in
     return write_table(pd.concat(frames, ignore_index=True), path)
 
 
-__all__ = ["KINDS", "anomalous_series", "make_sensor_anomaly_table", "normal_series"]
+__all__ = ["anomalous_series", "make_sensor_anomaly_table", "normal_series"]

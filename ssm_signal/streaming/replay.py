@@ -200,7 +200,9 @@ class Replay:
         ``speed``; yield a view at most every ``yield_every_s`` wall seconds and a last one when it ends or
         stops. At the end the session is flushed (its final frames) and the status is "finished"."""
         rec = self.recording
-        chunk = max(1, int(round(self.tick_s * self.speed * rec.rate)))
+        # at a high speed a tick holds many samples: at most what the engine takes in one chunk
+        chunk = max(1, min(int(round(self.tick_s * self.speed * rec.rate)),
+                           int(self.engine.config.max_chunk_seconds * rec.rate)))
         with self._lock:
             if self._status == "finished":
                 view = self._view()

@@ -19,7 +19,7 @@ def test_each_kind_changes_its_segment_and_channels_only():
     x = source()
     scale = np.array([1.0, 2.0, 0.5])
     rng = np.random.default_rng(1)
-    for kind, size in (("shift", 2.0), ("drift", 3.0), ("frozen", 0.0), ("spike", 6.0)):
+    for kind, size in (("shift", 2.0), ("drift", 3.0), ("frozen", 0.0), ("spike", 6.0), ("noise", 1.0)):
         a = Anomaly(kind, 100, 50, (0, 2), size, sign=-1.0)
         y, label, kinds = plant(x, [a], 500, scale, rng)
         changed = np.flatnonzero(np.abs(y - x[:500]).max(1) > 1e-4)
@@ -36,6 +36,9 @@ def test_each_kind_changes_its_segment_and_channels_only():
             assert np.all(np.diff(d) < 0)  # a steady ramp
         elif kind == "frozen":
             assert np.allclose(y[100:150, [0, 2]], x[99, [0, 2]], atol=1e-4)
+        elif kind == "noise":  # white noise of 1 standard deviation of each channel
+            added = (y[100:150] - x[100:150])[:, [0, 2]] / scale[[0, 2]]
+            assert label[100:150].all() and 0.7 < added.std() < 1.3 and abs(added.mean()) < 0.3
         else:  # spikes: 2-4 single samples, each 6 standard deviations off, labelled from the first to the last
             assert 2 <= changed.size <= 4 and label.sum() == changed[-1] - changed[0] + 1
             assert np.allclose(np.abs(y[changed][:, [0, 2]] - x[changed][:, [0, 2]]), 6.0 * scale[[0, 2]], atol=1e-3)
