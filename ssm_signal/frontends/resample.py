@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ssm_signal.frontends.logmel import read_phase
+from ssm_signal.frontends.base import read_phase
 from ssm_signal.layers.base import StreamingModule
 from ssm_signal.state import State, batch_value
 

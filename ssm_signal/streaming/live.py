@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ssm_signal.bounds import bounded, check_bounds
 from ssm_signal.bundle import CONFIG_FILE, FORMAT, WEIGHTS_FILE
 from ssm_signal.events import Event
 from ssm_signal.signal_input import check_sample_rate
@@ -39,14 +40,17 @@ class Limits:
     log_size: events kept in the log; idle_seconds: a live stream silent this long frees its place;
     max_replay_samples: the longest sensor series a replay takes (rows of a table)."""
 
-    max_session_seconds: float = 600.0
-    max_upload_bytes: int = 50 * 2**20
-    max_upload_seconds: float = 600.0
-    max_live_sessions: int = 8
-    history_seconds: float = 10.0
-    log_size: int = 50
-    idle_seconds: float = 10.0
-    max_replay_samples: int = 500_000
+    max_session_seconds: float = bounded(600.0, gt=0)
+    max_upload_bytes: int = bounded(50 * 2**20, ge=1)
+    max_upload_seconds: float = bounded(600.0, gt=0)
+    max_live_sessions: int = bounded(8, ge=1)
+    history_seconds: float = bounded(10.0, gt=0)
+    log_size: int = bounded(50, ge=1)
+    idle_seconds: float = bounded(10.0, gt=0)
+    max_replay_samples: int = bounded(500_000, ge=1)
+
+    def __post_init__(self):
+        check_bounds(self)  # a zero or negative limit would refuse everything, or nothing, without a word
 
 
 @dataclasses.dataclass
