@@ -30,6 +30,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, MulticlassConfusionMatrix
 
 from pipelines.data import IGNORE
+from pipelines.evaluate.anomaly_metrics import unit_interval
 from ssm_signal.models import ModelConfig, SignalModel
 from ssm_signal.models.heads import AnomalyHead, horizon_errors
 from ssm_signal.models.signal_model import SignalModelState
@@ -253,7 +254,7 @@ class SignalTask(L.LightningModule):
         lab = y[:, : F_ * d].reshape(y.shape[0], F_, d)
         valid = (lab != IGNORE).all(-1)
         lab = (lab.clamp(min=0).amax(-1) > 0).long()
-        self.metrics[f"{stage}_auroc"].update(scores[valid].detach().float(), lab[valid])
+        self.metrics[f"{stage}_auroc"].update(unit_interval(scores[valid].detach()), lab[valid])
         self.metrics[f"{stage}_positive"].update(lab[valid].float())
 
     def _log_auroc(self, stage: str) -> None:

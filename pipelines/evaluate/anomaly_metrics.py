@@ -139,6 +139,16 @@ def best_f1_threshold(det: EventDetector, scores: list[np.ndarray], labels: list
     return best[1], best[0]
 
 
+def unit_interval(scores: torch.Tensor) -> torch.Tensor:
+    """Scores of any range mapped into (0, 1) in float64 by the increasing s -> (1 + s / (1 + |s|)) / 2, for
+    torchmetrics' binary ROC-AUC and average precision: given any value outside [0, 1] they take the scores for
+    logits and apply a sigmoid, which rounds every score above about 37 (17 in float32) to exactly 1, so the
+    highest scores tie. Both measures depend on the scores' order only, which this map keeps (to float64's
+    resolution: distinct scores below 1e7 stay distinct)."""
+    s = scores.double()
+    return 0.5 + 0.5 * s / (1.0 + s.abs())
+
+
 def point_metrics(scores: list[np.ndarray], labels: list[np.ndarray]) -> dict:
     """ROC-AUC and PR-AUC (average precision) of frame scores (F_i,) against frame labels (F_i,) bool, pooled
     over the series; None where one class is absent."""
@@ -146,6 +156,7 @@ def point_metrics(scores: list[np.ndarray], labels: list[np.ndarray]) -> dict:
     y = torch.from_numpy(np.concatenate(labels).astype(np.int64)) if labels else torch.zeros(0, dtype=torch.long)
     if not torch.isfinite(s).all():
         raise ValueError("anomaly scores hold NaN or Inf values")
+    s = unit_interval(s)
     both = 0 < int(y.sum()) < len(y)
     return {"roc_auc": float(binary_auroc(s, y)) if both else None,
             "pr_auc": float(binary_average_precision(s, y)) if both else None,

@@ -276,6 +276,10 @@ def test_point_metrics_and_the_ucr_rule():
     perfect = point_metrics([np.where(y, 2.0, 1.0)], [y])
     assert perfect["roc_auc"] == 1.0 and perfect["pr_auc"] == 1.0 and perfect["anomalous_frames"] == 2
     assert point_metrics([np.ones(3)], [np.zeros(3, bool)])["roc_auc"] is None  # one class only
+    # scores far above 1 keep their order (a sigmoid would tie everything above ~37 at exactly 1)
+    for scale in (1e3, 1e5):
+        big = point_metrics([scale * (1 + np.arange(8.0))], [y])
+        assert big["roc_auc"] == pytest.approx(5 / 6) and big["pr_auc"] == pytest.approx((1 / 2 + 2 / 3) / 2)
     labels = np.zeros(1000, np.int64)
     labels[500:510] = 1
     score = np.zeros(250)  # frames of 4 samples
