@@ -20,7 +20,7 @@ HEADS = ("classify", "forecast", "anomaly")
 RENAMED = {"frontend": {"channels": "in_channels"}}
 #: Fields added after bundles were saved without them, per section, with the default that reproduces the former
 #: behaviour: {section: {field: default}}. A bundle's fingerprint leaves them out where they hold that default.
-ADDED = {"head": {"horizons": [1], "score_window": 1}}
+ADDED = {"frontend": {"spread": False}, "head": {"horizons": [1], "score_window": 1}}
 
 
 def current_names(section: str, d: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +69,8 @@ class FrontendConfig:
     n_mels, n_fft, hop_length, f_min, f_max: log-mel parameters (hop_length samples per frame).
     in_channels: input channels (1 for audio; sensors: number of channels).
     decimate: sensor frontend only, average blocks of this many samples (1 = off).
+    spread: sensor frontend only (decimate >= 2), each frame also carries its block's mean absolute step between
+        consecutive samples per channel (noise bursts raise it, a frozen channel sets it to 0).
     """
 
     kind: str = "logmel"
@@ -80,6 +82,7 @@ class FrontendConfig:
     f_max: float = 7600.0
     in_channels: int = bounded(1, ge=1)
     decimate: int = bounded(1, ge=1)
+    spread: bool = False
 
     def __post_init__(self):
         if self.kind not in FRONTENDS:
@@ -87,12 +90,16 @@ class FrontendConfig:
         if self.kind == "logmel" and self.in_channels != 1:
             raise ValueError("frontend.in_channels must be 1 for logmel (audio is downmixed to mono)")
         check_bounds(self, "frontend.")
+        if not isinstance(self.spread, bool):
+            raise ValueError(f"frontend.spread must be true or false, got {self.spread!r}")
+        if self.spread and (self.kind != "sensor" or self.decimate < 2):
+            raise ValueError("frontend.spread applies to sensor frontends with decimate >= 2 (a block's steps)")
         if self.kind == "logmel" and not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
             raise ValueError(f"frontend: need 0 <= f_min < f_max <= sample_rate/2, got {self.f_min}, {self.f_max}")
 
     @property
     def feature_dim(self) -> int:
-        return self.n_mels if self.kind == "logmel" else self.in_channels
+        return self.n_mels if self.kind == "logmel" else self.in_channels * (2 if self.spread else 1)
 
     @property
     def samples_per_frame(self) -> int:

@@ -56,7 +56,7 @@ def build_frontend(cfg) -> StreamingModule:
     if cfg.kind == "logmel":
         return LogMel(sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
                       n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max)
-    return SensorFrontend(cfg.in_channels, decimate=cfg.decimate)
+    return SensorFrontend(cfg.in_channels, decimate=cfg.decimate, spread=cfg.spread)
 
 
 class SignalModel(StreamingModule):
