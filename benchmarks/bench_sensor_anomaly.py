@@ -82,6 +82,8 @@ QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", 
 H = "--model.network.head.horizons"
 W = "--model.network.head.score_window"
 D = "--model.network.frontend.decimate"
+S = ["--model.network.frontend.spread", "true"]
+NS = ["--model.network.frontend.spread", "false"]  # the UCR recipes compared before the spread feature existed
 CANDIDATES: dict[str, dict[str, list[str]]] = {
     "sensor_anomaly": {
         "shipped": [],
@@ -93,16 +95,19 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
     },
     "ucr135": {
         "shipped": [],
-        "frames of 1 point, horizons 1-64": [D, "1", H, "[1, 2, 4, 8, 16, 32, 64]"],
-        "frames of 2 points, horizons 1-32": [D, "2", H, "[1, 2, 4, 8, 16, 32]"],
-        "horizons 1-32": [H, "[1, 2, 4, 8, 16, 32]"],
-        "frames of 8 points, horizons 1-8": [D, "8", H, "[1, 2, 4, 8]"],
+        "without spread": NS,
+        "without spread, frames of 1 point, horizons 1-64": [*NS, D, "1", H, "[1, 2, 4, 8, 16, 32, 64]"],
+        "without spread, frames of 2 points, horizons 1-32": [*NS, D, "2", H, "[1, 2, 4, 8, 16, 32]"],
+        "without spread, horizons 1-32": [*NS, H, "[1, 2, 4, 8, 16, 32]"],
+        "without spread, frames of 8 points, horizons 1-8": [*NS, D, "8", H, "[1, 2, 4, 8]"],
     },
     "daphnet": {
         "shipped": [],
         "horizons 1-8": [H, "[1, 2, 4, 8]"],
         "frames of 4 samples": [D, "4"],
         "frames of 1 sample, horizons 1-32": [D, "1", H, "[1, 2, 4, 8, 16, 32]"],
+        "spread": S,
+        "score window 4": [W, "4"],
     },
 }
 SELECT_SEEDS = [0, 1, 2]
@@ -258,7 +263,7 @@ def ensure_table(stream: str) -> Path:
 
 
 # -- recipe selection -------------------------------------------------------------------------------------------
-def select(stream: str) -> dict:
+def select(stream: str, names: list[str] | None = None) -> dict:
     from ssm_signal.data.sensor_tables import table_series
 
     cfg = STREAMS[stream]
@@ -267,6 +272,8 @@ def select(stream: str) -> dict:
 
     rows = {}
     for name, extra in CANDIDATES[stream].items():
+        if names and name not in names:
+            continue
         runs = []
         for seed in SELECT_SEEDS:
             with tempfile.TemporaryDirectory(prefix="bench_sensor_select_") as tmp:
@@ -313,6 +320,9 @@ def main() -> None:
     p.add_argument("--cache", help="keep the baselines' scores in this folder and reuse them (same jobs and data)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the CPU is shared)")
     p.add_argument("--select", action="store_true", help="rank the SSM recipes of CANDIDATES on val instead")
+    p.add_argument("--candidates", nargs="+", help="with --select: only these recipes (names of CANDIDATES)")
+    p.add_argument("--name", help="the result file's name before its date (default: sensor_anomaly, or "
+                   "sensor_anomaly_selection with --select)")
     p.add_argument("--plot", choices=list(STREAMS), help="draw this stream's test series with its bundle (--bundles)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -330,7 +340,7 @@ def main() -> None:
         p.error(f"{args.aeon_python} is missing: make bench-sensor-env creates the baselines' virtualenv")
     results = {}
     for stream in args.streams:
-        results[stream] = select(stream) if args.select else run_stream(stream, args)
+        results[stream] = select(stream, args.candidates) if args.select else run_stream(stream, args)
         if not args.select:
             s = results[stream]["summary"]
             print(f"{stream}: SSM test ROC-AUC {s['ssm_test_roc_auc']:.4f}; best aeon baseline {s['best_baseline']} "
@@ -339,7 +349,7 @@ def main() -> None:
                "threads": args.threads, "command": " ".join(["python", *sys.argv]),
                "protocol": __doc__.split("\n\n", 2)[2].split("``--select``")[0].strip(),
                "configs": {s: (ROOT / STREAMS[s]["config"]).read_text() for s in args.streams}, "streams": results}
-    write_result("sensor_anomaly_selection" if args.select else "sensor_anomaly", payload)
+    write_result(args.name or ("sensor_anomaly_selection" if args.select else "sensor_anomaly"), payload)
 
 
 if __name__ == "__main__":
