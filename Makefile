@@ -47,7 +47,7 @@ evaluate: install system-deps ## Detection quality of MODEL on streamed audio: c
 	  --negatives default --negatives $(REAL)/negatives/speech --negatives $(REAL)/negatives/music
 
 test: install system-deps ## Run the fast CPU test suite (what CI runs)
-	$(PY) benchmarks/fetch_uea.py --dest data/uea
+	$(PY) benchmarks/fetch_uea.py --dest data/uea --streams ucr135 daphnet
 	$(PY) -m playwright --version >/dev/null
 	$(PY) -m pytest -q
 	TRITON_INTERPRET=1 $(PY) -m pytest -q tests/kernels/triton
@@ -66,7 +66,14 @@ bench: install ## CPU benchmarks (results under benchmarks/results/, summary in 
 	$(PY) benchmarks/bench_streaming.py
 	$(PY) benchmarks/bench_score.py
 
+bench-sensor-env: ## The sensor benchmark's own virtualenv .venv-bench (aeon, pyod, stumpy: never the project's dependencies)
+	@test -x .venv-bench/bin/python || $(PY_SYS) -m venv .venv-bench
+	.venv-bench/bin/pip install -q aeon==1.6.0 pyod==3.6.7 stumpy==1.14.1
+
+bench-sensor: install bench-sensor-env ## Sensor anomaly detection: the SSM beside aeon's detectors on UCR 135, Daphnet and the generated table
+	$(PY) benchmarks/bench_sensor_anomaly.py
+
 clean: ## Remove caches (keeps .venv, data and artifacts)
 	rm -rf .pytest_cache .ruff_cache **/__pycache__
 
-.PHONY: help install system-deps train demo score evaluate test test-interpret test-gpu lint bench clean
+.PHONY: help install system-deps train demo score evaluate test test-interpret test-gpu lint bench bench-sensor-env bench-sensor clean

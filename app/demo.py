@@ -1,13 +1,16 @@
-"""The live-microphone demo: Gradio wiring only (the logic is ssm_signal.streaming.live).
+"""The live demo: Gradio wiring only (the logic is ssm_signal.streaming.live and .replay).
 
     ssm-signal demo --model artifacts/kws_default          # or models:/kws_default/3, or make demo
+    ssm-signal demo --model artifacts/sensor_anomaly       # a sensor model: the "Replay a stream" view
     python -m app.demo --model artifacts/kws_default --port 7860   # local bundles only in the picker
 
-Every browser session gets its own LiveStream (engine state) in a ``gr.State``; the
-microphone streams int16 chunks every ``stream_every`` seconds into it; an uploaded file goes
-through the same StreamingSession path. Models load once per process, are warmed up before
-they serve (the compiled step and the resampler filters are built then), and are shared by
-all sessions; their state never is.
+The page adapts to the model's kind: an audio model gets the microphone and file views, a sensor
+model the replay view (app.replay), where a recorded series streams through the same
+StreamingSession at real time or faster. Every browser session gets its own LiveStream (engine
+state) or Replay in a ``gr.State``; the microphone streams int16 chunks every ``stream_every``
+seconds into it; an uploaded file goes through the same StreamingSession path. Models load once
+per process, are warmed up before they serve (the compiled step and the resampler filters are
+built then), and are shared by all sessions; their state never is.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import gradio as gr
 import pandas as pd
 import torch
 
+from app.replay import build_replay_tab, example_choices
 from ssm_signal.bundle import BundleError, load_bundle
 from ssm_signal.streaming import Admission, Limits, LiveStream, LiveView, StreamConfig, StreamEngine, find_bundles
 
@@ -33,6 +37,19 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
            "#dbdb8d", "#9edae5", "#393b79", "#000000"]
 NO_MODEL = "No model found. Run `make train` to create artifacts/kws_default, or pass --model PATH|models:/NAME/VERSION."
+DEFAULT_EXAMPLES = "data"
+
+
+def title(engine: StreamEngine | None) -> str:
+    """The page's heading for the model's kind."""
+    if engine is None or engine.audio:
+        what = "keyword spotting" if engine is None or engine.kind == "keyword" else "audio"
+        return (f"# ssm-signal: streaming {what}\nA selective state-space model runs on your microphone chunk by "
+                "chunk, with its state carried between chunks.")
+    what = {"anomaly": "sensor anomaly detection", "keyword": "sensor classification"}.get(engine.kind, "sensor streams")
+    return (f"# ssm-signal: streaming {what}\nA selective state-space model runs on a sensor stream chunk by chunk "
+            f"({engine.in_channels} channels at {engine.rate:g} Hz), with its state carried between chunks: replay a "
+            "recorded series at real time or faster.")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -113,11 +130,12 @@ def outputs(v: LiveView) -> tuple:
 # the app
 # ---------------------------------------------------------------------------------------------------
 def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts", limits: Limits | None = None,
-               stream_every: float = 0.2, compile: bool | str | None = None, registry: Registry | None = None
-               ) -> gr.Blocks:
+               stream_every: float = 0.2, compile: bool | str | None = None, registry: Registry | None = None,
+               examples: str | Path = DEFAULT_EXAMPLES) -> gr.Blocks:
     """The Blocks app. model: bundle directory or models:/NAME/VERSION (default artifacts/kws_default);
     artifacts: where the picker looks for bundles; registry: lists registered models for the picker too;
-    compile: the engine's step mode (StreamConfig.compile)."""
+    compile: the engine's step mode (StreamConfig.compile); examples: where the replay view looks for
+    sensor tables to offer."""
     limits = limits or Limits()
     models = Models(artifacts, compile, registry)
     admission = Admission(limits.max_live_sessions, limits.idle_seconds)
@@ -140,9 +158,11 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
         return LiveStream(engine, limits, plot_labels=len(engine.labels))
 
     try:
-        labels = models.engine(default).labels if default else []
+        engine0 = models.engine(default) if default else None
     except (BundleError, ValueError, OSError):
-        labels = []
+        engine0 = None
+    labels = engine0.labels if engine0 is not None else []
+    audio = engine0 is None or engine0.audio
     color_map = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)} or None
 
     def live_for(state: LiveStream | None, spec: str | None) -> LiveStream:
@@ -173,12 +193,18 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
         return (state, *outputs(state.reset()))
 
     def on_model(spec):
+        engine = None
         try:
-            models.engine(spec)
+            engine = models.engine(spec)
             msg = f"Model: `{spec}`"
         except (BundleError, ValueError, OSError) as e:
             msg = f"⚠️ cannot load `{spec}`: {e}"
-        return (msg, None, *outputs(LiveView()))
+        is_audio = engine is None or engine.audio
+        series = example_choices(examples, engine)
+        # the page follows the model's kind: the microphone and file views for audio, the replay for sensors
+        return (title(engine), msg, None, *outputs(LiveView()), gr.Tab(visible=is_audio), gr.Tab(visible=is_audio),
+                gr.Tab(visible=not is_audio), gr.Tabs(selected="mic" if is_audio else "replay"),
+                gr.Dropdown(choices=series, value=series[0][1] if series else None))
 
     def on_file(path, spec):
         try:
@@ -194,41 +220,46 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
             yield outputs(view)
 
     with gr.Blocks(title="ssm-signal live demo", analytics_enabled=False) as demo:
-        gr.Markdown("# ssm-signal: streaming keyword spotting\nA selective state-space model runs on your "
-                    "microphone chunk by chunk, with its state carried between chunks.")
+        heading = gr.Markdown(title(engine0), elem_id="title")
         with gr.Row():
             model_dd = gr.Dropdown(choices=choices, value=default, label="Model", allow_custom_value=True,
                                    scale=2, elem_id="model-picker")
             model_md = gr.Markdown(status, elem_id="model-status")
         live_state = gr.State(None)  # one LiveStream per browser session, created on its first chunk
-        with gr.Tab("Live microphone"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
-                                   elem_id="mic")
-                    reset = gr.Button("Reset", elem_id="reset")
-                with gr.Column(scale=1):
-                    top = gr.Markdown("### waiting for audio…", elem_id="live-top")
-                    meters = gr.Markdown(meters_markdown(LiveView()), elem_id="live-meters")
-            plot = gr.LinePlot(x="time (s)", y="score", color="label", y_lim=[0, 1], color_map=color_map,
-                               label=f"Smoothed scores, last {limits.history_seconds:g} s", elem_id="live-plot")
-            events = gr.Dataframe(headers=["time (s)", "label", "score"], label="Detections (newest first)",
-                                  elem_id="live-log", interactive=False)
-        with gr.Tab("Upload a file"):
-            upload = gr.File(label="Audio file (WAV, FLAC, OGG, MP3)", type="filepath", elem_id="upload")
-            f_top = gr.Markdown("### no file yet", elem_id="file-top")
-            f_meters = gr.Markdown("", elem_id="file-meters")
-            f_plot = gr.LinePlot(x="time (s)", y="score", color="label", y_lim=[0, 1], label="Timeline", color_map=color_map,
-                                 elem_id="file-plot")
-            f_events = gr.Dataframe(headers=["time (s)", "label", "score"], label="Detections",
-                                    elem_id="file-log", interactive=False)
+        with gr.Tabs(selected="mic" if audio else "replay", elem_id="views") as tabs:
+            with gr.Tab("Live microphone", id="mic", visible=audio, elem_id="mic-tab") as mic_tab:
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
+                                       elem_id="mic")
+                        reset = gr.Button("Reset", elem_id="reset")
+                    with gr.Column(scale=1):
+                        top = gr.Markdown("### waiting for audio…", elem_id="live-top")
+                        meters = gr.Markdown(meters_markdown(LiveView()), elem_id="live-meters")
+                plot = gr.LinePlot(x="time (s)", y="score", color="label", y_lim=[0, 1], color_map=color_map,
+                                   label=f"Smoothed scores, last {limits.history_seconds:g} s", elem_id="live-plot")
+                events = gr.Dataframe(headers=["time (s)", "label", "score"], label="Detections (newest first)",
+                                      elem_id="live-log", interactive=False)
+            with gr.Tab("Upload a file", id="file", visible=audio, elem_id="file-tab") as file_tab:
+                upload = gr.File(label="Audio file (WAV, FLAC, OGG, MP3)", type="filepath", elem_id="upload")
+                f_top = gr.Markdown("### no file yet", elem_id="file-top")
+                f_meters = gr.Markdown("", elem_id="file-meters")
+                f_plot = gr.LinePlot(x="time (s)", y="score", color="label", y_lim=[0, 1], label="Timeline",
+                                     color_map=color_map, elem_id="file-plot")
+                f_events = gr.Dataframe(headers=["time (s)", "label", "score"], label="Detections",
+                                        elem_id="file-log", interactive=False)
+            replay_tab, series_dd, replay_state, replay_out, show_series = build_replay_tab(
+                models.engine, model_dd, engine0, limits, admission, examples, visible=not audio)
         live_out = [top, meters, plot, events]
         mic.stream(on_chunk, [mic, live_state, model_dd], [live_state, *live_out], stream_every=stream_every,
                    time_limit=int(limits.max_session_seconds), concurrency_limit=limits.max_live_sessions,
                    show_progress="hidden")
         reset.click(on_reset, [live_state], [live_state, *live_out], show_progress="hidden")
-        model_dd.change(on_model, [model_dd], [model_md, live_state, *live_out])
+        model_dd.change(on_model, [model_dd], [heading, model_md, live_state, *live_out, mic_tab, file_tab, replay_tab,
+                                               tabs, series_dd])
         upload.upload(on_file, [upload, model_dd], [f_top, f_meters, f_plot, f_events], concurrency_limit=2)
+        if not audio:  # a sensor model opens on its first example series, ready to start
+            demo.load(show_series, [replay_state, model_dd, series_dd], [replay_state, *replay_out])
     return demo
 
 
@@ -246,7 +277,8 @@ def launch(model: str | None = None, host: str = "127.0.0.1", port: int = 7860, 
 
 def main(argv: list[str] | None = None, registry: Registry | None = None) -> int:
     """The demo's command line; ``registry`` lists registered models (``ssm-signal demo`` passes MLflow's)."""
-    p = argparse.ArgumentParser(prog="ssm-signal demo", description="Live-microphone Gradio demo of a bundle.")
+    p = argparse.ArgumentParser(prog="ssm-signal demo", description=(
+        "Live Gradio demo of a bundle: the microphone for audio models, replayed tables for sensor models."))
     p.add_argument("--model", default=None, help=f"bundle directory or models:/NAME/VERSION (default {DEFAULT_MODEL})")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
@@ -254,11 +286,13 @@ def main(argv: list[str] | None = None, registry: Registry | None = None) -> int
     p.add_argument("--no-compile", action="store_true", help="run the eager step (no compilation at start)")
     p.add_argument("--no-registry", action="store_true", help="do not list registered MLflow models")
     p.add_argument("--stream-every", type=float, default=0.2, help="seconds of audio per microphone chunk")
+    p.add_argument("--examples", default=DEFAULT_EXAMPLES,
+                   help="where the replay view of sensor models looks for tables to offer (default: data)")
     a = p.parse_args(argv)
     if not logging.getLogger("ssm_signal").handlers:  # `ssm-signal demo` has set one up already
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     launch(a.model, a.host, a.port, compile=False if a.no_compile else None, artifacts=a.artifacts,
-           stream_every=a.stream_every, registry=None if a.no_registry else registry)
+           stream_every=a.stream_every, registry=None if a.no_registry else registry, examples=a.examples)
     return 0
 
 

@@ -1,62 +1,36 @@
-"""Fetch UEA/UCR archive problems from the files the ``aeon`` wheel ships.
+"""Fetch UEA/UCR archive problems and real anomaly streams from the files the ``aeon`` wheel ships.
 
     python benchmarks/fetch_uea.py --dest data/uea [--names BasicMotions JapaneseVowels] [--wheel aeon.whl]
+    python benchmarks/fetch_uea.py --streams ucr135 daphnet [--streams-dest data/anomaly_streams]
 
 The UEA archive website is out of reach from the project's machines; PyPI is not, and aeon's wheel carries
-a few problems in ``aeon/datasets/data/<Name>/<Name>_TRAIN.ts`` and ``_TEST.ts``. This script downloads that
-wheel with pip (``--no-deps``: aeon itself is never installed or imported), checks its SHA-256 against the
-pinned one, and extracts the requested problems into ``<dest>/<Name>/``, the archive's own layout, which
-``ssm_signal.data.uea.UEADataset(name, split=..., root=dest)`` reads. Problems already present are left as
-they are, so running it again downloads nothing.
+a few problems in ``aeon/datasets/data/<Name>/<Name>_TRAIN.ts`` and ``_TEST.ts``. The wheel is downloaded
+and checked by :mod:`ssm_signal.data.aeon_wheel` (pip ``--no-deps``, SHA-256 pinned: aeon itself is never
+installed or imported); the requested problems go into ``<dest>/<Name>/``, the archive's own layout, which
+``ssm_signal.data.uea.UEADataset(name, split=..., root=dest)`` reads. ``--streams`` writes the anomaly
+stream tables of :mod:`ssm_signal.data.anomaly_streams` (what ``configs/sensor_ucr135.yaml`` and
+``configs/sensor_daphnet.yaml`` train on; their data modules fetch them on first use too). What is present
+already is left as it is, so running it again downloads nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
-import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
-AEON_VERSION = "1.6.0"
-# sha256 of aeon-1.6.0-py3-none-any.whl as served by PyPI (files there are immutable).
-AEON_WHEEL_SHA256 = "d05227086706f80111ac5fee8de4d5d3115bb3bcfd1c786c8629393055816409"
-DATA_PREFIX = "aeon/datasets/data/"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from ssm_signal.data.aeon_wheel import AEON_VERSION, DATA_PREFIX, aeon_wheel, download_wheel  # noqa: E402
+from ssm_signal.data.aeon_wheel import extract as extract_members  # noqa: E402
+
 DEFAULT_NAMES = ("BasicMotions", "JapaneseVowels")
 SPLITS = ("TRAIN", "TEST")
 
 
 def targets(dest: Path, name: str) -> list[Path]:
     return [dest / name / f"{name}_{split}.ts" for split in SPLITS]
-
-
-def download_wheel(workdir: Path) -> Path:
-    """``pip download --no-deps aeon==AEON_VERSION`` into workdir; the wheel's path."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        f"aeon=={AEON_VERSION}",
-        "-d",
-        str(workdir),
-    ]
-    print("running:", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    wheels = sorted(workdir.glob(f"aeon-{AEON_VERSION}-*.whl"))
-    if not wheels:
-        raise SystemExit(f"pip download produced no aeon {AEON_VERSION} wheel in {workdir}")
-    return wheels[0]
-
-
-def sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def available(zf: zipfile.ZipFile) -> list[str]:
@@ -74,24 +48,22 @@ def available(zf: zipfile.ZipFile) -> list[str]:
 def extract(wheel: Path, names: list[str], dest: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         have = available(zf)
-        unknown = [n for n in names if n not in have]
-        if unknown:
-            raise SystemExit(f"{wheel.name} has no {unknown}; it has: {' '.join(have)}")
-        for name in names:
-            (dest / name).mkdir(parents=True, exist_ok=True)
-            for out in targets(dest, name):
-                # Written beside the target and renamed, so an interrupted run leaves no half file
-                # that the idempotence check would take for a complete one.
-                tmp = out.with_suffix(".ts.part")
-                tmp.write_bytes(zf.read(f"{DATA_PREFIX}{name}/{out.name}"))
-                os.replace(tmp, out)
-                print(f"wrote {out} ({out.stat().st_size} bytes)")
+    unknown = [n for n in names if n not in have]
+    if unknown:
+        raise SystemExit(f"{wheel.name} has no {unknown}; it has: {' '.join(have)}")
+    extract_members(wheel, {f"{DATA_PREFIX}{name}/{out.name}": out for name in names for out in targets(dest, name)})
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ssm_signal.data.anomaly_streams import STREAMS, make_stream_table, stream_table_path
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dest", type=Path, default=Path("data/uea"), help="archive root (default data/uea)")
-    ap.add_argument("--names", nargs="+", default=list(DEFAULT_NAMES), help="problem names")
+    ap.add_argument("--names", nargs="*", default=list(DEFAULT_NAMES), help="problem names")
+    ap.add_argument("--streams", nargs="*", default=[], choices=sorted(STREAMS),
+                    help="anomaly streams to write as sensor tables")
+    ap.add_argument("--streams-dest", type=Path, default=Path("data/anomaly_streams"),
+                    help="where the stream tables go (default data/anomaly_streams/<name>/table.parquet)")
     ap.add_argument("--wheel", type=Path, help=f"use this aeon {AEON_VERSION} wheel instead of downloading it")
     args = ap.parse_args(argv)
 
@@ -99,16 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.names:
         if n not in todo:
             print(f"{n}: already in {args.dest / n}, skipped")
-    if not todo:
+    streams = [s for s in args.streams if not stream_table_path(s, args.streams_dest).is_file()]
+    for s in args.streams:
+        if s not in streams:
+            print(f"{s}: already in {stream_table_path(s, args.streams_dest)}, skipped")
+    if not todo and not streams:
         return 0
-    with tempfile.TemporaryDirectory(prefix="fetch_uea_") as tmp:
-        wheel = args.wheel if args.wheel is not None else download_wheel(Path(tmp))
-        digest = sha256(wheel)
-        if digest != AEON_WHEEL_SHA256:
-            raise SystemExit(
-                f"{wheel}: sha256 {digest} is not the pinned {AEON_WHEEL_SHA256} of aeon {AEON_VERSION}; refusing it"
-            )
-        extract(wheel, todo, args.dest)
+    try:
+        with aeon_wheel(args.wheel, download=download_wheel) as wheel:
+            if todo:
+                extract(wheel, todo, args.dest)
+            for s in streams:
+                print(f"wrote {make_stream_table(s, stream_table_path(s, args.streams_dest), wheel=wheel)}")
+    except (RuntimeError, ValueError) as e:
+        raise SystemExit(str(e)) from e
     return 0
 
 

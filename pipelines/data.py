@@ -217,26 +217,42 @@ class SensorAnomalyDataModule(_Base):
     """Sensor tables with per-row anomaly labels (0 normal, 1 anomaly) and a ``split`` column.
 
     The forecaster trains on the normal ``train`` series only, in windows of ``window``
-    steps; validation and test series are scored whole.
+    steps; ``val`` series (validation curves; recipes and thresholds are chosen on them) and
+    ``test`` series are scored whole. A table without ``val`` series validates on ``test``, for
+    the curves only.
 
     Args:
-        path: CSV/Parquet table (series_id, split, time, channel columns, label).
-        generate: write the generated demo table to ``path`` if it is absent.
+        path: CSV/Parquet table (series_id, split, time, channel columns, label[, kind]).
+        generate: write the table to ``path`` if it is absent: the generated demo table, or with
+            ``stream`` a real recording's (:mod:`ssm_signal.data.anomaly_streams`, fetched once).
+        stream: a real anomaly stream by name (``ucr135``, ``daphnet``) instead of the generated table.
         window: training window length in samples.
         batch_size, num_workers, normalization_items: loader settings.
     """
 
-    sample_rate = 1
-
     def __init__(self, path: str = "data/sensor_anomaly/table.parquet", generate: bool = True, window: int = 256,
-                 batch_size: int = 16, num_workers: int = 0, normalization_items: int = 1000, seed: int = 0):
+                 batch_size: int = 16, num_workers: int = 0, normalization_items: int = 1000, seed: int = 0,
+                 stream: str | None = None):
         super().__init__(batch_size, num_workers, normalization_items)
-        self.path, self.generate, self.window, self.seed = Path(path), generate, window, seed
+        self.sample_rate = 1  # a table's rows are time steps, unless the stream has a physical rate
+        if stream is not None:
+            from ssm_signal.data.anomaly_streams import STREAMS
+
+            if stream not in STREAMS:
+                raise ValueError(f"data.stream must be one of {sorted(STREAMS)}, got {stream!r}")
+            self.sample_rate = STREAMS[stream].sample_rate
+        self.path, self.generate, self.window, self.seed, self.stream = Path(path), generate, window, seed, stream
         self.labels = ["normal", "anomaly"]
         self.channels = 0
 
     def prepare_data(self) -> None:
-        if self.generate and not self.path.exists():
+        if not self.generate or self.path.exists():
+            return
+        if self.stream is not None:
+            from ssm_signal.data.anomaly_streams import make_stream_table
+
+            make_stream_table(self.stream, self.path)
+        else:
             from ssm_signal.data.synthetic_sensors import make_sensor_anomaly_table
 
             make_sensor_anomaly_table(self.path, seed=self.seed)
@@ -244,17 +260,18 @@ class SensorAnomalyDataModule(_Base):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        from ssm_signal.data.sensor_tables import SensorTable, read_table
+        from ssm_signal.data.sensor_tables import SensorTable, channel_columns, read_table
 
         table = read_table(self.path)
         if "split" not in table.columns:
             raise ValueError(f"{self.path}: needs a 'split' column (train/test) to separate normal training series")
-        channels = [c for c in table.columns if c not in ("series_id", "split", "time", "label")]
+        channels = channel_columns(table, str(self.path))
         self.channels = len(channels)
         kw = dict(channels=channels, row_label_col="label", classes=[0, 1])
         train = table[table["split"] == "train"]
         if (train["label"] != 0).any():
             raise ValueError(f"{self.path}: training series must be normal (label 0) for anomaly detection")
         self.train_set = SensorTable(train, window=self.window, stride=self.window // 2, **kw)
-        self.test_set = SensorTable(table[table["split"] != "train"], **kw)
-        self.val_set = self.test_set
+        self.test_set = SensorTable(table[~table["split"].isin(["train", "val"])], **kw)
+        has_val = (table["split"] == "val").any()
+        self.val_set = SensorTable(table[table["split"] == "val"], **kw) if has_val else self.test_set

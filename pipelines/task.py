@@ -8,7 +8,8 @@ Losses by head:
 - classify: cross-entropy of the logits at each clip's last valid frame (the same rule a
   live stream reads at any moment), plus optionally the mean over the last
   ``frame_loss_frames`` frames, which teaches the posterior to hold after a keyword ends;
-- forecast / anomaly: mean squared error of the next-frame forecast over valid frames.
+- forecast / anomaly: mean squared error of the forecasts (next frame; an anomaly head's ``horizons``)
+  over valid frames.
 
 Streaming-aware training (``tbptt_samples``): each batch is cut at random boundaries into
 chunks of about that many samples; the state is carried across chunks and detached
@@ -28,7 +29,10 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, MulticlassConfusionMatrix
 
+from pipelines.data import IGNORE
+from pipelines.evaluate.anomaly_metrics import unit_interval
 from ssm_signal.models import ModelConfig, SignalModel
+from ssm_signal.models.heads import AnomalyHead, horizon_errors
 from ssm_signal.models.signal_model import SignalModelState
 
 
@@ -136,16 +140,19 @@ class SignalTask(L.LightningModule):
         return f.transpose(1, 2)
 
     def _parts(self, x: Tensor, state: SignalModelState | None):
+        """The model's parts for a chunk x, and the state it started from (None: a fresh one)."""
         m = self.model
         state = m.init_state(x.shape[0], device=x.device) if state is None else state
         feats, fs = m.frontend._forward(x, state.frontend)
-        return m._from_features(self._augment(feats), fs, state)
+        return m._from_features(self._augment(feats), fs, state), state
 
     def _frames(self, lengths: Tensor) -> Tensor:
         return torch.div(lengths, self.model.samples_per_frame, rounding_mode="floor").clamp(min=1)
 
-    def _loss(self, parts, y: Tensor, frames: Tensor, frame_offset: int = 0) -> tuple[Tensor, Tensor | None]:
-        """Loss over the frames of this chunk; returns (loss, clip logits or None)."""
+    def _loss(self, parts, y: Tensor, frames: Tensor, before: SignalModelState, frame_offset: int = 0
+              ) -> tuple[Tensor, Tensor | None]:
+        """Loss over the frames of this chunk, which started from the state ``before``; returns
+        (loss, clip logits or None)."""
         kind = self.model_config.head.kind
         B, F_ = parts.out.shape[:2]
         idx = torch.arange(F_, device=y.device) + frame_offset  # absolute frame index (B-independent)
@@ -165,21 +172,30 @@ class SignalTask(L.LightningModule):
                                           label_smoothing=self.hparams.label_smoothing)
                     loss = 0.5 * loss + 0.5 * per[tail].mean()
             return loss, logits
-        # forecast / anomaly: predict frame t+1 from frame t
-        pred, feats = parts.pred[:, :-1], parts.feats[:, 1:]
-        mask = valid[:, 1:]
+        # forecast / anomaly: every frame's forecasts made ``horizons`` frames before (the pairs the score uses)
+        err, ok = self._forecast_errors(parts, before)
+        mask = ok & valid[:, :, None]  # (B, F, H)
         if not mask.any():
             return parts.out.sum() * 0.0, None
-        err = ((pred - feats) ** 2).mean(-1)
-        return err[mask].mean(), None
+        return err.mean(-1)[mask].mean(), None
+
+    def _forecast_errors(self, parts, before: SignalModelState) -> tuple[Tensor, Tensor]:
+        """err (B, F, H, C) and valid (B, F, H) of :func:`horizon_errors` for this chunk: the anomaly head's
+        with its carried forecasts; a forecast head's next-frame pairs within the chunk."""
+        head = self.model.head
+        if isinstance(head, AnomalyHead):
+            return head.errors(parts.feats, parts.pred, before.head[0])
+        B, _, C = parts.feats.shape
+        zero = torch.zeros(B, dtype=torch.long, device=parts.feats.device)
+        return horizon_errors(parts.feats, parts.pred, parts.pred.new_zeros(B, 1, C), zero, (1,))
 
     # -- steps ---------------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         x, y, lengths = batch
         frames = self._frames(lengths)
         if self.hparams.tbptt_samples is None:
-            parts = self._parts(x, None)
-            loss, _ = self._loss(parts, y, frames)
+            parts, before = self._parts(x, None)
+            loss, _ = self._loss(parts, y, frames, before)
             self.log("train_loss", loss, prog_bar=True, batch_size=x.shape[0])
             return loss
         return self._tbptt_step(x, y, frames)
@@ -194,8 +210,8 @@ class SignalTask(L.LightningModule):
         while start < x.shape[1]:
             # random boundaries, aligned to whole frames so every stream keeps the same phase
             size = max(hop, int(random.uniform(0.5, 1.5) * n) // hop * hop)
-            parts = self._parts(x[:, start:start + size], state)
-            loss, _ = self._loss(parts, y, frames, frame_offset=offset)
+            parts, before = self._parts(x[:, start:start + size], state)
+            loss, _ = self._loss(parts, y, frames, before, frame_offset=offset)
             if loss.requires_grad:
                 self.manual_backward(loss)
             total += float(loss.detach())
@@ -210,9 +226,9 @@ class SignalTask(L.LightningModule):
 
     def _eval_step(self, batch, stage: str):
         x, y, lengths = batch
-        parts = self._parts(x, None)
+        parts, before = self._parts(x, None)
         frames = self._frames(lengths)
-        loss, logits = self._loss(parts, y, frames)
+        loss, logits = self._loss(parts, y, frames, before)
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         if self.model_config.head.kind == "anomaly" and y.dim() == 2:
             self._update_auroc(stage, parts.out[..., 0], y)
@@ -236,9 +252,9 @@ class SignalTask(L.LightningModule):
         d = self.model.samples_per_frame
         F_ = scores.shape[1]
         lab = y[:, : F_ * d].reshape(y.shape[0], F_, d)
-        valid = (lab != -100).all(-1)
+        valid = (lab != IGNORE).all(-1)
         lab = (lab.clamp(min=0).amax(-1) > 0).long()
-        self.metrics[f"{stage}_auroc"].update(scores[valid].detach().float(), lab[valid])
+        self.metrics[f"{stage}_auroc"].update(unit_interval(scores[valid].detach()), lab[valid])
         self.metrics[f"{stage}_positive"].update(lab[valid].float())
 
     def _log_auroc(self, stage: str) -> None:
@@ -265,18 +281,22 @@ class SignalTask(L.LightningModule):
 
     @torch.no_grad()
     def fit_anomaly_scale(self, loader) -> None:
-        """Set the anomaly head's per-feature error variance from normal (training) data."""
+        """Set the anomaly head's error variance per horizon and feature from normal (training) data."""
         head = self.model.head
         total, count = 0.0, 0
         for x, _, lengths in loader:
-            parts = self.model.forward_parts(x.to(self.device))
+            x = x.to(self.device)
+            state = self.model.init_state(x.shape[0], device=self.device)
+            parts = self.model.forward_parts(x, state)
+            err, ok = head.errors(parts.feats, parts.pred, state.head[0])  # (B, F, H, C), (B, F, H)
             frames = self._frames(lengths.to(self.device))
-            valid = torch.arange(parts.feats.shape[1] - 1, device=self.device)[None, :] < (frames[:, None] - 1)
-            err = (parts.pred[:, :-1] - parts.feats[:, 1:]) ** 2  # (B, F-1, C)
-            total = total + err[valid].sum(0)
-            count += int(valid.sum())
-        if count:
-            head.err_var.copy_((total / count).clamp_min(1e-8))
+            mask = ok & (torch.arange(err.shape[1], device=self.device)[None, :, None] < frames[:, None, None])
+            total = total + (err * mask[..., None]).sum((0, 1))  # (H, C)
+            count = count + mask.sum((0, 1))  # (H,)
+        if not torch.is_tensor(count) or not bool((count > 0).all()):
+            raise ValueError(f"no training frame has a forecast made {max(head.horizons)} frames before it: the "
+                             "windows must be longer than the longest of head.horizons")
+        head.err_var.copy_((total / count[:, None]).clamp_min(1e-8).reshape(-1))
 
     def on_validation_epoch_end(self):
         if "val_auroc" in self.metrics:

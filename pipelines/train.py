@@ -29,6 +29,7 @@ from pipelines.progress import EpochLines
 from pipelines.task import SignalTask
 from ssm_signal.bundle import save_bundle
 from ssm_signal.data.phrases import PhraseError
+from ssm_signal.events import DetectorConfig
 
 log = logging.getLogger("ssm_signal.pipelines")
 
@@ -43,6 +44,9 @@ class OutputConfig:
     experiment: MLflow experiment name.
     register: register the bundle in the MLflow model registry.
     test: evaluate on the test split after fitting.
+    detector: the event detector settings the bundle ships with (smoothing_frames, threshold, refractory_s, ...:
+        :class:`ssm_signal.events.DetectorConfig`); None: the defaults. ``ssm-signal evaluate --calibrate``
+        later replaces the threshold.
     """
 
     bundle_dir: str | None = "artifacts/model"
@@ -50,6 +54,11 @@ class OutputConfig:
     experiment: str = "ssm-signal"
     register: bool = True
     test: bool = True
+    detector: dict[str, Any] | None = None
+
+    def __post_init__(self):
+        if self.detector is not None:
+            DetectorConfig.from_dict(dict(self.detector))  # a bad setting fails when the config is read
 
 
 class _ConfigDumper(yaml.SafeDumper):
@@ -144,6 +153,8 @@ def fit_and_bundle(trainer: L.Trainer, task: SignalTask, dm: L.LightningDataModu
     fit_s = time.time() - t0
     if task.model_config.head.kind == "anomaly":
         task.fit_anomaly_scale(dm.train_dataloader())
+        # the validation scores during training were normalised by a variance not fitted yet: measure them again
+        trainer.validate(task, datamodule=dm, verbose=False)
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if out.test:
         tested = trainer.test(task, datamodule=dm, verbose=False)
@@ -152,7 +163,8 @@ def fit_and_bundle(trainer: L.Trainer, task: SignalTask, dm: L.LightningDataModu
     bundle_dir = Path(out.bundle_dir)
     if trainer.is_global_zero:
         task.model.cpu()
-        save_bundle(task.model, bundle_dir, name=out.name, metrics=metrics)
+        detector = DetectorConfig.from_dict(dict(out.detector)) if out.detector else None
+        save_bundle(task.model, bundle_dir, name=out.name, metrics=metrics, detector=detector)
         _track(trainer, task, out, bundle_dir, metrics)
     summary = {"bundle": str(bundle_dir), "metrics": metrics}
     for key, what in (("test_acc", "test accuracy"), ("test_auroc", "test ROC-AUC")):

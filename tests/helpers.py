@@ -16,8 +16,12 @@ from ssm_signal.state import State
 
 
 def rel_err(a: Tensor, b: Tensor) -> float:
-    """max |a - b| / max |b| (b is the reference)."""
+    """max |a - b| / max |b| (b is the reference); 0 for two empty tensors of one shape (a state field of a
+    zero-length window)."""
     a, b = a.detach().double(), b.detach().double()
+    if b.numel() == 0:
+        assert a.shape == b.shape, (a.shape, b.shape)
+        return 0.0
     scale = b.abs().max().clamp_min(1e-30)
     return float((a - b).abs().max() / scale)
 

@@ -143,8 +143,9 @@ def format_summary(s: dict) -> str:
     lines = [f"model {s['model']['name']} {s['model']['version']}"]
     c = s.get("calibration")
     if c and s.get("kind") == "anomaly":
-        lines.append(f"calibrated at {c['target_fa_per_hour']} false alarms/h on {c['normal_hours']:.2f} h of normal "
-                     f"series: threshold {c['threshold']:.4g}, new version {c['version']} in {c['path']}")
+        lines.append(f"calibrated at {c['target_fa_per_hour']} false alarms/h on {c['normal_hours']:.2f} h of "
+                     f"{c.get('split', 'train')} series: threshold {c['threshold']:.4g}, new version {c['version']} in "
+                     f"{c['path']}")
     elif c:
         lines.append(f"calibrated at {c['target_fa_per_hour']} FA/h on {c['negative_hours']:.2f} h of negatives and "
                      f"{c['positive_clips']} clips: smoothing {c['chosen']['window']} frames, new version "
@@ -155,6 +156,12 @@ def format_summary(s: dict) -> str:
             lines.append(f"{name}: precision {_fmt(p['precision'])}, recall {_fmt(p['recall'])} "
                          f"({p['detected']}/{p['intervals']} anomalies), {_fmt(p['false_alarms_per_hour'])} false "
                          f"alarms/h, delay median {_fmt(p['delay_s']['median'])} s")
+            ucr = st["ucr_rule"]
+            lines.append(f"  point ROC-AUC {_fmt(st['roc_auc'])}, PR-AUC {_fmt(st['pr_auc'])}; UCR rule (top score "
+                         f"within 100 samples of the anomaly) {ucr['solved']}/{ucr['series']} series")
+            if st.get("recall_by_kind"):
+                lines.append("  recall by kind: " + ", ".join(
+                    f"{k} {v['detected']}/{v['intervals']}" for k, v in st["recall_by_kind"].items()))
             continue
         n = s["negatives"]["at_bundle_thresholds"]
         groups = ", ".join(f"{g} {_fmt(v['fa_per_hour'])}" for g, v in n["per_group"].items())

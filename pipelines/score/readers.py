@@ -33,11 +33,10 @@ def read_signal(path: str, audio: bool = True, model_rate: int | None = None) ->
     if suffix == ".npy":
         return np.load(path, allow_pickle=False), model_rate or 1
     if suffix in (".csv", ".parquet", ".pq"):
-        import pandas as pd
+        from ssm_signal.data.sensor_tables import channel_columns, read_table
 
-        df = pd.read_parquet(path) if suffix != ".csv" else pd.read_csv(path)
-        df = df.drop(columns=[c for c in ("time", "series_id", "label", "split") if c in df.columns])
-        return df.to_numpy(dtype=np.float32), model_rate or 1
+        df = read_table(path)
+        return df[channel_columns(df, path)].to_numpy(dtype=np.float32), model_rate or 1
     import soundfile as sf
 
     x, rate = sf.read(soundfile_source(path), dtype="float32", always_2d=False)

@@ -40,7 +40,10 @@ def summarize(df: pd.DataFrame, bundle: Bundle, wall: float, scored_now: int, wr
         if 0 < y.sum() < len(y):
             from torchmetrics.functional.classification import binary_auroc
 
-            s["roc_auc"] = float(binary_auroc(torch.tensor(labelled["score"].to_numpy()), torch.tensor(y)))
+            from pipelines.evaluate.anomaly_metrics import unit_interval
+
+            s["roc_auc"] = float(binary_auroc(unit_interval(torch.tensor(labelled["score"].to_numpy())),
+                                              torch.tensor(y)))
     return s
 
 

@@ -26,6 +26,7 @@ Rules (each problem is a :class:`DataError` or a recorded skip in :attr:`SensorT
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
@@ -39,7 +40,12 @@ from torch.utils.data import Dataset
 from ssm_signal.data.skips import DataError, SkipLog
 from ssm_signal.data.uea import FillLog, apply_nan_policy, check_nan_policy, log
 
-__all__ = ["SensorTable", "read_table"]
+__all__ = ["META_COLUMNS", "SensorTable", "TableSeries", "channel_columns", "read_table", "table_series",
+           "write_table"]
+
+#: the columns of a sensor table that are not channels: what the scorer, the evaluation, the live replay and
+#: the anomaly data module all leave out (kind: the planted anomaly's kind, in generated tables)
+META_COLUMNS = ("series_id", "split", "time", "label", "kind")
 
 
 def read_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
@@ -58,6 +64,78 @@ def read_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     except (OSError, ValueError, pd.errors.ParserError) as e:
         raise DataError(f"{path}: cannot read table: {e}") from e
     raise DataError(f"{path}: unsupported table format (expected .csv, .tsv or .parquet)")
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``table`` as Parquet (``.parquet``, ``.pq``) or CSV (anything else) through a temporary file
+    renamed into place, so an interrupted run leaves no half table behind. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix in (".parquet", ".pq"):
+        table.to_parquet(tmp, index=False)
+    else:
+        table.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def channel_columns(table: pd.DataFrame, name: str = "table") -> list[str]:
+    """The channel columns of a sensor table: every column but :data:`META_COLUMNS`, in table order; each
+    must be numeric (DataError otherwise, as for a table without any)."""
+    cols = [c for c in table.columns if c not in META_COLUMNS]
+    wrong = [c for c in cols if not pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c])]
+    if wrong:
+        raise DataError(f"{name}: columns {wrong[:8]} are neither channels (numeric) nor one of {list(META_COLUMNS)}")
+    if not cols:
+        raise DataError(f"{name}: no channel columns besides {[c for c in META_COLUMNS if c in table.columns]}")
+    return cols
+
+
+@dataclasses.dataclass
+class TableSeries:
+    """One series of a sensor table: ``x`` (L, C) float32 in time order, ``label`` (L,) int64 or None
+    (no label column), ``kind`` (L,) text or None, its ``series_id`` and ``split`` ("" without a split
+    column)."""
+
+    series_id: str
+    split: str
+    x: np.ndarray
+    label: np.ndarray | None
+    kind: np.ndarray | None
+
+
+def table_series(source: str | Path | pd.DataFrame, channels: int | None = None,
+                 splits: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list[TableSeries]:
+    """The series of a sensor table (a table without ``series_id`` is one series), sorted by id and by
+    ``time`` within each; only those whose split is in ``splits`` (None: all) and not in ``exclude``.
+    ``channels``: the channel count the caller's model expects (DataError when it differs, or when a
+    value is NaN or infinite: filling gaps is the readers' choice in training, not a stream's)."""
+    name = "<DataFrame>" if isinstance(source, pd.DataFrame) else str(source)
+    table = read_table(source)
+    cols = channel_columns(table, name)
+    if channels is not None and len(cols) != channels:
+        raise DataError(f"{name}: {len(cols)} channel columns {cols[:8]}, the model expects {channels}")
+    if "split" in table.columns:
+        split = table["split"].astype(str)
+        keep = ~split.isin(list(exclude)) & (split.isin(list(splits)) if splits is not None else True)
+        table = table[keep]
+    elif splits is not None and "" not in splits:
+        table = table.iloc[:0]
+    if "series_id" not in table.columns:
+        table = table.assign(series_id="")
+    if "time" in table.columns:
+        table = table.sort_values(["series_id", "time"], kind="stable")
+    out = []
+    for sid, g in table.groupby("series_id", sort=True):
+        x = g[cols].to_numpy(np.float32)
+        if not np.isfinite(x).all():
+            raise DataError(f"{name}: series {sid!r} holds NaN or Inf values")
+        label = pd.to_numeric(g["label"]).to_numpy().astype(np.int64) if "label" in g.columns else None
+        kind = g["kind"].fillna("").astype(str).to_numpy() if "kind" in g.columns else None
+        split = str(g["split"].iloc[0]) if "split" in g.columns else ""
+        out.append(TableSeries(str(sid), split, x, label, kind))
+    return out
 
 
 def label_key(value: Any) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ssm_signal.frontends.base import FramedFrontend, RunningMoments
 from ssm_signal.frontends.logmel import LogMel, LogMelState
-from ssm_signal.frontends.sensor import SensorFrontend, SensorFrontendState
+from ssm_signal.frontends.sensor import SensorFrontend, SensorFrontendState, SpreadState
 
 # a model's frontend is built from its config by ssm_signal.models.signal_model.build_frontend
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "RunningMoments",
     "SensorFrontend",
     "SensorFrontendState",
+    "SpreadState",
 ]

@@ -1,7 +1,13 @@
 """Causal streaming frontend for multichannel sensor streams.
 
-    block_j = mean(x[j*D : (j+1)*D])            (C,)   D = decimate; D = 1 keeps every sample
-    y_j     = (block_j - mean) / std            (C,)   per-channel training-set statistics
+    block_j  = mean(x[j*D : (j+1)*D])                       (C,)   D = decimate; D = 1 keeps every sample
+    spread_j = mean(|x[i] - x[i-1]|, i = j*D+1 .. (j+1)*D-1)  (C,)   only with ``spread`` (D >= 2)
+    y_j      = ([block_j, spread_j] - mean) / std           (C or 2C,)  per-feature training-set statistics
+
+A block mean keeps what changes slowly and averages away what changes from sample to sample: a burst of noise,
+or a sensor that stops moving, can leave it as it was. ``spread`` adds each block's mean absolute step between
+consecutive samples (within the block, so no step spans two frames), which rises with noise and falls to 0
+for a frozen channel.
 
 Decimation averages non-overlapping blocks of D samples, which is causal: block j is
 emitted by the call that delivers its last sample. The state carries the sum of the
@@ -34,31 +40,49 @@ class SensorFrontendState(State):
     phase: Tensor
 
 
+@dataclasses.dataclass(frozen=True)
+class SpreadState(SensorFrontendState):
+    """The state with ``spread``: also partial_steps (B, C), the sum of the absolute steps within the unfinished
+    block, and last (B, C), the last sample seen (the one a chunk's first step starts from)."""
+
+    partial_steps: Tensor
+    last: Tensor
+
+
 class SensorFrontend(FramedFrontend):
-    """Per-channel standardisation with optional block-average decimation, (B, L, C) -> (B, L', C).
+    """Per-channel standardisation with optional block-average decimation, (B, L, C) -> (B, L', C), or
+    (B, L', 2C) with ``spread`` (the block means, then the blocks' mean absolute steps).
 
     L' = ``frames_for(L, phase)`` = (phase + L) // decimate, possibly 0. ``mean``/``std``
-    are (C,) buffers (0 and 1 until :meth:`fit_normalization`). NaN/Inf inputs are refused:
+    are (d_output,) buffers (0 and 1 until :meth:`fit_normalization`). NaN/Inf inputs are refused:
     filling gaps belongs to the data readers, not to a causal frontend.
 
     ``step`` consumes one output step's worth of input: x_t (B, C) when decimate == 1 (the
     usual contract), else one whole block x_t (B, decimate, C) at phase 0; it returns (B, C).
     """
 
-    def __init__(self, channels: int, decimate: int = 1):
+    def __init__(self, channels: int, decimate: int = 1, spread: bool = False):
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"SensorFrontend: channels must be a positive int, got {channels!r}")
         if isinstance(decimate, bool) or not isinstance(decimate, int) or decimate < 1:
             raise ValueError(f"SensorFrontend: decimate must be a positive int, got {decimate!r}")
-        super().__init__(channels, samples_per_frame=decimate)
+        if spread and decimate < 2:
+            raise ValueError("SensorFrontend: spread needs blocks of 2 samples or more (decimate >= 2)")
+        super().__init__(channels * (2 if spread else 1), samples_per_frame=decimate)
         self.d_model = channels
-        self.channels, self.decimate = channels, decimate
+        self.channels, self.decimate, self.spread = channels, decimate, bool(spread)
+
+    @property
+    def d_output(self) -> int:
+        return self.channels * (2 if self.spread else 1)
 
     def init_state(self, batch_size: int, *, device=None, dtype: torch.dtype = torch.float32) -> SensorFrontendState:
-        return SensorFrontendState(
-            partial_sum=torch.zeros(batch_size, self.channels, device=device, dtype=dtype),
-            phase=torch.zeros(batch_size, device=device, dtype=torch.int64),
-        )
+        common = {"partial_sum": torch.zeros(batch_size, self.channels, device=device, dtype=dtype),
+                  "phase": torch.zeros(batch_size, device=device, dtype=torch.int64)}
+        if not self.spread:
+            return SensorFrontendState(**common)
+        return SpreadState(**common, partial_steps=torch.zeros(batch_size, self.channels, device=device, dtype=dtype),
+                           last=torch.zeros(batch_size, self.channels, device=device, dtype=dtype))
 
     # -- public, checked ---------------------------------------------------------------------
     def step(self, x_t: Tensor, state: SensorFrontendState | None = None) -> tuple[Tensor, SensorFrontendState]:
@@ -88,28 +112,49 @@ class SensorFrontend(FramedFrontend):
         """x_t (B, C), or one block (B, decimate, C) at phase 0 (``step`` checks it) -> y_t (B, C)."""
         if self.decimate == 1:
             return self._normalize(x_t), state
-        # at phase 0 the partial sum is empty, and a whole block leaves it empty again
+        # at phase 0 the partial sums are empty, and a whole block leaves them empty again
         y = (state.partial_sum.to(x_t.dtype) + x_t.sum(1)) / self.decimate
-        return self._normalize(y), state
+        if not self.spread:
+            return self._normalize(y), state
+        steps = (x_t[:, 1:] - x_t[:, :-1]).abs().sum(1) / (self.decimate - 1)  # (B, C)
+        return self._normalize(torch.cat([y, steps], -1)), dataclasses.replace(state, last=x_t[:, -1].to(state.last.dtype))
 
     def _features(self, x: Tensor, state: SensorFrontendState, phase: int | None = None
                   ) -> tuple[Tensor, SensorFrontendState]:
-        """Un-normalised block means: x (B, L, C) -> (B, L', C), and the new state."""
+        """Un-normalised frames: x (B, L, C) -> block means (B, L', C), with ``spread`` followed by the blocks'
+        mean absolute steps (B, L', 2C); and the new state."""
         D = self.decimate
         if D == 1:
             return x, state
-        B, L, C = x.shape
+        L = x.shape[1]
         p = read_phase(state.phase, D, type(self).__name__) if phase is None else phase
-        n_out = (p + L) // D
-        acc = state.partial_sum.to(x.dtype)
-        if n_out == 0:
-            y, rest = x.new_zeros(B, 0, C), x
-        else:
-            first = D - p  # samples that complete the carried partial block
-            end = first + (n_out - 1) * D
-            head = acc + x[:, :first].sum(1)  # (B, C)
-            body = x[:, first:end].reshape(B, n_out - 1, D, C).sum(2)  # (B, n_out - 1, C)
-            y = torch.cat([head.unsqueeze(1), body], dim=1) / D
-            rest, acc = x[:, end:], torch.zeros_like(acc)
-        partial = (acc + rest.sum(1)).to(state.partial_sum.dtype)
-        return y, SensorFrontendState(partial_sum=partial, phase=torch.full_like(state.phase, (p + L) % D))
+        sums, partial = block_sums(x, state.partial_sum.to(x.dtype), p, D)
+        y = sums / D
+        new = dataclasses.replace(state, partial_sum=partial.to(state.partial_sum.dtype),
+                                  phase=torch.full_like(state.phase, (p + L) % D))
+        if self.spread and L:
+            # step i: |x_i - x_{i-1}|, the first from the carried last sample; a block's first sample has none
+            prev = torch.cat([state.last.to(x.dtype)[:, None], x[:, :-1]], dim=1)
+            first_of_block = ((p + torch.arange(L, device=x.device)) % D == 0)[None, :, None]
+            steps = ((x - prev).abs() * ~first_of_block).to(x.dtype)
+            step_sums, partial_steps = block_sums(steps, state.partial_steps.to(x.dtype), p, D)
+            y = torch.cat([y, step_sums / (D - 1)], dim=-1)
+            new = dataclasses.replace(new, partial_steps=partial_steps.to(state.partial_steps.dtype),
+                                      last=x[:, -1].to(state.last.dtype))
+        elif self.spread:
+            y = torch.cat([y, y], dim=-1)  # no frame: (B, 0, 2C)
+        return y, new
+
+
+def block_sums(x: Tensor, carried: Tensor, phase: int, D: int) -> tuple[Tensor, Tensor]:
+    """Sums of the blocks of D samples that ``x`` (B, L, C), arriving at ``phase`` after samples summing to
+    ``carried`` (B, C), completes: (B, (phase + L) // D, C), and the sum of the unfinished block's samples."""
+    B, L, C = x.shape
+    n_out = (phase + L) // D
+    if n_out == 0:
+        return x.new_zeros(B, 0, C), carried + x.sum(1)
+    first = D - phase  # samples that complete the carried partial block
+    end = first + (n_out - 1) * D
+    head = carried + x[:, :first].sum(1)  # (B, C)
+    body = x[:, first:end].reshape(B, n_out - 1, D, C).sum(2)  # (B, n_out - 1, C)
+    return torch.cat([head.unsqueeze(1), body], dim=1), x[:, end:].sum(1)

@@ -18,6 +18,9 @@ HEADS = ("classify", "forecast", "anomaly")
 #: Fields renamed after bundles were saved with them, per section: {section: {old: new}}. Bundles
 #: (config.json) and YAML that use an old name load as before; the name is simply read under its new one.
 RENAMED = {"frontend": {"channels": "in_channels"}}
+#: Fields added after bundles were saved without them, per section, with the default that reproduces the former
+#: behaviour: {section: {field: default}}. A bundle's fingerprint leaves them out where they hold that default.
+ADDED = {"frontend": {"spread": False}, "head": {"horizons": [1], "score_window": 1}}
 
 
 def current_names(section: str, d: dict[str, Any]) -> dict[str, Any]:
@@ -36,12 +39,16 @@ def current_names(section: str, d: dict[str, Any]) -> dict[str, Any]:
 
 
 def former_names(d: dict[str, Any]) -> dict[str, Any]:
-    """A whole model config dict (``to_dict``) with renamed fields under their former names: a copy.
+    """A whole model config dict (``to_dict``) with renamed fields under their former names and added fields
+    left out where they hold their former behaviour's default (:data:`ADDED`): a copy.
 
-    Bundle fingerprints hash this form, so a bundle keeps its fingerprint across the renames and the
-    stream snapshots and resumable scoring outputs made with it stay valid.
+    Bundle fingerprints hash this form, so a bundle keeps its fingerprint across the renames and additions,
+    and the stream snapshots and resumable scoring outputs made with it stay valid.
     """
     out = dict(d)
+    for section, fields in ADDED.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if not (k in fields and v == fields[k])}
     for section, names in RENAMED.items():
         if isinstance(out.get(section), dict):
             sec = dict(out[section])
@@ -62,6 +69,8 @@ class FrontendConfig:
     n_mels, n_fft, hop_length, f_min, f_max: log-mel parameters (hop_length samples per frame).
     in_channels: input channels (1 for audio; sensors: number of channels).
     decimate: sensor frontend only, average blocks of this many samples (1 = off).
+    spread: sensor frontend only (decimate >= 2), each frame also carries its block's mean absolute step between
+        consecutive samples per channel (noise bursts raise it, a frozen channel sets it to 0).
     """
 
     kind: str = "logmel"
@@ -73,6 +82,7 @@ class FrontendConfig:
     f_max: float = 7600.0
     in_channels: int = bounded(1, ge=1)
     decimate: int = bounded(1, ge=1)
+    spread: bool = False
 
     def __post_init__(self):
         if self.kind not in FRONTENDS:
@@ -80,12 +90,16 @@ class FrontendConfig:
         if self.kind == "logmel" and self.in_channels != 1:
             raise ValueError("frontend.in_channels must be 1 for logmel (audio is downmixed to mono)")
         check_bounds(self, "frontend.")
+        if not isinstance(self.spread, bool):
+            raise ValueError(f"frontend.spread must be true or false, got {self.spread!r}")
+        if self.spread and (self.kind != "sensor" or self.decimate < 2):
+            raise ValueError("frontend.spread applies to sensor frontends with decimate >= 2 (a block's steps)")
         if self.kind == "logmel" and not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
             raise ValueError(f"frontend: need 0 <= f_min < f_max <= sample_rate/2, got {self.f_min}, {self.f_max}")
 
     @property
     def feature_dim(self) -> int:
-        return self.n_mels if self.kind == "logmel" else self.in_channels
+        return self.n_mels if self.kind == "logmel" else self.in_channels * (2 if self.spread else 1)
 
     @property
     def samples_per_frame(self) -> int:
@@ -126,15 +140,35 @@ class HeadConfig:
     (the next frame's features), or "anomaly" (forecast + normalised prediction error as score).
     num_classes: number of classes (classify only).
     threshold: anomaly score above which a frame is an alarm (anomaly only).
+    horizons: anomaly only, how many frames ahead the head forecasts, increasing (e.g. [1, 4, 16, 64]); the
+        score of a frame averages the errors of its forecasts made that many frames before ([1]: the
+        next-frame error alone).
+    score_window: anomaly only, frames whose errors the score tests together: 1 scores each frame's own
+        normalised error; W > 1 tests the last W frames' errors against the normal variance, two-sided
+        (too large or too small: see ``AnomalyHead``).
     """
 
     kind: str = "classify"
     num_classes: int = 0
     threshold: float = 3.0
+    horizons: list[int] = dataclasses.field(default_factory=lambda: [1])
+    score_window: int = 1
 
     def __post_init__(self):
         if self.kind not in HEADS:
             raise ValueError(f"head.kind must be one of {HEADS}, got {self.kind!r}")
+        hs = list(self.horizons) if isinstance(self.horizons, list | tuple) else None
+        if not hs or any(isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= 256 for h in hs) or any(
+                b <= a for a, b in zip(hs, hs[1:], strict=False)):
+            raise ValueError(f"head.horizons must be increasing integers in [1, 256], got {self.horizons!r}")
+        self.horizons = hs
+        if hs != [1] and self.kind != "anomaly":
+            raise ValueError(f"head.horizons applies to anomaly heads only (kind {self.kind!r} forecasts one frame)")
+        w = self.score_window
+        if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= 4096:
+            raise ValueError(f"head.score_window must be an integer in [1, 4096], got {w!r}")
+        if w != 1 and self.kind != "anomaly":
+            raise ValueError(f"head.score_window applies to anomaly heads only, not {self.kind!r}")
         if self.kind == "classify" and self.num_classes < 2:
             raise ValueError(f"head.num_classes must be >= 2 for classification, got {self.num_classes}")
 

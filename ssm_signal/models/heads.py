@@ -3,10 +3,10 @@
 - ``ClassifierHead``: class logits at every frame. The clip prediction is the logits at the
   clip's last frame: the same rule a live stream applies at any moment.
 - ``ForecastHead``: the prediction of the next frame's features x_{t+1} from h_t.
-- ``AnomalyHead``: a forecaster whose output is the anomaly score of frame t, the squared
-  error of the prediction made at t-1, normalised per feature by the error variance
-  measured on normal data (``err_var``, fitted after training). It carries the previous
-  prediction as its state, so streaming scores equal offline scores.
+- ``AnomalyHead``: a forecaster of the frames ``horizons`` ahead whose output is the anomaly score
+  of frame t, the squared errors of the forecasts of x_t made that many frames before, normalised per
+  horizon and feature by the error variance measured on normal data (``err_var``, fitted after
+  training). It carries the recent forecasts as its state, so streaming scores equal offline scores.
 
 Every head has one entry point, ``apply(feats, hidden, state) -> (out, pred, state)``, for any
 number of frames F >= 1 (one frame is F = 1): the chunked forward and the single frame step
@@ -61,41 +61,111 @@ class ForecastHead(LinearHead):
         return pred, pred, state
 
 
+R_MIN = 1e-3  # the smallest error ratio the two-sided score tells apart (a frozen channel's is 0)
+
+
 @dataclasses.dataclass(frozen=True)
 class AnomalyState(State):
-    """prev: (B, feature_dim) the prediction made at the last frame; seen: (B,) int64 frames seen."""
+    """prev: (B, H, K * feature_dim) the forecasts made at the last H = max(horizons) frames, oldest first (zeros
+    before the stream's start); recent: (B, W - 1, K, feature_dim) the normalised errors of the last W - 1 frames
+    (W = the score window; zeros where no forecast existed); seen: (B,) int64 frames seen."""
 
     prev: Tensor
+    recent: Tensor
     seen: Tensor
 
 
+def horizon_errors(feats: Tensor, pred: Tensor, prev: Tensor, seen: Tensor, horizons: tuple[int, ...]
+                   ) -> tuple[Tensor, Tensor]:
+    """Squared errors of the forecasts of every frame made h frames before it, for each h of ``horizons`` (K).
+
+    feats (B, F, C): the frames x_t, t = seen .. seen + F - 1; pred (B, F, K * C): the forecasts made at those
+    frames, block k holding x̂_{t+h_k|t}; prev (B, H, K * C): the forecasts made at the H = max(horizons) frames
+    before them (oldest first); seen (B,): frames before this chunk. Returns err (B, F, K, C), block k holding
+    (x_t - x̂_{t|t-h_k})^2, and valid (B, F, K): whether that forecast exists (t - h_k >= 0). The anomaly score,
+    the training loss and the error variance all take their pairs from here.
+    """
+    B, F, C = feats.shape
+    H = prev.shape[1]
+    made = torch.cat([prev.to(pred.dtype), pred], dim=1)  # (B, H + F, K * C), made at frames seen-H .. seen+F-1
+    err = torch.stack([(feats - made[:, H - h:H - h + F, k * C:(k + 1) * C]) ** 2 for k, h in enumerate(horizons)],
+                      dim=2)
+    t = seen[:, None] + torch.arange(F, device=feats.device)  # (B, F) frame index
+    valid = t[:, :, None] >= torch.tensor(horizons, device=feats.device)
+    return err, valid
+
+
 class AnomalyHead(nn.Module):
-    def __init__(self, d_model: int, feature_dim: int):
+    """A forecaster of the frames ``horizons`` ahead whose output is the anomaly score of frame t. With
+
+        z_{t,h,c} = (x_t,c - x̂_{t|t-h},c)^2 / err_var_{h,c}
+
+    (x̂_{t|t-h}: the forecast of frame t made at frame t-h; err_var: the error variance per horizon and channel
+    on normal data, fitted after training), over the pairs (h, c) whose forecasts exist (t - h >= 0):
+
+        window W = 1:  score_t = mean_{h,c} z_{t,h,c}
+        window W > 1:  score_t = mean_{h,c} (r - 1 - log r),  r = max(mean of z_{τ,h,c} over τ = t-W+1 .. t, R_MIN)
+
+    and score_t = 0 until every horizon's forecasts of the whole window exist (t < max(horizons) + W - 1): a
+    stream that has just begun has no history to forecast from, and scoring its first frames raised an alarm at
+    the start of every stream. W > 1 is the Gaussian likelihood-ratio test of "these W errors have the normal
+    variance", two-sided: errors too large (a forecast gone wrong: spikes, shifts, drift) and too small (a signal
+    more predictable than normal data ever is: a frozen sensor, a slowed rhythm) both raise it; it is 0 where
+    r = 1. A one-step forecaster
+    (horizons [1]) follows a persistent change after one frame; forecasts made further back were made before
+    the change, so a shift or a drift keeps the score up for as long as the longest horizon. The state carries
+    the last max(horizons) frames' forecasts and the last W - 1 frames' errors, so streaming scores equal
+    offline ones.
+    """
+
+    def __init__(self, d_model: int, feature_dim: int, horizons: tuple[int, ...] | list[int] = (1,), window: int = 1):
         super().__init__()
-        self.forecast = ForecastHead(d_model, feature_dim)
-        self.register_buffer("err_var", torch.ones(feature_dim))
+        self.feature_dim, self.horizons, self.window = feature_dim, tuple(horizons), window
+        K = len(self.horizons)
+        self.forecast = ForecastHead(d_model, feature_dim * K)
+        self.register_buffer("err_var", torch.ones(K * feature_dim))  # (K * C,), block k for horizons[k]
         self.out_dim = 1
 
     def init_state(self, batch_size: int, *, device=None, dtype=torch.float32) -> AnomalyState:
-        return AnomalyState(prev=torch.zeros(batch_size, self.forecast.out_dim, device=device, dtype=dtype),
+        H, K, C = max(self.horizons), len(self.horizons), self.feature_dim
+        return AnomalyState(prev=torch.zeros(batch_size, H, K * C, device=device, dtype=dtype),
+                            recent=torch.zeros(batch_size, self.window - 1, K, C, device=device, dtype=dtype),
                             seen=torch.zeros(batch_size, dtype=torch.int64, device=device))
 
     def apply(self, feats: Tensor, hidden: Tensor, state: tuple[AnomalyState]
               ) -> tuple[Tensor, Tensor | None, tuple[AnomalyState]]:
-        """feats (B, F, feature_dim), hidden (B, F, d_model) -> (scores (B, F, 1), forecasts, (state,))."""
+        """feats (B, F, feature_dim), hidden (B, F, d_model) -> (scores (B, F, 1), forecasts (B, F, K * C), (state,))."""
         pred = self.forecast(hidden)
         out, new = self.score(feats, pred, state[0])
         return out, pred, (new,)
 
-    def score(self, feats: Tensor, pred: Tensor, state: AnomalyState) -> tuple[Tensor, AnomalyState]:
-        """feats, pred: (B, F, C) -> scores (B, F, 1), new state.
+    def errors(self, feats: Tensor, pred: Tensor, state: AnomalyState) -> tuple[Tensor, Tensor]:
+        """:func:`horizon_errors` of this head: err (B, F, K, C), valid (B, F, K)."""
+        return horizon_errors(feats, pred, state.prev, state.seen, self.horizons)
 
-        score_t = mean_c (x_t - x̂_t)^2 / err_var_c with x̂_t predicted at t-1. The very first
-        frame of a stream has no prediction yet and scores 0.
-        """
-        F = feats.shape[1]
-        prev = torch.cat([state.prev.to(pred.dtype).unsqueeze(1), pred[:, :-1]], dim=1)  # x̂_t
-        err = ((feats - prev) ** 2 / self.err_var.to(feats.dtype)).mean(-1, keepdim=True)
-        t = state.seen[:, None] + torch.arange(F, device=feats.device)  # (B, F) frame index
-        err = torch.where((t > 0).unsqueeze(-1), err, torch.zeros_like(err))
-        return err, AnomalyState(prev=pred[:, -1].to(state.prev.dtype), seen=state.seen + F)
+    def score(self, feats: Tensor, pred: Tensor, state: AnomalyState) -> tuple[Tensor, AnomalyState]:
+        """feats (B, F, C), pred (B, F, K * C) -> scores (B, F, 1), new state. The first max(horizons) + W - 1
+        frames of a stream score 0 (see the class docstring)."""
+        K, C, W, F = len(self.horizons), self.feature_dim, self.window, feats.shape[1]
+        err, valid = self.errors(feats, pred, state)
+        z = err / self.err_var.to(err.dtype).view(K, C) * valid[..., None]  # (B, F, K, C)
+        made = torch.cat([state.prev.to(pred.dtype), pred], dim=1)[:, -state.prev.shape[1]:]
+        if W == 1:
+            out = z.mean(-1).sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp(min=1)
+            recent = state.recent
+        else:
+            zs = torch.cat([state.recent.to(z.dtype), z], dim=1)  # (B, W - 1 + F, K, C): frames seen-W+1 ..
+            tau = state.seen[:, None] - (W - 1) + torch.arange(W - 1 + F, device=z.device)  # their indices
+            ok = (tau[:, :, None] >= torch.tensor(self.horizons, device=z.device)).to(z.dtype)  # (B, W-1+F, K)
+            # every window summed in the same order (oldest first), so chunking cannot change the result
+            total, count = zs[:, 0:F].clone(), ok[:, 0:F].clone()
+            for j in range(1, W):
+                total += zs[:, j:j + F]
+                count += ok[:, j:j + F]
+            r = (total / count.clamp(min=1)[..., None]).clamp(min=R_MIN)
+            g = (r - 1 - torch.log(r)) * (count > 0)[..., None]  # (B, F, K, C)
+            out = g.mean(-1).sum(-1, keepdim=True) / (count > 0).sum(-1, keepdim=True).clamp(min=1)
+            recent = zs[:, -(W - 1):].to(state.recent.dtype)
+        t = state.seen[:, None] + torch.arange(F, device=out.device)  # (B, F) frame index
+        out = out * (t >= max(self.horizons) + W - 1)[..., None]
+        return out, AnomalyState(prev=made.to(state.prev.dtype), recent=recent, seen=state.seen + F)

@@ -56,7 +56,7 @@ def build_frontend(cfg) -> StreamingModule:
     if cfg.kind == "logmel":
         return LogMel(sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
                       n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max)
-    return SensorFrontend(cfg.in_channels, decimate=cfg.decimate)
+    return SensorFrontend(cfg.in_channels, decimate=cfg.decimate, spread=cfg.spread)
 
 
 class SignalModel(StreamingModule):
@@ -77,7 +77,7 @@ class SignalModel(StreamingModule):
         elif hc.kind == "forecast":
             self.head = ForecastHead(bc.d_model, fc.feature_dim)
         else:
-            self.head = AnomalyHead(bc.d_model, fc.feature_dim)
+            self.head = AnomalyHead(bc.d_model, fc.feature_dim, hc.horizons, hc.score_window)
 
     @property
     def d_output(self) -> int:

@@ -217,13 +217,15 @@ class StreamEngine:
     def resampler(self, rate: int) -> Resampler:
         return shared_resampler(rate, self.rate, self.in_channels)
 
-    def warm_up(self, rates: tuple[int, ...] = (48000, 16000),
+    def warm_up(self, rates: tuple[int, ...] | None = None,
                 chunk_seconds: tuple[float, ...] = (0.02, 0.2, 1.0, 0.02)) -> float:
         """Stream silence through throwaway states at each rate and chunk size, so the first real
         chunk is not slow (compiles the step, builds the resampler filters; a short chunk after a
-        long one covers the switch from the chunked forward to the step). Returns seconds taken."""
+        long one covers the switch from the chunked forward to the step). Returns seconds taken.
+        rates: None = the microphone rates (48 and 16 kHz) for audio, the model's own rate for sensors
+        (tables and sensor feeds come at the model's rate)."""
         t0 = time.perf_counter()
-        for rate in rates:
+        for rate in rates or ((48000, 16000) if self.audio else (self.rate,)):
             state = self.init_state(1)
             for seconds in chunk_seconds:
                 chunk = torch.zeros(1, max(1, int(seconds * rate)), self.in_channels)

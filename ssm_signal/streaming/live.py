@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ssm_signal.bounds import bounded, check_bounds
 from ssm_signal.bundle import CONFIG_FILE, FORMAT, WEIGHTS_FILE
 from ssm_signal.events import Event
 from ssm_signal.signal_input import check_sample_rate
@@ -36,15 +37,20 @@ class Limits:
     """max_session_seconds: audio one live session may stream before it must be reset;
     max_upload_bytes / max_upload_seconds: the largest file accepted; max_live_sessions: live
     streams served at once (others are told to wait); history_seconds: the rolling plot's span;
-    log_size: events kept in the log; idle_seconds: a live stream silent this long frees its place."""
+    log_size: events kept in the log; idle_seconds: a live stream silent this long frees its place;
+    max_replay_samples: the longest sensor series a replay takes (rows of a table)."""
 
-    max_session_seconds: float = 600.0
-    max_upload_bytes: int = 50 * 2**20
-    max_upload_seconds: float = 600.0
-    max_live_sessions: int = 8
-    history_seconds: float = 10.0
-    log_size: int = 50
-    idle_seconds: float = 10.0
+    max_session_seconds: float = bounded(600.0, gt=0)
+    max_upload_bytes: int = bounded(50 * 2**20, ge=1)
+    max_upload_seconds: float = bounded(600.0, gt=0)
+    max_live_sessions: int = bounded(8, ge=1)
+    history_seconds: float = bounded(10.0, gt=0)
+    log_size: int = bounded(50, ge=1)
+    idle_seconds: float = bounded(10.0, gt=0)
+    max_replay_samples: int = bounded(500_000, ge=1)
+
+    def __post_init__(self):
+        check_bounds(self)  # a zero or negative limit would refuse everything, or nothing, without a word
 
 
 @dataclasses.dataclass
@@ -101,6 +107,26 @@ class LiveStream:
         self._top: tuple[str | None, float] = (None, 0.0)
         self._work = self._audio = 0.0  # processing seconds and audio seconds, for the mean RTF
 
+    def keep_timeline(self, seconds: float, max_points: int | None = None) -> None:
+        """Keep the plotted history of a whole recording of ``seconds`` (a replayed table), at most ``max_points``
+        points (None: at the plot rate). Clears the history: call it before streaming."""
+        with self._lock:
+            self._widen(seconds, max_points)
+
+    def finish(self) -> LiveView:
+        """End the stream: flush the session (its last frames and events) and return the final view."""
+        with self._lock:
+            self._record(self.session.flush())
+            return self._view(None)
+
+    def _widen(self, seconds: float, max_points: int | None = None) -> None:
+        frames = seconds * self.engine.frame_rate
+        if max_points is not None:
+            self._every = max(1, int(np.ceil(frames / max_points)))
+        n = int(frames / self._every) + 2
+        self._times = collections.deque(maxlen=n)
+        self._values = collections.deque(maxlen=n)
+
     # -- live -------------------------------------------------------------------------------------
     def push(self, samples, sample_rate) -> LiveView:
         """Process a chunk; a bad chunk or a reached limit gives a view with ``message`` set."""
@@ -139,10 +165,7 @@ class LiveStream:
             return
         with self._lock:
             self._new_session()
-            # the whole timeline: widen the history to the file's length (bounded by the upload limit)
-            n = int(len(samples) / rate * self.engine.frame_rate / self._every) + 2
-            self._times = collections.deque(maxlen=n)
-            self._values = collections.deque(maxlen=n)
+            self._widen(len(samples) / rate)
         step = max(1, int(chunk_seconds * rate))
         t_yield = time.perf_counter()
         for start in range(0, len(samples), step):
@@ -151,9 +174,7 @@ class LiveStream:
             if time.perf_counter() - t_yield >= yield_every_s:
                 t_yield = time.perf_counter()
                 yield self.view()
-        with self._lock:
-            self._record(self.session.flush())
-            yield self._view(None)
+        yield self.finish()
 
     def _read_upload(self, path) -> tuple[np.ndarray, int]:
         if path is None:

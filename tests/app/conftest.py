@@ -1,8 +1,9 @@
-"""The demo's model and spoken-keyword WAVs for the app tests.
+"""The demo's models, spoken-keyword WAVs and sensor tables for the app tests, and the browser driver.
 
-The model is the trained default bundle in tests/fixtures/kws_default: what `make train` wrote from a
-fresh clone (configs/kws_default.yaml, 98.1% on the held-out voices; docs/results.md), so the tests
-assert the spoken keyword itself.
+The keyword model is the trained default bundle in tests/fixtures/kws_default: what `make train` wrote from a
+fresh clone (configs/kws_default.yaml, 98.1% on the held-out voices; docs/results.md), so the tests assert the
+spoken keyword itself. The sensor model is tests/fixtures/sensor_anomaly: what `make train
+CONFIG=configs/sensor_anomaly.yaml` wrote (docs/results.md), replayed on series of the generated table.
 """
 
 from __future__ import annotations
@@ -20,13 +21,35 @@ from ssm_signal.frontends.resample import resample
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "kws_default"
+SENSOR_FIXTURE = ROOT / "tests" / "fixtures" / "sensor_anomaly"
+
+
+def fixture_bundle(path: Path, source: str) -> Path:
+    if not ((path / "config.json").is_file() and (path / "model.safetensors").is_file()):
+        pytest.fail(f"the trained bundle is missing from {path} (copy {source} there)")
+    return path
 
 
 @pytest.fixture(scope="session")
 def demo_bundle() -> Path:
-    if not ((FIXTURE / "config.json").is_file() and (FIXTURE / "model.safetensors").is_file()):
-        pytest.fail(f"the trained bundle is missing from {FIXTURE} (copy artifacts/kws_default there)")
-    return FIXTURE
+    return fixture_bundle(FIXTURE, "artifacts/kws_default")
+
+
+@pytest.fixture(scope="session")
+def sensor_demo_bundle() -> Path:
+    return fixture_bundle(SENSOR_FIXTURE, "artifacts/sensor_anomaly")
+
+
+@pytest.fixture(scope="session")
+def playwright_api():
+    from tests.app.browser import CHROMIUM
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing (make system-deps installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        yield pw
 
 
 def spoken(word: str, path: Path, rate: int = 48000, before: float = 0.5, after: float = 1.5) -> Path:

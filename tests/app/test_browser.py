@@ -1,69 +1,33 @@
 """End to end in a real headless Chromium: the demo on localhost, Chromium's fake microphone fed
 from a spoken-keyword WAV, the live output, the upload path, and two concurrent sessions.
 
-Debian's /usr/bin/chromium is driven by the Python ``playwright`` package (never its own browser
-download). The demo runs the trained default bundle (tests/fixtures/kws_default); the tests assert
-the spoken keyword itself, and for the upload also that the page shows what the engine computes.
-Set SSM_SIGNAL_SCREENSHOTS=docs/img to save screenshots of the running demo.
+The demo runs the trained default bundle (tests/fixtures/kws_default); the tests assert the spoken
+keyword itself, and for the upload also that the page shows what the engine computes. The browser
+plumbing is shared with the sensor view's test (tests/app/browser.py).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
-from app.demo import launch
 from ssm_signal import load_bundle
 from ssm_signal.streaming import Limits, LiveStream, StreamConfig, StreamEngine
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--use-fake-ui-for-media-stream",
-         "--use-fake-device-for-media-stream"]
-SHOTS = os.environ.get("SSM_SIGNAL_SCREENSHOTS")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.app.browser import chromium, served_demo, shot, table_column, text, until
 
 
 @pytest.fixture(scope="module")
-def app_url(demo_bundle, tmp_path_factory):
-    threads = torch.get_num_threads()
-    port = free_port()
+def app_url(demo_bundle):
     limits = Limits(max_upload_bytes=5 * 2**20, max_upload_seconds=30)
-    demo = launch(str(demo_bundle), "127.0.0.1", port, compile=False, block=False, limits=limits,
-                  artifacts=str(demo_bundle.parent), stream_every=0.2, registry=False)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def playwright_api():
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing (make system-deps installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        yield pw
+    with served_demo(demo_bundle, limits=limits, artifacts=str(demo_bundle.parent), stream_every=0.2) as url:
+        yield url
 
 
 def browser(pw, wav: Path, user_dir: Path):
     """A fresh Chromium whose fake microphone plays ``wav`` in a loop; microphone granted."""
-    ctx = pw.chromium.launch_persistent_context(
-        str(user_dir), executable_path=CHROMIUM, headless=True, permissions=["microphone"],
-        args=FLAGS + [f"--use-file-for-fake-audio-capture={wav}"], viewport={"width": 1280, "height": 900})
-    return ctx
+    return chromium(pw, user_dir, [f"--use-file-for-fake-audio-capture={wav}"], permissions=["microphone"])
 
 
 @pytest.fixture(scope="module")
@@ -87,22 +51,6 @@ def open_demo(ctx, url: str):
     return page
 
 
-def until(cond: Callable[[], object], timeout: float, what: str):
-    """Poll ``cond`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def text(page, selector: str) -> str:
-    loc = page.locator(selector)
-    return loc.first.inner_text() if loc.count() else ""
-
-
 def top_label(page, prefix: str = "live") -> str:
     return text(page, f"#{prefix}-top h2").strip()
 
@@ -113,16 +61,8 @@ def streamed(page) -> tuple[float, int]:
 
 
 def log_labels(page, prefix: str = "live") -> list[str]:
-    """The label column of a detection log. Gradio's table renders its rows as ARIA grid cells in
-    a virtual body (its <tbody> is an aria-hidden sizing row, not data)."""
-    cells = page.locator(f'#{prefix}-log .virtual-row [role="gridcell"][data-col="1"]')
-    return [t.strip() for t in cells.all_inner_texts() if t.strip()]
-
-
-def shot(page, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / name), full_page=True)
+    """The label column of a detection log."""
+    return table_column(page, f"{prefix}-log", 1)
 
 
 def test_live_microphone_shows_the_keyword(app_url, yes_browser):

@@ -80,3 +80,44 @@ def test_cli_has_the_demo_command(capsys):
         main(["demo", "--help"])
     assert e.value.code == 0
     assert "--model" in capsys.readouterr().out
+
+
+def _block(demo, elem_id: str):
+    return [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id][0]
+
+
+def test_the_page_follows_the_models_kind(tmp_path):
+    from app.demo import title
+    from ssm_signal.data.synthetic_sensors import make_sensor_anomaly_table
+    from tests.streaming.conftest import sensor_model
+
+    save_bundle(kws_model(), tmp_path / "kws", name="kws", version="1")
+    save_bundle(sensor_model(), tmp_path / "sensor", name="sensor", version="1")
+    make_sensor_anomaly_table(tmp_path / "data" / "t.parquet", n_train=1, n_val=0, n_test=1, channels=2,
+                              length=600, anomalies_per_series=2)
+    audio = build_demo(str(tmp_path / "kws"), artifacts=tmp_path, compile=False, examples=tmp_path / "data")
+    assert "keyword spotting" in _block(audio, "title").value
+    assert _block(audio, "mic-tab").visible and not _block(audio, "replay-tab").visible
+    sensor = build_demo(str(tmp_path / "sensor"), artifacts=tmp_path, compile=False, examples=tmp_path / "data")
+    assert "sensor anomaly detection" in _block(sensor, "title").value and "2 channels at 100 Hz" in title(
+        Models(tmp_path, compile=False).engine(str(tmp_path / "sensor")))
+    assert _block(sensor, "replay-tab").visible and not _block(sensor, "mic-tab").visible
+    series = _block(sensor, "replay-series")
+    assert series.value == f"{tmp_path / 'data' / 't.parquet'}::s001" and "2 labelled anomalies" in series.choices[0][0]
+
+
+def test_replay_view_rendering():
+    from app.replay import alarm_frame, headline, meters
+    from ssm_signal.streaming.replay import ReplayView
+
+    live = LiveView(latency_ms=1.25, latency_p95_ms=2.5, rtf=0.0012, frames=300)
+    alarms = [Event("anomaly", "anomaly", 12.0, 40.5, 11), Event("anomaly", "anomaly", 30.0, 9.25, 29)]
+    v = ReplayView(live, "t.parquet · s001", ["ch0"], np.zeros(0), np.zeros((0, 1)), alarms, [(10.0, 20.0)], 8.0,
+                   "anomaly", 300.0, 1500.0, 100.0, "playing")
+    assert headline(v).startswith("## 2 alarms") and "last alarm at **30.00 s** (score 9.25)" in headline(v)
+    assert "playing · position **300.0** of 1500.0 s (100x)" in meters(v) and "**0.0012**" in meters(v)
+    assert alarm_frame(v).values.tolist() == [[30.0, "anomaly", 9.25], [12.0, "anomaly", 40.5]]  # newest first
+    assert headline(None, "boom").startswith("### ⚠️ boom") and "pick a series" in headline(None)
+    ready = ReplayView(LiveView(), "t.parquet · s001", ["ch0"], np.zeros(0), np.zeros((0, 1)), [], [], 8.0,
+                       "anomaly", 0.0, 1500.0, 100.0, "ready")
+    assert headline(ready) == "### ready: t.parquet · s001 (1500 s of stream)"

@@ -177,3 +177,29 @@ def test_windowed_skip_drops_only_windows_with_missing_values():
 
 def test_label_key():
     assert [label_key(v) for v in (1, 1.0, np.float32(2.0), np.int64(3), "x", 1.5)] == ["1", "1", "2", "3", "x", "1.5"]
+
+
+def test_table_series_reads_one_stream_per_series_in_time_order(tmp_path):
+    from ssm_signal.data.sensor_tables import channel_columns, table_series, write_table
+
+    df = pd.DataFrame({"series_id": ["b", "a", "a", "b", "a"], "split": ["test", "val", "val", "test", "val"],
+                       "time": [1, 2, 0, 0, 1], "x": [4.0, 3.0, 1.0, 5.0, 2.0], "y": [0.0, 0.0, 0.0, 1.0, 1.0],
+                       "label": [1, 0, 0, 0, 1], "kind": ["shift", "", "", "", "spike"]})
+    for name in ("t.parquet", "t.csv"):
+        path = write_table(df, tmp_path / name)
+        a, b = table_series(path, 2)
+        assert (a.series_id, a.split, b.series_id) == ("a", "val", "b")
+        assert a.x[:, 0].tolist() == [1.0, 2.0, 3.0] and a.label.tolist() == [0, 1, 0]
+        assert b.kind.tolist() == ["", "shift"]
+        assert [s.series_id for s in table_series(path, 2, splits=["test"])] == ["b"]
+        assert [s.series_id for s in table_series(path, 2, exclude=["test"])] == ["a"]
+        assert not list(tmp_path.glob("*.tmp"))
+    assert channel_columns(df) == ["x", "y"]
+    one = table_series(df[["x", "y"]], 2)  # no series_id, split or label: the whole table is one series
+    assert len(one) == 1 and one[0].label is None and one[0].x.shape == (5, 2)
+    with pytest.raises(DataError, match="2 channel columns .* the model expects 3"):
+        table_series(df, 3)
+    with pytest.raises(DataError, match=r"columns \['note'\] are neither channels"):
+        channel_columns(df.assign(note="text"))
+    with pytest.raises(DataError, match="holds NaN or Inf"):
+        table_series(df.assign(x=[1.0, np.nan, 2.0, 3.0, 4.0]), 2)

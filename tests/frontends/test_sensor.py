@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from ssm_signal.frontends import SensorFrontend, SensorFrontendState
+from ssm_signal.frontends import SensorFrontend, SensorFrontendState, SpreadState
 from tests.helpers import assert_chunks_equal_whole, chunk_sizes, random_splits
 from tests.helpers import max_abs_diff as max_diff
 
@@ -147,3 +147,55 @@ def test_state_operations():
     assert s.to(dtype=torch.float64).phase.dtype == torch.int64
     r = s.reset()
     assert torch.equal(fe(x[:, 20:], r)[0], fe(x[:, 20:])[0])
+
+
+def spread_reference(x: torch.Tensor, D: int) -> torch.Tensor:
+    """The spread frames written out: per block, the means, then the mean |x_i - x_{i-1}| within it."""
+    n = x.shape[1] // D
+    blocks = x[:, :n * D].double().reshape(x.shape[0], n, D, -1)
+    return torch.cat([blocks.mean(2), blocks.diff(dim=2).abs().mean(2)], dim=-1)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 160, "random"])
+def test_spread_frames_and_chunk_invariance(chunk, seed):
+    fe = SensorFrontend(C, decimate=4, spread=True)
+    assert fe.d_model == C and fe.d_output == 2 * C and fe.mean.shape == (2 * C,)
+    x = stream(2, 403)
+    y, s = assert_chunks_equal_whole(fe, x, chunk_sizes(403, chunk, seed), atol=1e-5, state_atol=1e-4)
+    assert y.shape == (2, 100, 2 * C) and max_diff(y, spread_reference(x, 4)) <= 1e-5
+    # the unfinished block of 3 samples: its sum, its two steps, its last sample
+    assert max_diff(s.partial_steps, x[:, 400:].diff(dim=1).abs().sum(1)) <= 1e-5
+    assert torch.equal(s.last, x[:, -1]) and s.phase.tolist() == [3, 3]
+
+
+def test_spread_sees_noise_and_a_frozen_channel():
+    x = stream(1, 400)
+    frozen, noisy = x.clone(), x.clone()
+    frozen[:, 200:, 0] = frozen[:, 199, 0]
+    noisy[:, 200:240, 1] += 20 * torch.randn(40)
+    fe = SensorFrontend(C, decimate=8, spread=True).fit_normalization(x)
+    base, fz, nz = (fe(v)[0][0] for v in (x, frozen, noisy))
+    assert float(fz[25:, C].max()) < float(base[25:, C].min())  # no step at all where channel 0 froze
+    assert float(nz[25:30, C + 1].min()) > float(base[:, C + 1].max())  # far larger steps in the burst
+
+
+def test_spread_step_equals_forward_and_state_operations():
+    fe = SensorFrontend(C, decimate=4, spread=True)
+    fe.mean.fill_(1.0)
+    x = stream(3, 40)
+    y_ref, s_ref = fe(x)
+    s, ys = None, []
+    for k in range(10):
+        y_t, s = fe.step(x[:, 4 * k:4 * k + 4], s)
+        ys.append(y_t)
+    assert max_diff(torch.stack(ys, 1), y_ref) <= 1e-6 and torch.equal(s.last, s_ref.last)
+    _, s = fe(x[:, :22])
+    assert isinstance(s, SpreadState) and SpreadState.from_state_dict(s.state_dict()).partial_steps.shape == (3, C)
+    parts = [fe(x[i:i + 1, 22:], s.select(i))[0] for i in range(3)]
+    assert max_diff(torch.cat(parts), fe(x[:, 22:], SpreadState.cat([s.select([0, 1]), s.select(2)]))[0]) <= 1e-6
+    assert not isinstance(SensorFrontend(C, decimate=4).init_state(1), SpreadState)  # snapshots as before
+
+
+def test_spread_needs_blocks():
+    with pytest.raises(ValueError, match="decimate >= 2"):
+        SensorFrontend(C, decimate=1, spread=True)

@@ -19,6 +19,12 @@ CONFIGS = {
     "sensor_forecast": ModelConfig(FrontendConfig(kind="sensor", in_channels=3), BACKBONE, HeadConfig("forecast")),
     "sensor_anomaly": ModelConfig(FrontendConfig(kind="sensor", in_channels=3, decimate=2), BACKBONE,
                                   HeadConfig("anomaly")),
+    # forecasts of the next 5 frames: the score of a frame reads forecasts made up to 5 frames (chunks) before
+    "sensor_anomaly_horizon": ModelConfig(FrontendConfig(kind="sensor", in_channels=3, decimate=2), BACKBONE,
+                                          HeadConfig("anomaly", horizons=[1, 2, 5], score_window=4)),
+    # frames of block means and the blocks' mean absolute steps (6 features from 3 channels)
+    "sensor_anomaly_spread": ModelConfig(FrontendConfig(kind="sensor", in_channels=3, decimate=4, spread=True),
+                                         BACKBONE, HeadConfig("anomaly", horizons=[1, 3])),
 }
 
 
@@ -98,3 +104,9 @@ def test_bad_input_and_config():
         ModelConfig.from_dict({"frontend": {}, "bogus": 1})
     cfg = ModelConfig.from_dict(CONFIGS["sensor_anomaly"].to_dict())
     assert cfg == CONFIGS["sensor_anomaly"]
+    for bad in ({"kind": "sensor", "spread": True}, {"spread": True}, {"kind": "sensor", "decimate": 4, "spread": 1}):
+        with pytest.raises(ValueError, match="spread"):
+            FrontendConfig(**bad)
+    spread = SignalModel(CONFIGS["sensor_anomaly_spread"])
+    assert spread.frontend.d_output == CONFIGS["sensor_anomaly_spread"].frontend.feature_dim == 6
+    assert spread.head.err_var.shape == (2 * 6,)

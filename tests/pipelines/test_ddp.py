@@ -59,11 +59,12 @@ def test_fit_with_the_cpu_ddp_overlay(tmp_path):
 
 
 def test_anomaly_auroc_under_ddp_is_the_whole_splits(tmp_path):
-    table = make_sensor_anomaly_table(tmp_path / "t.parquet", n_train=4, n_test=4, length=300, seed=3)
+    table = make_sensor_anomaly_table(tmp_path / "t.parquet", n_train=4, n_val=0, n_test=4, length=300,
+                                      anomalies_per_series=1, seed=3)
     cli("fit", "--config", str(CONFIGS / "sensor_anomaly.yaml"), "--config", str(CONFIGS / "trainer" / "cpu_ddp.yaml"),
         "--trainer.logger", "false", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--data.init_args.path", str(table),
-        "--data.init_args.window", "64", "--output.bundle_dir", str(tmp_path / "bundle"),
+        "--data.init_args.window", "128", "--output.bundle_dir", str(tmp_path / "bundle"),
         "--trainer.default_root_dir", str(tmp_path / "runs"))
     b = load_bundle(tmp_path / "bundle")
     # the same model tested in one process over all four test series
@@ -71,7 +72,7 @@ def test_anomaly_auroc_under_ddp_is_the_whole_splits(tmp_path):
     task.model = b.model
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False)
-    one = trainer.test(task, datamodule=SensorAnomalyDataModule(path=str(table), window=64), verbose=False)[0]
+    one = trainer.test(task, datamodule=SensorAnomalyDataModule(path=str(table), window=128), verbose=False)[0]
     # each process saw two series; a per-process ROC-AUC (rank 0's) would differ from the whole split's
     assert 0.5 < one["test_auroc"] < 1.0
     assert abs(b.metrics["test_auroc"] - one["test_auroc"]) < 1e-6

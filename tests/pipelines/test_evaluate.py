@@ -15,7 +15,14 @@ import torch
 
 from pipelines.cli import main as cli
 from pipelines.evaluate import EvaluateConfig, evaluate
-from pipelines.evaluate.anomaly import alarm_outcome, intervals
+from pipelines.evaluate.anomaly_metrics import (
+    alarm_outcome,
+    best_f1_threshold,
+    intervals,
+    point_metrics,
+    quality,
+    ucr_rule,
+)
 from pipelines.evaluate.inputs import read_negatives, read_positives, speech_end
 from pipelines.evaluate.keywords import StreamSettings, calibrate, stream_negatives, stream_positives
 from pipelines.evaluate.metrics import Laid, Positives, outcome
@@ -263,10 +270,50 @@ def test_anomaly_intervals_and_alarm_counts():
     assert o.normal_hours == pytest.approx((100 - 15 - 11) / 3600)
 
 
+def test_point_metrics_and_the_ucr_rule():
+    y = np.array([0, 0, 0, 0, 0, 1, 1, 0], bool)
+    assert point_metrics([np.arange(8.0)], [y])["roc_auc"] == pytest.approx(5 / 6)  # 5 and 6 outrank 5 of the 6
+    perfect = point_metrics([np.where(y, 2.0, 1.0)], [y])
+    assert perfect["roc_auc"] == 1.0 and perfect["pr_auc"] == 1.0 and perfect["anomalous_frames"] == 2
+    assert point_metrics([np.ones(3)], [np.zeros(3, bool)])["roc_auc"] is None  # one class only
+    # scores far above 1 keep their order (a sigmoid would tie everything above ~37 at exactly 1)
+    for scale in (1e3, 1e5):
+        big = point_metrics([scale * (1 + np.arange(8.0))], [y])
+        assert big["roc_auc"] == pytest.approx(5 / 6) and big["pr_auc"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    labels = np.zeros(1000, np.int64)
+    labels[500:510] = 1
+    score = np.zeros(250)  # frames of 4 samples
+    score[100] = 1.0  # samples 400-403: 97 samples before the range (within 100)
+    assert ucr_rule(score, labels, hop=4) == {"hit": True, "top_sample": 400, "labelled": [500, 509]}
+    score[100], score[98] = 0.0, 1.0  # samples 392-395: 105 before
+    assert not ucr_rule(score, labels, hop=4)["hit"]
+    assert ucr_rule(score, np.zeros(1000), hop=4) is None
+    det = EventDetector("anomaly", ["anomaly"], 1.0, DetectorConfig(threshold=2.0, refractory_s=5.0, smoothing_frames=2))
+    sc = np.zeros((250, 1), np.float32)
+    sc[125:128] = 8.0  # samples 500-511: the labelled range
+    kinds = np.where(labels > 0, "spike", "")
+    q = quality(det, [sc], [labels], 4, 3.0, tolerance=0, kinds=[kinds])
+    assert q["ucr_rule"]["solved"] == 1 and q["roc_auc"] > 0.99
+    assert q["recall_by_kind"] == {"spike": {"intervals": 1, "detected": 1, "recall": 1.0}}
+    assert q["at_threshold"]["alarms"] == 1 and q["at_threshold"]["false_alarms"] == 0
+
+
+def test_the_best_f1_threshold_separates_the_anomalies_from_the_rest():
+    det = EventDetector("anomaly", ["anomaly"], 1.0, DetectorConfig(refractory_s=3.0))
+    labels = np.zeros(200, np.int64)
+    labels[50:60] = labels[150:160] = 1
+    score = np.ones((200, 1), np.float32)
+    score[50:60], score[150:160], score[100:110] = 5.0, 4.0, 3.0  # anomalies at 5 and 4; normal frames at 3
+    theta, f1 = best_f1_threshold(det, [score], [labels], 1, tolerance=0)
+    assert f1 == 1.0 and 3.0 <= theta < 4.0  # both detected, the normal peak left out
+    assert best_f1_threshold(det, [np.ones((200, 1), np.float32)], [labels], 1, 0)[1] == 0.0  # nothing to find
+
+
 def test_anomaly_bundle_end_to_end(tmp_path):
     from ssm_signal.data.synthetic_sensors import make_sensor_anomaly_table
 
-    table = make_sensor_anomaly_table(tmp_path / "t.parquet", n_train=3, n_test=3, length=300, channels=2)
+    table = make_sensor_anomaly_table(tmp_path / "t.parquet", n_train=3, n_val=2, n_test=3, length=300, channels=2,
+                                      anomalies_per_series=1)
     model = SignalModel(ModelConfig(FrontendConfig(kind="sensor", in_channels=2, sample_rate=1),
                                     BackboneConfig(d_model=8, layers=["mamba2"],
                                                    mixer_kwargs={"mamba2": {"headdim": 4, "d_state": 4}}),
@@ -280,8 +327,13 @@ def test_anomaly_bundle_end_to_end(tmp_path):
                for _, g in t[t["split"] == "test"].groupby("series_id"))
     assert s["kind"] == "anomaly" and at["intervals"] == runs >= 3  # the labelled runs of the test series
     assert at["alarms"] == at["true_alarms"] + at["false_alarms"]
+    st = s["sets"]["t.parquet"]
+    assert 0 <= st["roc_auc"] <= 1 and 0 <= st["pr_auc"] <= 1 and st["ucr_rule"]["series"] == 3
+    assert sum(v["intervals"] for v in st["recall_by_kind"].values()) == runs
     b = load_bundle(tmp_path / "b")
     assert b.detector.threshold == s["calibration"]["threshold"] and b.version != "1"
+    # calibrated on the val series (outside their labelled anomalies), never on what is reported
+    assert s["calibration"]["split"] == "val" and s["calibration"]["series"] == 2
     assert (tmp_path / "o" / "det.png").stat().st_size > 0
     assert cli(["evaluate", "--model", str(tmp_path / "b"), "--positives", str(table), "--calibrate", "30",
                 "--out", str(tmp_path / "o2")]) == 0

@@ -104,3 +104,10 @@ def test_find_bundles(tmp_path):
     assert [(b["name"], b["version"]) for b in found] == [("kws_default", "3"), ("deep", "1")]
     assert found[0]["source"] == str(tmp_path / "kws_default")
     assert find_bundles(tmp_path / "nothing") == []
+
+
+@pytest.mark.parametrize("field,value", [("max_session_seconds", 0.0), ("log_size", 0), ("max_live_sessions", 2.5),
+                                         ("max_replay_samples", -1)])
+def test_limits_refuse_values_that_would_refuse_everything_or_nothing(field, value):
+    with pytest.raises(ValueError, match=field):
+        Limits(**{field: value})

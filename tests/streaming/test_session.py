@@ -13,7 +13,7 @@ from safetensors.torch import load as st_load
 
 from ssm_signal import load_bundle, save_bundle
 from ssm_signal.streaming import DetectorConfig, StreamConfig, StreamEngine, StreamingSession
-from tests.streaming.conftest import kws_model, speechlike
+from tests.streaming.conftest import SENSOR_THRESHOLD, kws_model, speechlike
 
 EAGER = StreamConfig(compile=False)
 
@@ -240,8 +240,8 @@ def test_anomaly_stream_equals_predict_and_alarms(sensor_bundle, seed):
     got.append(s.flush().frame_scores)
     got = np.concatenate(got)
     assert got.shape == ref.shape == (1500, 1) and np.abs(got - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
-    above = np.flatnonzero(ref[:, 0] > 1.5)
-    assert events and all(e.kind == "anomaly" and e.score > 1.5 for e in events)
+    above = np.flatnonzero(ref[:, 0] > SENSOR_THRESHOLD)
+    assert events and all(e.kind == "anomaly" and e.score > SENSOR_THRESHOLD for e in events)
     assert events[0].frame == above[0] and events[0].time_s == pytest.approx((above[0] + 1) * 2 / 100)
 
 

@@ -12,11 +12,12 @@ from tests.helpers import rel_err, state_rel_err
 from tests.streaming.conftest import kws_model
 
 
-def sensor(head: str) -> SignalModel:
+def sensor(head: str, horizons: tuple[int, ...] = (1,), window: int = 1) -> SignalModel:
     cfg = ModelConfig(FrontendConfig(kind="sensor", in_channels=3, sample_rate=50, decimate=4),
                       BackboneConfig(d_model=8, layers=["mamba", "attention"],
                                      mixer_kwargs={"attention": {"n_heads": 2, "window": 4}}),
-                      HeadConfig(head, num_classes=3 if head == "classify" else 0))
+                      HeadConfig(head, num_classes=3 if head == "classify" else 0, horizons=list(horizons),
+                                 score_window=window))
     m = SignalModel(cfg).eval()
     with torch.no_grad():
         m.frontend.mean.normal_()
@@ -25,7 +26,8 @@ def sensor(head: str) -> SignalModel:
 
 
 @pytest.mark.parametrize("make", [lambda: kws_model(("mamba2", "s4d", "attention")), lambda: sensor("anomaly"),
-                                  lambda: sensor("forecast"), lambda: sensor("classify")])
+                                  lambda: sensor("anomaly", horizons=(2, 6), window=5), lambda: sensor("forecast"),
+                                  lambda: sensor("classify")])
 @torch.inference_mode()
 def test_frame_step_equals_forward(make, seed):
     m = make()
@@ -70,7 +72,8 @@ def tick_masks(S: int, ticks: int, gen: torch.Generator) -> list[torch.Tensor | 
 
 
 @pytest.mark.parametrize("make", [lambda: kws_model(("mamba2",) * 4), lambda: kws_model(("mamba", "s4d", "attention")),
-                                  lambda: sensor("anomaly")], ids=["kws_default_arch", "kws_hybrid", "sensor_anomaly"])
+                                  lambda: sensor("anomaly"), lambda: sensor("anomaly", horizons=(1, 3), window=3)],
+                         ids=["kws_default_arch", "kws_hybrid", "sensor_anomaly", "sensor_anomaly_horizon"])
 @torch.inference_mode()
 def test_step_inplace_equals_pool_step(make, seed):
     """Several ticks with random masks: _step_ writes exactly pool_step's state over the caller's
