@@ -4,6 +4,7 @@ Backends: ``reference`` (sequential spec), ``torch`` (chunked parallel algorithm
 plain PyTorch), and the optional GPU backends registered when they import.
 """
 
+from ssm_signal.kernels import export_ops as _export_ops
 from ssm_signal.kernels import reference
 from ssm_signal.kernels.attention_torch import local_attention as _local_attention_torch
 from ssm_signal.kernels.lti_torch import lti_scan as _lti_scan_torch
@@ -45,9 +46,22 @@ register(Backend(
         "lti_scan": _lti_scan_torch,
         "local_attention": _local_attention_torch,
         "gated_rms_norm": reference.gated_rms_norm,
+        "power_spectrum": reference.power_spectrum,
     },
     devices=("cpu", "cuda"),
     priority=10,
+))
+
+# Formulations that graph exporters lower (ONNX has no complex type, and its DFT is slow and
+# less accurate than a matmul for the log-mel's 400 points): never chosen by ``auto``, forced
+# with ``use("export")`` around an export (pipelines.export); the rest falls back to ``torch``.
+register(Backend(
+    name="export",
+    ops={"power_spectrum": _export_ops.power_spectrum},
+    devices=("cpu", "cuda"),
+    priority=-1,
+    fallback="torch",
+    accepts=lambda op, device: False,
 ))
 
 from ssm_signal.kernels import optional as _optional  # noqa: E402  (registers GPU backends)

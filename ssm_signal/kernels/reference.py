@@ -233,3 +233,12 @@ def gated_rms_norm(x: Tensor, z: Tensor, weight: Tensor, eps: float = 1e-5, grou
     g = g.reshape(*g.shape[:-1], D // gs, gs)
     g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + eps)
     return (g.reshape(*x.shape) * weight.to(cd)).to(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# The log-mel's power spectrum (not a scan either: the export backend replaces it)
+# ---------------------------------------------------------------------------------------
+def power_spectrum(frames: Tensor, window: Tensor, n_fft: int) -> Tensor:
+    """|rfft(window * frame)|^2: frames (..., n_fft), window (n_fft,) -> (..., n_fft // 2 + 1)."""
+    spec = torch.fft.rfft(frames * window, n=n_fft)
+    return spec.real.square() + spec.imag.square()
