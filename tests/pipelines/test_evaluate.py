@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import torch
 
 from pipelines.cli import main as cli
 from pipelines.evaluate import EvaluateConfig, evaluate
@@ -99,7 +98,7 @@ def test_laid_streams_start_fresh():
     laid = Laid.of(det, streams)
     stream, k, t = laid.events(det, det.thresholds)
     for i, s in enumerate(streams):
-        _, ev, _ = det(torch.from_numpy(s[None]), det.init_state(1))
+        _, ev, _ = det(s[None], det.init_state(1))
         assert [(det.reportable_labels.index(e.label), e.time_s) for e in ev[0]] == \
             [(int(kk), pytest.approx(tt)) for kk, tt in zip(k[stream == i], t[stream == i], strict=True)]
 
