@@ -1,6 +1,7 @@
 """The live-microphone demo: Gradio wiring only (the logic is ssm_signal.streaming.live).
 
     ssm-signal demo --model artifacts/kws_default          # or models:/kws_default/3, or make demo
+    ssm-signal demo --model artifacts/kws_default --runtime onnx   # its ONNX export (ssm-signal export), no torch step
     python -m app.demo --model artifacts/kws_default --port 7860   # local bundles only in the picker
 
 Every browser session gets its own LiveStream (engine state) in a ``gr.State``; the
@@ -23,6 +24,7 @@ import pandas as pd
 import torch
 
 from ssm_signal.bundle import BundleError, load_bundle
+from ssm_signal.runtime import OnnxModel, RuntimeConfig
 from ssm_signal.streaming import Admission, Limits, LiveStream, LiveView, StreamConfig, StreamEngine, find_bundles
 
 log = logging.getLogger("ssm_signal.app")
@@ -44,10 +46,17 @@ Registry = Callable[[], list[dict]]
 
 
 class Models:
+    """The models the page serves, each loaded once. runtime: "torch" (a StreamEngine of the bundle) or
+    "onnx" (the bundle's ONNX export, ``OnnxModel``: the torch-free runtime's sessions); precision: the
+    export's graphs ("float32" or "int8")."""
+
     def __init__(self, artifacts: str | Path = "artifacts", compile: bool | str | None = None,
-                 registry: Registry | None = None):
+                 registry: Registry | None = None, runtime: str = "torch", precision: str = "float32"):
+        if runtime not in ("torch", "onnx"):
+            raise ValueError(f"runtime must be torch or onnx, got {runtime!r}")
         self.artifacts, self.compile, self.registry = Path(artifacts), compile, registry
-        self._engines: dict[str, StreamEngine] = {}
+        self.runtime, self.precision = runtime, precision
+        self._engines: dict[str, StreamEngine | OnnxModel] = {}
         self._lock = threading.Lock()
 
     def choices(self, extra: str | None = None) -> list[tuple[str, str]]:
@@ -64,13 +73,18 @@ class Models:
             out.insert(0, (extra, extra))
         return out
 
-    def engine(self, spec: str) -> StreamEngine:
+    def engine(self, spec: str) -> StreamEngine | OnnxModel:
         with self._lock:
             if spec not in self._engines:
-                bundle = load_bundle(spec)
-                engine = StreamEngine(bundle, config=StreamConfig(compile=self.compile))
+                if self.runtime == "onnx":
+                    engine = OnnxModel(spec, RuntimeConfig(precision=self.precision))
+                    name, version = engine.name, f"{engine.version}, onnx {self.precision}"
+                else:
+                    bundle = load_bundle(spec)
+                    engine = StreamEngine(bundle, config=StreamConfig(compile=self.compile))
+                    name, version = bundle.name, bundle.version
                 seconds = engine.warm_up()
-                log.info("loaded %s (%s v%s), warmed up in %.1f s", spec, bundle.name, bundle.version, seconds)
+                log.info("loaded %s (%s v%s), warmed up in %.1f s", spec, name, version, seconds)
                 self._engines[spec] = engine
             return self._engines[spec]
 
@@ -113,13 +127,14 @@ def outputs(v: LiveView) -> tuple:
 # the app
 # ---------------------------------------------------------------------------------------------------
 def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts", limits: Limits | None = None,
-               stream_every: float = 0.2, compile: bool | str | None = None, registry: Registry | None = None
-               ) -> gr.Blocks:
+               stream_every: float = 0.2, compile: bool | str | None = None, registry: Registry | None = None,
+               runtime: str = "torch", precision: str = "float32") -> gr.Blocks:
     """The Blocks app. model: bundle directory or models:/NAME/VERSION (default artifacts/kws_default);
     artifacts: where the picker looks for bundles; registry: lists registered models for the picker too;
-    compile: the engine's step mode (StreamConfig.compile)."""
+    compile: the engine's step mode (StreamConfig.compile); runtime "onnx": every model runs from its ONNX
+    export (a bundle directory's onnx/, or an export directory), in ``precision``."""
     limits = limits or Limits()
-    models = Models(artifacts, compile, registry)
+    models = Models(artifacts, compile, registry, runtime, precision)
     admission = Admission(limits.max_live_sessions, limits.idle_seconds)
     default = model or (DEFAULT_MODEL if Path(DEFAULT_MODEL).is_dir() else None)
     status = NO_MODEL
@@ -134,7 +149,7 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
     if default is None and choices:
         default = choices[0][1]
 
-    def live_stream(engine: StreamEngine) -> LiveStream:
+    def live_stream(engine: StreamEngine | OnnxModel) -> LiveStream:
         # every label is plotted: Gradio's LinePlot fixes its colour domain at the first data it
         # gets and drops series that were not in it, so the set of series must not change
         return LiveStream(engine, limits, plot_labels=len(engine.labels))
@@ -254,11 +269,15 @@ def main(argv: list[str] | None = None, registry: Registry | None = None) -> int
     p.add_argument("--no-compile", action="store_true", help="run the eager step (no compilation at start)")
     p.add_argument("--no-registry", action="store_true", help="do not list registered MLflow models")
     p.add_argument("--stream-every", type=float, default=0.2, help="seconds of audio per microphone chunk")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                   help="onnx: run the bundle's ONNX export (`ssm-signal export`) with numpy and onnxruntime")
+    p.add_argument("--precision", default="float32", choices=["float32", "int8"], help="the export's graphs (onnx)")
     a = p.parse_args(argv)
     if not logging.getLogger("ssm_signal").handlers:  # `ssm-signal demo` has set one up already
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     launch(a.model, a.host, a.port, compile=False if a.no_compile else None, artifacts=a.artifacts,
-           stream_every=a.stream_every, registry=None if a.no_registry else registry)
+           stream_every=a.stream_every, registry=None if a.no_registry else registry, runtime=a.runtime,
+           precision=a.precision)
     return 0
 
 

@@ -1,0 +1,101 @@
+"""``ssm-signal export --format onnx``: the graphs' names and order are the State dataclasses' fields, the
+sidecar carries what a runtime needs (the bundle's calibrated thresholds included), and what cannot be
+exported is refused with a reason."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from pipelines.cli import main
+from pipelines.export import ExportError, export_onnx
+from pipelines.export import job as export_job
+from ssm_signal import load_bundle, save_bundle
+from ssm_signal.bundle import Bundle
+from ssm_signal.events import DetectorConfig
+from ssm_signal.runtime import ExportedModelError, OnnxModel, OnnxSession, RuntimeConfig, read_sidecar
+from tests.streaming.conftest import kws_model
+
+
+def test_graph_io_follows_the_state_dataclasses(exported):
+    """Every state tensor is an input and an output, named by its State field path, in State.tensors()
+    order; the sidecar lists the same, with shapes and dtypes, and the graphs run at any batch size."""
+    bundle, out = exported("attention")
+    sc = read_sidecar(out)
+    with torch.no_grad():
+        state = bundle.model.init_state(3)
+    flat = {k: v for k, v in state.state_dict().items() if not k.endswith(".__len__")}
+    assert [s.name for s in sc.state] == list(flat)
+    assert [s.name for s in sc.state][:2] == ["frontend.LogMelState.history", "frontend.LogMelState.phase"]
+    assert "backbone.BackboneState.layers.0.AttentionState.k" in flat
+    assert [(s.shape, s.dtype) for s in sc.state] == [(tuple(v.shape[1:]), str(v.dtype)[6:]) for v in flat.values()]
+    assert sc.state_markers == {"backbone.BackboneState.layers.__len__": 1, "head.__len__": 0}
+    for graph, first in (("frame", "frame"), ("chunk", "samples")):
+        s = ort.InferenceSession(str(sc.graph_path(graph, "float32")), providers=["CPUExecutionProvider"])
+        assert [i.name for i in s.get_inputs()] == [first] + [f"state.{n}" for n in flat]
+        assert [o.name for o in s.get_outputs()] == ["y"] + [f"next_state.{n}" for n in flat]
+        listed = sc.raw["graphs"][graph]
+        assert [i["name"] for i in listed["inputs"]] == [i.name for i in s.get_inputs()]
+        assert sc.graphs[graph] == {"float32": f"{graph}.onnx"}  # no int8 asked for this one
+    m = OnnxModel(out)
+    x = np.random.default_rng(0).standard_normal((3, 5 * 160, 1)).astype(np.float32)
+    y, new = m.run(x, {k: v.numpy() for k, v in flat.items()})
+    ref, ref_state = bundle.model._forward(torch.from_numpy(x), state, phase=0)
+    assert y.shape == (3, 5, 4) and np.abs(y - ref.detach().numpy()).max() <= 1e-4
+    assert int(new["backbone.BackboneState.layers.0.AttentionState.t"][2]) == 5
+
+
+def test_sidecar_carries_rates_labels_and_calibrated_thresholds(tmp_path, exported):
+    bundle, out = exported("mamba2")
+    sc = read_sidecar(out)
+    assert (sc.sample_rate, sc.samples_per_frame, sc.in_channels, sc.frame_rate) == (16000, 160, 1, 100.0)
+    assert (sc.frontend, sc.audio, sc.head, sc.kind) == ("logmel", True, "classify", "keyword")
+    assert sc.labels == ["yes", "no", "_silence_", "_unknown_"]
+    assert sc.bundle == {"name": "tiny_mamba2", "version": "1", "fingerprint": bundle.fingerprint}
+    # a bundle with calibrated thresholds: the sidecar's detector and the runtime's thresholds are the bundle's
+    det = DetectorConfig(smoothing_frames=3, threshold={"yes": 0.71}, default_threshold=0.6, refractory_s=0.4)
+    b = load_bundle(save_bundle(kws_model(("mamba2",)), tmp_path / "b", name="cal", version="2", detector=det))
+    side = export_job.build_sidecar(b, {"frame": {"float32": "f.onnx"}, "chunk": {"float32": "c.onnx"}})
+    assert side["detector"]["config"] == det.to_dict()
+    assert side["detector"]["resolved"] == {"smoothing_frames": 3, "refractory_s": 0.4,
+                                            "threshold": {"yes": 0.71, "no": 0.6}, "reported": ["yes", "no"]}
+    assert json.loads(json.dumps(side)) == side  # plain JSON
+
+
+def test_refusals(tmp_path, monkeypatch):
+    m = kws_model(("mamba2",)).double()
+    with pytest.raises(ExportError, match="float64; export a float32 model"):
+        export_onnx(Bundle(m, m.config, "d", "1", {}), tmp_path / "out")
+    b = load_bundle(save_bundle(kws_model(("mamba2",)), tmp_path / "b"))
+
+    def unlowerable(model, path=None):
+        raise RuntimeError("Unsupported: aten::frobnicate\nmore lines")
+
+    monkeypatch.setattr(export_job, "export_frame_graph", unlowerable)
+    with pytest.raises(ExportError, match="does not export to ONNX: RuntimeError: Unsupported: aten::frobnicate$"):
+        export_onnx(b, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.json").exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(export_job, "TOLERANCE", 0.0)  # any float difference now counts as disagreement
+    with pytest.raises(ExportError, match="graph disagrees with the torch model"):
+        export_onnx(b, tmp_path / "out", int8=False)
+    assert not (tmp_path / "out" / "model.json").exists()  # no sidecar: not a complete export
+    with pytest.raises(ExportedModelError, match="holds no exported model"):
+        OnnxSession(tmp_path / "out")
+
+
+def test_cli_exports_and_refuses_other_formats(tmp_path, capsys):
+    b = save_bundle(kws_model(("s4d",)), tmp_path / "bundle", name="cli", version="3")
+    assert main(["export", "--model", str(b), "--format", "onnx", "--no-int8"]) == 0
+    assert "exported cli v3" in capsys.readouterr().out
+    sc = read_sidecar(b / "onnx")
+    assert sc.bundle["version"] == "3" and sc.precisions == ["float32"]
+    with pytest.raises(ExportedModelError, match="no int8 frame graph"):
+        OnnxModel(b, RuntimeConfig(precision="int8"))
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--model", str(b), "--format", "tflite"])
+    assert e.value.code == 2 and "invalid choice: 'tflite'" in capsys.readouterr().err
