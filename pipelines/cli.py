@@ -281,6 +281,10 @@ def run_evaluate(rest: list[str]) -> int:
     p.add_argument("--batch", type=int, default=s.batch, help="streams advanced per model call")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch threads while streaming (1 is fastest for 100 ms chunks on a small CPU)")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                   help="onnx: stream through the bundle's ONNX export (`ssm-signal export`), one stream at a time")
+    p.add_argument("--onnx", default=None, help="the export's folder (default: onnx/ in the bundle directory)")
+    p.add_argument("--precision", default="float32", choices=["float32", "int8"], help="the export's graphs to run")
     a = p.parse_args(rest)
     try:
         windows = [int(w) for w in a.windows.split(",") if w.strip()]
@@ -289,13 +293,14 @@ def run_evaluate(rest: list[str]) -> int:
         cfg = EvaluateConfig(model=a.model, positives=a.positives, negatives=a.negatives, out=a.out,
                              calibrate=a.calibrate, calibration_positives=a.calibration_positives,
                              calibration_negatives=a.calibration_negatives, calibrated_out=a.calibrated_out,
-                             min_threshold=a.min_threshold, windows=windows, stream=stream, threads=a.threads)
+                             min_threshold=a.min_threshold, windows=windows, stream=stream, threads=a.threads,
+                             runtime=a.runtime, onnx=a.onnx, precision=a.precision)
     except ValueError as e:
         print(f"ssm-signal evaluate: error: {e}", file=sys.stderr)
         return 2
     try:
         summary = evaluate(cfg)
-    except (DataError, BundleError) as e:
+    except (DataError, BundleError, UsageError) as e:
         print(f"ssm-signal evaluate: error: {e}", file=sys.stderr)
         return 1
     from pipelines.evaluate.report import format_summary

@@ -8,6 +8,6 @@ The runtime that runs the result is ``ssm_signal.runtime`` (numpy and onnxruntim
 ``onnx`` and ``onnxscript`` (the ``export`` extra); docs/export.md says more.
 """
 
-from pipelines.export.job import FORMATS, ExportError, export_onnx
+from pipelines.export.job import FORMATS, ExportError, export_onnx, open_export
 
-__all__ = ["FORMATS", "ExportError", "export_onnx"]
+__all__ = ["FORMATS", "ExportError", "export_onnx", "open_export"]

@@ -32,7 +32,7 @@ from pipelines.export.graphs import OPSET, chunk_graph, export_frame_graph, stat
 from pipelines.export.quantize import quantize_int8
 from ssm_signal.bundle import Bundle, load_bundle
 from ssm_signal.models import SignalModel
-from ssm_signal.runtime.model import GraphRunner
+from ssm_signal.runtime.model import GraphRunner, OnnxModel, RuntimeConfig, find_export
 from ssm_signal.runtime.sidecar import (
     CHUNK_INPUT,
     FORMAT,
@@ -42,6 +42,7 @@ from ssm_signal.runtime.sidecar import (
     SIDECAR_FILE,
     STATE_IN,
     STATE_OUT,
+    ExportedModelError,
     read_sidecar,
 )
 from ssm_signal.streaming.engine import StreamConfig, StreamEngine
@@ -92,6 +93,23 @@ def export_onnx(model: str | Path | Bundle, out: str | Path, *, int8: bool = Tru
     log.info("exported %s v%s to %s (%s)", bundle.name, bundle.version, out,
              ", ".join(f"{f} {os.path.getsize(out / f) / 1024:.0f} KB" for g in files.values() for f in g.values()))
     return out / SIDECAR_FILE
+
+
+def open_export(bundle: Bundle, export: str | Path | None = None, precision: str = "float32",
+                option: str = "--runtime onnx") -> OnnxModel:
+    """The ONNX export of ``bundle`` loaded in the runtime: ``export`` its folder (default: the bundle
+    directory's onnx/), ``precision`` "float32" or "int8". UsageError (naming ``option``) when there is
+    none, or when it was exported from another model (its sidecar's fingerprint)."""
+    if export is None and bundle.path is None:
+        raise UsageError(f"{option}: name the exported model with --onnx DIR (the bundle has no local folder)")
+    try:
+        model = OnnxModel(find_export(export or bundle.path), RuntimeConfig(precision=precision))
+    except ExportedModelError as e:
+        raise UsageError(f"{option}: {e}") from e
+    if model.sidecar.fingerprint != bundle.fingerprint:
+        raise UsageError(f"{option}: {model.sidecar.root} was exported from another model ({model.name} "
+                         f"v{model.version}); export {bundle.name} v{bundle.version} again")
+    return model
 
 
 def check_exportable(model: SignalModel) -> None:

@@ -48,17 +48,9 @@ class OnnxFrames:
     name = "onnx"
 
     def __init__(self, bundle: Bundle, export: str | None = None, precision: str = "float32"):
-        from ssm_signal.runtime import ExportedModelError, OnnxModel, RuntimeConfig, find_export
+        from pipelines.export import open_export  # onnx and onnxruntime: only for this runtime
 
-        if export is None and bundle.path is None:
-            raise UsageError("--runtime onnx: name the exported model with --onnx DIR (the bundle has no local folder)")
-        try:
-            self.model = OnnxModel(find_export(export or bundle.path), RuntimeConfig(precision=precision))
-        except ExportedModelError as e:
-            raise UsageError(f"--runtime onnx: {e}") from e
-        if self.model.sidecar.fingerprint != bundle.fingerprint:
-            raise UsageError(f"--runtime onnx: {self.model.sidecar.root} was exported from another model "
-                             f"({self.model.name} v{self.model.version}); export {bundle.name} v{bundle.version} again")
+        self.model = open_export(bundle, export, precision)
         self.hop = bundle.model.samples_per_frame
         self.precision = precision
         self.fingerprint = f"{bundle.fingerprint}+onnx-{precision}"

@@ -60,3 +60,21 @@ def test_unknown_or_unavailable_backend_is_a_clear_error():
 def test_registering_an_unknown_op_fails():
     with pytest.raises(ValueError, match="unknown ops"):
         kernels.register(kernels.Backend("bad", {"not_an_op": lambda: None}, devices=("cpu",), priority=0))
+
+
+def test_export_backend_power_spectrum_equals_rfft(seed):
+    """The export backend's DFT-basis matmul is the reference's |rfft|^2 (its twin), and auto never picks it."""
+    from ssm_signal.kernels import export_ops
+
+    frames = torch.randn(3, 5, 400, dtype=torch.float64)
+    window = torch.hann_window(400, periodic=True, dtype=torch.float64)
+    ref = reference.power_spectrum(frames, window, 400)
+    got = export_ops.power_spectrum(frames, window, 400)
+    assert got.shape == ref.shape == (3, 5, 201)
+    assert float((got - ref).abs().max() / ref.abs().max()) < 1e-12
+    f32 = export_ops.power_spectrum(frames.float(), window.float(), 400)
+    assert float((f32.double() - ref).abs().max() / ref.abs().max()) < 1e-5
+    assert kernels.resolve("power_spectrum", torch.device("cpu")).name == "torch"
+    with kernels.use("export"):
+        assert kernels.get_op("power_spectrum", torch.device("cpu")) is export_ops.power_spectrum
+        assert kernels.get_op("ssd_step", torch.device("cpu")) is reference.ssd_step  # the rest: torch's
