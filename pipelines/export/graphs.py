@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from pathlib import Path
 
 import onnx
 import onnxscript.optimizer
@@ -53,8 +52,8 @@ def state_layout(model: SignalModel) -> tuple[list[tuple[str, tuple[int, ...], s
     return tensors, markers
 
 
-def export_frame_graph(model: SignalModel, path: Path) -> onnx.ModelProto:
-    """``model._step`` as an ONNX graph written to ``path``; returns the model proto."""
+def export_frame_graph(model: SignalModel) -> onnx.ModelProto:
+    """``model._step`` as an ONNX graph (the model proto)."""
     names = [n for n, _, _ in state_layout(model)[0]]
     with torch.no_grad():
         template = model.init_state(TRACE_BATCH)
@@ -72,7 +71,6 @@ def export_frame_graph(model: SignalModel, path: Path) -> onnx.ModelProto:
     onnxscript.optimizer.optimize(program.model, output_size_limit=FOLD_LIMIT)
     proto = program.model_proto
     _name_batch(proto.graph)
-    onnx.save(proto, str(path))
     return proto
 
 
@@ -135,3 +133,27 @@ def _prefixed(graph: onnx.GraphProto, prefix: str) -> onnx.GraphProto:
     for v in list(g.input) + list(g.output) + list(g.value_info):
         v.name = rename(v.name)
     return g
+
+
+def short_names(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its intermediate values renamed v0, v1, ... and its nodes unnamed: the exporter's
+    names ("node_linear_3", "mul_168", "..._Transposed_quantized") are a tenth of a small model's file.
+    The graph's inputs and outputs, and the weights (named after the bundle's parameters), keep theirs."""
+    g = model.graph
+    keep = {v.name for v in list(g.input) + list(g.output)} | {t.name for t in g.initializer}
+    mapping: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        if name not in mapping:
+            mapping[name] = f"v{len(mapping)}"
+        return mapping[name]
+
+    for node in g.node:
+        node.name = ""
+        node.input[:] = [short(n) for n in node.input]
+        node.output[:] = [short(n) for n in node.output]
+    for v in g.value_info:
+        v.name = short(v.name)
+    return model

@@ -28,8 +28,8 @@ import onnx
 import torch
 
 from pipelines.errors import UsageError
-from pipelines.export.graphs import OPSET, chunk_graph, export_frame_graph, state_layout
-from pipelines.export.quantize import quantize_int8
+from pipelines.export.graphs import OPSET, chunk_graph, export_frame_graph, short_names, state_layout
+from pipelines.export.quantize import METHOD, quantize_int8
 from ssm_signal.bundle import Bundle, load_bundle
 from ssm_signal.models import SignalModel
 from ssm_signal.runtime.model import GraphRunner, OnnxModel, RuntimeConfig, find_export
@@ -70,22 +70,24 @@ def export_onnx(model: str | Path | Bundle, out: str | Path, *, int8: bool = Tru
     (out / SIDECAR_FILE).unlink(missing_ok=True)  # an export in progress is not a complete one
     model_ = bundle.model.cpu().eval()
     try:
-        frame = export_frame_graph(model_, out / "frame.onnx.tmp")
+        frame = export_frame_graph(model_)
     except Exception as e:  # the exporter's own error types, from torch.export to onnxscript
         raise ExportError(f"{bundle.name}: the frame step does not export to ONNX: {type(e).__name__}: "
                           f"{_first_line(e)}") from e
     frame = _lean(frame)
     files = {"frame": {"float32": "frame.onnx"}, "chunk": {"float32": "chunk.onnx"}}
     _save(frame, out / "frame.onnx")
-    (out / "frame.onnx.tmp").unlink(missing_ok=True)
-    _save(chunk_graph(frame, model_.samples_per_frame, model_.in_channels), out / "chunk.onnx")
-    check_graphs(model_, out, files["frame"]["float32"], files["chunk"]["float32"])
-    if int8:
+    if int8:  # from the frame graph with the exporter's node names: quantization picks nodes by name
         quantize_int8(out / "frame.onnx", out / "frame.int8.onnx")
-        q = onnx.load(str(out / "frame.int8.onnx"))
-        _save(chunk_graph(q, model_.samples_per_frame, model_.in_channels), out / "chunk.int8.onnx")
         files["frame"]["int8"], files["chunk"]["int8"] = "frame.int8.onnx", "chunk.int8.onnx"
+    for precision, name in files["frame"].items():
+        lean = short_names(frame if precision == "float32" else onnx.load(str(out / name)))
+        _save(lean, out / name)
+        _save(chunk_graph(lean, model_.samples_per_frame, model_.in_channels), out / files["chunk"][precision])
+    check_graphs(model_, out, files["frame"]["float32"], files["chunk"]["float32"])
     sidecar = build_sidecar(bundle, files)
+    if int8:
+        sidecar["int8"] = METHOD
     tmp = out / (SIDECAR_FILE + ".tmp")
     tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
     tmp.replace(out / SIDECAR_FILE)

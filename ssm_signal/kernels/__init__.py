@@ -47,17 +47,20 @@ register(Backend(
         "local_attention": _local_attention_torch,
         "gated_rms_norm": reference.gated_rms_norm,
         "power_spectrum": reference.power_spectrum,
+        "conv_step": reference.conv_step,
     },
     devices=("cpu", "cuda"),
     priority=10,
 ))
 
-# Formulations that graph exporters lower (ONNX has no complex type, and its DFT is slow and
-# less accurate than a matmul for the log-mel's 400 points): never chosen by ``auto``, forced
+# Formulations that graph exporters lower to small graphs (ONNX has no complex type, its DFT is slow
+# and less accurate than a matmul for the log-mel's 400 points, rms_norm is one node, a conv step is
+# one product and sum over its window): never chosen by ``auto``, forced
 # with ``use("export")`` around an export (pipelines.export); the rest falls back to ``torch``.
 register(Backend(
     name="export",
-    ops={"power_spectrum": _export_ops.power_spectrum},
+    ops={"power_spectrum": _export_ops.power_spectrum, "gated_rms_norm": _export_ops.gated_rms_norm,
+         "conv_step": _export_ops.conv_step, "ssd_step": _export_ops.ssd_step},
     devices=("cpu", "cuda"),
     priority=-1,
     fallback="torch",
