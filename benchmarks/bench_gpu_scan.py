@@ -24,6 +24,7 @@ Results: benchmarks/results/bench_gpu_scan_<date>.json (GPU name and date inside
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -31,6 +32,7 @@ import statistics
 import sys
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -301,63 +303,75 @@ def graph_ms(fn, reps: int = 20) -> float:
     return timeit_ms(g.replay)["ms"] / reps
 
 
+@dataclasses.dataclass
+class StepCase:
+    """One step-update benchmark: our in-place update and its reference twin, a state pool and the inputs for
+    all its streams, the elements one stream's step must move (state, read and written once; inputs and
+    output), the shape as the results name it, and mamba_ssm's ``selective_state_update`` on the same step."""
+
+    update: Callable
+    reference: Callable
+    pool: torch.Tensor
+    inp: dict[str, torch.Tensor]
+    state_elems: int
+    io_elems: int
+    shape: dict[str, int]
+    theirs: Callable  # (mamba_ssm's function, pool, slots) -> None
+
+
+def step_case(kind: str, S: int, N: int) -> StepCase:
+    """The Mamba-2 shape of the default keyword model (H=4, P=32, one group) or a Mamba-1 one (d_inner 128)."""
+    if kind == "mamba2":
+        H, P, G = 4, 32, 1
+        inp = dict(x=torch.randn(S, H, P, device=DEV), dt=torch.randn(S, H, device=DEV) - 2,
+                   A=-torch.rand(H, device=DEV) * 8 - 1, B=torch.randn(S, G, N, device=DEV),
+                   C=torch.randn(S, G, N, device=DEV), D=torch.randn(H, device=DEV),
+                   dt_bias=torch.randn(H, device=DEV))
+
+        def theirs(mss, pool, slots):  # mamba_ssm wants the per-head scalars spread over (H, P[, N])
+            mss(pool, inp["x"], inp["dt"][:, :, None].expand(-1, H, P),
+                inp["A"][:, None, None].expand(H, P, N), inp["B"], inp["C"],
+                D=inp["D"][:, None].expand(H, P), z=None, dt_bias=inp["dt_bias"][:, None].expand(H, P),
+                dt_softplus=True, state_batch_indices=slots)
+
+        return StepCase(su.ssd_state_update, reference.ssd_step, torch.randn(S, H, P, N, device=DEV), inp,
+                        H * P * N, H * P * 2 + H + 2 * G * N, {"H": H, "P": P, "N": N}, theirs)
+    Din = 128
+    inp = dict(x=torch.randn(S, Din, device=DEV), dt=torch.randn(S, Din, device=DEV) - 2,
+               A=-torch.arange(1, N + 1, device=DEV, dtype=torch.float32).repeat(Din, 1),
+               B=torch.randn(S, N, device=DEV), C=torch.randn(S, N, device=DEV),
+               D=torch.ones(Din, device=DEV), z=torch.randn(S, Din, device=DEV),
+               dt_bias=torch.randn(Din, device=DEV))
+
+    def theirs(mss, pool, slots):
+        mss(pool, inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], D=inp["D"], z=inp["z"],
+            dt_bias=inp["dt_bias"], dt_softplus=True, state_batch_indices=slots)
+
+    return StepCase(su.selective_state_update, reference.selective_step, torch.randn(S, Din, N, device=DEV), inp,
+                    Din * N, Din * 4 + 2 * N, {"d_inner": Din, "N": N}, theirs)
+
+
 def step_rows(bw: float, quick: bool) -> list[dict]:
     mss, why = load_mamba_ssm()
     rows = []
     sizes = [1024, 4096, 16384, 65536, 131072] if not quick else [1024, 65536]
     for kind, N in [("mamba2", 16), ("mamba2", 32), ("mamba2", 64), ("mamba1", 16)]:
         for S in sizes:
-            if kind == "mamba2":
-                H, P, G = 4, 32, 1
-                pool = torch.randn(S, H, P, N, device=DEV)
-                slots = torch.arange(S, device=DEV)
-                inp = dict(x=torch.randn(S, H, P, device=DEV), dt=torch.randn(S, H, device=DEV) - 2,
-                           A=-torch.rand(H, device=DEV) * 8 - 1, B=torch.randn(S, G, N, device=DEV),
-                           C=torch.randn(S, G, N, device=DEV), D=torch.randn(H, device=DEV),
-                           dt_bias=torch.randn(H, device=DEV))
-                ref_pool = pool.clone()
-                y = su.ssd_state_update(ref_pool, slots, **inp)
-                y_r, h_r = reference.ssd_step(**inp, h=pool)
-                err = max(rel(y, y_r), rel(ref_pool, h_r))
+            c = step_case(kind, S, N)
+            pool, slots = c.pool, torch.arange(S, device=DEV)
+            ref_pool = pool.clone()
+            y = c.update(ref_pool, slots, **c.inp)
+            y_r, h_r = c.reference(**c.inp, h=pool)
+            err = max(rel(y, y_r), rel(ref_pool, h_r))
 
-                def ours(pool=pool, slots=slots, inp=inp):
-                    su.ssd_state_update(pool, slots, **inp, check=False)
+            def ours(c=c, pool=pool, slots=slots):
+                c.update(pool, slots, **c.inp, check=False)
 
-                state_elems = H * P * N
-                io_elems = H * P * 2 + H + 2 * G * N
+            def theirs(c=c, pool=pool, slots=slots):
+                c.theirs(mss, pool, slots)
 
-                def theirs(pool=pool, slots=slots, inp=inp, H=H, P=P, N=N):
-                    mss(pool, inp["x"], inp["dt"][:, :, None].expand(-1, H, P),
-                        inp["A"][:, None, None].expand(H, P, N), inp["B"], inp["C"],
-                        D=inp["D"][:, None].expand(H, P), z=None, dt_bias=inp["dt_bias"][:, None].expand(H, P),
-                        dt_softplus=True, state_batch_indices=slots)
-                shape = {"H": H, "P": P, "N": N}
-            else:
-                Din = 128
-                pool = torch.randn(S, Din, N, device=DEV)
-                slots = torch.arange(S, device=DEV)
-                inp = dict(x=torch.randn(S, Din, device=DEV), dt=torch.randn(S, Din, device=DEV) - 2,
-                           A=-torch.arange(1, N + 1, device=DEV, dtype=torch.float32).repeat(Din, 1),
-                           B=torch.randn(S, N, device=DEV), C=torch.randn(S, N, device=DEV),
-                           D=torch.ones(Din, device=DEV), z=torch.randn(S, Din, device=DEV),
-                           dt_bias=torch.randn(Din, device=DEV))
-                ref_pool = pool.clone()
-                y = su.selective_state_update(ref_pool, slots, **inp)
-                y_r, h_r = reference.selective_step(**inp, h=pool)
-                err = max(rel(y, y_r), rel(ref_pool, h_r))
-
-                def ours(pool=pool, slots=slots, inp=inp):
-                    su.selective_state_update(pool, slots, **inp, check=False)
-
-                state_elems = Din * N
-                io_elems = Din * 4 + 2 * N
-
-                def theirs(pool=pool, slots=slots, inp=inp):
-                    mss(pool, inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], D=inp["D"], z=inp["z"],
-                        dt_bias=inp["dt_bias"], dt_softplus=True, state_batch_indices=slots)
-                shape = {"d_inner": Din, "N": N}
-            floor_ms = S * (2 * state_elems + io_elems) * 4 / bw * 1e3
-            row = {"kind": kind, **shape, "streams": S, "rel_err_vs_reference": err, "floor_ms": floor_ms}
+            floor_ms = S * (2 * c.state_elems + c.io_elems) * 4 / bw * 1e3
+            row = {"kind": kind, **c.shape, "streams": S, "rel_err_vs_reference": err, "floor_ms": floor_ms}
             t = timeit_ms(ours)
             row["triton_ms"] = t["ms"]
             row["triton_graph_ms"] = graph_ms(ours)
@@ -374,7 +388,7 @@ def step_rows(bw: float, quick: bool) -> list[dict]:
                     torch.cuda.synchronize()
             print("step", json.dumps({k: row[k] for k in row if not isinstance(row[k], dict)}), flush=True)
             rows.append(row)
-            del pool, ref_pool, inp, y, y_r, h_r
+            del c, pool, ref_pool, y, y_r, h_r
             torch.cuda.empty_cache()
     return rows
 

@@ -382,6 +382,14 @@ class Source:
     dropped: dict[str, int] = field(default_factory=dict)
     notes: str = ""
 
+    @classmethod
+    def of(cls, pkg: Package, name: str, *, licence: str, language: str, band: str, speakers: list[str], kind: str,
+           notes: str, package: str | None = None) -> Source:
+        """A set taken from the download ``pkg``: its version and SHA-256 recorded, and its name unless
+        ``package`` says more (a second package, the part of an sdist used)."""
+        return cls(name=name, package=package or pkg.name, version=pkg.version, sha256=pkg.sha256, licence=licence,
+                   language=language, band=band, speakers=speakers, kind=kind, notes=notes)
+
     def summary(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("clips",)}
         d["files"] = len(self.clips)
@@ -545,11 +553,10 @@ def fetch_asterisk(name: str, dl: Downloads, dest: Path) -> list[Source]:
     if not root.is_dir():
         raise FetchError(f"{audio_pkg} {pkg.version} has no sounds/{folder}")
     band = "telephone"
-    src = Source(
-        name=name,
+    src = Source.of(
+        pkg,
+        name,
         package=f"{audio_pkg} (+ {text_pkg} for core-sounds-{lang}.txt)",
-        version=pkg.version,
-        sha256=pkg.sha256,
         licence=licence,
         language=language,
         band=band,
@@ -593,11 +600,9 @@ ALSA_PHRASES = {  # file: transcript; the keyword (if any) is the phrase's secon
 def fetch_alsa(name: str, dl: Downloads, dest: Path) -> list[Source]:
     pkg = dl.deb("alsa-utils")
     root = pkg.path / "usr/share/sounds/alsa"
-    src = Source(
-        name=name,
-        package="alsa-utils",
-        version=pkg.version,
-        sha256=pkg.sha256,
+    src = Source.of(
+        pkg,
+        name,
         licence="GPL-2 (alsa-utils; the voice files carry no separate notice)",
         language="en",
         band="wideband",
@@ -662,11 +667,10 @@ PS_NEGATIVES = {  # file: speaker; the transcript is read from the sdist (cards.
 def fetch_pocketsphinx(name: str, dl: Downloads, dest: Path) -> list[Source]:
     pkg = dl.sdist("pocketsphinx", POCKETSPHINX_VERSION, POCKETSPHINX_SHA256, [PS_DATA])
     data = pkg.path / PS_DATA
-    src = Source(
-        name=name,
+    src = Source.of(
+        pkg,
+        name,
         package=f"pocketsphinx {POCKETSPHINX_VERSION} sdist (PyPI), test/data/",
-        version=pkg.version,
-        sha256=pkg.sha256,
         licence="BSD-2-Clause (CMU Sphinx); librivox/ clips are public domain (LibriVox); "
         "tidigits/dhd.2934z.raw is one TIDIGITS utterance (LDC93S10), shipped in the sdist as test data",
         language="en-US",
@@ -704,6 +708,12 @@ def fetch_pocketsphinx(name: str, dl: Downloads, dest: Path) -> list[Source]:
     return [src]
 
 
+def language_source(pkg: Package, game: str, lang: str, licence: str, notes: str) -> Source:
+    """One language folder of a KDE game's data package: speech by one voice (the packages name none)."""
+    return Source.of(pkg, f"{game}-{lang.replace('@', '-')}", licence=licence, language=lang, band="wideband",
+                     speakers=[f"{game}-{lang} voice"], kind="speech", notes=notes)
+
+
 KLETTRES_LICENCE = "GPL-2+ (klettres-data, debian/copyright)"
 # Folders whose items have neither a Latin/Cyrillic name nor a romanised file name (he/syllab/ad-01.ogg):
 # no text to check them against, so they are not used.
@@ -724,17 +734,12 @@ def fetch_klettres(name: str, dl: Downloads, dest: Path) -> list[Source]:
                 items.append((el.get("name", ""), f))
         if not items:
             continue
-        src = Source(
-            name=f"klettres-{lang}",
-            package="klettres-data",
-            version=pkg.version,
-            sha256=pkg.sha256,
-            licence=KLETTRES_LICENCE,
-            language=lang,
-            band="wideband",
-            speakers=[f"klettres-{lang} voice"],
-            kind="speech",
-            notes="KLettres letters (alpha/) and syllables (syllab/), one word each, 44.1 kHz Ogg written at 16 kHz; "
+        src = language_source(
+            pkg,
+            "klettres",
+            lang,
+            KLETTRES_LICENCE,
+            "KLettres letters (alpha/) and syllables (syllab/), one word each, 44.1 kHz Ogg written at 16 kHz; "
             "text = the name sounds.xml gives. Speakers not documented (one voice per language assumed).",
         )
         b = Builder(dest, src)
@@ -767,17 +772,12 @@ def fetch_ktuberling(name: str, dl: Downloads, dest: Path) -> list[Source]:
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         lang = d.name
         files = sorted(f for f in d.iterdir() if f.suffix in (".ogg", ".wav", ".flac"))
-        src = Source(
-            name=f"ktuberling-{lang.replace('@', '-')}",
-            package="ktuberling-data",
-            version=pkg.version,
-            sha256=pkg.sha256,
-            licence="GPL-2+ (ktuberling-data, debian/copyright)",
-            language=lang,
-            band="wideband",
-            speakers=[f"ktuberling-{lang} voice"],
-            kind="speech",
-            notes="KTuberling object names, one word each; text = the file name (the word itself in some "
+        src = language_source(
+            pkg,
+            "ktuberling",
+            lang,
+            "GPL-2+ (ktuberling-data, debian/copyright)",
+            "KTuberling object names, one word each; text = the file name (the word itself in some "
             "languages, its English gloss in others). Exact duplicates across language folders are kept once.",
         )
         b = Builder(dest, src)
@@ -797,49 +797,44 @@ def fetch_ktuberling(name: str, dl: Downloads, dest: Path) -> list[Source]:
     return out
 
 
-def fetch_moh(name: str, dl: Downloads, dest: Path) -> list[Source]:
-    pkg = dl.deb("asterisk-moh-opsound-wav")
-    files = sorted((pkg.path / "usr/share/asterisk/moh").glob("*.wav"))
-    if not files:
-        raise FetchError(f"asterisk-moh-opsound-wav {pkg.version} holds no .wav")
-    src = Source(
-        name=name,
-        package="asterisk-moh-opsound-wav",
-        version=pkg.version,
-        sha256=pkg.sha256,
-        licence=CC_BY_SA_3,
-        language="",
-        band="telephone",
-        speakers=[],
-        kind="music",
-        notes="Asterisk music on hold (Macroform, Manolo Camp, Reno Project), 8 kHz: music as a caller on hold hears it.",
-    )
-    b = Builder(dest, src)
-    for f in files:
-        b.add("music", f.stem, src=f, speaker="", transcript=f.stem.replace("-", " - ").replace("_", " "))
-    return [src]
+@dataclass(frozen=True)
+class MusicSet:
+    """A package of music files, one clip each: where they lie in it (a glob below ``folder``), how a file's
+    name becomes its title, and what SOURCES.json says of them."""
+
+    package: str
+    folder: str
+    pattern: str
+    licence: str
+    band: str
+    notes: str
+    title: Callable[[str], str] = str
 
 
-def fetch_singularity(name: str, dl: Downloads, dest: Path) -> list[Source]:
-    pkg = dl.deb("singularity-music")
-    files = sorted((pkg.path / "usr/share/games/singularity/music").rglob("*.ogg"))
+MUSIC_SETS = {
+    "moh-opsound": MusicSet(
+        "asterisk-moh-opsound-wav", "usr/share/asterisk/moh", "*.wav", CC_BY_SA_3, "telephone",
+        "Asterisk music on hold (Macroform, Manolo Camp, Reno Project), 8 kHz: music as a caller on hold hears it.",
+        title=lambda stem: stem.replace("-", " - ").replace("_", " "),
+    ),
+    "singularity-music": MusicSet(
+        "singularity-music", "usr/share/games/singularity/music", "**/*.ogg",
+        "CC-BY-SA-3.0 (Max McCracken; debian/copyright)", "wideband",
+        "Endgame: Singularity soundtrack (produced electronic / orchestral music), Ogg written at 16 kHz mono.",
+    ),
+}  # fmt: skip
+
+
+def fetch_music(name: str, dl: Downloads, dest: Path) -> list[Source]:
+    m = MUSIC_SETS[name]
+    pkg = dl.deb(m.package)
+    files = sorted((pkg.path / m.folder).glob(m.pattern))
     if not files:
-        raise FetchError(f"singularity-music {pkg.version} holds no .ogg")
-    src = Source(
-        name=name,
-        package="singularity-music",
-        version=pkg.version,
-        sha256=pkg.sha256,
-        licence="CC-BY-SA-3.0 (Max McCracken; debian/copyright)",
-        language="",
-        band="wideband",
-        speakers=[],
-        kind="music",
-        notes="Endgame: Singularity soundtrack (produced electronic / orchestral music), Ogg written at 16 kHz mono.",
-    )
+        raise FetchError(f"{m.package} {pkg.version} holds no {Path(m.pattern).suffix}")
+    src = Source.of(pkg, name, licence=m.licence, language="", band=m.band, speakers=[], kind="music", notes=m.notes)
     b = Builder(dest, src)
     for f in files:
-        b.add("music", f.stem, src=f, speaker="", transcript=f.stem)
+        b.add("music", f.stem, src=f, speaker="", transcript=m.title(f.stem))
     return [src]
 
 
@@ -853,8 +848,7 @@ SETS: dict[str, Callable[[str, Downloads, Path], list[Source]]] = {
     "pocketsphinx": fetch_pocketsphinx,
     "klettres": fetch_klettres,
     "ktuberling": fetch_ktuberling,
-    "moh-opsound": fetch_moh,
-    "singularity-music": fetch_singularity,
+    **dict.fromkeys(MUSIC_SETS, fetch_music),
 }
 SET_PACKAGES = {
     "alsa": "alsa-utils",
@@ -862,8 +856,7 @@ SET_PACKAGES = {
     "pocketsphinx": f"pocketsphinx=={POCKETSPHINX_VERSION} (PyPI sdist)",
     "klettres": "klettres-data",
     "ktuberling": "ktuberling-data",
-    "moh-opsound": "asterisk-moh-opsound-wav",
-    "singularity-music": "singularity-music",
+    **{k: v.package for k, v in MUSIC_SETS.items()},
 }
 
 

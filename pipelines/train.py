@@ -9,13 +9,16 @@ and registered in the MLflow model registry.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+import jsonargparse
 import lightning as L
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
@@ -49,8 +52,32 @@ class OutputConfig:
     test: bool = True
 
 
+class _ConfigDumper(yaml.SafeDumper):
+    """The safe YAML dumper, writing an Enum member as its value.
+
+    A parameter annotated with a plain type whose default is an Enum member (Lightning's
+    ``Timer(interval: str = Interval.step)``) keeps that member in the parsed config: jsonargparse checks it
+    against ``str``, which a str-valued member passes, and leaves it as it is. The safe dumper refuses any
+    object it does not know, and LightningCLI dumps the whole config before it builds the data module (for
+    its hyperparameters), so one such callback stopped every fit. The value is what the annotation asks for.
+    """
+
+
+_ConfigDumper.add_multi_representer(enum.Enum, lambda dumper, member: dumper.represent_data(member.value))
+
+
+def dump_config_yaml(data: Any) -> str:
+    """jsonargparse's YAML dump (same layout), with :class:`_ConfigDumper`."""
+    return yaml.dump(data, Dumper=_ConfigDumper, default_flow_style=False, allow_unicode=True, sort_keys=False)
+
+
 class SignalCLI(LightningCLI):
     """LightningCLI with an ``output`` group and MLflow as the default logger."""
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        # jsonargparse's dumpers are one table for the process: the fit's parsers write YAML through this one
+        jsonargparse.set_dumper("yaml", dump_config_yaml)
+        return super().init_parser(**kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(OutputConfig, "output")

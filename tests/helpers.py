@@ -22,6 +22,11 @@ def rel_err(a: Tensor, b: Tensor) -> float:
     return float((a - b).abs().max() / scale)
 
 
+def max_abs_diff(a: Tensor, b: Tensor) -> float:
+    """max |a - b|, in float64; 0 for empty tensors."""
+    return float((a.detach().double() - b.detach().double()).abs().max()) if a.numel() else 0.0
+
+
 def state_rel_err(a: State, b: State) -> float:
     da, db = a.state_dict(), b.state_dict()
     assert da.keys() == db.keys()
@@ -65,6 +70,21 @@ def fold_chunks(module, x: Tensor, state: State, sizes: list[int]) -> tuple[Tens
         ys.append(y)
         t += n
     return torch.cat(ys, dim=1), state
+
+
+def assert_chunks_equal_whole(module, x: Tensor, sizes: list[int], *, atol: float, state_atol: float = 0.0
+                              ) -> tuple[Tensor, State]:
+    """Fold ``module`` over ``x`` cut into chunks of ``sizes``, from a zero state in x's dtype, and check it
+    against one call on the whole of ``x``: outputs within ``atol``, floating state tensors within
+    ``state_atol`` (0: equal), the others equal. Returns the folded output and final state."""
+    y_ref, s_ref = module(x)
+    y, s = fold_chunks(module, x, module.init_state(x.shape[0], dtype=x.dtype), sizes)
+    assert y.shape == y_ref.shape and y.dtype == y_ref.dtype
+    assert max_abs_diff(y, y_ref) <= atol
+    ref = s_ref.state_dict()
+    for k, t in s.state_dict().items():
+        assert max_abs_diff(t, ref[k]) <= (state_atol if t.is_floating_point() else 0), k
+    return y, s
 
 
 def fold_steps(module, x: Tensor, state: State) -> tuple[Tensor, State]:

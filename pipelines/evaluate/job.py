@@ -38,6 +38,7 @@ log = logging.getLogger("ssm_signal.evaluate")
 
 KEYWORD_ROOT = "data/keywords"
 NEGATIVES_ROOT = "data/negatives"
+FOREIGN_ROOT = "data/foreign_speech"
 DEFAULT = "default"  # in --positives / --negatives: the default data, beside other sets
 
 
@@ -144,7 +145,7 @@ def _evaluate(cfg: EvaluateConfig) -> dict:
     det = engine.detector
     labels = det.reportable_labels
     pos_specs = _expand(cfg.positives, lambda: [_default_positives("testing_list.txt", bundle.labels)])
-    neg_specs = _expand(cfg.negatives, lambda: _default_negatives("test"))
+    neg_specs = _expand(cfg.negatives, lambda: _default_negatives("test", bundle.labels))
     pos = [kw.stream_positives(engine, _set_name(s), read_positives(s, engine.labels, skips), cfg.stream, skips)
            for s in pos_specs]
     neg = kw.stream_negatives(engine, [(_group_name(s), read_negatives(s)) for s in neg_specs], cfg.stream, skips)
@@ -191,7 +192,7 @@ def _engine(bundle: Bundle) -> StreamEngine:
 
 def _calibrate(cfg: EvaluateConfig, bundle: Bundle, engine: StreamEngine, skips: SkipLog) -> tuple[Bundle, dict]:
     pos_specs = _expand(cfg.calibration_positives, lambda: [_default_positives("validation_list.txt", bundle.labels)])
-    neg_specs = _expand(cfg.calibration_negatives, lambda: _default_negatives("calibration"))
+    neg_specs = _expand(cfg.calibration_negatives, lambda: _default_negatives("calibration", bundle.labels))
     overlap = set(map(_norm, pos_specs + neg_specs)) & set(map(_norm, (cfg.positives or []) + (cfg.negatives or [])))
     if overlap:
         log.warning("calibrating on data that is also reported (%s): the reported figures are then optimistic",
@@ -247,6 +248,8 @@ def _group_name(spec: str) -> str:
     p = Path(spec)
     if Path(NEGATIVES_ROOT) in p.parents:
         return "generated/" + p.parent.name  # speech, music, noise
+    if Path(FOREIGN_ROOT) in p.parents:
+        return "generated/foreign"
     return str(p)
 
 
@@ -267,10 +270,15 @@ def _default_positives(split_list: str, labels: list[str]) -> str:
     return str(root / split_list)
 
 
-def _default_negatives(split: str) -> list[str]:
-    """The generated negative corpus's sources of one half: within each kind (speech, music, noise), the
-    sources in sorted order alternate between calibration (even) and test (odd), so the halves share no
-    file or sentence and each holds every kind."""
+def _default_negatives(split: str, labels: list[str]) -> list[str]:
+    """The generated negatives of one half. The negative corpus's sources: within each kind (speech,
+    music, noise), the sources in sorted order alternate between calibration (even) and test (odd), so the
+    halves share no file or sentence and each holds every kind. And speech in other languages
+    (:func:`~ssm_signal.data.foreign_speech.write_streams`): the validation sentences and voices for
+    calibration, the test ones for the report, none with a word that sounds like one of ``labels``."""
+    import hashlib
+
+    from ssm_signal.data.foreign_speech import write_streams
     from ssm_signal.data.negatives import corpus_sources, generate_negative_corpus
 
     root = generate_negative_corpus(NEGATIVES_ROOT)  # cached: made once
@@ -278,4 +286,8 @@ def _default_negatives(split: str) -> list[str]:
     for name in sorted(corpus_sources(root)):
         by_kind.setdefault(name.split("/")[0], []).append(name)
     parity = 0 if split == "calibration" else 1
-    return [str(Path(root) / n) for names in by_kind.values() for i, n in enumerate(names) if i % 2 == parity]
+    corpus = [str(Path(root) / n) for names in by_kind.values() for i, n in enumerate(names) if i % 2 == parity]
+    keywords = sorted(lab for lab in labels if not lab.startswith("_"))
+    part = "validation" if split == "calibration" else "testing"
+    tag = hashlib.sha1(",".join(keywords).encode()).hexdigest()[:8]  # the look-alike filter depends on them
+    return corpus + [str(write_streams(Path(FOREIGN_ROOT) / f"{part}-{tag}", keywords, part))]  # cached

@@ -20,6 +20,7 @@ import logging
 import numpy as np
 import torch
 
+from ssm_signal.bounds import bounded, check_bounds
 from ssm_signal.data.audio_io import resample
 from ssm_signal.data.skips import DataError, SkipLog
 from ssm_signal.events import DetectorConfig, EventDetector
@@ -40,23 +41,16 @@ class StreamSettings:
     in segments this long, each from a fresh state (0: one stream per source, the default);
     batch: streams advanced per model call."""
 
-    chunk_s: float = 0.1
-    lead_s: float = 0.5
-    trail_s: float = 1.5
+    chunk_s: float = bounded(0.1, gt=0)
+    lead_s: float = bounded(0.5, ge=0)
+    trail_s: float = bounded(1.5, ge=0)
     pad: str = "silence"
-    hit_window_s: float = 1.0
-    segment_s: float = 0.0
-    batch: int = 256
+    hit_window_s: float = bounded(1.0, gt=0)
+    segment_s: float = bounded(0.0, ge=0)
+    batch: int = bounded(256, ge=1)
 
     def __post_init__(self):
-        for name in ("chunk_s", "hit_window_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("lead_s", "trail_s", "segment_s"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.batch < 1:
-            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        check_bounds(self)
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
-"""Acoustic-channel augmentations: room, microphone colouring, band limits, companding.
+"""Acoustic-channel augmentations: room, microphone colouring, band limits, telephone lines, codecs.
 
 Issue 16: a keyword model trained on clean wide-band clips falls from 98% to about 50% when the audio
 passes through a 4 kHz channel (a telephone), and it has never heard a room. These transforms put the
@@ -23,13 +23,17 @@ statistical tail gives.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 from collections.abc import Callable
 
+import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from ssm_signal.bounds import bounded, check_bounds
 from ssm_signal.data.augment import Gain, _uniform
+from ssm_signal.frontends.resample import resample
 
 # ----------------------------------------------------------------------------------------------------------
 # functional core
@@ -100,6 +104,29 @@ def reverberate(wave: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
     return (wet * (peak_in / peak_out) if peak_out > 0 else wet).to(wave.dtype)
 
 
+def gsm(wave: torch.Tensor) -> torch.Tensor:
+    """Round trip through the GSM 06.10 full-rate codec (the 13 kbit/s codec of GSM phones and of many
+    VoIP prompt sets), by libsndfile's encoder: (L,) at 8 kHz -> (L,), clipped to [-1, 1]."""
+    buf = io.BytesIO()
+    sf.write(buf, wave.clamp(-1, 1).double().numpy(), 8000, format="WAV", subtype="GSM610")
+    buf.seek(0)
+    out, _ = sf.read(buf, dtype="float32")
+    return torch.from_numpy(out[: wave.shape[-1]]).to(wave.dtype)  # the codec pads to whole 160-sample frames
+
+
+def telephone(wave: torch.Tensor, sample_rate: int, codec: str | None = None) -> torch.Tensor:
+    """A telephone line: the 300-3400 Hz band, sampled at 8 kHz, through ``codec`` ('mu-law', 'gsm' or
+    None) and back to ``sample_rate``, as a call recorded at the far end. (L,) -> (L,)."""
+    narrow = resample(band_limit(wave, sample_rate, 300.0, 3400.0), sample_rate, 8000)
+    if codec == "mu-law":
+        narrow = mu_law(narrow)
+    elif codec == "gsm":
+        narrow = gsm(narrow)
+    elif codec is not None:
+        raise ValueError(f"codec must be 'mu-law', 'gsm' or None, got {codec!r}")
+    return resample(narrow, 8000, sample_rate)[: wave.shape[-1]]
+
+
 def mu_law(wave: torch.Tensor, bits: int = 8) -> torch.Tensor:
     """Round trip through ``bits``-bit mu-law (G.711's companding at 8 bits): input clipped to [-1, 1]."""
     channels = 2**bits
@@ -112,18 +139,22 @@ def mu_law(wave: torch.Tensor, bits: int = 8) -> torch.Tensor:
 
 
 class BandLimit:
-    """A band-limited channel: with probability ``telephone`` the 300-3400 Hz telephone band (what an 8 kHz
-    call carries), otherwise a low-pass at a cut-off uniform in ``cutoff_hz``."""
+    """A band-limited channel: with probability ``telephone`` a telephone line (:func:`telephone`: the
+    300-3400 Hz band at 8 kHz, of which ``gsm`` through GSM 06.10 and ``mu_law`` through 8-bit mu-law),
+    otherwise a low-pass at a cut-off uniform in ``cutoff_hz``."""
 
     def __init__(self, sample_rate: int = 16000, cutoff_hz: tuple[float, float] = (3400.0, 8000.0),
-                 telephone: float = 0.4, p: float = 1.0):
+                 telephone: float = 0.4, p: float = 1.0, gsm: float = 0.0, mu_law: float = 0.0):
         self.sample_rate, self.cutoff_hz, self.telephone, self.p = sample_rate, cutoff_hz, telephone, p
+        self.gsm, self.mu_law = gsm, mu_law
 
     def __call__(self, wave: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if torch.rand((), generator=g) >= self.p:
             return wave
         if torch.rand((), generator=g) < self.telephone:
-            return band_limit(wave, self.sample_rate, 300.0, 3400.0)
+            u = torch.rand((), generator=g)
+            codec = "gsm" if u < self.gsm else "mu-law" if u < self.gsm + self.mu_law else None
+            return telephone(wave, self.sample_rate, codec)
         return band_limit(wave, self.sample_rate, 0.0, _uniform(*self.cutoff_hz, g))
 
 
@@ -175,27 +206,28 @@ class MuLaw:
 class ChannelConfig:
     """Probabilities of the channel transforms on a training clip (0 turns one off). They run in the
     order of a real chain: room (``reverb``, before the background noise is mixed in), then microphone
-    (``colour``), ``gain``, the line's band (``band_limit``, ``telephone`` of those the telephone band)
-    and its codec (``mu_law``).
+    (``colour``), ``gain``, the line's band (``band_limit``, ``telephone`` of those a telephone line at
+    8 kHz, of which ``telephone_gsm`` through GSM 06.10 and ``telephone_mu_law`` through mu-law) and a
+    codec on any clip (``mu_law``, at the clip's rate).
 
     rt60: the range of the reverberation time (s). gain_db: the range of the extra gain.
     """
 
-    reverb: float = 0.5
-    rt60: tuple[float, float] = (0.1, 0.8)
-    colour: float = 0.5
-    band_limit: float = 0.4
-    telephone: float = 0.4
-    mu_law: float = 0.15
-    gain: float = 0.0
-    gain_db: tuple[float, float] = (-10.0, 10.0)
+    reverb: float = bounded(0.5, ge=0, le=1)
+    rt60: tuple[float, float] = bounded((0.1, 0.8), gt=0)
+    colour: float = bounded(0.5, ge=0, le=1)
+    band_limit: float = bounded(0.4, ge=0, le=1)
+    telephone: float = bounded(0.4, ge=0, le=1)
+    mu_law: float = bounded(0.15, ge=0, le=1)
+    telephone_gsm: float = bounded(0.0, ge=0, le=1)
+    telephone_mu_law: float = bounded(0.0, ge=0, le=1)
+    gain: float = bounded(0.0, ge=0, le=1)
+    gain_db: tuple[float, float] = bounded((-10.0, 10.0))
 
     def __post_init__(self):
-        for name in ("reverb", "colour", "band_limit", "telephone", "mu_law", "gain"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} is a probability, got {getattr(self, name)}")
-        if not 0 < self.rt60[0] <= self.rt60[1]:
-            raise ValueError(f"rt60 must be an increasing positive range, got {self.rt60}")
+        check_bounds(self)
+        if self.telephone_gsm + self.telephone_mu_law > 1:
+            raise ValueError("telephone_gsm + telephone_mu_law is a share of telephone clips: at most 1")
 
     def room(self, sample_rate: int) -> list:
         """The transforms before the noise is mixed in."""
@@ -209,7 +241,8 @@ class ChannelConfig:
         if self.gain:
             out.append(Gain(self.gain_db, p=self.gain))
         if self.band_limit:
-            out.append(BandLimit(sample_rate, telephone=self.telephone, p=self.band_limit))
+            out.append(BandLimit(sample_rate, telephone=self.telephone, p=self.band_limit, gsm=self.telephone_gsm,
+                                 mu_law=self.telephone_mu_law))
         if self.mu_law:
             out.append(MuLaw(p=self.mu_law))
         return out

@@ -56,7 +56,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssm_signal.data import training_speech, voices
+from ssm_signal.bounds import bounded, check_bounds
+from ssm_signal.data import foreign_speech, training_speech, voices
 from ssm_signal.data.audio_io import read_audio, write_audio
 from ssm_signal.data.generated import holds_generated
 from ssm_signal.data.phrases import folder_of
@@ -119,20 +120,20 @@ class KeywordSetConfig:
         (:class:`~ssm_signal.data.training_speech.TrainingSpeech`; none by default).
     """
 
-    n_speakers: int = 240
+    n_speakers: int = bounded(240, ge=0)
     words: tuple[str, ...] = CORE_WORDS
     other_words: tuple[str, ...] = AUXILIARY_WORDS
-    other_per_speaker: int = 4
-    validation_percent: float = 10.0
-    testing_percent: float = 10.0
-    rate_wpm: tuple[float, float] = (120.0, 220.0)
-    pitch: tuple[float, float] = (20.0, 80.0)
-    snr_db: tuple[float, float] = (10.0, 40.0)
-    peak_dbfs: tuple[float, float] = (-24.0, -2.0)
+    other_per_speaker: int = bounded(4, ge=0)
+    validation_percent: float = bounded(10.0, ge=0)
+    testing_percent: float = bounded(10.0, ge=0)
+    rate_wpm: tuple[float, float] = bounded((120.0, 220.0), gt=0)
+    pitch: tuple[float, float] = bounded((20.0, 80.0), ge=0, le=99)
+    snr_db: tuple[float, float] = bounded((10.0, 40.0))
+    peak_dbfs: tuple[float, float] = bounded((-24.0, -2.0), le=0)
     engine_speakers: dict[str, int] = dataclasses.field(default_factory=dict)
-    semitones: tuple[float, float] = (-4.0, 4.0)
-    tempo: tuple[float, float] = (0.8, 1.25)
-    vtl: tuple[float, float] = (0.85, 1.15)
+    semitones: tuple[float, float] = bounded((-4.0, 4.0))
+    tempo: tuple[float, float] = bounded((0.8, 1.25), gt=0)
+    vtl: tuple[float, float] = bounded((0.85, 1.15), gt=0)
     holdout_engine: str | None = None
     training_speech: TrainingSpeech = dataclasses.field(default_factory=TrainingSpeech)
 
@@ -140,7 +141,8 @@ class KeywordSetConfig:
         object.__setattr__(self, "engine_speakers", dict(self.engine_speakers))
         if isinstance(self.training_speech, dict):  # from a JSON marker or a plain config mapping
             object.__setattr__(self, "training_speech", TrainingSpeech(**self.training_speech))
-        if self.n_speakers < 0 or self.n_speakers + sum(self.engine_speakers.values()) < 1:
+        check_bounds(self)
+        if self.n_speakers + sum(self.engine_speakers.values()) < 1:
             raise ValueError(f"n_speakers must be >= 1 (or 0 with engine_speakers), got {self.n_speakers}")
         bad = set(self.engine_speakers) - set(voices.VOICES)
         if bad or any(n < 0 for n in self.engine_speakers.values()):
@@ -151,13 +153,13 @@ class KeywordSetConfig:
             raise ValueError("holding out the only engine leaves nothing to train on")
         if not self.words:
             raise ValueError("words must name at least one word")
-        if not 0 <= self.other_per_speaker <= len(self.other_words):
+        if self.other_per_speaker > len(self.other_words):
             raise ValueError(f"other_per_speaker must be in [0, {len(self.other_words)}]")
         if set(self.words) & set(self.other_words):
             raise ValueError(f"words and other_words overlap: {sorted(set(self.words) & set(self.other_words))}")
-        if not (0 <= self.validation_percent and 0 <= self.testing_percent
-                and self.validation_percent + self.testing_percent < 100):
-            raise ValueError("validation_percent and testing_percent must be >= 0 and sum to < 100")
+        if not self.validation_percent + self.testing_percent < 100:
+            raise ValueError(f"validation_percent and testing_percent must sum to < 100, got "
+                             f"{self.validation_percent} + {self.testing_percent}")
 
     @property
     def engines(self) -> tuple[str, ...]:
@@ -269,17 +271,20 @@ def render_clip(word: str, speaker: Speaker, rng: np.random.Generator, noises: S
 
 
 def speak(text: str, speaker: Speaker, rng: np.random.Generator, neutral: torch.Tensor | None = None,
-          fit: bool = False) -> torch.Tensor:
+          fit: bool = False, language: str | None = None) -> torch.Tensor:
     """``speaker`` saying ``text``: (L,) at 16 kHz, silence trimmed; with ``fit``, a phrase (a text with a
     space) that would not fit a 1 s clip is said faster instead (a keyword phrase is never cut).
 
     espeak-ng speakers synthesise at their jittered rate and pitch; another engine's speaker perturbs
     ``neutral`` (the voice's plain rendering of ``text``) by its own F0, tempo and vocal-tract length,
-    each jittered a little per utterance."""
+    each jittered a little per utterance. ``language``: an espeak-ng language spoken instead of the
+    speaker's English accent, in the speaker's own voice variant (espeak-ng speakers only)."""
+    if language is not None and speaker.engine != voices.ESPEAK:
+        raise ValueError(f"only espeak-ng speakers speak other languages, not {speaker.engine}")
     if speaker.engine == voices.ESPEAK:
         rate = speaker.rate * rng.uniform(0.92, 1.08)
         pitch = float(np.clip(speaker.pitch + rng.uniform(-6, 6), 0, 99))
-        voice = synthesize(text, f"{speaker.accent}+{speaker.variant}", rate, pitch)
+        voice = synthesize(text, f"{language or speaker.accent}+{speaker.variant}", rate, pitch)
         if fit and " " in text and voice.shape[0] > SAMPLE_RATE:  # a phrase too slow for the clip: said faster
             voice = synthesize(text, f"{speaker.accent}+{speaker.variant}", rate * _fit(voice), pitch)
     else:
@@ -331,8 +336,9 @@ def _speaker_job(args: tuple[Speaker, str, KeywordSetConfig]) -> list[str]:
     root_p = Path(root)
     noises = _worker_noises(root_p / BACKGROUND_DIR)
     rng = np.random.default_rng(speaker.seed)
-    extra = training_speech.plan(cfg.words, speaker.split, speaker.seed, cfg.training_speech)
-    texts = list(dict.fromkeys([*speaker.words, *(t for u in extra for t in u.texts)]))  # each text once
+    extra = training_speech.plan(cfg.words, speaker.split, speaker.seed, cfg.training_speech,
+                                 foreign=speaker.engine == voices.ESPEAK)
+    texts = list(dict.fromkeys([*speaker.words, *(t for u in extra if u.language is None for t in u.texts)]))
     plain = dict(zip(texts, voices.synthesize_words(speaker.engine, speaker.variant, texts)
                      if speaker.engine != voices.ESPEAK else [None] * len(texts), strict=True))
     written = []
@@ -341,7 +347,7 @@ def _speaker_job(args: tuple[Speaker, str, KeywordSetConfig]) -> list[str]:
         write_audio(root_p / rel, render_clip(word, speaker, rng, noises, cfg, plain[word]), SAMPLE_RATE)
         written.append(rel)
     for k, u in enumerate(extra):
-        parts = [speak(t, speaker, rng, plain[t]) for t in u.texts]
+        parts = [speak(t, speaker, rng, plain.get(t), language=u.language) for t in u.texts]
         for j, voice in enumerate(training_speech.windows(u, parts, cfg.training_speech, rng)):
             rel = f"{folder_of(u.label)}/{speaker.id}_nohash_{u.kind}{k:02d}{j}.wav"
             write_audio(root_p / rel, place(voice, rng, noises, cfg), SAMPLE_RATE)
@@ -419,6 +425,8 @@ def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: Keyw
         training_speech.write_music(tmp / BACKGROUND_DIR, cfg.training_speech.music_seconds, seed, SAMPLE_RATE)
     if cfg.training_speech.speech:
         training_speech.training_sentences()  # fail now, not in every worker, if the texts are missing
+    if cfg.training_speech.foreign_per_speaker:
+        foreign_speech.check_texts(cfg.training_speech.languages)
     speakers = plan_speakers(cfg, seed)
     log.info("generating the keyword set: %d speakers (%s), %d words each, into %s", len(speakers),
              ", ".join(f"{e} {sum(s.engine == e for s in speakers)}" for e in cfg.engines), len(speakers[0].words), root)

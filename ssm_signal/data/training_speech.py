@@ -8,6 +8,8 @@ the training split that material, written into the keyword set's Speech Commands
 
     <root>/_unknown_/<speaker>_nohash_s<k><j>.wav   1 s windows of the speaker reading a sentence
     <root>/_unknown_/<speaker>_nohash_n<k>0.wav     the speaker saying a near-miss word ("lift" for "left")
+    <root>/_unknown_/<speaker>_nohash_f<k><j>.wav   1 s windows of the speaker reading a sentence in another
+                                                    language (espeak-ng speakers; :mod:`foreign_speech`)
     <root>/<word>/<speaker>_nohash_c<k>0.wav        the keyword between other words ("... cat LEFT tree ..."),
                                                     cut to 1 s around the whole keyword
     <root>/_background_noise_/music_synth_<k>.wav   synthesised music: mixed under clips at the noise SNRs,
@@ -44,6 +46,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ssm_signal.bounds import bounded, check_bounds
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import SAMPLE_RATE, UNKNOWN
 
@@ -100,27 +103,31 @@ class TrainingSpeech:
         before and after, from the sentences' vocabulary), labelled with the keyword.
     gap_s: range of the pause between two joined words.
     music_seconds: synthesised music written into the background-noise folder.
+    foreign_per_speaker: sentences in other languages each espeak-ng training speaker reads in its own voice
+        variant (``crops_per_sentence`` windows each, ``_unknown_``), a language drawn from ``languages``
+        for each (:mod:`~ssm_signal.data.foreign_speech`). Other engines' voices speak English only.
+    languages: espeak-ng languages of those sentences (keys of
+        :data:`~ssm_signal.data.foreign_speech.FOREIGN_TEXTS`).
     """
 
-    sentences_per_speaker: int = 0
-    crops_per_sentence: int = 2
-    near_misses_per_speaker: int = 0
-    in_context_per_speaker: int = 0
-    gap_s: tuple[float, float] = (0.02, 0.25)
-    music_seconds: float = 0.0
+    sentences_per_speaker: int = bounded(0, ge=0)
+    crops_per_sentence: int = bounded(2, ge=1)
+    near_misses_per_speaker: int = bounded(0, ge=0)
+    in_context_per_speaker: int = bounded(0, ge=0)
+    gap_s: tuple[float, float] = bounded((0.02, 0.25), ge=0)
+    music_seconds: float = bounded(0.0, ge=0)
+    foreign_per_speaker: int = bounded(0, ge=0)
+    languages: tuple[str, ...] = ("de", "es", "it", "ru", "cs", "bg", "eo", "pt-br")
 
     def __post_init__(self):
+        from ssm_signal.data.foreign_speech import FOREIGN_TEXTS
+
         object.__setattr__(self, "gap_s", tuple(self.gap_s))
-        if not 0 <= self.gap_s[0] <= self.gap_s[1]:
-            raise ValueError(f"gap_s must be a range of seconds >= 0, got {self.gap_s}")
-        for name in ("sentences_per_speaker", "crops_per_sentence", "near_misses_per_speaker",
-                     "in_context_per_speaker"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.crops_per_sentence < 1:
-            raise ValueError(f"crops_per_sentence must be >= 1, got {self.crops_per_sentence}")
-        if self.music_seconds < 0:
-            raise ValueError(f"music_seconds must be >= 0, got {self.music_seconds}")
+        object.__setattr__(self, "languages", tuple(self.languages))
+        unknown = [x for x in self.languages if x not in FOREIGN_TEXTS]
+        if unknown or (self.foreign_per_speaker and not self.languages):
+            raise ValueError(f"languages must be some of {sorted(FOREIGN_TEXTS)}, got {list(self.languages)}")
+        check_bounds(self)
 
     @property
     def any(self) -> bool:
@@ -128,18 +135,21 @@ class TrainingSpeech:
 
     @property
     def speech(self) -> bool:
-        return bool(self.sentences_per_speaker or self.near_misses_per_speaker or self.in_context_per_speaker)
+        return bool(self.sentences_per_speaker or self.near_misses_per_speaker or self.in_context_per_speaker
+                    or self.foreign_per_speaker)
 
 
 @dataclasses.dataclass(frozen=True)
 class Utterance:
     """One thing a training speaker says: ``texts`` spoken one after another (kind "s": a sentence, "n": a
-    near-miss word, "c": a keyword in context, ``texts[key]`` the keyword), written under ``label``."""
+    near-miss word, "c": a keyword in context, ``texts[key]`` the keyword, "f": a sentence in ``language``),
+    written under ``label``."""
 
     kind: str
     texts: tuple[str, ...]
     label: str
     key: int = 0
+    language: str | None = None
 
 
 @functools.lru_cache(maxsize=4)
@@ -155,9 +165,10 @@ def _pools(keywords: tuple[str, ...]) -> tuple[list[str], list[str]]:
     return sentences, sorted(w for w in words if len(w) > 1 and w.isalpha())
 
 
-def plan(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech) -> list[Utterance]:
+def plan(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech, foreign: bool = True) -> list[Utterance]:
     """What one speaker of ``split`` says beyond its words, drawn from a stream of its own (``seed``), so
-    the words' clips stay those of a set without it. Nothing outside the training split."""
+    the words' clips stay those of a set without it. Nothing outside the training split; sentences in other
+    languages only where ``foreign`` (a voice that can speak them), each from a stream of its own too."""
     if split != "training" or not cfg.speech:
         return []
     rng = np.random.default_rng([seed, 0xE6A])
@@ -175,6 +186,14 @@ def plan(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech) -> li
             before = 1
         pick = [vocabulary[int(i)] for i in rng.integers(len(vocabulary), size=before + after)]
         out.append(Utterance("c", (*pick[:before], word, *pick[before:]), word, before))
+    if foreign and cfg.foreign_per_speaker:
+        from ssm_signal.data import foreign_speech
+
+        frng = np.random.default_rng([seed, 0xF0E16])
+        for _ in range(cfg.foreign_per_speaker):
+            language = cfg.languages[int(frng.integers(len(cfg.languages)))]
+            pool = foreign_speech.sentences(language, tuple(words))
+            out.append(Utterance("f", (pool[int(frng.integers(len(pool)))],), UNKNOWN_DIR, language=language))
     return out
 
 
@@ -182,7 +201,7 @@ def windows(u: Utterance, parts: Sequence[torch.Tensor], cfg: TrainingSpeech, rn
             n: int = SAMPLE_RATE) -> list[torch.Tensor]:
     """The clips' voices (each at most ``n`` samples) of an utterance whose texts were spoken as ``parts``
     [(L_i,)]: windows of a sentence, the near-miss word, or the context joined around the keyword."""
-    if u.kind == "s":
+    if u.kind in ("s", "f"):
         return speech_windows(parts[0], n, cfg.crops_per_sentence, rng)
     if u.kind == "n":
         return [parts[0]]

@@ -8,11 +8,13 @@ block), so ``forward`` returns only the frames a chunk completes (possibly none)
 
 from __future__ import annotations
 
-from ssm_signal.frontends.logmel import LogMel, LogMelState, RunningMoments
+from ssm_signal.frontends.base import FramedFrontend, RunningMoments
+from ssm_signal.frontends.logmel import LogMel, LogMelState
 from ssm_signal.frontends.sensor import SensorFrontend, SensorFrontendState
 
 # a model's frontend is built from its config by ssm_signal.models.signal_model.build_frontend
 __all__ = [
+    "FramedFrontend",
     "LogMel",
     "LogMelState",
     "RunningMoments",

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ssm_signal.frontends.logmel import read_phase
+from ssm_signal.frontends.base import read_phase
 from ssm_signal.layers.base import StreamingModule
 from ssm_signal.polyphase import (  # noqa: F401  (FilterDesign, ROLLOFF, resample_reference: re-exported)
     ATTENUATION_DB,

@@ -16,13 +16,11 @@ the output of the fitted frontend has unit variance whatever D is.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 
 import torch
 from torch import Tensor
 
-from ssm_signal.frontends.logmel import RunningMoments, check_aligned, iter_batches, read_phase
-from ssm_signal.layers.base import StreamingModule
+from ssm_signal.frontends.base import FramedFrontend, check_aligned, read_phase
 from ssm_signal.state import State
 from ssm_signal.validation import check_sequence, check_step
 
@@ -36,7 +34,7 @@ class SensorFrontendState(State):
     phase: Tensor
 
 
-class SensorFrontend(StreamingModule):
+class SensorFrontend(FramedFrontend):
     """Per-channel standardisation with optional block-average decimation, (B, L, C) -> (B, L', C).
 
     L' = ``frames_for(L, phase)`` = (phase + L) // decimate, possibly 0. ``mean``/``std``
@@ -48,25 +46,13 @@ class SensorFrontend(StreamingModule):
     """
 
     def __init__(self, channels: int, decimate: int = 1):
-        super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"SensorFrontend: channels must be a positive int, got {channels!r}")
         if isinstance(decimate, bool) or not isinstance(decimate, int) or decimate < 1:
             raise ValueError(f"SensorFrontend: decimate must be a positive int, got {decimate!r}")
+        super().__init__(channels, samples_per_frame=decimate)
         self.d_model = channels
         self.channels, self.decimate = channels, decimate
-        self.register_buffer("mean", torch.zeros(channels))
-        self.register_buffer("std", torch.ones(channels))
-
-    @property
-    def samples_per_frame(self) -> int:
-        return self.decimate
-
-    def frames_for(self, n_samples: int, phase: int = 0) -> int:
-        """Output steps completed by a chunk of ``n_samples`` arriving at ``phase``."""
-        if n_samples < 0 or not 0 <= phase < self.decimate:
-            raise ValueError(f"frames_for: need n_samples >= 0 and 0 <= phase < {self.decimate}")
-        return (phase + n_samples) // self.decimate
 
     def init_state(self, batch_size: int, *, device=None, dtype: torch.dtype = torch.float32) -> SensorFrontendState:
         return SensorFrontendState(
@@ -90,40 +76,13 @@ class SensorFrontend(StreamingModule):
             check_aligned(state.phase, "SensorFrontend.step", "block-aligned", "blocks")
         return self._step(x_t, state)
 
-    @torch.no_grad()
-    def fit_normalization(
-        self, data: Tensor | Iterable, *, features: bool = False, min_std: float = 1e-5
-    ) -> SensorFrontend:
-        """Set ``mean``/``std`` from training data; returns self.
-
-        ``data`` is a tensor or an iterable of batches (a DataLoader; from (x, ...) tuples the
-        first element is used). With ``features=False`` batches are raw streams, (B, L, C)
-        or (L, C), decimated from a zero state; with ``features=True`` they are decimated,
-        un-normalised values already, (..., C). Accumulates in float64 over all batches.
-
-        The statistics are global, fitted once on the training set; per-recording
-        normalisation is not offered because it needs the whole recording first (not causal).
-        """
-        moments = RunningMoments(self.channels)
-        for batch in iter_batches(data):
-            if not features:
-                if batch.dim() == 2:
-                    batch = batch[None]
-                check_sequence(batch, self.channels)
-                batch = self._decimate(batch, self.init_state(batch.shape[0], device=batch.device, dtype=batch.dtype))[0]
-            moments.update(batch)
-        mean, std = moments.result(min_std)
-        self.mean.copy_(mean)
-        self.std.copy_(std)
-        return self
-
     # -- unchecked ---------------------------------------------------------------------------
-    def _forward(self, x: Tensor, state: SensorFrontendState, phase: int | None = None
-                 ) -> tuple[Tensor, SensorFrontendState]:
-        """``phase``: the streams' phase (samples seen mod decimate) where the caller knows it, as
-        in ``LogMel._forward``: no device read; None: read from the state."""
-        y, state = self._decimate(x, state, phase)
-        return self._normalize(y), state
+    def _as_stream(self, batch: Tensor) -> Tensor:
+        """Raw streams to fit on, (B, L, C) or (L, C) -> (B, L, C)."""
+        if batch.dim() == 2:
+            batch = batch[None]
+        check_sequence(batch, self.channels)
+        return batch
 
     def _step(self, x_t: Tensor, state: SensorFrontendState) -> tuple[Tensor, SensorFrontendState]:
         """x_t (B, C), or one block (B, decimate, C) at phase 0 (``step`` checks it) -> y_t (B, C)."""
@@ -133,7 +92,7 @@ class SensorFrontend(StreamingModule):
         y = (state.partial_sum.to(x_t.dtype) + x_t.sum(1)) / self.decimate
         return self._normalize(y), state
 
-    def _decimate(self, x: Tensor, state: SensorFrontendState, phase: int | None = None
+    def _features(self, x: Tensor, state: SensorFrontendState, phase: int | None = None
                   ) -> tuple[Tensor, SensorFrontendState]:
         """Un-normalised block means: x (B, L, C) -> (B, L', C), and the new state."""
         D = self.decimate
@@ -154,6 +113,3 @@ class SensorFrontend(StreamingModule):
             rest, acc = x[:, end:], torch.zeros_like(acc)
         partial = (acc + rest.sum(1)).to(state.partial_sum.dtype)
         return y, SensorFrontendState(partial_sum=partial, phase=torch.full_like(state.phase, (p + L) % D))
-
-    def _normalize(self, y: Tensor) -> Tensor:
-        return (y - self.mean.to(y.dtype)) / self.std.to(y.dtype)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ssm_signal.bounds import bounded, check_bounds
 from ssm_signal.layers.block import MIXERS
 
 FRONTENDS = ("logmel", "sensor")
@@ -64,26 +65,21 @@ class FrontendConfig:
     """
 
     kind: str = "logmel"
-    sample_rate: int = 16000
-    n_mels: int = 40
-    n_fft: int = 400
-    hop_length: int = 160
+    sample_rate: int = bounded(16000, ge=1)
+    n_mels: int = bounded(40, ge=1)
+    n_fft: int = bounded(400, ge=1)
+    hop_length: int = bounded(160, ge=1)
     f_min: float = 20.0
     f_max: float = 7600.0
-    in_channels: int = 1
-    decimate: int = 1
+    in_channels: int = bounded(1, ge=1)
+    decimate: int = bounded(1, ge=1)
 
     def __post_init__(self):
         if self.kind not in FRONTENDS:
             raise ValueError(f"frontend.kind must be one of {FRONTENDS}, got {self.kind!r}")
         if self.kind == "logmel" and self.in_channels != 1:
             raise ValueError("frontend.in_channels must be 1 for logmel (audio is downmixed to mono)")
-        for name in ("sample_rate", "n_mels", "n_fft", "hop_length", "in_channels", "decimate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"frontend.{name} must be an integer, got {value!r}")
-            if value < 1:
-                raise ValueError(f"frontend.{name} must be >= 1, got {getattr(self, name)}")
+        check_bounds(self, "frontend.")
         if self.kind == "logmel" and not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
             raise ValueError(f"frontend: need 0 <= f_min < f_max <= sample_rate/2, got {self.f_min}, {self.f_max}")
 
@@ -106,14 +102,13 @@ class BackboneConfig:
     mlp_ratio: SwiGLU MLP after each mixer with hidden = ratio * d_model (0 = none).
     """
 
-    d_model: int = 64
+    d_model: int = bounded(64, ge=1)
     layers: list[str] = dataclasses.field(default_factory=lambda: ["mamba2"] * 4)
     mixer_kwargs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    mlp_ratio: float = 0.0
+    mlp_ratio: float = bounded(0.0, ge=0)
 
     def __post_init__(self):
-        if self.d_model < 1:
-            raise ValueError(f"backbone.d_model must be >= 1, got {self.d_model}")
+        check_bounds(self, "backbone.")
         if not self.layers:
             raise ValueError("backbone.layers must name at least one mixer")
         bad = [k for k in list(self.layers) + list(self.mixer_kwargs) if k not in MIXERS]

@@ -29,9 +29,10 @@ dataclasses' field names, e.g. ``backbone.BackboneState.layers.0.Mamba2State.ssm
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
+
+from ssm_signal.versioned_json import read_versioned
 
 FORMAT = "ssm-signal-onnx"
 FORMAT_VERSION = 1
@@ -104,15 +105,8 @@ def read_sidecar(path: str | Path) -> Sidecar:
     if not file.is_file():
         raise ExportedModelError(f"{root} is not an exported model: no {SIDECAR_FILE} "
                                  "(write one with `ssm-signal export --format onnx`)")
-    try:
-        d = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ExportedModelError(f"{file}: invalid JSON ({e})") from e
-    if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise ExportedModelError(f"{file}: not an ssm-signal ONNX export (format={_get(d, 'format')!r})")
-    if d.get("format_version") != FORMAT_VERSION:
-        raise ExportedModelError(f"{file}: export format version {d.get('format_version')!r} is not supported "
-                                 f"(this ssm-signal reads {FORMAT_VERSION})")
+    d = read_versioned(file, format=FORMAT, version=FORMAT_VERSION, what="ssm-signal ONNX export",
+                       error=ExportedModelError)
     try:
         state = tuple(StateTensor(str(s["name"]), tuple(int(n) for n in s["shape"]), str(s["dtype"]))
                       for s in d["state"])
@@ -137,6 +131,3 @@ def read_sidecar(path: str | Path) -> Sidecar:
         raise ExportedModelError(f"{file}: unknown precisions {sorted(unknown)} (known: {list(PRECISIONS)})")
     return out
 
-
-def _get(d, key):
-    return d.get(key) if isinstance(d, dict) else None

@@ -20,8 +20,10 @@ from ssm_signal.data.channel import (
     band_limit,
     colour,
     exponential_ir,
+    gsm,
     mu_law,
     reverberate,
+    telephone,
 )
 from ssm_signal.data.speech_commands import BACKGROUND_DIR
 
@@ -52,10 +54,43 @@ def test_low_pass_leaves_no_energy_above_the_cutoff(cutoff):
     assert torch.allclose(band_limit(x, SR, 0.0, cutoff), x, atol=1e-4)
 
 
-def test_telephone_band():
-    y = BandLimit(telephone=1.0)(noise(), torch.Generator().manual_seed(1))
-    assert band_energy(y, 3400, SR / 2) < 1e-12 and band_energy(y, 0, 300) < 1e-12
+@pytest.mark.parametrize("codec", [None, "mu-law", "gsm"])
+def test_telephone_line_carries_its_band_only(codec):
+    """300-3400 Hz at 8 kHz: above 4 kHz only the resampler's stop-band leak is left (< -50 dB; the codecs
+    add their noise up to 4 kHz, as on a real line);
+    the length and the timing stay (no delay: the band itself lines up with the input at lag 0)."""
+    x = noise()
+    y = telephone(x, SR, codec)
+    assert y.shape == x.shape
+    assert band_energy(y, 4200, SR / 2) < 1e-5  # an 8 kHz line carries nothing above 4 kHz
     assert band_energy(y, 400, 3300) > 0.95
+    band = band_limit(x, SR, 300.0, 3400.0)
+    lags = [float(torch.dot(band[100:-100], y[100 + d:len(y) - 100 + d])) for d in range(-20, 21)]
+    assert int(np.argmax(lags)) == 20
+
+
+def test_gsm_round_trip_keeps_a_speech_band_signal():
+    """GSM 06.10 is a speech codec: a chirp inside the telephone band comes back close, white noise (no
+    speech at all) much less so; the output has the input's length."""
+    t = torch.arange(8000, dtype=torch.float64) / 8000
+    chirp = (0.3 * torch.sin(2 * math.pi * (300 + 1500 * t) * t) * torch.hann_window(8000, dtype=torch.float64)).float()
+    y = gsm(chirp)
+    assert y.shape == chirp.shape
+    assert float(np.corrcoef(chirp.numpy(), y.numpy())[0, 1]) > 0.9
+    w = 0.1 * torch.randn(8000, generator=torch.Generator().manual_seed(0))
+    assert float(np.corrcoef(w.numpy(), gsm(w).numpy())[0, 1]) < 0.8
+
+
+def test_band_limit_draws_the_telephone_codec_by_its_shares():
+    """BandLimit(telephone=1, gsm=a, mu_law=b): each clip is the telephone line with the codec drawn."""
+    x, g = noise(), torch.Generator().manual_seed(4)
+    t = BandLimit(telephone=1.0, gsm=0.5, mu_law=0.3)
+    outs = {c: telephone(x, SR, c) for c in (None, "mu-law", "gsm")}
+    seen = []
+    for _ in range(60):
+        y = t(x, g)
+        seen.append(next(c for c, o in outs.items() if torch.equal(y, o)))
+    assert 20 <= seen.count("gsm") <= 40 and 8 <= seen.count("mu-law") <= 28 and 3 <= seen.count(None) <= 20
 
 
 def test_band_limit_draws_its_cutoff_in_range():
@@ -138,7 +173,7 @@ def test_every_transform_is_off_at_p0_and_seeded():
 
 
 def test_bad_channel_configs():
-    with pytest.raises(ValueError, match="probability"):
+    with pytest.raises(ValueError, match=r"reverb must be >= 0 and <= 1, got 1.5"):
         ChannelConfig(reverb=1.5)
     with pytest.raises(ValueError, match="rt60"):
         ChannelConfig(rt60=(0.0, 0.5))

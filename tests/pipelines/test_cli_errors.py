@@ -52,7 +52,7 @@ def test_usage_errors_exit_2_with_one_line(setup, capsys):
     cases = [
         (["--input", str(tmp / "empty")], "--input", "no input files found"),
         (["--input", str(tmp / "nowhere")], "--input", "no such file or directory"),
-        (["--input", str(data), "--batch-size", "0"], "--batch-size", "must be an integer >= 1, got 0"),
+        (["--input", str(data), "--batch-size", "0"], "--batch-size", "--batch-size must be >= 1, got 0"),
         (["--input", str(data), "--batch-size", "-5"], "--batch-size", "got -5"),
         (["--input", str(tmp / "m.csv")], "--input", "needs a 'path' column"),
         (["--input", str(data), "--output", str(tmp / "notes.txt" / "s.parquet")], "--output", "cannot write there"),

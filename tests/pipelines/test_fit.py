@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from pipelines.train import run_fit
+from pipelines.train import dump_config_yaml, run_fit
 from ssm_signal import load_bundle
 from ssm_signal.data.keywords import KeywordSetConfig, generate_keyword_set
 from ssm_signal.data.speech_commands import SpeechCommands
@@ -128,3 +130,28 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch):
     resumed = torch.load(last, map_location="cpu", weights_only=False)
     # two more epochs on top of the restored one (4 steps run now), not three from scratch (6)
     assert len(steps) == 4 and resumed["global_step"] == 6
+
+
+def test_fit_takes_a_callback_whose_default_is_an_enum(tmp_path):
+    """Lightning's Timer annotates ``interval`` as str with the default ``Interval.step``: the config keeps the
+    member, and LightningCLI dumps the config (for the data module's hyperparameters, and as config.yaml)."""
+    table = make_sensor_anomaly_table(tmp_path / "t.parquet", n_train=3, n_test=2, length=300, seed=1)
+    run_fit(["--config", str(CONFIGS / "sensor_anomaly.yaml"), *FAST, "--trainer.max_steps", "1",
+             "--data.init_args.path", str(table), "--data.init_args.window", "64",
+             "--trainer.callbacks+=Timer", "--trainer.callbacks.duration", "00:00:10:00",
+             "--output.bundle_dir", str(tmp_path / "bundle"), "--trainer.default_root_dir", str(tmp_path / "runs")])
+    saved = yaml.safe_load((tmp_path / "runs" / "config.yaml").read_text())
+    (timer,) = [c for c in saved["trainer"]["callbacks"] if c["class_path"].endswith(".Timer")]
+    assert timer["init_args"] == {"duration": "00:00:10:00", "interval": "step", "verbose": True}
+    assert (tmp_path / "bundle" / "config.json").is_file()
+
+
+def test_config_yaml_writes_enum_members_as_their_values():
+    class Colour(enum.Enum):
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    assert yaml.safe_load(dump_config_yaml({"a": Colour.RED, "b": [Level.HIGH], "c": "x"})) == {
+        "a": "red", "b": [3], "c": "x"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ssm_signal.bounds import bounded, check_bounds
 from ssm_signal.data.keywords import VARIANTS, KeywordSetConfig, split_of
 from ssm_signal.data.speech_commands import SAMPLE_RATE
 
@@ -38,57 +39,42 @@ class NegativeCorpusConfig:
     sample_rate: Hz of every file.
     """
 
-    speech_hours: float = 3.0
-    music_minutes: float = 30.0
-    noise_minutes: float = 20.0
-    speech_sources: int = 12
+    speech_hours: float = bounded(3.0, ge=0)
+    music_minutes: float = bounded(30.0, ge=0)
+    noise_minutes: float = bounded(20.0, ge=0)
+    speech_sources: int = bounded(12, ge=1)
     flite_sources: int = 4
-    music_sources: int = 8
-    noise_sources: int = 8
-    speakers_per_source: int = 3
-    sentences_per_file: tuple[int, int] = (2, 5)
-    pause_s: tuple[float, float] = (0.25, 1.1)
-    edge_s: tuple[float, float] = (0.15, 0.7)
-    rate_wpm: tuple[float, float] = (130.0, 205.0)
-    pitch: tuple[float, float] = (20.0, 80.0)
-    flite_stretch: tuple[float, float] = (0.85, 1.2)
-    speech_peak_dbfs: tuple[float, float] = (-24.0, -4.0)
-    speech_noise_fraction: float = 0.3
-    speech_snr_db: tuple[float, float] = (20.0, 40.0)
-    music_peak_dbfs: tuple[float, float] = (-20.0, -3.0)
-    noise_peak_dbfs: tuple[float, float] = (-30.0, -6.0)
-    music_file_s: float = 45.0
-    noise_file_s: float = 30.0
-    speech_part_s: float = 150.0
+    music_sources: int = bounded(8, ge=1)
+    noise_sources: int = bounded(8, ge=1)
+    speakers_per_source: int = bounded(3, ge=1)
+    sentences_per_file: tuple[int, int] = bounded((2, 5), ge=1)
+    pause_s: tuple[float, float] = bounded((0.25, 1.1), ge=0)
+    edge_s: tuple[float, float] = bounded((0.15, 0.7), ge=0)
+    rate_wpm: tuple[float, float] = bounded((130.0, 205.0), gt=0)
+    pitch: tuple[float, float] = bounded((20.0, 80.0), ge=0, le=99)
+    flite_stretch: tuple[float, float] = bounded((0.85, 1.2), gt=0)
+    speech_peak_dbfs: tuple[float, float] = bounded((-24.0, -4.0), le=0)
+    speech_noise_fraction: float = bounded(0.3, ge=0, le=1)
+    speech_snr_db: tuple[float, float] = bounded((20.0, 40.0))
+    music_peak_dbfs: tuple[float, float] = bounded((-20.0, -3.0), le=0)
+    noise_peak_dbfs: tuple[float, float] = bounded((-30.0, -6.0), le=0)
+    music_file_s: float = bounded(45.0, gt=0)
+    noise_file_s: float = bounded(30.0, gt=0)
+    speech_part_s: float = bounded(150.0, gt=0)
     validation_percent: float = KeywordSetConfig.validation_percent
     testing_percent: float = KeywordSetConfig.testing_percent
-    min_words: int = 4
+    min_words: int = bounded(4, ge=1)
     max_words: int = 28
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = bounded(SAMPLE_RATE, ge=8000)
 
     def __post_init__(self):
-        for name in ("speech_hours", "music_minutes", "noise_minutes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("speech_sources", "music_sources", "noise_sources", "speakers_per_source"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_bounds(self)
         if not 0 <= self.flite_sources <= self.speech_sources:
             raise ValueError(f"flite_sources must be in [0, speech_sources={self.speech_sources}]")
-        if not 1 <= self.sentences_per_file[0] <= self.sentences_per_file[1]:
-            raise ValueError(f"sentences_per_file must be a range of >= 1, got {self.sentences_per_file}")
-        if not 1 <= self.min_words <= self.max_words:
+        if not self.min_words <= self.max_words:
             raise ValueError(f"need 1 <= min_words <= max_words, got {self.min_words}, {self.max_words}")
-        if not 0 <= self.speech_noise_fraction <= 1:
-            raise ValueError(f"speech_noise_fraction must be in [0, 1], got {self.speech_noise_fraction}")
-        for name in ("music_file_s", "noise_file_s", "speech_part_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")
-        if self.sample_rate < 8000:
-            raise ValueError(f"sample_rate must be >= 8000, got {self.sample_rate}")
         if not held_out_variants(self):
             raise ValueError("validation_percent/testing_percent hold out no espeak-ng voice variant")
-
 
 
 def held_out_variants(cfg: NegativeCorpusConfig | None = None) -> tuple[str, ...]:
