@@ -9,12 +9,15 @@ each variant in turn within every round (so a busy machine's slow spells fall on
 
 1. per 10 ms frame, the model step alone: torch eager ``model._step`` (the reference twin), the torch
    AOT step, and the ONNX frame graph (float32, int8) through ``ssm_signal.runtime``'s GraphRunner
-   (the state fed back each call, as a session does); the chunk graph per frame at 10 and 100 frames
-   per call;
+   (``InferenceSession.run``, the state fed back each call) and its FrameLoop (the state bound to
+   onnxruntime once, as a session steps one-frame pushes); the chunk graph per frame at 10 and 100
+   frames per call; and the frame graph's nodes after onnxruntime's optimisations, by operator;
 2. per pushed chunk, a whole session (input rules, resampling, framing, the step, scores, detector):
    ``StreamingSession`` (AOT) and ``OnnxSession`` (float32, int8), 10 ms chunks at 16 kHz and 20 ms
    chunks at 48 kHz;
-3. start-up, each in a fresh process: the ONNX session (import of ``ssm_signal.runtime``, load, first
+3. what int8 buys per product: one Gemm of the model's shapes and wider ones, float32 against
+   onnxruntime's dynamic quantization (the rule ``pipelines.export.quantize`` follows);
+4. start-up, each in a fresh process: the ONNX session (import of ``ssm_signal.runtime``, load, first
    frame) and the torch session with the AOT step (import, bundle load, compilation into an empty cache,
    first frame; then again with the cache warm).
 
@@ -35,6 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnx.shape_inference
 import onnxruntime as ort
 import torch
 
@@ -106,6 +111,16 @@ def frame_steps(bundle, export: Path, rounds: int, n: int) -> dict:
             return per_call(one, [f.numpy() for f in frames])
         return run
 
+    def onnx_loop(p: str):
+        def run():
+            m = runners[p]
+            loop, st = m.frame_loop(), [m.init_model_state(1)]
+
+            def one(x):
+                _, st[0] = loop(x, st[0])
+            return per_call(one, [f.numpy() for f in frames])
+        return run
+
     def onnx_chunk(p: str, T: int):
         def run():
             m = runners[p]
@@ -119,6 +134,7 @@ def frame_steps(bundle, export: Path, rounds: int, n: int) -> dict:
 
     variants = {"torch_eager": (torch_eager, 1), "torch_aot": (torch_aot, 1),
                 "onnx_float32_frame": (onnx_frame("float32"), 1), "onnx_int8_frame": (onnx_frame("int8"), 1),
+                "onnx_float32_frame_loop": (onnx_loop("float32"), 1), "onnx_int8_frame_loop": (onnx_loop("int8"), 1),
                 "onnx_float32_chunk10": (onnx_chunk("float32", 10), 10), "onnx_int8_chunk10": (onnx_chunk("int8", 10), 10),
                 "onnx_float32_chunk100": (onnx_chunk("float32", 100), 100),
                 "onnx_int8_chunk100": (onnx_chunk("int8", 100), 100)}
@@ -129,6 +145,56 @@ def frame_steps(bundle, export: Path, rounds: int, n: int) -> dict:
         for k, (fn, _) in variants.items():
             times[k] += fn()
     return {k: stats(times[k], per) for k, (_, per) in variants.items()}
+
+
+def graph_nodes(export: Path) -> dict:
+    """The frame graphs' nodes after onnxruntime's optimisations (the level the runtime uses), by operator."""
+    out = {}
+    for p in ("float32", "int8"):
+        with tempfile.TemporaryDirectory() as tmp:
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+            opts.log_severity_level = 3
+            ort.InferenceSession(str(read_sidecar(export).graph_path("frame", p)), opts,
+                                 providers=["CPUExecutionProvider"])
+            ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+        out[p] = {"nodes": len(ops), "by_op": dict(sorted(((o, ops.count(o)) for o in set(ops)), key=lambda kv: -kv[1]))}
+    return out
+
+
+def int8_products(shapes: list[tuple[int, int]], repeats: int, calls: int) -> dict:
+    """Per product (input width K -> N outputs, one row), float32 Gemm against the same Gemm dynamically
+    quantized (int8 weights per output channel, the input quantized per call): 20 such products of one
+    input per graph, so the call's own cost divides out."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    h, rng, out = onnx.helper, np.random.default_rng(0), {}
+    for K, N in shapes:
+        nodes = [h.make_node("Gemm", ["x", f"w{i}"], [f"y{i}"], transB=1) for i in range(20)]
+        graph = h.make_graph(nodes, "products", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, K])],
+                             [h.make_tensor_value_info(f"y{i}", onnx.TensorProto.FLOAT, [1, N]) for i in range(20)],
+                             initializer=[onnx.numpy_helper.from_array(
+                                 (0.1 * rng.standard_normal((N, K))).astype(np.float32), f"w{i}") for i in range(20)])
+        model = onnx.shape_inference.infer_shapes(h.make_model(graph, opset_imports=[h.make_opsetid("", 18)]))
+        x = rng.standard_normal((1, K)).astype(np.float32)
+        with tempfile.TemporaryDirectory() as tmp:
+            f, q = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
+            onnx.save(model, f)
+            quantize_dynamic(str(f), str(q), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["Gemm"])
+            sessions = {}
+            for name, path in (("float32", f), ("int8", q)):
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 1, 1, 3
+                sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            times = {k: [] for k in sessions}
+            for _ in range(repeats):
+                for k, sess in sessions.items():
+                    times[k] += per_call(lambda _, s=sess, x=x: s.run(None, {"x": x}), range(calls))
+        us = {k: float(np.median(v)) * 1e6 / 20 for k, v in times.items()}
+        out[f"{K}x{N}"] = {"float32_us": round(us["float32"], 3), "int8_us": round(us["int8"], 3),
+                           "int8_minus_float32_us": round(us["int8"] - us["float32"], 3)}
+    return out
 
 
 def sessions(bundle, export: Path, rounds: int, seconds: float) -> dict:
@@ -232,6 +298,9 @@ def main() -> None:
         sizes = {f: (export / f).stat().st_size for g in sc.graphs.values() for f in g.values()}
         t0 = time.time()
         steps = frame_steps(bundle, export, rounds, n)
+        nodes = graph_nodes(export)
+        products = int8_products([(40, 64), (64, 292), (128, 64), (64, 22), (292, 64), (384, 64), (256, 1024),
+                                  (1024, 256)], rounds, 400 if a.quick else 1000)
         sess = sessions(bundle, export, rounds, seconds)
         start = startup(model_dir, export, repeats)
     payload = {
@@ -242,7 +311,8 @@ def main() -> None:
         "model": {"source": described, "parameters": sum(q.numel() for q in bundle.model.parameters()),
                   "layers": bundle.config.backbone.layers, "d_model": bundle.config.backbone.d_model},
         "targets_ms_per_frame": {"onnx_float32": 0.10, "onnx_int8": 0.06}, "target_startup_s": 0.5,
-        "frame_step": steps, "sessions": sess, "startup": start, "file_bytes": sizes,
+        "frame_step": steps, "frame_graph_nodes": nodes, "int8_products": products, "sessions": sess,
+        "startup": start, "file_bytes": sizes,
         "seconds": round(time.time() - t0, 1),
     }
     write_result("onnx_quick" if a.quick else "onnx", payload)

@@ -21,6 +21,7 @@ import logging
 import warnings
 
 import onnx
+import onnx.numpy_helper
 import onnxscript.optimizer
 import torch
 from onnx import helper
@@ -71,7 +72,56 @@ def export_frame_graph(model: SignalModel) -> onnx.ModelProto:
     onnxscript.optimizer.optimize(program.model, output_size_limit=FOLD_LIMIT)
     proto = program.model_proto
     _name_batch(proto.graph)
+    unguarded_softplus(proto.graph)
     return proto
+
+
+def unguarded_softplus(graph: onnx.GraphProto) -> int:
+    """``Where(Greater(x, t), x, Softplus(x))`` -> ``Softplus(x)``, in place; returns how many.
+
+    torch's softplus returns x itself above a threshold (20) because ``log1p(exp(x))`` overflows in a
+    naive kernel; the exporter spells that guard out as two more nodes per softplus. onnxruntime's
+    Softplus kernel is the stable form already (``x + log1p(exp(-x))`` for x > 0), which at x > 20
+    rounds to x in float32, so the guard is dropped (a test runs the kernel against torch's softplus
+    out to 1e4).
+    """
+    producer = {out: n for n in graph.node for out in n.output}
+    uses: dict[str, int] = {}
+    for n in graph.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    for v in graph.output:
+        uses[v.name] = uses.get(v.name, 0) + 1
+    drop = []
+    for where in graph.node:
+        if where.op_type != "Where":
+            continue
+        cond, x, sp = (producer.get(i) for i in where.input)
+        if (cond is None or sp is None or cond.op_type != "Greater" or sp.op_type != "Softplus"
+                or cond.input[0] != where.input[1] or sp.input[0] != where.input[1] or uses[cond.output[0]] != 1
+                or uses[sp.output[0]] != 1):
+            continue
+        if not _constant_at_least(graph, cond.input[1], 15.0):  # below 15, x and softplus(x) differ in float32
+            continue
+        sp.output[0] = where.output[0]  # the Softplus now writes what the Where did
+        drop += [where, cond]
+    for n in drop:
+        graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input}
+    for t in [t for t in graph.initializer if t.name not in used]:  # the thresholds, if nothing else reads them
+        graph.initializer.remove(t)
+    return len(drop) // 2
+
+
+def _constant_at_least(graph: onnx.GraphProto, name: str, least: float) -> bool:
+    """Whether value ``name`` is a constant (an initializer or a Constant node's) whose every element is >= least."""
+    for t in graph.initializer:
+        if t.name == name:
+            return bool((onnx.numpy_helper.to_array(t) >= least).all())
+    for n in graph.node:
+        if n.op_type == "Constant" and n.output[0] == name and n.attribute and n.attribute[0].name == "value":
+            return bool((onnx.numpy_helper.to_array(n.attribute[0].t) >= least).all())
+    return False
 
 
 def _name_batch(graph: onnx.GraphProto) -> None:

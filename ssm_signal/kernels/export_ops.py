@@ -53,8 +53,10 @@ def gated_rms_norm(x: Tensor, z: Tensor, weight: Tensor, eps: float = 1e-5, grou
     D = x.shape[-1]
     gs = group_size or D
     cd = torch.float64 if x.dtype == torch.float64 else torch.float32
-    g = (x.to(cd) * F.silu(z.to(cd))).reshape(*x.shape[:-1], D // gs, gs)
-    g = F.rms_norm(g, (gs,), None, eps).reshape(x.shape)
+    g = x.to(cd) * F.silu(z.to(cd))
+    if gs == D:  # one group: the weight is the norm's scale, one node (the grouped form below takes five more)
+        return F.rms_norm(g, (D,), weight.to(cd), eps).to(x.dtype)
+    g = F.rms_norm(g.reshape(*x.shape[:-1], D // gs, gs), (gs,), None, eps).reshape(x.shape)
     return (g * weight.to(cd)).to(x.dtype)
 
 
@@ -74,12 +76,17 @@ def ssd_step(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor |
     cd = torch.float64 if torch.float64 in (x.dtype, dt.dtype, A.dtype, h.dtype) else torch.float32
     _, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
-    x_ = x.to(cd)
-    delta = F.softplus(dt.to(cd) + (dt_bias.to(cd) if dt_bias is not None else 0.0))  # (B, H)
-    dA = torch.exp(delta * A.to(cd)).reshape(-1, G, H // G, 1, 1)  # Ā_t per head, grouped
-    dx = (delta[..., None] * x_).reshape(-1, G, H // G, P, 1)
-    h_new = dA * h.to(cd).reshape(-1, G, H // G, P, N) + dx * B.to(cd).reshape(-1, G, 1, 1, N)
-    y = (h_new * C.to(cd).reshape(-1, G, 1, 1, N)).sum(-1).reshape(-1, H, P)
+    # Everything is shaped once into (B, *heads, P or 1, N or 1), heads = (H,) when a single group's B and C
+    # broadcast over all heads, else (G, H / G) so that they broadcast over their group's heads; the head
+    # constants A and D are shaped to match at export (folded), and y is summed keeping its last axis, so
+    # no tensor is reshaped twice (each reshape is a node of the graph: this form has a tenth fewer).
+    heads, groups = ((H,), (1,)) if G == 1 else ((G, H // G), (G, 1))
+    x_ = x.to(cd).reshape(-1, *heads, P, 1)
+    delta = F.softplus(dt.to(cd) + (dt_bias.to(cd) if dt_bias is not None else 0.0)).reshape(-1, *heads, 1, 1)
+    dA = torch.exp(delta * A.to(cd).reshape(*heads, 1, 1))  # Ā_t per head
+    h_ = h.to(cd) if G == 1 else h.to(cd).reshape(-1, *heads, P, N)
+    h_new = dA * h_ + (delta * x_) * B.to(cd).reshape(-1, *groups, 1, N)
+    y = (h_new * C.to(cd).reshape(-1, *groups, 1, N)).sum(-1, keepdim=True)  # (B, *heads, P, 1)
     if D is not None:
-        y = y + D.to(cd)[:, None] * x_
-    return y.to(x.dtype), h_new.reshape(-1, H, P, N).to(h.dtype)
+        y = y + D.to(cd).reshape(*heads, 1, 1) * x_
+    return y.reshape(-1, H, P).to(x.dtype), h_new.reshape(-1, H, P, N).to(h.dtype)

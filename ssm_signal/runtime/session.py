@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ class StreamArrays:
     resampler: ResamplerArrays | None
     pending: np.ndarray
     n_pending: int
-    model: dict[str, np.ndarray]
+    model: Mapping[str, np.ndarray]  # the latest a FrameLoop returned is its buffers, read-only
     detector: DetectorArrays
     input_rate: np.ndarray
     samples_in: np.ndarray
@@ -66,6 +67,7 @@ class OnnxSession(StreamViews):
         self._resamplers: dict[int, PolyphaseResampler] = {}
         self._state = self._fresh(0)
         self._backlog = 0.0
+        self._loop = model.frame_loop()  # one-frame pushes step through it (its state: see FrameLoop)
 
     # -- read-only views ------------------------------------------------------------------------
     @property
@@ -131,7 +133,7 @@ class OnnxSession(StreamViews):
         if F == 0:
             return None, st
         first = int(st.detector.seen[0])
-        out, model_state = m.run(buf[:, :F * hop], st.model)
+        out, model_state = m.run(buf[:, :F * hop], st.model, self._loop)
         scores = m.scores(out)
         smoothed, events, det = m.detector(scores, st.detector)
         return (scores[0], smoothed[0], events[0], first), dataclasses.replace(st, model=model_state, detector=det)
