@@ -14,6 +14,7 @@ INPUT ?= data/keywords/testing_list.txt
 OUTPUT ?= artifacts/scores/kws_default_test.parquet
 EVAL_OUT ?= artifacts/eval/kws_default
 REAL ?= data/real
+EXPORT_OUT ?=
 
 .DEFAULT_GOAL := help
 
@@ -39,6 +40,9 @@ demo: install ## Live-microphone Gradio demo of MODEL (default: the bundle `make
 
 score: install ## Score INPUT into Parquet with MODEL (default: the test split of the embedded set)
 	$(VENV)/bin/ssm-signal score --model $(MODEL) --input $(INPUT) --output $(OUTPUT)
+
+export: install ## Export MODEL's streaming step to ONNX (frame and chunk graphs with explicit state, int8, a JSON sidecar) for the torch-free runtime (docs/export.md); EXPORT_OUT: the folder (default MODEL/onnx)
+	$(VENV)/bin/ssm-signal export --model $(MODEL) --format onnx $(if $(strip $(EXPORT_OUT)),--out $(EXPORT_OUT))
 
 evaluate: install system-deps ## Detection quality of MODEL on streamed audio: calibrate at 0.5 FA/h, then FRR, FA/h, DET curves (generated and real recordings) into EVAL_OUT
 	$(PY) benchmarks/fetch_real_audio.py --dest $(REAL)
@@ -76,4 +80,4 @@ bench-sensor: install bench-sensor-env ## Sensor anomaly detection: the SSM besi
 clean: ## Remove caches (keeps .venv, data and artifacts)
 	rm -rf .pytest_cache .ruff_cache **/__pycache__
 
-.PHONY: help install system-deps train demo score evaluate test test-interpret test-gpu lint bench bench-sensor-env bench-sensor clean
+.PHONY: help install system-deps train demo score export evaluate test test-interpret test-gpu lint bench bench-sensor-env bench-sensor clean

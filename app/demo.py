@@ -2,6 +2,7 @@
 
     ssm-signal demo --model artifacts/kws_default          # or models:/kws_default/3, or make demo
     ssm-signal demo --model artifacts/sensor_anomaly       # a sensor model: the "Replay a stream" view
+    ssm-signal demo --model artifacts/kws_default --runtime onnx   # its ONNX export (ssm-signal export), no torch step
     python -m app.demo --model artifacts/kws_default --port 7860   # local bundles only in the picker
 
 The page adapts to the model's kind: an audio model gets the microphone and file views, a sensor
@@ -27,6 +28,7 @@ import torch
 
 from app.replay import build_replay_tab, example_choices
 from ssm_signal.bundle import BundleError, load_bundle
+from ssm_signal.runtime import OnnxModel, RuntimeConfig
 from ssm_signal.streaming import Admission, Limits, LiveStream, LiveView, StreamConfig, StreamEngine, find_bundles
 
 log = logging.getLogger("ssm_signal.app")
@@ -61,10 +63,17 @@ Registry = Callable[[], list[dict]]
 
 
 class Models:
+    """The models the page serves, each loaded once. runtime: "torch" (a StreamEngine of the bundle) or
+    "onnx" (the bundle's ONNX export, ``OnnxModel``: the torch-free runtime's sessions); precision: the
+    export's graphs ("float32" or "int8")."""
+
     def __init__(self, artifacts: str | Path = "artifacts", compile: bool | str | None = None,
-                 registry: Registry | None = None):
+                 registry: Registry | None = None, runtime: str = "torch", precision: str = "float32"):
+        if runtime not in ("torch", "onnx"):
+            raise ValueError(f"runtime must be torch or onnx, got {runtime!r}")
         self.artifacts, self.compile, self.registry = Path(artifacts), compile, registry
-        self._engines: dict[str, StreamEngine] = {}
+        self.runtime, self.precision = runtime, precision
+        self._engines: dict[str, StreamEngine | OnnxModel] = {}
         self._lock = threading.Lock()
 
     def choices(self, extra: str | None = None) -> list[tuple[str, str]]:
@@ -81,13 +90,18 @@ class Models:
             out.insert(0, (extra, extra))
         return out
 
-    def engine(self, spec: str) -> StreamEngine:
+    def engine(self, spec: str) -> StreamEngine | OnnxModel:
         with self._lock:
             if spec not in self._engines:
-                bundle = load_bundle(spec)
-                engine = StreamEngine(bundle, config=StreamConfig(compile=self.compile))
+                if self.runtime == "onnx":
+                    engine = OnnxModel(spec, RuntimeConfig(precision=self.precision))
+                    name, version = engine.name, f"{engine.version}, onnx {self.precision}"
+                else:
+                    bundle = load_bundle(spec)
+                    engine = StreamEngine(bundle, config=StreamConfig(compile=self.compile))
+                    name, version = bundle.name, bundle.version
                 seconds = engine.warm_up()
-                log.info("loaded %s (%s v%s), warmed up in %.1f s", spec, bundle.name, bundle.version, seconds)
+                log.info("loaded %s (%s v%s), warmed up in %.1f s", spec, name, version, seconds)
                 self._engines[spec] = engine
             return self._engines[spec]
 
@@ -131,13 +145,14 @@ def outputs(v: LiveView) -> tuple:
 # ---------------------------------------------------------------------------------------------------
 def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts", limits: Limits | None = None,
                stream_every: float = 0.2, compile: bool | str | None = None, registry: Registry | None = None,
-               examples: str | Path = DEFAULT_EXAMPLES) -> gr.Blocks:
+               examples: str | Path = DEFAULT_EXAMPLES, runtime: str = "torch", precision: str = "float32") -> gr.Blocks:
     """The Blocks app. model: bundle directory or models:/NAME/VERSION (default artifacts/kws_default);
     artifacts: where the picker looks for bundles; registry: lists registered models for the picker too;
     compile: the engine's step mode (StreamConfig.compile); examples: where the replay view looks for
-    sensor tables to offer."""
+    sensor tables to offer; runtime "onnx": every model runs from its ONNX export (a bundle directory's
+    onnx/, or an export directory), in ``precision``."""
     limits = limits or Limits()
-    models = Models(artifacts, compile, registry)
+    models = Models(artifacts, compile, registry, runtime, precision)
     admission = Admission(limits.max_live_sessions, limits.idle_seconds)
     default = model or (DEFAULT_MODEL if Path(DEFAULT_MODEL).is_dir() else None)
     status = NO_MODEL
@@ -152,7 +167,7 @@ def build_demo(model: str | None = None, *, artifacts: str | Path = "artifacts",
     if default is None and choices:
         default = choices[0][1]
 
-    def live_stream(engine: StreamEngine) -> LiveStream:
+    def live_stream(engine: StreamEngine | OnnxModel) -> LiveStream:
         # every label is plotted: Gradio's LinePlot fixes its colour domain at the first data it
         # gets and drops series that were not in it, so the set of series must not change
         return LiveStream(engine, limits, plot_labels=len(engine.labels))
@@ -288,11 +303,15 @@ def main(argv: list[str] | None = None, registry: Registry | None = None) -> int
     p.add_argument("--stream-every", type=float, default=0.2, help="seconds of audio per microphone chunk")
     p.add_argument("--examples", default=DEFAULT_EXAMPLES,
                    help="where the replay view of sensor models looks for tables to offer (default: data)")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                   help="onnx: run the bundle's ONNX export (`ssm-signal export`) with numpy and onnxruntime")
+    p.add_argument("--precision", default="float32", choices=["float32", "int8"], help="the export's graphs (onnx)")
     a = p.parse_args(argv)
     if not logging.getLogger("ssm_signal").handlers:  # `ssm-signal demo` has set one up already
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     launch(a.model, a.host, a.port, compile=False if a.no_compile else None, artifacts=a.artifacts,
-           stream_every=a.stream_every, registry=None if a.no_registry else registry, examples=a.examples)
+           stream_every=a.stream_every, registry=None if a.no_registry else registry, examples=a.examples,
+           runtime=a.runtime, precision=a.precision)
     return 0
 
 

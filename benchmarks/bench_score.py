@@ -65,6 +65,7 @@ from pipelines.batch_graphs import BatchGraphs  # noqa: E402
 from pipelines.batch_ring import SLACK, BatchRing  # noqa: E402
 from pipelines.score import batching, config, inputs, job, predict, readers, rows  # noqa: E402
 from pipelines.score import writer as score_writer  # noqa: E402
+from pipelines.score.runtime import TorchFrames  # noqa: E402
 from ssm_signal import load_bundle  # noqa: E402
 
 VARIANTS = {"new": {"direct_wav": True, "part_rows": config.ScoreConfig.part_rows, "cuda_graphs": True},
@@ -264,7 +265,7 @@ def predict_loop_cost(bundle, cfg: config.ScoreConfig, gpu: bool, tmp: Path, n_b
     parts = Path(tempfile.mkdtemp(dir=tmp))
     writer = _TimedWriter(parts, None, bundle, part_rows=cfg.part_rows, write=write)
     with contextlib.redirect_stderr(io.StringIO()):  # the progress bar
-        predict.predict_batches(loader, ring, bundle, cfg, writer, n_batches * B)
+        predict.predict_batches(loader, ring, bundle, TorchFrames(bundle), cfg, writer, n_batches * B)
     wall, cpu = (np.diff(np.array(writer.marks[10:]), axis=0) * 1e3).T
     return {"wall_ms_per_batch": float(np.median(wall)), "main_thread_cpu_ms_per_batch": float(np.median(cpu)),
             "parts": len(list(parts.glob("part-*.parquet")))}

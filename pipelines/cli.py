@@ -4,7 +4,8 @@
     ssm-signal generate-keywords [--root data/keywords] [--seed 0]
     ssm-signal keywords --words "hey nova" "lights on" [--out DIR] [--speakers 240] [--seed 0]
     ssm-signal evaluate --model artifacts/kws_default [--calibrate 0.5] [--positives P ...] [--negatives N ...]
-    ssm-signal demo --model artifacts/kws_default|models:/NAME/VERSION [--host 127.0.0.1 --port 7860]
+    ssm-signal demo --model artifacts/kws_default|models:/NAME/VERSION [--runtime onnx] [--host 127.0.0.1 --port 7860]
+    ssm-signal export --model artifacts/kws_default --format onnx [--out DIR] [--no-int8]
     ssm-signal --help
 
 Errors print one line naming the problem (exit code 2 for a command line or config that asks for
@@ -19,6 +20,7 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 
 from pipelines.errors import Interrupted, UsageError
 
@@ -29,6 +31,7 @@ COMMANDS = {
     "score": "score files into Parquet with a bundle (`ssm-signal score --help`)",
     "evaluate": "detection quality on streamed audio: FRR, FA/h, DET curves, calibration (`ssm-signal evaluate --help`)",
     "demo": "live-microphone Gradio demo of a bundle (`ssm-signal demo --help`)",
+    "export": "export a bundle's streaming step to ONNX for runtimes without PyTorch (`ssm-signal export --help`)",
 }
 
 
@@ -128,6 +131,8 @@ def _run(cmd: str, rest: list[str]) -> int:
         return run_score(rest)
     if cmd == "evaluate":
         return run_evaluate(rest)
+    if cmd == "export":
+        return run_export(rest)
     if cmd == "demo":
         from app.demo import main as run_demo
 
@@ -176,6 +181,29 @@ def run_keywords(rest: list[str]) -> int:
     return 0
 
 
+def run_export(rest: list[str]) -> int:
+    """``ssm-signal export``: the frame step and chunk graphs, int8 twins and the sidecar (docs/export.md)."""
+    p = _Parser(prog="ssm-signal export", description=(
+        "Export a bundle's streaming step (frame and chunk graphs with explicit state, int8 twins, a JSON sidecar) "
+        "for ssm_signal.runtime, which needs only numpy and onnxruntime (docs/export.md)."))
+    p.add_argument("--model", default="artifacts/kws_default", help="bundle directory or models:/NAME/VERSION")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="the export format (ONNX only)")
+    p.add_argument("--out", default=None, help="folder to write (default: onnx/ inside a bundle directory, else "
+                                               "artifacts/onnx/<bundle name>)")
+    p.add_argument("--no-int8", action="store_true", help="write the float32 graphs only")
+    a = p.parse_args(rest)
+    from pipelines.export import export_onnx
+    from ssm_signal.bundle import load_bundle
+    from ssm_signal.runtime.model import EXPORT_SUBDIR
+
+    bundle = load_bundle(a.model)
+    out = a.out or (bundle.path / EXPORT_SUBDIR if Path(a.model).is_dir() else Path("artifacts/onnx") / bundle.name)
+    sidecar = export_onnx(bundle, out, int8=not a.no_int8)
+    print(f"exported {bundle.name} v{bundle.version} to {sidecar.parent} (sidecar {sidecar.name}); stream it without "
+          f"torch: python -c \"from ssm_signal.runtime import OnnxSession; s = OnnxSession('{sidecar.parent}')\"")
+    return 0
+
+
 def run_score(rest: list[str]) -> int:
     from pipelines.score import ScoreConfig, score
 
@@ -196,13 +224,17 @@ def run_score(rest: list[str]) -> int:
                    help="on a GPU, launch the forward kernel by kernel instead of replaying CUDA graphs")
     p.add_argument("--no-mlflow", action="store_true", help="do not record the run in MLflow")
     p.add_argument("--log-output", action="store_true", help="upload the output Parquet to MLflow")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                   help="onnx: the bundle's ONNX export (`ssm-signal export`) in onnxruntime on the CPU")
+    p.add_argument("--onnx", default=None, help="the export's folder (default: onnx/ in the bundle directory)")
+    p.add_argument("--precision", default="float32", choices=["float32", "int8"], help="the export's graphs to run")
     a = p.parse_args(rest)
     devices = int(a.devices) if a.devices.lstrip("-").isdigit() else a.devices
     summary = score(ScoreConfig(model=a.model, input=a.input, output=a.output, frames=a.frames,
                                 batch_size=a.batch_size, num_workers=a.num_workers, accelerator=a.accelerator,
                                 devices=devices, strategy=a.strategy, fail_on_error=a.fail_on_error,
                                 part_rows=a.part_rows, cuda_graphs=not a.no_cuda_graphs, mlflow=not a.no_mlflow,
-                                log_output=a.log_output))
+                                log_output=a.log_output, runtime=a.runtime, onnx=a.onnx, precision=a.precision))
     return 1 if a.fail_on_error and summary.get("errors") else 0
 
 
@@ -249,6 +281,10 @@ def run_evaluate(rest: list[str]) -> int:
     p.add_argument("--batch", type=int, default=s.batch, help="streams advanced per model call")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch threads while streaming (1 is fastest for 100 ms chunks on a small CPU)")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                   help="onnx: stream through the bundle's ONNX export (`ssm-signal export`), one stream at a time")
+    p.add_argument("--onnx", default=None, help="the export's folder (default: onnx/ in the bundle directory)")
+    p.add_argument("--precision", default="float32", choices=["float32", "int8"], help="the export's graphs to run")
     a = p.parse_args(rest)
     try:
         windows = [int(w) for w in a.windows.split(",") if w.strip()]
@@ -257,13 +293,14 @@ def run_evaluate(rest: list[str]) -> int:
         cfg = EvaluateConfig(model=a.model, positives=a.positives, negatives=a.negatives, out=a.out,
                              calibrate=a.calibrate, calibration_positives=a.calibration_positives,
                              calibration_negatives=a.calibration_negatives, calibrated_out=a.calibrated_out,
-                             min_threshold=a.min_threshold, windows=windows, stream=stream, threads=a.threads)
+                             min_threshold=a.min_threshold, windows=windows, stream=stream, threads=a.threads,
+                             runtime=a.runtime, onnx=a.onnx, precision=a.precision)
     except ValueError as e:
         print(f"ssm-signal evaluate: error: {e}", file=sys.stderr)
         return 2
     try:
         summary = evaluate(cfg)
-    except (DataError, BundleError) as e:
+    except (DataError, BundleError, UsageError) as e:
         print(f"ssm-signal evaluate: error: {e}", file=sys.stderr)
         return 1
     from pipelines.evaluate.report import format_summary

@@ -48,6 +48,7 @@ from ssm_signal.signal_input import (  # noqa: F401  (re-exported: scoring reads
     to_model_channels,
 )
 from ssm_signal.validation import check_sequence
+from ssm_signal.versioned_json import read_versioned
 
 FORMAT = "ssm-signal-bundle"
 FORMAT_VERSION = 1
@@ -276,22 +277,8 @@ def load_bundle(path_or_uri: str | Path, *, device: str | torch.device = "cpu") 
     if not cfg_file.is_file() or not w_file.is_file():
         raise BundleError(f"{path} is not a model bundle: expected {CONFIG_FILE} and {WEIGHTS_FILE} "
                           "(run `make train` to create the default one)")
-    try:
-        meta = json.loads(cfg_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{cfg_file}: invalid JSON ({e})") from e
-    except OSError as e:
-        raise BundleError(f"{cfg_file}: cannot read ({e.strerror or e})") from e
-    if not isinstance(meta, dict):
-        raise BundleError(f"{cfg_file}: must hold a JSON object, got a {type(meta).__name__}")
-    if meta.get("format") != FORMAT:
-        raise BundleError(f"{cfg_file}: not an ssm-signal bundle (format={meta.get('format')!r})")
-    version = meta.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise BundleError(f"{cfg_file}: format_version must be an integer, got {version!r}")
-    if version != FORMAT_VERSION:
-        raise BundleError(f"{cfg_file}: bundle format version {version} is not supported by this "
-                          f"ssm-signal (reads version {FORMAT_VERSION})")
+    meta = read_versioned(cfg_file, format=FORMAT, version=FORMAT_VERSION, what="ssm-signal bundle",
+                          error=BundleError)
     if not isinstance(meta.get("model"), dict):
         raise BundleError(f"{cfg_file}: field 'model' must be a JSON object, got {type(meta.get('model')).__name__}")
     if not isinstance(meta.get("normalisation", {}), dict):

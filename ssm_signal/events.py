@@ -22,8 +22,10 @@ threshold (or another keyword taking over) and the refractory period. An anomaly
 raises an alarm every R. The event's time is the end of frame t in seconds of stream time,
 (t + 1) / frame rate.
 
-The detector state (last W-1 scores, frames seen, quiet_until) is a typed State, so the
-events of a stream do not depend on how it is chunked, and snapshots carry it. The rule after
+The detector state (last W-1 scores, frames seen, quiet_until, the label held) is explicit
+(:class:`DetectorArrays`; the torch engine carries it as ``DetectorState`` in its typed state), so
+the events of a stream do not depend on how it is chunked, and snapshots carry it. This module is
+numpy only: the torch sessions and the torch-free ONNX session (``ssm_signal.runtime``) share it. The rule after
 the smoothing is :func:`fire`, one function that the live detector and the evaluation's
 threshold sweep (``pipelines.evaluate``) both call, so a swept operating point is exactly what
 the live detector does at that threshold.
@@ -38,10 +40,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
-from torch import Tensor
-
-from ssm_signal.state import State
 
 DEFAULT_KEYWORD_THRESHOLD = 0.8
 # high enough that the brief blips of other words at a word's onset (up to ~0.65 with the
@@ -137,15 +135,16 @@ class Event:
 
 
 @dataclasses.dataclass(frozen=True)
-class DetectorState(State):
-    """recent: (B, W-1, C) the last W-1 frame scores, oldest first (zeros before the start);
-    seen: (B,) int64 frames seen; quiet_until: (B,) int64 first frame allowed to fire;
-    held: (B,) int64 the label index at or above the threshold at the last frame (-1: none)."""
+class DetectorArrays:
+    """The detector's state for B streams: recent (B, W-1, C) float32, the last W-1 frame scores,
+    oldest first (zeros before the start); seen (B,) int64 frames seen; quiet_until (B,) int64 the
+    first frame allowed to fire; held (B,) int64 the label index at or above the threshold at the
+    last frame (-1: none)."""
 
-    recent: Tensor
-    seen: Tensor
-    quiet_until: Tensor
-    held: Tensor
+    recent: np.ndarray
+    seen: np.ndarray
+    quiet_until: np.ndarray
+    held: np.ndarray
 
 
 class EventDetector:
@@ -208,24 +207,24 @@ class EventDetector:
         """Score columns: one per label (keywords: the labels; anomaly: ["anomaly"]; forecasts: features)."""
         return len(self.labels)
 
-    def init_state(self, batch_size: int, *, device=None) -> DetectorState:
-        return DetectorState(
-            recent=torch.zeros(batch_size, self.window - 1, self.width, device=device),
-            seen=torch.zeros(batch_size, dtype=torch.int64, device=device),
-            quiet_until=torch.zeros(batch_size, dtype=torch.int64, device=device),
-            held=torch.full((batch_size,), -1, dtype=torch.int64, device=device),
+    def init_state(self, batch_size: int) -> DetectorArrays:
+        return DetectorArrays(
+            recent=np.zeros((batch_size, self.window - 1, self.width), np.float32),
+            seen=np.zeros(batch_size, np.int64),
+            quiet_until=np.zeros(batch_size, np.int64),
+            held=np.full(batch_size, -1, np.int64),
         )
 
-    def smooth(self, scores: np.ndarray, state: DetectorState) -> tuple[np.ndarray, np.ndarray]:
+    def smooth(self, scores: np.ndarray, state: DetectorArrays) -> tuple[np.ndarray, np.ndarray]:
         """scores (B, F, C) -> the moving average s̄ (B, F, C) float64 and the absolute frame index t (B, F)."""
         B, F, C = scores.shape
         W = self.window
-        x = np.concatenate([state.recent.numpy(), scores], axis=1).astype(np.float64)  # (B, W-1+F, C)
+        x = np.concatenate([state.recent, scores], axis=1).astype(np.float64)  # (B, W-1+F, C)
         # every window summed in the same order (oldest first), so chunking cannot change the result
         sums = x[:, 0:F].copy()
         for k in range(1, W):
             sums += x[:, k:k + F]  # (B, F, C)
-        t = state.seen.numpy()[:, None] + np.arange(F)  # (B, F)
+        t = state.seen[:, None] + np.arange(F)  # (B, F)
         return sums / np.minimum(t + 1, W)[..., None], t
 
     def best(self, smoothed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -233,18 +232,16 @@ class EventDetector:
         rep = smoothed[..., self._rep]
         return rep.max(-1), rep.argmax(-1)
 
-    def __call__(self, scores: Tensor, state: DetectorState) -> tuple[Tensor, list[list[Event]], DetectorState]:
-        """scores (B, F, C) -> smoothed (B, F, C) float32, events per stream, new state. CPU tensors.
-
-        Computed in numpy: a few dozen frames per call make this dispatch-bound in torch.
-        """
+    def __call__(self, scores: np.ndarray, state: DetectorArrays
+                 ) -> tuple[np.ndarray, list[list[Event]], DetectorArrays]:
+        """scores (B, F, C) -> smoothed (B, F, C) float32, events per stream, new state."""
+        scores = np.asarray(scores, np.float32)
         B, F, C = scores.shape
         if F == 0:
-            return scores.new_zeros(B, 0, C), [[] for _ in range(B)], state
-        smoothed, t = self.smooth(scores.numpy(), state)
+            return np.zeros((B, 0, C), np.float32), [[] for _ in range(B)], state
+        smoothed, t = self.smooth(scores, state)
         events: list[list[Event]] = [[] for _ in range(B)]
-        quiet = state.quiet_until.numpy().copy()
-        held = state.held.numpy().copy()
+        quiet, held = state.quiet_until.copy(), state.held.copy()
         if self.kind != "none":
             best, arg = self.best(smoothed)  # (B, F)
             fired, held, quiet = fire(best, arg, self.thresholds, self.kind == "keyword", held, quiet, t[:, 0],
@@ -252,11 +249,10 @@ class EventDetector:
             for b, f in fired:
                 events[b].append(Event(self.kind, self.reportable_labels[int(arg[b, f])], (int(t[b, f]) + 1) / self.frame_rate,
                                        float(best[b, f]), int(t[b, f])))
-        recent = np.concatenate([state.recent.numpy(), scores.numpy()], axis=1)[:, F:]  # the last W-1 frames
-        new = DetectorState(recent=torch.from_numpy(np.ascontiguousarray(recent, dtype=np.float32)),
-                            seen=torch.from_numpy(state.seen.numpy() + F), quiet_until=torch.from_numpy(quiet),
-                            held=torch.from_numpy(held))
-        return torch.from_numpy(smoothed.astype(np.float32)), events, new
+        recent = np.concatenate([state.recent, scores], axis=1)[:, F:]  # the last W-1 frames
+        new = DetectorArrays(recent=np.ascontiguousarray(recent, dtype=np.float32), seen=state.seen + F,
+                             quiet_until=quiet, held=held)
+        return smoothed.astype(np.float32), events, new
 
 
 def fire(best: np.ndarray, arg: np.ndarray, thresholds: np.ndarray, rising: bool, held: np.ndarray,

@@ -31,27 +31,6 @@ def check_sequence(x: Tensor, width: int, name: str = "x", values: bool = True) 
     _check_values(x, name, scan=values)
 
 
-# A signal's channels rarely exceed this (7.1 surround is 8); more "channels" than that, and more
-# than there are samples, is almost always a channels-first array read the wrong way round.
-MAX_PLAUSIBLE_CHANNELS = 8
-
-
-def check_time_first(shape: tuple[int, ...], name: str = "samples") -> None:
-    """Refuse a 2-D (samples, channels) array that is more likely (channels, samples).
-
-    A (2, 64) chunk read as 64 channels of 2 samples would be downmixed into a wrong signal without
-    a word; the two readings are named instead. Shapes with n >= c, or c <= MAX_PLAUSIBLE_CHANNELS,
-    pass (a short chunk of a stereo stream is (1, 2)).
-    """
-    if len(shape) != 2:
-        return
-    n, c = shape
-    if c > MAX_PLAUSIBLE_CHANNELS and c > n >= 1:
-        raise ValueError(f"{name} of shape {tuple(shape)} read time-first would be {c} channels of {n} samples; "
-                         f"more likely {n} channels of {c} samples (channels first). Pass (samples,) or "
-                         "(samples, channels), time first, e.g. x.T")
-
-
 def check_step(x: Tensor, width: int, name: str = "x_t") -> None:
     """Check a (B, D) single-step input."""
     if not isinstance(x, Tensor):

@@ -9,6 +9,8 @@ import random
 import pytest
 import torch
 
+from tests.exports import exported  # noqa: F401  (a fixture: exported models, once per session)
+
 
 @pytest.fixture
 def seed() -> int:

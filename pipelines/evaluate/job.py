@@ -64,6 +64,10 @@ class EvaluateConfig:
     threads: torch intra-op threads while streaming (None: leave torch's setting). A 100 ms chunk is
         many small ops, so one thread is the safe choice on a busy machine and more help only on an idle
         one (the figures are in docs/performance.md).
+    runtime: "torch", or "onnx": stream through the bundle's ONNX export (``ssm-signal export``) in the
+        torch-free runtime, one stream at a time; onnx: the export's folder (default: the bundle
+        directory's onnx/); precision: its "float32" or "int8" graphs. The export's detector settings
+        are the bundle's at export time. Not with ``calibrate`` (calibrate, then export).
     """
 
     model: str = "artifacts/kws_default"
@@ -78,6 +82,9 @@ class EvaluateConfig:
     windows: list[int] = dataclasses.field(default_factory=lambda: [5, 10, 20])
     stream: kw.StreamSettings = dataclasses.field(default_factory=kw.StreamSettings)
     threads: int | None = 1
+    runtime: str = "torch"
+    onnx: str | None = None
+    precision: str = "float32"
 
     def __post_init__(self):
         if self.threads is not None and self.threads < 1:
@@ -88,6 +95,14 @@ class EvaluateConfig:
             raise ValueError(f"--min-threshold must be in [0, 1], got {self.min_threshold}")
         if any(not (isinstance(w, int) and 1 <= w <= 10_000) for w in self.windows):
             raise ValueError(f"windows must be frame counts in [1, 10000], got {self.windows}")
+        if self.runtime not in ("torch", "onnx") or self.precision not in ("float32", "int8"):
+            raise ValueError(f"--runtime must be torch or onnx and --precision float32 or int8, got "
+                             f"{self.runtime!r}, {self.precision!r}")
+        if self.runtime == "onnx" and self.calibrate is not None:
+            raise ValueError("--calibrate runs on the torch runtime: calibrate, export the calibrated bundle, then "
+                             "evaluate it with --runtime onnx")
+        if self.runtime == "torch" and (self.onnx is not None or self.precision != "float32"):
+            raise ValueError("--onnx and --precision are options of --runtime onnx")
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
@@ -106,6 +121,8 @@ def _evaluate(cfg: EvaluateConfig) -> dict:
     bundle = load_bundle(cfg.model)
     kind = bundle.config.head.kind
     if kind == "anomaly":
+        if cfg.runtime != "torch":
+            raise DataError("evaluate --runtime onnx takes keyword models; anomaly models evaluate on torch")
         from .anomaly import evaluate_anomaly
 
         return evaluate_anomaly(cfg, bundle)
@@ -114,7 +131,12 @@ def _evaluate(cfg: EvaluateConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     skips = SkipLog()
-    engine = _engine(bundle)
+    if cfg.runtime == "onnx":
+        from pipelines.export import open_export  # onnx and onnxruntime: only for this runtime
+
+        engine = open_export(bundle, cfg.onnx, cfg.precision)
+    else:
+        engine = _engine(bundle)
     calibration = None
     if cfg.calibrate is not None:
         bundle, calibration = _calibrate(cfg, bundle, engine, skips)
@@ -141,7 +163,8 @@ def _evaluate(cfg: EvaluateConfig) -> dict:
     configured = kw.at(det, pos, neg, laid)
     audio_h = float(neg.hours.sum() + sum(s.seconds for p in pos for s in p.streams) / 3600)
     summary = {
-        "model": {"name": bundle.name, "version": bundle.version, "path": str(bundle.path)},
+        "model": {"name": bundle.name, "version": bundle.version, "path": str(bundle.path),
+                  "runtime": cfg.runtime if cfg.runtime == "torch" else f"onnx {cfg.precision}"},
         "detector": {"smoothing_frames": det.window, "threshold": det.threshold,
                      "refractory_s": det.refractory_frames / det.frame_rate},
         "settings": dataclasses.asdict(cfg.stream),

@@ -13,12 +13,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ssm_signal.events import Event
 from ssm_signal.streaming import StreamEngine
+
+if TYPE_CHECKING:
+    from ssm_signal.runtime import OnnxModel
 
 log = logging.getLogger("ssm_signal.evaluate")
 PROGRESS_EVERY_S = 30.0
@@ -34,13 +38,21 @@ class Streamed:
     seconds: float
 
 
-def stream_many(engine: StreamEngine, signals: list[np.ndarray], rate: int, chunk_s: float = 0.1,
+def stream_many(engine: StreamEngine | OnnxModel, signals: list[np.ndarray], rate: int, chunk_s: float = 0.1,
                 batch: int = 64) -> list[Streamed]:
-    """signals: (n_i,) float32 mono (or (n_i, C)) at ``rate`` Hz -> one :class:`Streamed` per signal."""
+    """signals: (n_i,) float32 mono (or (n_i, C)) at ``rate`` Hz -> one :class:`Streamed` per signal.
+
+    An exported model (``OnnxModel``, the torch-free runtime's) streams each signal through its own
+    session, one after another (``batch`` does not apply)."""
     if not chunk_s > 0:
         raise ValueError(f"chunk_s must be > 0, got {chunk_s}")
     chunk = max(1, int(round(chunk_s * rate)))
     sigs = [s[:, None] if s.ndim == 1 else s for s in signals]
+    if not isinstance(engine, StreamEngine):
+        progress = _Progress(sum(len(s) for s in sigs) / rate)
+        out = [_stream_session(engine.new_session(), s, rate, chunk, progress) for s in sigs]
+        progress.done()
+        return out
     order = sorted(range(len(sigs)), key=lambda i: -len(sigs[i]))  # longest first: batches stay full longer
     results: list[Streamed | None] = [None] * len(sigs)
     progress = _Progress(sum(len(s) for s in sigs) / rate)
@@ -71,6 +83,14 @@ class _Progress:
         dt = time.perf_counter() - self.t0
         if dt >= PROGRESS_EVERY_S:
             log.info("streamed %.2f h of audio in %.0f s (%.0fx real time)", self.total_s / 3600, dt, self.total_s / dt)
+
+
+def _stream_session(session, sig: np.ndarray, rate: int, chunk: int, progress: _Progress) -> Streamed:
+    """One signal through one session (an ``OnnxSession``) in chunks, then flushed."""
+    ups = [session.push(sig[pos:pos + chunk], rate) for pos in range(0, len(sig), chunk)] + [session.flush()]
+    progress.add(len(sig) / rate)
+    return Streamed(np.concatenate([u.frame_scores for u in ups]), [e for u in ups for e in u.events],
+                    len(sig) / rate)
 
 
 def _stream_batch(engine: StreamEngine, sigs: list[np.ndarray], rate: int, chunk: int, progress: _Progress

@@ -6,6 +6,7 @@ import dataclasses
 
 from pipelines.errors import UsageError
 from pipelines.score.long_files import LONG_BYTES
+from pipelines.score.runtime import RUNTIMES
 from ssm_signal.bounds import bounded, check_bounds
 
 
@@ -29,6 +30,13 @@ class ScoreConfig:
     part_rows: int = bounded(16384, ge=1)  # rows per Parquet part (several batches; 1: a part per batch)
     cuda_graphs: bool = True  # on a GPU, the forward replayed as CUDA graphs (BatchGraphs); False: eager
     long_bytes: int = bounded(LONG_BYTES, ge=0)  # audio decoding to more than this is read in blocks (pipelines.score.long_files)
+    runtime: str = "torch"  # "onnx": the bundle's ONNX export in onnxruntime, on the CPU (pipelines.score.runtime)
+    onnx: str | None = None  # the export's folder (default: the bundle directory's onnx/); --runtime onnx only
+    precision: str = "float32"  # "int8": the export's quantized graphs; --runtime onnx only
 
     def __post_init__(self):
         check_bounds(self, lambda name: f"--{name.replace('_', '-')}", UsageError)
+        if self.runtime not in RUNTIMES:
+            raise UsageError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if self.precision not in ("float32", "int8"):
+            raise UsageError(f"--precision must be float32 or int8, got {self.precision!r}")

@@ -40,6 +40,7 @@ from pipelines.score.config import ScoreConfig
 from pipelines.score.inputs import Item, check_output, display_path, list_inputs
 from pipelines.score.long_files import score_long_file, split_long
 from pipelines.score.rows import SCHEMA, RowIdentity, Scored, item_key, merge_rows
+from pipelines.score.runtime import OnnxFrames, TorchFrames, frame_runner
 from pipelines.score.summary import format_summary, summarize, track
 from pipelines.score.writer import ROW_OPTIONS, PartWriter, finished_keys, is_score_output, read_parts, write_atomic
 from ssm_signal.bundle import Bundle, load_bundle
@@ -99,6 +100,9 @@ def _score(cfg: ScoreConfig, stop: SignalStop) -> dict[str, Any]:
 
         check_tracking_server()
     bundle = load_bundle(cfg.model)
+    gpu = cfg.runtime == "torch" and cfg.accelerator != "cpu" and torch.cuda.is_available()
+    runner = frame_runner(bundle, cfg.runtime, torch.device("cuda", 0) if gpu else torch.device("cpu"), cfg.onnx,
+                          cfg.precision)
     audio = is_audio(bundle)
     out = Path(cfg.output)
     check_output(out, cfg.input, is_score_output)
@@ -110,7 +114,7 @@ def _score(cfg: ScoreConfig, stop: SignalStop) -> dict[str, Any]:
         parts_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--output {out}: cannot write there ({os_error_words(e)})") from e
-    fingerprint = bundle.fingerprint
+    fingerprint = runner.fingerprint  # the bundle's, marked with the runtime where it is not torch
     done = finished_keys(parts_dir, out, fingerprint)
     todo, seen = [], set()
     for it in items:  # each input once (a manifest may list a path twice), and only if not scored as it is now
@@ -118,19 +122,19 @@ def _score(cfg: ScoreConfig, stop: SignalStop) -> dict[str, Any]:
         if key not in done and key not in seen:
             seen.add(key)
             todo.append(it)
-    log.info("scoring %d files (%d of %d already done) with %s v%s", len(todo), len(items) - len(todo), len(items),
-             bundle.name, bundle.version)
-    writer = PartWriter(parts_dir, frames_dir, bundle, part_rows=cfg.part_rows, identity=RowIdentity.of(bundle, todo))
+    log.info("scoring %d files (%d of %d already done) with %s v%s (%s)", len(todo), len(items) - len(todo), len(items),
+             bundle.name, bundle.version, runner.name if cfg.runtime == "torch" else f"onnx, {cfg.precision}")
+    writer = PartWriter(parts_dir, frames_dir, bundle, part_rows=cfg.part_rows,
+                        identity=RowIdentity.of(bundle, todo, fingerprint))
     graphs: dict[str, int] = {}
-    gpu = cfg.accelerator != "cpu" and torch.cuda.is_available()
     todo, long = split_long(todo, audio, bundle.sample_rate, cfg.long_bytes)
     if long and os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
-        _score_long(long, bundle, cfg, writer, torch.device("cuda", 0) if gpu else torch.device("cpu"), stop)
+        _score_long(long, bundle, runner, cfg, writer, stop)
     if todo:
         from pipelines.score.predict import predict_batches  # Lightning: only for a job with batch-path files
 
         loader, ring = score_loader(todo, bundle, cfg, gpu)
-        trainer, scorer = predict_batches(loader, ring, bundle, cfg, writer, len(todo), stop)
+        trainer, scorer = predict_batches(loader, ring, bundle, runner, cfg, writer, len(todo), stop)
         graphs = dict(scorer.graphs.counts) if scorer.graphs is not None else {}
         trainer.strategy.barrier()  # every rank's parts are written before rank 0 merges
         if not trainer.is_global_zero:
@@ -141,6 +145,7 @@ def _score(cfg: ScoreConfig, stop: SignalStop) -> dict[str, Any]:
     write_atomic(pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False), out, **ROW_OPTIONS)
     wall = time.time() - t0
     summary = summarize(df, bundle, wall, len(todo) + len(long), writer)
+    summary["runtime"] = runner.name if cfg.runtime == "torch" else f"onnx {cfg.precision}"
     if skipped:
         summary["skipped_files"] = dict(skipped.most_common())
     if graphs:  # this rank's batches: replayed, captured (eager on a new shape), eager (past the limits)
@@ -152,14 +157,15 @@ def _score(cfg: ScoreConfig, stop: SignalStop) -> dict[str, Any]:
     return summary
 
 
-def _score_long(items: list[Item], bundle: Bundle, cfg: ScoreConfig, writer: PartWriter, device: torch.device,
-                stop: SignalStop) -> None:
+def _score_long(items: list[Item], bundle: Bundle, runner: TorchFrames | OnnxFrames, cfg: ScoreConfig,
+                writer: PartWriter, stop: SignalStop) -> None:
     """The long files, one at a time in blocks (pipelines.score.long_files), their rows through ``writer``."""
-    bundle.model.to(device)
+    if isinstance(runner, TorchFrames):
+        bundle.model.to(runner.device)
     try:
         for it in items:
             log.info("scoring %s in blocks (too long to read whole)", display_path(it.path))
-            r = score_long_file(it.path, bundle, device, cfg.frames, stop.check)
+            r = score_long_file(it.path, bundle, runner, cfg.frames, stop.check)
             files = BatchFiles([it.path], [it.label], [r.error], [r.seconds], [r.error is None])
             writer.write_file(files, Scored(r.scores, r.frames))
             writer.finish(0)  # a long file is many batches' work: on disk at once

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from pipelines.score.inputs import Item, soundfile_source
+from pipelines.score.runtime import OnnxFrames, TorchFrames
 from ssm_signal.bundle import Bundle, check_sample_rate, clip_scores, to_model_channels
 from ssm_signal.data.audio_io import AUDIO_EXTENSIONS
 from ssm_signal.data.file_checks import file_problem, os_error_words
@@ -95,7 +96,7 @@ class _Clip:
         return LongResult(scores, [torch.cat(self.frames)] if self.frames is not None else None, seconds)
 
 
-def score_long_file(path: str, bundle: Bundle, device: torch.device, keep_frames: bool,
+def score_long_file(path: str, bundle: Bundle, runner: TorchFrames | OnnxFrames, keep_frames: bool,
                     stop: Callable[[], None] = lambda: None) -> LongResult:
     """One long audio file -> its row's results; a problem with the file is the result's ``error``.
     ``stop()`` runs between blocks (it raises to end the job early)."""
@@ -103,7 +104,7 @@ def score_long_file(path: str, bundle: Bundle, device: torch.device, keep_frames
     if problem is not None:
         return LongResult(error=f"FileError: {problem}")
     try:
-        return _stream(path, bundle, device, keep_frames, stop)
+        return _stream(path, bundle, runner, keep_frames, stop)
     except OSError as e:
         return LongResult(error=f"FileError: {os_error_words(e)}")
     except (ValueError, RuntimeError, TypeError, EOFError) as e:  # soundfile's and the checks' errors
@@ -111,8 +112,8 @@ def score_long_file(path: str, bundle: Bundle, device: torch.device, keep_frames
 
 
 @torch.inference_mode()
-def _stream(path: str, bundle: Bundle, device: torch.device, keep_frames: bool, stop: Callable[[], None]
-            ) -> LongResult:
+def _stream(path: str, bundle: Bundle, runner: TorchFrames | OnnxFrames, keep_frames: bool,
+            stop: Callable[[], None]) -> LongResult:
     import soundfile as sf
 
     model, rate_out, channels, window = bundle.model, bundle.sample_rate, bundle.in_channels, bundle.window_samples
@@ -121,12 +122,12 @@ def _stream(path: str, bundle: Bundle, device: torch.device, keep_frames: bool, 
         rate = int(f.samplerate)
         check_sample_rate(rate, rate_out, audio=True)  # long files are audio (split_long)
         resampler = shared_resampler(rate, rate_out, channels)
-        rs, state = resampler.init_state(1), model.init_state(1, device=device)
+        rs, state = resampler.init_state(1), runner.init_state(1)
         pending, n_pending, n_in, n_out = [], 0, 0, 0
 
         def run(x: Tensor) -> None:
             nonlocal state
-            y, state = model._forward(x[None].to(device), state, phase=0)
+            y, state = runner.run(x[None], state)
             clip.add(y)
 
         for block in f.blocks(blocksize=max(1, int(BLOCK_SECONDS * rate)), dtype="float32", always_2d=True):

@@ -24,6 +24,7 @@ from pipelines.errors import Interrupted
 from pipelines.score.config import ScoreConfig
 from pipelines.score.job import SignalStop
 from pipelines.score.rows import Scored
+from pipelines.score.runtime import OnnxFrames, TorchFrames
 from pipelines.score.writer import PartWriter
 from ssm_signal.bundle import Bundle, clip_scores, pcm_to_float
 
@@ -44,9 +45,10 @@ class Scorer(L.LightningModule):
     """
 
     def __init__(self, bundle: Bundle, frames: bool = False, ring: BatchRing | None = None,
-                 cuda_graphs: bool = True, batch_size: int = 1):
+                 cuda_graphs: bool = True, batch_size: int = 1, runner: TorchFrames | OnnxFrames | None = None):
         super().__init__()
         self.bundle = bundle
+        self.runner = runner or TorchFrames(bundle)
         self.model = bundle.model
         self.frames = frames
         self.ring = ring
@@ -73,7 +75,7 @@ class Scorer(L.LightningModule):
         """
         if x.dtype == torch.int16:
             x = pcm_to_float(x)
-        y = self.bundle.frame_outputs(x, check_values=False)  # windowed with carried state, as predict()
+        y = self.runner.outputs(x)  # windowed with carried state, as predict() (or the ONNX export's graphs)
         scores = clip_scores(y, frames, self.bundle.config)
         return (scores, y) if self.frames else (scores,)
 
@@ -121,18 +123,21 @@ class Scorer(L.LightningModule):
         return Scored(host, frames, torch.cuda.current_stream(scores.device).record_event(), check)
 
 
-def predict_batches(loader: Any, ring: BatchRing | None, bundle: Bundle, cfg: ScoreConfig, writer: PartWriter,
-                    n_files: int, stop: SignalStop | None = None) -> tuple[L.Trainer, Scorer]:
+def predict_batches(loader: Any, ring: BatchRing | None, bundle: Bundle, runner: TorchFrames | OnnxFrames,
+                    cfg: ScoreConfig, writer: PartWriter, n_files: int, stop: SignalStop | None = None
+                    ) -> tuple[L.Trainer, Scorer]:
     """``Trainer.predict`` of the bundle's :class:`Scorer` over ``loader`` (batches as :class:`Collate`
     makes them, ``n_files`` files in all), ``writer`` writing the parts; returns the trainer and the
     scorer. The writer thread is stopped and the ring's page-locking undone also when it fails; on
     ``stop``'s signal the rows scored so far are written before :class:`Interrupted` is raised."""
-    trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+    onnx = isinstance(runner, OnnxFrames)  # onnxruntime runs on the CPU: one process, no device copies
+    trainer = L.Trainer(accelerator="cpu" if onnx else cfg.accelerator, devices=1 if onnx else cfg.devices,
+                        strategy="auto" if onnx else cfg.strategy,
                         logger=False, callbacks=[_WriteRows(writer), _Progress(n_files, writer), _StopOnSignal(stop)],
                         enable_model_summary=False, enable_progress_bar=False, use_distributed_sampler=False)
     try:
         with torch.inference_mode():
-            scorer = Scorer(bundle, cfg.frames, ring, cfg.cuda_graphs, cfg.batch_size)
+            scorer = Scorer(bundle, cfg.frames, ring, cfg.cuda_graphs and not onnx, cfg.batch_size, runner)
             trainer.predict(scorer, dataloaders=loader, return_predictions=False)
     except Interrupted:
         writer.finish(trainer.global_rank)  # the batches scored so far are kept: a rerun resumes after them

@@ -67,8 +67,9 @@ class RowIdentity:
     files: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def of(cls, bundle: Bundle, items: list[Item]) -> RowIdentity:
-        return cls(bundle.fingerprint, {it.path: (it.size, it.mtime_ns) for it in items})
+    def of(cls, bundle: Bundle, items: list[Item], fingerprint: str | None = None) -> RowIdentity:
+        """``fingerprint``: the scoring runtime's (default: the bundle's, for torch)."""
+        return cls(fingerprint or bundle.fingerprint, {it.path: (it.size, it.mtime_ns) for it in items})
 
 
 NON_FINITE = "NonFiniteOutput: the model's output is NaN or Inf for this input"

@@ -23,6 +23,7 @@ import torchaudio.functional as AF
 from torch import Tensor
 
 from ssm_signal.frontends.base import FramedFrontend, check_aligned, read_phase
+from ssm_signal.kernels import get_op
 from ssm_signal.state import State
 from ssm_signal.validation import check_sequence, check_step
 
@@ -148,6 +149,5 @@ class LogMel(FramedFrontend):
         """frames (..., n_fft) -> log(|rfft(w * frame)|^2 @ fbank + eps), (..., n_mels)."""
         out_dtype = frames.dtype
         dt = compute_dtype(out_dtype)
-        spec = torch.fft.rfft(frames.to(dt) * self.window.to(dt), n=self.n_fft)  # (..., n_fft//2 + 1)
-        power = spec.real.square() + spec.imag.square()
+        power = get_op("power_spectrum", frames.device)(frames.to(dt), self.window.to(dt), self.n_fft)
         return torch.log(power @ self.fbank.to(dt) + self.eps).to(out_dtype)

@@ -1,140 +1,40 @@
-"""Causal, stateful polyphase resampling between any two integer sample rates.
+"""The causal, stateful polyphase resampler in torch: :class:`Resampler`, and :func:`resample` for
+whole signals. One design for every rate pair, used by training, predict, scoring and streaming; the
+design, the sum it computes and its numpy twin (the torch-free runtime's) are in
+:mod:`ssm_signal.polyphase`, whose docstring states them.
 
-The rate pair is reduced by its gcd to an up/down ratio L/M (16 kHz from 44.1 kHz: L=160,
-M=441). Conceptually the input x is zero-stuffed to the rate F = L * f_in = M * f_out,
-low-pass filtered by a linear-phase FIR h of N taps and kept at every M-th sample:
-
-    y_c[k] = sum_i h[i] * x_up[k M - i]        x_up[j] = x[j / L] if L | j else 0        (the spec)
-
-Only every L-th tap meets a non-zero sample, so output k needs just T = ceil(N / L) taps of
-phase p = k M mod L (the polyphase form):
-
-    y_c[k] = sum_{j<T} h[p + j L] * x[floor(k M / L) - j]
-
-The filter (one design for every rate pair, used by training, predict, scoring and streaming):
-a Kaiser-windowed sinc at F with
-
-- passband edge f_pass = ``rolloff`` x Nyquist, Nyquist = min(f_in, f_out) / 2; ``ROLLOFF`` =
-  0.95, so for 16 kHz output the passband ends at 7.6 kHz, the log-mel's default ``f_max``: every
-  mel band sees the signal unattenuated (within the ripple);
-- stopband edge f_stop = Nyquist (8 kHz for 16 kHz output): everything that would alias is
-  down by ``attenuation_db`` (A = 80 dB; Kaiser's formulas land within 0.5 dB of it, measured
-  >= 79.5 dB for the common rates, a test checks); the passband ripple is 1e-4 (0.001 dB);
-- transition width f_stop - f_pass = 0.05 x Nyquist (400 Hz for 16 kHz output); cutoff
-  (the sinc's half-amplitude point) in its middle, (f_pass + f_stop) / 2 = 7.8 kHz;
-- Kaiser beta = 0.1102 (A - 8.7) = 7.857 for A = 80 dB; the length from Kaiser's estimate
-  (A - 7.95) / (2.285 x 2 pi x transition / F), rounded up to N = 2 M D + 1 taps (below).
-  To 16 kHz: from 48 kHz 607 taps (D = 101), from 44.1 kHz 89083 taps at F = 7.056 MHz, i.e.
-  557 per polyphase branch (D = 101), from 8 kHz 403 taps, 202 per branch (D = 201).
-
-Each polyphase branch is normalised to unit DC gain, so a constant stays exactly constant.
-
-Two implementations of the same polyphase sum: a bank of L strided convolutions done as one
-``conv1d`` (fast for long chunks and common ratios) and a gather-and-dot over the emitted
-outputs (any ratio, small memory per output); :func:`resample_reference` is the spec above in
-float64 numpy, and tests compare all three.
+Two implementations of the same polyphase sum here: a bank of L strided convolutions done as one
+``conv1d`` (fast for long chunks and common ratios) and a gather-and-dot over the emitted outputs
+(any ratio, small memory per output); :func:`resample_reference` is the spec in float64 numpy, and
+tests compare all of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ssm_signal.frontends.base import read_phase
 from ssm_signal.layers.base import StreamingModule
+from ssm_signal.polyphase import (  # noqa: F401  (FilterDesign, ROLLOFF, resample_reference: re-exported)
+    ATTENUATION_DB,
+    BLOCK_SAMPLES,
+    MAX_BANK_COEFFS,
+    ROLLOFF,
+    FilterDesign,
+    bank,
+    bank_indices,
+    design_filter,
+    flush_zeros,
+    in_blocks,
+    plan_block,
+    resample_reference,
+)
 from ssm_signal.state import State, batch_value
-
-# The conv1d bank uses a kernel of L x (T + M - 1) coefficients; above this many the
-# gather path is used instead (irregular ratios such as 47999 -> 16000).
-_MAX_BANK_COEFFS = 1 << 21
-#: Passband edge as a fraction of the lower Nyquist frequency: 7.6 kHz of 8 kHz at a 16 kHz model
-#: rate, the top of the default log-mel (``FrontendConfig.f_max``).
-ROLLOFF = 0.95
-#: Stopband attenuation (dB); also sets the passband ripple, 10 ** (-A / 20).
-ATTENUATION_DB = 80.0
-# Whole signals and long chunks are processed in blocks of this many input samples, so
-# temporary memory stays bounded whatever the length.
-BLOCK_SAMPLES = 1 << 18
-
-
-@dataclasses.dataclass(frozen=True)
-class FilterDesign:
-    """The polyphase filter for one rate pair.
-
-    up, down: L and M (the reduced ratio); taps: (L, T) float64, ``taps[p]`` the phase-p
-    coefficients in time order (oldest input first); delay: D, in output samples;
-    passband_hz, stopband_hz: band edges; attenuation_db: stopband attenuation.
-    """
-
-    in_rate: int
-    out_rate: int
-    up: int
-    down: int
-    taps: np.ndarray
-    delay: int
-    passband_hz: float
-    stopband_hz: float
-    attenuation_db: float
-
-    @property
-    def taps_per_phase(self) -> int:
-        return self.taps.shape[1]
-
-    def impulse_response(self) -> np.ndarray:
-        """The prototype filter h (T L,) at rate F = L f_in, as applied (each branch at unit DC
-        gain), scaled to unit passband gain: its spectrum is the resampler's frequency response."""
-        return self.taps[:, ::-1].T.reshape(-1) / self.up
-
-
-def _check_rate(name: str, rate) -> int:
-    if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or not 1 <= int(rate) <= 1_000_000:
-        raise ValueError(f"{name} must be an integer number of Hz in [1, 1000000], got {rate!r}")
-    return int(rate)
-
-
-def design_filter(in_rate: int, out_rate: int, rolloff: float = ROLLOFF,
-                  attenuation_db: float = ATTENUATION_DB) -> FilterDesign:
-    """Kaiser-windowed-sinc polyphase filter for ``in_rate`` -> ``out_rate`` (cached)."""
-    return _design(_check_rate("in_rate", in_rate), _check_rate("out_rate", out_rate), float(rolloff),
-                   float(attenuation_db))
-
-
-@functools.lru_cache(maxsize=64)
-def _design(in_rate: int, out_rate: int, rolloff: float, attenuation_db: float) -> FilterDesign:
-    if not 0.0 < rolloff < 1.0:
-        raise ValueError(f"rolloff must be in (0, 1), got {rolloff}")
-    if not 20.0 <= attenuation_db <= 200.0:
-        raise ValueError(f"attenuation_db must be in [20, 200], got {attenuation_db}")
-    g = math.gcd(in_rate, out_rate)
-    L, M = out_rate // g, in_rate // g
-    if L == M == 1:
-        return FilterDesign(in_rate, out_rate, 1, 1, np.ones((1, 1)), 0, in_rate / 2, in_rate / 2, math.inf)
-    nyq = min(in_rate, out_rate) / 2
-    f_pass, f_stop = rolloff * nyq, nyq
-    fs_up = float(L * in_rate)  # F, the zero-stuffed rate
-    # Kaiser's order estimate for a transition of width (f_stop - f_pass) at rate F
-    order = (attenuation_db - 7.95) / (2.285 * 2 * math.pi * (f_stop - f_pass) / fs_up)
-    D = max(1, math.ceil(order / (2 * M)))
-    N = 2 * M * D + 1  # group delay (N - 1) / 2 = M D samples at F = D output samples
-    if L * math.ceil(N / L) > 50_000_000:
-        raise ValueError(f"resampling {in_rate} -> {out_rate} Hz needs a {N}-tap filter (reduced ratio {L}/{M}); "
-                         "use rates with a larger common divisor")
-    beta = 0.1102 * (attenuation_db - 8.7) if attenuation_db > 50 else \
-        0.5842 * (attenuation_db - 21) ** 0.4 + 0.07886 * (attenuation_db - 21)
-    fc = (f_pass + f_stop) / 2 / fs_up  # cutoff in cycles per sample at F
-    n = np.arange(N, dtype=np.float64) - (N - 1) / 2
-    h = 2 * fc * np.sinc(2 * fc * n) * np.kaiser(N, beta)
-    T = math.ceil(N / L)
-    h = np.concatenate([h, np.zeros(T * L - N)])
-    taps = h.reshape(T, L).T[:, ::-1].copy()  # taps[p, i] = h[p + (T - 1 - i) L]
-    taps /= taps.sum(axis=1, keepdims=True)  # unit DC gain per phase (absorbs the factor L)
-    return FilterDesign(in_rate, out_rate, L, M, taps, D, f_pass, f_stop, attenuation_db)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +73,7 @@ class Resampler(StreamingModule):
         L, M, T = d.up, d.down, d.taps_per_phase
         self.history_len = 0 if self.identity else T + M - 2
         bank_size = L * (T + M - 1)
-        self.method = ("bank" if bank_size <= _MAX_BANK_COEFFS else "gather") if method == "auto" else method
+        self.method = ("bank" if bank_size <= MAX_BANK_COEFFS else "gather") if method == "auto" else method
         self._coeffs: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor | None, Tensor, Tensor]] = {}
 
     def coefficients(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
@@ -185,19 +85,12 @@ class Resampler(StreamingModule):
         """
         key = (dtype, torch.device(device))
         if key not in self._coeffs:
-            L, M, T = self.up, self.down, self.taps_per_phase
             taps = torch.from_numpy(self.design.taps).to(device=device, dtype=dtype)
-            sub = torch.arange(L, dtype=torch.int64)
-            offsets, phases = (sub * M) // L, (sub * M) % L
-            bank = None
+            offsets, phases = bank_indices(self.design)
+            coeffs = None
             if self.method == "bank":
-                bank = torch.zeros(L, 1, T + M - 1, dtype=torch.float64)
-                d_taps = torch.from_numpy(self.design.taps)
-                for p_sub in range(L):
-                    o = int(offsets[p_sub])
-                    bank[p_sub, 0, o:o + T] = d_taps[int(phases[p_sub])]
-                bank = bank.to(device=device, dtype=dtype)
-            self._coeffs[key] = (taps, bank, offsets.to(device), phases.to(device))
+                coeffs = torch.from_numpy(bank(self.design)[0]).unsqueeze(1).to(device=device, dtype=dtype)
+            self._coeffs[key] = (taps, coeffs, torch.from_numpy(offsets).to(device), torch.from_numpy(phases).to(device))
         return self._coeffs[key]
 
     def extra_repr(self) -> str:
@@ -229,11 +122,7 @@ class Resampler(StreamingModule):
             return state.history.new_zeros(B, 0, self.d_model), state
         q = read_phase(state.phase, self.down, "Resampler")
         owed = batch_value(state.primed, "Resampler primed")
-        L, M = self.up, self.down
-        k0 = -(-(q * L) // M)
-        # fewest zeros that complete D more causal outputs: ceil((q + n) L / M) >= k0 + D
-        n_zeros = (k0 + self.delay - 1) * M // L - q + 1
-        zeros = state.history.new_zeros(B, n_zeros, self.d_model)
+        zeros = state.history.new_zeros(B, flush_zeros(q, self.design), self.d_model)
         y, state = self._forward(zeros, state)
         return y[:, :owed], state
 
@@ -241,32 +130,25 @@ class Resampler(StreamingModule):
     def _forward(self, x: Tensor, state: ResamplerState) -> tuple[Tensor, ResamplerState]:
         if self.identity or x.shape[1] == 0:
             return x, state
-        outs = []
-        for start in range(0, x.shape[1], BLOCK_SAMPLES):
-            y, state = self._block(x[:, start:start + BLOCK_SAMPLES], state)
-            outs.append(y)
-        return torch.cat(outs, 1) if len(outs) > 1 else outs[0], state
+        return in_blocks(self._block, x, state, torch.cat)
 
     def _block(self, x: Tensor, state: ResamplerState) -> tuple[Tensor, ResamplerState]:
         B, n, C = x.shape
-        L, M, D = self.up, self.down, self.delay
-        q = read_phase(state.phase, M, "Resampler")
-        primed = batch_value(state.primed, "Resampler primed")
+        q = read_phase(state.phase, self.down, "Resampler")
+        plan = plan_block(q, n, batch_value(state.primed, "Resampler primed"), self.design)
         buf = torch.cat([state.history.to(x.dtype), x.transpose(1, 2)], dim=2)  # (B, C, H + n)
-        k0, k1 = -(-(q * L) // M), -(-((q + n) * L) // M)  # emitted causal outputs k' in [k0, k1)
-        if k1 > k0:
-            base = M - 1 - q  # buffer index of the current input period's start, minus (T - 1)
-            y = (self._bank if self.method == "bank" else self._gather)(buf.reshape(B * C, -1), base, k0, k1)
+        if plan.k1 > plan.k0:  # causal outputs k' in [k0, k1)
+            y = (self._bank if self.method == "bank" else self._gather)(buf.reshape(B * C, -1), plan.base, plan.k0,
+                                                                         plan.k1)
             y = y.reshape(B, C, -1).transpose(1, 2)  # (B, k1 - k0, C)
         else:
             y = x.new_zeros(B, 0, C)
-        drop = min(D - primed, y.shape[1])  # the first D causal outputs precede the aligned signal
         new = ResamplerState(
             history=buf[:, :, buf.shape[2] - self.history_len:].to(state.history.dtype, copy=True),
-            phase=torch.full_like(state.phase, (q + n) % M),
-            primed=torch.full_like(state.primed, min(D, primed + k1 - k0)),
+            phase=torch.full_like(state.phase, plan.phase),
+            primed=torch.full_like(state.primed, plan.primed),
         )
-        return y[:, drop:], new
+        return y[:, plan.drop:], new  # the first D causal outputs precede the aligned signal
 
     def _bank(self, buf: Tensor, base: int, k0: int, k1: int) -> Tensor:
         """All L sub-phases as one strided conv1d: buf (R, H + n) -> (R, k1 - k0) causal outputs."""
@@ -331,24 +213,3 @@ def resample(x: Tensor, in_rate: int, out_rate: int, *, rolloff: float = ROLLOFF
         y, state = r._forward(flat, r.init_state(flat.shape[0], device=x.device, dtype=x.dtype))
         tail, _ = r.flush(state)
     return torch.cat([y, tail], 1).reshape(*lead, -1)
-
-
-def resample_reference(x: np.ndarray, in_rate: int, out_rate: int, **kwargs) -> np.ndarray:
-    """The spec, in float64 numpy: zero-stuff by L, filter with h, keep every M-th, shift by D.
-
-    x: (n,) -> (ceil(n L / M),). Slow and obviously right; for tests.
-    """
-    d = design_filter(int(in_rate), int(out_rate), **kwargs)
-    L, M, D = d.up, d.down, d.delay
-    x = np.asarray(x, dtype=np.float64)
-    if L == M == 1:
-        return x.copy()
-    T = d.taps_per_phase
-    h = d.impulse_response() * L  # back to h[p + j L], normalised per phase
-    n_out = -(-len(x) * L // M)
-    up = np.zeros((len(x) + (D * M) // L + T + 1) * L)  # room for the zero tail that flush feeds
-    up[:len(x) * L:L] = x
-    size = len(up) + len(h) - 1
-    nfft = 1 << (size - 1).bit_length()
-    full = np.fft.irfft(np.fft.rfft(up, nfft) * np.fft.rfft(h, nfft), nfft)[:size]  # np.convolve(up, h), faster
-    return full[: (n_out + D) * M: M][D:D + n_out]

@@ -4,6 +4,7 @@ Backends: ``reference`` (sequential spec), ``torch`` (chunked parallel algorithm
 plain PyTorch), and the optional GPU backends registered when they import.
 """
 
+from ssm_signal.kernels import export_ops as _export_ops
 from ssm_signal.kernels import reference
 from ssm_signal.kernels.attention_torch import local_attention as _local_attention_torch
 from ssm_signal.kernels.lti_torch import lti_scan as _lti_scan_torch
@@ -45,9 +46,25 @@ register(Backend(
         "lti_scan": _lti_scan_torch,
         "local_attention": _local_attention_torch,
         "gated_rms_norm": reference.gated_rms_norm,
+        "power_spectrum": reference.power_spectrum,
+        "conv_step": reference.conv_step,
     },
     devices=("cpu", "cuda"),
     priority=10,
+))
+
+# Formulations that graph exporters lower to small graphs (ONNX has no complex type, its DFT is slow
+# and less accurate than a matmul for the log-mel's 400 points, rms_norm is one node, a conv step is
+# one product and sum over its window): never chosen by ``auto``, forced
+# with ``use("export")`` around an export (pipelines.export); the rest falls back to ``torch``.
+register(Backend(
+    name="export",
+    ops={"power_spectrum": _export_ops.power_spectrum, "gated_rms_norm": _export_ops.gated_rms_norm,
+         "conv_step": _export_ops.conv_step, "ssd_step": _export_ops.ssd_step},
+    devices=("cpu", "cuda"),
+    priority=-1,
+    fallback="torch",
+    accepts=lambda op, device: False,
 ))
 
 from ssm_signal.kernels import optional as _optional  # noqa: E402  (registers GPU backends)

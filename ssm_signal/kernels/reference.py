@@ -53,6 +53,27 @@ def write_rows_(dst: Tensor, src: Tensor, active: Tensor | None = None) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# The depthwise causal convolution of Mamba and Mamba-2, one step (the sequence form is a conv1d)
+# ---------------------------------------------------------------------------------------
+def conv_step(x_t: Tensor, weight: Tensor, bias: Tensor | None, buffer: Tensor) -> tuple[Tensor, Tensor]:
+    """One step: x_t (B, C), buffer (B, C, K-1) of the last K-1 inputs -> y_t (B, C), new buffer.
+
+    y_t = bias + w_{K-1} x_t + sum_k w_k buffer_k, as K-1 fused multiply-adds over (B, C) slices
+    rather than a (B, C, K) window reduced over its last axis: reductions over a 4-wide innermost
+    axis run far below memory speed on a GPU (docs/performance.md, "H100: serving").
+    """
+    w = weight[:, 0].to(x_t.dtype)  # (C, K)
+    K = w.shape[1]
+    y = x_t * w[:, K - 1]
+    if bias is not None:
+        y = y + bias.to(x_t.dtype)
+    past = buffer.to(x_t.dtype)
+    for k in range(K - 1):
+        y = torch.addcmul(y, past[:, :, k], w[:, k])
+    return y, torch.cat([buffer, x_t.unsqueeze(-1).to(buffer.dtype)], dim=2)[:, :, 1:]  # K=1: an empty buffer
+
+
+# ---------------------------------------------------------------------------------------
 # Mamba-1 / S6
 # ---------------------------------------------------------------------------------------
 def selective_step(
@@ -233,3 +254,12 @@ def gated_rms_norm(x: Tensor, z: Tensor, weight: Tensor, eps: float = 1e-5, grou
     g = g.reshape(*g.shape[:-1], D // gs, gs)
     g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + eps)
     return (g.reshape(*x.shape) * weight.to(cd)).to(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# The log-mel's power spectrum (not a scan either: the export backend replaces it)
+# ---------------------------------------------------------------------------------------
+def power_spectrum(frames: Tensor, window: Tensor, n_fft: int) -> Tensor:
+    """|rfft(window * frame)|^2: frames (..., n_fft), window (n_fft,) -> (..., n_fft // 2 + 1)."""
+    spec = torch.fft.rfft(frames * window, n=n_fft)
+    return spec.real.square() + spec.imag.square()

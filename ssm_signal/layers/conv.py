@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssm_signal.kernels import get_op
 from ssm_signal.layers.base import StreamingModule
 from ssm_signal.state import State
 
@@ -39,20 +40,9 @@ def causal_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, buffer: Tensor
 
 def causal_conv1d_step(x_t: Tensor, weight: Tensor, bias: Tensor | None, buffer: Tensor) -> tuple[Tensor, Tensor]:
     """One step: x_t (B, C), buffer (B, C, K-1) of the last K-1 inputs -> y_t (B, C), new buffer.
-
-    y_t = bias + w_{K-1} x_t + sum_k w_k buffer_k, as K-1 fused multiply-adds over (B, C) slices
-    rather than a (B, C, K) window reduced over its last axis: reductions over a 4-wide innermost
-    axis run far below memory speed on a GPU (docs/performance.md, "H100: serving").
-    """
-    w = weight[:, 0].to(x_t.dtype)  # (C, K)
-    K = w.shape[1]
-    y = x_t * w[:, K - 1]
-    if bias is not None:
-        y = y + bias.to(x_t.dtype)
-    past = buffer.to(x_t.dtype)
-    for k in range(K - 1):
-        y = torch.addcmul(y, past[:, :, k], w[:, k])
-    return y, torch.cat([buffer, x_t.unsqueeze(-1).to(buffer.dtype)], dim=2)[:, :, 1:]  # K=1: an empty buffer
+    y_t = bias + sum_k weight[:, 0, k] * [buffer, x_t]_k, through the kernel registry's ``conv_step``
+    (``kernels.reference.conv_step`` is the spec)."""
+    return get_op("conv_step", x_t.device)(x_t, weight, bias, buffer)
 
 
 class CausalConv1d(StreamingModule):

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssm_signal.kernels import get_op
-from ssm_signal.kernels.reference import lti_scan as lti_recurrence
 from ssm_signal.layers.base import StreamingModule
 from ssm_signal.state import State
 
@@ -78,26 +77,49 @@ class S4D(StreamingModule):
     def init_state(self, batch_size: int, *, device=None, dtype: torch.dtype = torch.float32) -> S4DState:
         return S4DState(torch.zeros(batch_size, self.d_model, self.d_state // 2, 2, device=device, dtype=dtype))
 
-    def discretize(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-        """(Δ A, B̄, C), each (H, N/2) complex of ``dtype`` precision (complex64 or complex128)."""
+    def discretize_pairs(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(Δ A, Ā, B̄, C), each (H, N/2, 2): complex numbers as (real, imag) pairs, in float64 for
+        float64 ``dtype``, else float32. Real arithmetic throughout, so the streaming step has no
+        complex tensor (an exported step runs where complex types do not exist, e.g. ONNX)."""
         real = torch.float64 if dtype == torch.float64 else torch.float32
-        A = torch.complex(-torch.exp(self.log_A_real.to(real)), self.A_imag.to(real))
-        dtA = A * torch.exp(self.log_dt.to(real)).unsqueeze(-1)
-        B_bar = (torch.exp(dtA) - 1) / A  # ZOH with B = 1
-        return dtA, B_bar, torch.view_as_complex(self.C.to(real).contiguous())
+        dt = torch.exp(self.log_dt.to(real)).unsqueeze(-1)  # Δ (H, 1)
+        a_re, a_im = -torch.exp(self.log_A_real.to(real)), self.A_imag.to(real)  # A (H, N/2)
+        x, y = a_re * dt, a_im * dt  # Δ A = x + i y
+        mag = torch.exp(x)
+        ab_re, ab_im = mag * torch.cos(y), mag * torch.sin(y)  # Ā = exp(Δ A)
+        # B̄ = (Ā - 1) / A with B = 1 (ZOH), the division written out: (p + i q) / (a + i b)
+        # = ((p a + q b) + i (q a - p b)) / (a² + b²)
+        p, q, den = ab_re - 1, ab_im, a_re.square() + a_im.square()
+        bb_re, bb_im = (p * a_re + q * a_im) / den, (q * a_re - p * a_im) / den
+        pair = lambda re, im: torch.stack([re, im], dim=-1)  # noqa: E731
+        return pair(x, y), pair(ab_re, ab_im), pair(bb_re, bb_im), self.C.to(real)
 
-    def _mix(self, u: Tensor, state: S4DState, scan) -> tuple[Tensor, S4DState]:
-        dtA, B_bar, C = self.discretize(u.dtype)
-        h0 = torch.view_as_complex(state.h.to(dtA.real.dtype).contiguous())
-        y, h = scan(u, dtA, B_bar, C, h0)
+    def discretize(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        """(Δ A, B̄, C), each (H, N/2) complex of ``dtype`` precision (complex64 or complex128):
+        :meth:`discretize_pairs` as complex tensors, for the scans."""
+        dtA, _, B_bar, C = self.discretize_pairs(dtype)
+        return tuple(torch.view_as_complex(t.contiguous()) for t in (dtA, B_bar, C))
+
+    def _output(self, y: Tensor, u: Tensor) -> Tensor:
+        """The block around the SSM: GELU(y + D u) -> Linear(H, 2H) -> GLU. y, u: (..., H)."""
         y = F.gelu(y + self.D.to(u.dtype) * u)
-        y = F.glu(self.output_linear(y), dim=-1)
-        return y, S4DState(torch.view_as_real(h).to(state.h.dtype))
+        return F.glu(self.output_linear(y), dim=-1)
 
     def _forward(self, u: Tensor, state: S4DState) -> tuple[Tensor, S4DState]:
-        return self._mix(u, state, get_op("lti_scan", u.device))
+        dtA, B_bar, C = self.discretize(u.dtype)
+        h0 = torch.view_as_complex(state.h.to(dtA.real.dtype).contiguous())
+        y, h = get_op("lti_scan", u.device)(u, dtA, B_bar, C, h0)
+        return self._output(y, u), S4DState(torch.view_as_real(h).to(state.h.dtype))
 
     def _step(self, u_t: Tensor, state: S4DState) -> tuple[Tensor, S4DState]:
-        # Streaming runs the recurrence itself: one multiply-add per mode, no FFT.
-        y, state = self._mix(u_t.unsqueeze(1), state, lti_recurrence)
-        return y.squeeze(1), state
+        """One step of the recurrence, h_t = Ā h_{t-1} + B̄ u_t, y_t = 2 Re(C h_t), in (real, imag)
+        pairs: a multiply-add per mode, no FFT and no complex type (the scans' complex ``lti_scan``
+        is its twin: the contract tests compare them). u_t: (B, H)."""
+        _, A_bar, B_bar, C = self.discretize_pairs(u_t.dtype)  # (H, N/2, 2)
+        h = state.h.to(A_bar.dtype)
+        u = u_t.to(A_bar.dtype).unsqueeze(-1)  # (B, H, 1)
+        h_re, h_im = h[..., 0], h[..., 1]  # (B, H, N/2)
+        re = A_bar[..., 0] * h_re - A_bar[..., 1] * h_im + B_bar[..., 0] * u
+        im = A_bar[..., 0] * h_im + A_bar[..., 1] * h_re + B_bar[..., 1] * u
+        y = 2 * (C[..., 0] * re - C[..., 1] * im).sum(-1)  # (B, H)
+        return self._output(y.to(u_t.dtype), u_t), S4DState(torch.stack([re, im], dim=-1).to(state.h.dtype))

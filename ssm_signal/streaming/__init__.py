@@ -8,9 +8,9 @@ stateful shells around it. Every fast runner wraps the model's own frame step,
 LiveStream reads an uploaded file); never gradio, mlflow or lightning.
 """
 
-from ssm_signal.events import DetectorConfig, DetectorState, Event, EventDetector
+from ssm_signal.events import DetectorConfig, Event, EventDetector
 from ssm_signal.signal_input import MAX_AUDIO_RATE, MIN_AUDIO_RATE, as_samples, check_sample_rate
-from ssm_signal.streaming.engine import EngineOutput, EngineState, StreamConfig, StreamEngine
+from ssm_signal.streaming.engine import DetectorState, EngineOutput, EngineState, StreamConfig, StreamEngine
 from ssm_signal.streaming.live import Admission, Limits, LiveStream, LiveView, find_bundles
 from ssm_signal.streaming.pool import StreamPool
 from ssm_signal.streaming.session import StreamingSession, Timing, Update

@@ -38,10 +38,10 @@ import torch
 from torch import Tensor
 
 from ssm_signal.bundle import Bundle
-from ssm_signal.events import DetectorConfig, DetectorState, Event, EventDetector
+from ssm_signal.events import DetectorArrays, DetectorConfig, Event, EventDetector
 from ssm_signal.frontends.resample import Resampler, ResamplerState, shared_resampler
 from ssm_signal.models import SignalModel, SignalModelState
-from ssm_signal.signal_input import check_sample_rate
+from ssm_signal.signal_input import admit, check_sample_rate
 from ssm_signal.state import State, batch_value
 from ssm_signal.streaming.step import aot_step, compiled
 
@@ -82,6 +82,25 @@ class StreamConfig:
             raise ValueError(f"compile must be None, True, False, 'aot', 'jit' or 'eager', got {self.compile!r}")
         if self.step_max_frames is not None and self.step_max_frames < 0:
             raise ValueError(f"step_max_frames must be >= 0, got {self.step_max_frames}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorState(State):
+    """The event detector's state as a typed State (:class:`~ssm_signal.events.DetectorArrays` as tensors):
+    recent (B, W-1, C) the last W-1 frame scores; seen (B,) int64 frames seen; quiet_until (B,) int64
+    the first frame allowed to fire; held (B,) int64 the label held at the last frame (-1: none)."""
+
+    recent: Tensor
+    seen: Tensor
+    quiet_until: Tensor
+    held: Tensor
+
+    def arrays(self) -> DetectorArrays:
+        return DetectorArrays(*(t.numpy() for t in (self.recent, self.seen, self.quiet_until, self.held)))
+
+    @classmethod
+    def of(cls, a: DetectorArrays) -> DetectorState:
+        return cls(*(torch.from_numpy(x) for x in (a.recent, a.seen, a.quiet_until, a.held)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,7 +222,7 @@ class StreamEngine:
             pending=torch.zeros(batch_size, self.samples_per_frame, self.in_channels),
             n_pending=torch.zeros(batch_size, **i64),
             model=self.model.init_state(batch_size, device=self.device),
-            detector=self.detector.init_state(batch_size),
+            detector=DetectorState.of(self.detector.init_state(batch_size)),
             input_rate=torch.full((batch_size,), rate, **i64),
             samples_in=torch.zeros(batch_size, **i64),
             finished=torch.zeros(batch_size, **i64),
@@ -213,6 +232,13 @@ class StreamEngine:
     def width(self) -> int:
         """Columns of the scores: labels (classify), 1 (anomaly), features (forecast)."""
         return len(self.labels)
+
+    def new_session(self):
+        """A new stream sharing this engine (a ``StreamingSession``); the torch-free ``OnnxModel`` has the
+        same method, so what shows a stream (``LiveStream``) takes either."""
+        from ssm_signal.streaming.session import StreamingSession  # the session module imports this one
+
+        return StreamingSession.from_engine(self)
 
     def resampler(self, rate: int) -> Resampler:
         return shared_resampler(rate, self.rate, self.in_channels)
@@ -235,21 +261,11 @@ class StreamEngine:
 
     # -- the core -------------------------------------------------------------------------------
     def admit(self, n: int, channels: int, sample_rate, input_rate: int, finished: bool) -> int:
-        """The checks a chunk of ``n`` samples with ``channels`` channels passes before it touches a
-        stream: the channel count, the rate (a valid one, and the stream's own once known:
-        ``input_rate`` 0 = not yet), a stream not yet flushed, the length. Returns the rate; raises
-        ValueError. :meth:`process` and ``StreamPool.push`` both call it."""
-        if channels != self.in_channels:
-            raise ValueError(f"chunk has {channels} channels, the model expects {self.in_channels}")
-        rate = check_sample_rate(sample_rate, self.rate, self.audio)
-        if finished:
-            raise ValueError("the stream was flushed (ended); reset it to start a new one")
-        if input_rate and input_rate != rate:
-            raise ValueError(f"sample rate changed from {input_rate} to {rate} Hz mid-stream; reset the stream first")
-        if n > self.config.max_chunk_seconds * rate:
-            raise ValueError(f"chunk of {n / rate:.1f} s exceeds max_chunk_seconds={self.config.max_chunk_seconds:g}; "
-                             "push it in parts")
-        return rate
+        """The checks a chunk passes before it touches a stream (:func:`ssm_signal.signal_input.admit`, with
+        this model's channels and rate). Returns the rate; raises ValueError. :meth:`process` and
+        ``StreamPool.push`` both call it."""
+        return admit(n, channels, sample_rate, in_channels=self.in_channels, model_rate=self.rate, audio=self.audio,
+                     input_rate=input_rate, finished=finished, max_chunk_seconds=self.config.max_chunk_seconds)
 
     @torch.inference_mode()
     def process(self, chunk: Tensor, sample_rate: int, state: EngineState) -> tuple[EngineOutput, EngineState]:
@@ -314,8 +330,8 @@ class StreamEngine:
         each stream's events, and the detectors' new state. The last stage of :meth:`process` and of
         every StreamPool tick (whose streams may be at different frames: the detector counts per stream)."""
         scores = self.scores(out).cpu()
-        smoothed, events, ds = self.detector(scores, detector)
-        return scores, smoothed, events, ds
+        smoothed, events, ds = self.detector(scores.numpy(), detector.arrays())
+        return scores, torch.from_numpy(smoothed), events, DetectorState.of(ds)
 
     def run_model(self, x: Tensor, state: SignalModelState) -> tuple[Tensor, SignalModelState]:
         """Whole frames x (B, F * hop, C) at the model rate -> outputs (B, F, out_dim), new state.

@@ -5,7 +5,8 @@
     view.top_label, view.top_score, view.curves, view.log, view.latency_ms, view.rtf
     for view in live.play_file("clip.wav"): ...   # an uploaded file, through the same streaming path
 
-A :class:`LiveStream` wraps one :class:`StreamingSession` and keeps bounded histories for
+A :class:`LiveStream` wraps one session (a torch :class:`StreamingSession`, or the torch-free
+``OnnxSession`` of an exported model: whatever its engine's ``new_session`` makes) and keeps bounded histories for
 display: the smoothed scores of the last ``history_seconds`` (decimated for plotting), the
 last ``log_size`` events and the last chunk latencies. Memory stays constant however long
 the stream runs; ``Limits`` caps a session's duration, uploads' size and duration, and
@@ -21,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,7 +31,10 @@ from ssm_signal.bundle import CONFIG_FILE, FORMAT, WEIGHTS_FILE
 from ssm_signal.events import Event
 from ssm_signal.signal_input import check_sample_rate
 from ssm_signal.streaming.engine import StreamEngine
-from ssm_signal.streaming.session import StreamingSession, Update
+
+if TYPE_CHECKING:
+    from ssm_signal.runtime import OnnxModel
+from ssm_signal.streaming.session import Update
 
 
 @dataclasses.dataclass
@@ -86,7 +91,7 @@ class LiveStream:
     classification only); plot_rate: points per second in the plot.
     """
 
-    def __init__(self, engine: StreamEngine, limits: Limits | None = None, *, plot_labels: int = 5,
+    def __init__(self, engine: StreamEngine | OnnxModel, limits: Limits | None = None, *, plot_labels: int = 5,
                  plot_rate: float = 25.0):
         self.engine = engine
         self.limits = limits or Limits()
@@ -95,7 +100,7 @@ class LiveStream:
         self._new_session()
 
     def _new_session(self) -> None:
-        self.session = StreamingSession.from_engine(self.engine)
+        self.session = self.engine.new_session()
         fr = self.engine.frame_rate
         self._every = max(1, int(round(fr / self.plot_rate)))  # plot every k-th frame
         n = int(self.limits.history_seconds * fr / self._every) + 1

@@ -152,8 +152,12 @@ def state_builder(template: State) -> Callable[[list[Tensor]], State]:
     return lambda tensors: root(iter(tensors))
 
 
-class _FlatStep(torch.nn.Module):
-    """``model._step`` over a flat tuple of state tensors (what torch.export takes)."""
+class FlatStep(torch.nn.Module):
+    """``model._step`` over a flat tuple of state tensors (what torch.export takes): the graph that
+    AOTInductor compiles here and that ``pipelines.export`` writes as ONNX.
+
+    frame (B, samples_per_frame, C), then the state's tensors in ``template.tensors()`` order ->
+    (y (B, out_dim), the new state's tensors in the same order)."""
 
     def __init__(self, model: SignalModel, template: SignalModelState):
         super().__init__()
@@ -200,7 +204,7 @@ class AOTStep:
         path.parent.mkdir(parents=True, exist_ok=True)
         frame = torch.zeros(self.batch_size, self.model.samples_per_frame, self.model.in_channels)
         flat = tuple(t.clone() for t in self.template.tensors())
-        module = _FlatStep(self.model, self.template).eval()
+        module = FlatStep(self.model, self.template).eval()
         with torch.no_grad():
             exported = torch.export.export(module, (frame, *flat), strict=False)
         # write next to the target and rename: a concurrent process never loads half a file

@@ -121,3 +121,28 @@ def test_replay_view_rendering():
     ready = ReplayView(LiveView(), "t.parquet · s001", ["ch0"], np.zeros(0), np.zeros((0, 1)), [], [], 8.0,
                        "anomaly", 0.0, 1500.0, 100.0, "ready")
     assert headline(ready) == "### ready: t.parquet · s001 (1500 s of stream)"
+
+
+def test_onnx_runtime_serves_the_export(exported, tmp_path):
+    """--runtime onnx: the page's model is the bundle's export, streamed by the torch-free session, and its
+    live view shows what the torch engine's shows; a bundle without an export says how to make one."""
+    from ssm_signal.streaming import LiveStream, StreamConfig, StreamEngine
+    from tests.streaming.conftest import speechlike
+
+    bundle, out = exported("mamba2")
+    models = Models(tmp_path, runtime="onnx")
+    engine = models.engine(str(out))
+    assert type(engine).__name__ == "OnnxModel" and models.engine(str(out)) is engine  # loaded once
+    x = (speechlike(1.5, 48000, 2) * 32767).astype(np.int16)
+    onnx_view = LiveStream(engine).push(x, 48000)
+    torch_view = LiveStream(StreamEngine(bundle, config=StreamConfig(compile=False))).push(x, 48000)
+    assert onnx_view.message is None and onnx_view.frames == torch_view.frames == 149  # the resampler holds 101 samples
+    assert onnx_view.top_label == torch_view.top_label
+    assert np.abs(onnx_view.values - torch_view.values).max() <= 1e-4
+    status = [b for b in build_demo(str(out), artifacts=tmp_path, runtime="onnx").blocks.values()
+              if getattr(b, "elem_id", None) == "model-status"][0]
+    assert status.value == f"Model: `{out}`"
+    save_bundle(kws_model(), tmp_path / "plain", name="plain", version="1")
+    status = [b for b in build_demo(str(tmp_path / "plain"), artifacts=tmp_path, runtime="onnx").blocks.values()
+              if getattr(b, "elem_id", None) == "model-status"][0]
+    assert "cannot load" in status.value and "ssm-signal export" in status.value

@@ -60,3 +60,54 @@ def test_unknown_or_unavailable_backend_is_a_clear_error():
 def test_registering_an_unknown_op_fails():
     with pytest.raises(ValueError, match="unknown ops"):
         kernels.register(kernels.Backend("bad", {"not_an_op": lambda: None}, devices=("cpu",), priority=0))
+
+
+def test_export_backend_power_spectrum_equals_rfft(seed):
+    """The export backend's DFT-basis matmul is the reference's |rfft|^2 (its twin), and auto never picks it."""
+    from ssm_signal.kernels import export_ops
+
+    frames = torch.randn(3, 5, 400, dtype=torch.float64)
+    window = torch.hann_window(400, periodic=True, dtype=torch.float64)
+    ref = reference.power_spectrum(frames, window, 400)
+    got = export_ops.power_spectrum(frames, window, 400)
+    assert got.shape == ref.shape == (3, 5, 201)
+    assert float((got - ref).abs().max() / ref.abs().max()) < 1e-12
+    f32 = export_ops.power_spectrum(frames.float(), window.float(), 400)
+    assert float((f32.double() - ref).abs().max() / ref.abs().max()) < 1e-5
+    assert kernels.resolve("power_spectrum", torch.device("cpu")).name == "torch"
+    with kernels.use("export"):
+        assert kernels.get_op("power_spectrum", torch.device("cpu")) is export_ops.power_spectrum
+        assert kernels.get_op("selective_step", torch.device("cpu")) is reference.selective_step  # the rest: torch
+
+
+def test_export_backend_gated_norm_equals_reference(seed):
+    from ssm_signal.kernels import export_ops
+
+    x, z, w = torch.randn(2, 3, 24, dtype=torch.float64), torch.randn(2, 3, 24, dtype=torch.float64), torch.randn(24)
+    for gs in (24, 8):
+        ref = reference.gated_rms_norm(x, z, w, 1e-5, gs)
+        assert float((export_ops.gated_rms_norm(x, z, w, 1e-5, gs) - ref).abs().max()) < 1e-12
+        got32 = export_ops.gated_rms_norm(x.float(), z.float(), w, 1e-5, gs)
+        assert got32.dtype == torch.float32 and float((got32.double() - ref).abs().max()) < 1e-5
+
+
+def test_export_backend_conv_step_equals_reference(seed):
+    from ssm_signal.kernels import export_ops
+
+    for K in (1, 4):
+        x, w, b = torch.randn(3, 6, dtype=torch.float64), torch.randn(6, 1, K, dtype=torch.float64), torch.randn(6)
+        buf = torch.randn(3, 6, K - 1, dtype=torch.float64)
+        (y, nb), (ry, rnb) = export_ops.conv_step(x, w, b.double(), buf), reference.conv_step(x, w, b.double(), buf)
+        assert float((y - ry).abs().max()) < 1e-12 and torch.equal(nb, rnb) and nb.shape == (3, 6, K - 1)
+
+
+@pytest.mark.parametrize("G", [1, 2])
+def test_export_backend_ssd_step_equals_reference(seed, G):
+    from ssm_signal.kernels import export_ops
+
+    Bsz, H, P, N = 3, 4, 5, 6
+    d = dict(dtype=torch.float64)
+    args = (torch.randn(Bsz, H, P, **d), torch.randn(Bsz, H, **d), -torch.rand(H, **d), torch.randn(Bsz, G, N, **d),
+            torch.randn(Bsz, G, N, **d), torch.randn(H, **d), torch.randn(H, **d), torch.randn(Bsz, H, P, N, **d))
+    (y, h), (ry, rh) = export_ops.ssd_step(*args), reference.ssd_step(*args)
+    assert float((y - ry).abs().max()) < 1e-12 and float((h - rh).abs().max()) < 1e-12 and h.shape == rh.shape

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import torch
 
 from pipelines.cli import main as cli
 from pipelines.evaluate import EvaluateConfig, evaluate
@@ -106,7 +105,7 @@ def test_laid_streams_start_fresh():
     laid = Laid.of(det, streams)
     stream, k, t = laid.events(det, det.thresholds)
     for i, s in enumerate(streams):
-        _, ev, _ = det(torch.from_numpy(s[None]), det.init_state(1))
+        _, ev, _ = det(s[None], det.init_state(1))
         assert [(det.reportable_labels.index(e.label), e.time_s) for e in ev[0]] == \
             [(int(kk), pytest.approx(tt)) for kk, tt in zip(k[stream == i], t[stream == i], strict=True)]
 
@@ -353,3 +352,24 @@ def test_score_marks_detections_with_the_bundles_thresholds(tmp_path):
     save_bundle(b.model, tmp_path / "b", name=b.name, version="2",
                 detector=DetectorConfig(threshold={"yes": 0.9, "no": 0.6}))
     assert detections(s, load_bundle(tmp_path / "b")).tolist() == [False, True, False]
+
+
+def test_evaluate_on_the_onnx_runtime_matches_torch(audio, tmp_path, exported):
+    """--runtime onnx streams the same positives and negatives through the export (float32: the same
+    detections as torch; int8: measured the same way); its options are checked."""
+    bundle, out = exported("kws_default")
+    common = dict(model=str(FIXTURE), positives=[str(audio / "pos")], negatives=[str(audio / "neg")], windows=[5])
+    ref = evaluate(EvaluateConfig(out=str(tmp_path / "torch"), **common))
+    got = evaluate(EvaluateConfig(out=str(tmp_path / "onnx"), runtime="onnx", onnx=str(out), **common))
+    int8 = evaluate(EvaluateConfig(out=str(tmp_path / "int8"), runtime="onnx", onnx=str(out), precision="int8",
+                                   **common))
+    assert (ref["model"]["runtime"], got["model"]["runtime"], int8["model"]["runtime"]) == (
+        "torch", "onnx float32", "onnx int8")
+    key = str(audio / "pos")
+    assert got["sets"][key]["at_bundle_thresholds"] == ref["sets"][key]["at_bundle_thresholds"]
+    assert got["negatives"]["at_bundle_thresholds"] == ref["negatives"]["at_bundle_thresholds"]
+    assert int8["sets"][key]["at_bundle_thresholds"]["clips"] == 4
+    with pytest.raises(ValueError, match="calibrate runs on the torch runtime"):
+        EvaluateConfig(runtime="onnx", calibrate=0.5)
+    with pytest.raises(ValueError, match="options of --runtime onnx"):
+        EvaluateConfig(precision="int8")

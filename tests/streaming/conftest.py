@@ -18,12 +18,13 @@ def _one_thread(one_thread):
     yield
 
 
-def kws_model(layers=("mamba2", "s4d")) -> SignalModel:
+def kws_model(layers=("mamba2", "s4d"), mlp_ratio: float = 0.0) -> SignalModel:
     """The default keyword frontend (16 kHz, 10 ms hop, 25 ms window), a tiny backbone."""
     cfg = ModelConfig(
         FrontendConfig(n_mels=8, n_fft=400, hop_length=160, sample_rate=16000, f_max=7600),
-        BackboneConfig(d_model=8, layers=list(layers),
-                       mixer_kwargs={"mamba2": {"headdim": 4, "d_state": 4, "chunk_size": 64}, "s4d": {"d_state": 4}}),
+        BackboneConfig(d_model=8, layers=list(layers), mlp_ratio=mlp_ratio,
+                       mixer_kwargs={"mamba2": {"headdim": 4, "d_state": 4, "chunk_size": 64}, "s4d": {"d_state": 4},
+                                     "mamba": {"d_state": 4}, "attention": {"n_heads": 2, "window": 8}}),
         HeadConfig("classify", num_classes=len(KWS_LABELS)), labels=KWS_LABELS)
     m = SignalModel(cfg).eval()
     with torch.no_grad():
