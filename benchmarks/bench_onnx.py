@@ -181,7 +181,11 @@ def int8_products(shapes: list[tuple[int, int]], repeats: int, calls: int) -> di
         with tempfile.TemporaryDirectory() as tmp:
             f, q = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
             onnx.save(model, f)
-            quantize_dynamic(str(f), str(q), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["Gemm"])
+            # "MatMul" too: the quantizer rewrites each Gemm as a MatMul (and an Add) before it quantizes
+            quantize_dynamic(str(f), str(q), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["MatMul", "Gemm"])
+            if [n.op_type for n in onnx.load(str(q)).graph.node].count("MatMulInteger") != 20:
+                raise RuntimeError(f"int8_products: the {K}x{N} products were not all quantized")
             sessions = {}
             for name, path in (("float32", f), ("int8", q)):
                 opts = ort.SessionOptions()

@@ -3,12 +3,12 @@ every other weight matrix stored int8 and computed in float32.
 
 ``quantize_dynamic`` stores each chosen MatMul/Gemm weight as int8 with a scale per output channel
 and quantizes that layer's input to uint8 on the fly, per call (no calibration data). Chosen: the
-matrices of the model's own layers whose input is :data:`MIN_QUANTIZED_INPUT` wide or wider. On a CPU
-thread the int8 product pays only where the input is wide: quantizing the input costs more than a
-narrow product saves (onnxruntime 1.32, one thread, per product: 64 -> 292 is 0.9 us slower, 128 -> 64
-0.6 us slower, 292 -> 64 level, 384 -> 64 0.9 us faster, 256 -> 1024 25 us faster;
-``benchmarks/bench_onnx.py`` measures it, ``int8_products``). So the default keyword model (d_model
-64: inputs 40 to 128 wide) has no product quantized; a model of d_model 256 has. Never chosen: the
+matrices of the model's own layers whose input is :data:`MIN_QUANTIZED_INPUT` wide or wider: there
+the int8 product clearly pays on a CPU thread (onnxruntime 1.32, per product: 384 -> 64 3.8 us
+faster, 256 -> 1024 25 us faster). At narrower inputs quantizing the input costs about what the
+product saves (40 -> 64, 128 -> 64 and 64 -> 22: 1.0-1.5 us slower; 64 -> 292: 1.1 us faster, within a
+shared machine's noise; ``benchmarks/bench_onnx.py``'s ``int8_products``). So the default keyword model (d_model 64: inputs 40 to 128 wide) has
+no product quantized, and a model of d_model 256 has its projections quantized. Never chosen: the
 matrices a ``Log`` depends on (the log-mel's DFT and filterbank), since a power spectrum spans ten
 decades, which an 8-bit activation cannot hold.
 
