@@ -288,6 +288,8 @@ def main() -> None:
     p.add_argument("--model", default=None, help="bundle (default: artifacts/kws_default, else the default architecture)")
     p.add_argument("--export", default=None, help="its ONNX export (default: exported into a temporary folder)")
     p.add_argument("--quick", action="store_true", help="fewer rounds and frames")
+    p.add_argument("--note", default="a shared 2-core machine: other jobs ran during the measurement",
+                   help="what else the machine was doing, recorded with the result")
     a = p.parse_args()
     torch.set_num_threads(1)
     rounds, n, seconds, repeats = (2, 300, 3.0, 2) if a.quick else (5, 2000, 10.0, 5)
@@ -311,7 +313,7 @@ def main() -> None:
         "machine": machine() | {"onnxruntime": ort.__version__, "threads": 1,
                                 "load_average_before": [round(x, 2) for x in load_before],
                                 "load_average_after": [round(x, 2) for x in os.getloadavg()],
-                                "note": "a shared 2-core machine: other jobs ran during the measurement"},
+                                "note": a.note},
         "model": {"source": described, "parameters": sum(q.numel() for q in bundle.model.parameters()),
                   "layers": bundle.config.backbone.layers, "d_model": bundle.config.backbone.d_model},
         "targets_ms_per_frame": {"onnx_float32": 0.10, "onnx_int8": 0.06}, "target_startup_s": 0.5,
