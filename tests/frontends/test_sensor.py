@@ -172,11 +172,13 @@ def test_spread_sees_noise_and_a_frozen_channel():
     x = stream(1, 400)
     frozen, noisy = x.clone(), x.clone()
     frozen[:, 200:, 0] = frozen[:, 199, 0]
-    noisy[:, 200:240, 1] += 20 * torch.randn(40)
+    noisy[:, 200:240, 1] += 20 * torch.randn(40, generator=torch.Generator().manual_seed(0))
     fe = SensorFrontend(C, decimate=8, spread=True).fit_normalization(x)
     base, fz, nz = (fe(v)[0][0] for v in (x, frozen, noisy))
     assert float(fz[25:, C].max()) < float(base[25:, C].min())  # no step at all where channel 0 froze
-    assert float(nz[25:30, C + 1].min()) > float(base[:, C + 1].max())  # far larger steps in the burst
+    # far larger steps in the burst (frames 25-29): its typical frame above every normal one (not each of its
+    # frames: 8 draws of noise can happen to lie close together, and did in about one stream in six)
+    assert float(nz[25:30, C + 1].median()) > float(base[:, C + 1].max())
 
 
 def test_spread_step_equals_forward_and_state_operations():
