@@ -39,6 +39,7 @@ log = logging.getLogger("ssm_signal.evaluate")
 KEYWORD_ROOT = "data/keywords"
 NEGATIVES_ROOT = "data/negatives"
 FOREIGN_ROOT = "data/foreign_speech"
+LETTERS_PREFIX = "letters-"  # FOREIGN_ROOT/<prefix><part>-<hash>: the letter streams, their own report group
 DEFAULT = "default"  # in --positives / --negatives: the default data, beside other sets
 
 
@@ -249,7 +250,7 @@ def _group_name(spec: str) -> str:
     if Path(NEGATIVES_ROOT) in p.parents:
         return "generated/" + p.parent.name  # speech, music, noise
     if Path(FOREIGN_ROOT) in p.parents:
-        return "generated/letters" if p.name.startswith("letters-") else "generated/foreign"
+        return "generated/letters" if p.name.startswith(LETTERS_PREFIX) else "generated/foreign"
     return str(p)
 
 
@@ -292,5 +293,5 @@ def _default_negatives(split: str, labels: list[str]) -> list[str]:
     part = "validation" if split == "calibration" else "testing"
     tag = hashlib.sha1(",".join(keywords).encode()).hexdigest()[:8]  # the look-alike filter depends on them
     return corpus + [str(write_streams(Path(FOREIGN_ROOT) / f"{part}-{tag}", keywords, part)),  # cached
-                     str(write_streams(Path(FOREIGN_ROOT) / f"letters-{part}-{tag}", keywords, part, seconds=30.0,
+                     str(write_streams(Path(FOREIGN_ROOT) / f"{LETTERS_PREFIX}{part}-{tag}", keywords, part, seconds=30.0,
                                        units="letters"))]
