@@ -93,10 +93,16 @@ class StreamViews:
     ``samples_in`` and ``finished`` are (1,) integer arrays or tensors and ``detector.seen`` too."""
 
     _state: Any
+    _labels: list[str]  # set once by the session from its model
 
     @property
     def state(self):
         return self._state
+
+    @property
+    def labels(self) -> list[str]:
+        """The names of the score columns: the classes, or the anomaly score."""
+        return self._labels
 
     @property
     def sample_rate(self) -> int | None:

@@ -117,14 +117,39 @@ def gsm(wave: torch.Tensor) -> torch.Tensor:
 def telephone(wave: torch.Tensor, sample_rate: int, codec: str | None = None) -> torch.Tensor:
     """A telephone line: the 300-3400 Hz band, sampled at 8 kHz, through ``codec`` ('mu-law', 'gsm' or
     None) and back to ``sample_rate``, as a call recorded at the far end. (L,) -> (L,)."""
-    narrow = resample(band_limit(wave, sample_rate, 300.0, 3400.0), sample_rate, 8000)
+    narrow = _to_line_rate(band_limit(wave, sample_rate, 300.0, 3400.0), sample_rate)
     if codec == "mu-law":
         narrow = mu_law(narrow)
     elif codec == "gsm":
         narrow = gsm(narrow)
     elif codec is not None:
         raise ValueError(f"codec must be 'mu-law', 'gsm' or None, got {codec!r}")
-    return resample(narrow, 8000, sample_rate)[: wave.shape[-1]]
+    return _from_line_rate(narrow, sample_rate, wave.shape[-1])
+
+
+LINE_RATE = 8000  # a telephone line's sample rate
+
+
+def _to_line_rate(band: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(L,) holding nothing above 3400 Hz -> (ceil(L * 8000 / sample_rate),). At a multiple of 8 kHz the band
+    is already below the line's Nyquist frequency, so keeping every k-th sample aliases nothing; that is
+    about 5 times cheaper than the resampler's filter, which dominated the cost of a training clip."""
+    if sample_rate % LINE_RATE == 0:
+        return band[..., :: sample_rate // LINE_RATE].contiguous()
+    return resample(band, sample_rate, LINE_RATE)
+
+
+def _from_line_rate(narrow: torch.Tensor, sample_rate: int, n: int) -> torch.Tensor:
+    """(M,) at 8 kHz -> (n,) at ``sample_rate``: band-limited (FFT) interpolation at a multiple of 8 kHz,
+    the resampler otherwise. The line carries nothing above 4 kHz, and neither does the result."""
+    if sample_rate % LINE_RATE:
+        return resample(narrow, LINE_RATE, sample_rate)[..., :n]
+    k = sample_rate // LINE_RATE
+    m = narrow.shape[-1]
+    spec = torch.fft.rfft(narrow.double(), dim=-1)
+    if m % 2 == 0:  # the Nyquist bin of an even-length line is shared by +-4 kHz: halve it so both sides keep half
+        spec[..., -1] *= 0.5
+    return (torch.fft.irfft(spec, n=m * k, dim=-1) * k)[..., :n].to(narrow.dtype)
 
 
 def mu_law(wave: torch.Tensor, bits: int = 8) -> torch.Tensor:

@@ -63,16 +63,12 @@ class OnnxSession(StreamViews):
         elif config is not None:
             raise ValueError("pass a RuntimeConfig when loading the model, not with a loaded one")
         self.model = model
+        self._labels = model.labels
         self._lock = threading.Lock()
         self._resamplers: dict[int, PolyphaseResampler] = {}
         self._state = self._fresh(0)
         self._backlog = 0.0
         self._loop = model.frame_loop()  # one-frame pushes step through it (its state: see FrameLoop)
-
-    # -- read-only views ------------------------------------------------------------------------
-    @property
-    def labels(self) -> list[str]:
-        return self.model.labels
 
     # -- the stream -------------------------------------------------------------------------------
     def push(self, samples, sample_rate: int) -> Update:

@@ -49,6 +49,7 @@ class StreamingSession(StreamViews):
         self.engine = engine or StreamEngine(bundle, device, config)
         self.bundle = bundle
         self._lock = threading.Lock()
+        self._labels = self.engine.labels
         self._state = self.engine.init_state(1)
         self._backlog = 0.0
 
@@ -56,11 +57,6 @@ class StreamingSession(StreamViews):
     def from_engine(cls, engine: StreamEngine) -> StreamingSession:
         """A new stream sharing ``engine`` (its model, compiled step and resampler filters)."""
         return cls(engine.bundle, engine=engine)
-
-    # -- read-only views ------------------------------------------------------------------------
-    @property
-    def labels(self) -> list[str]:
-        return self.engine.labels
 
     # -- the stream -------------------------------------------------------------------------------
     def push(self, samples, sample_rate: int) -> Update:
