@@ -1,6 +1,6 @@
 """Clip accuracy of keyword bundles on a generated set's held-out split, clean and through acoustic channels.
 
-    python benchmarks/bench_kws_channels.py --model artifacts/kws_default --model artifacts/kws_robust \
+    python benchmarks/bench_kws_channels.py --model artifacts/kws_espeak --model artifacts/kws_default \
         [--root data/keywords_robust] [--split testing]
 
 Each clip of the split (the Speech Commands loader, ``_silence_`` and ``_unknown_`` included, as the

@@ -1,6 +1,7 @@
 """What the ONNX export (float32 and int8) does to a keyword bundle's quality, against the torch model.
 
     python benchmarks/bench_onnx_quality.py [--model artifacts/kws_default] [--export DIR] [--quick]
+        [--runtimes torch onnx_float32 onnx_int8]
 
 Run from the repository root, where ``data/keywords`` (the generated keyword set) and ``data/negatives``
 (the generated negative corpus) are (``make train`` and ``make evaluate`` make them). Three runtimes,
@@ -52,9 +53,9 @@ def ensure_export(model: str, export: Path) -> Path:
     return export
 
 
-def clip_accuracy(model: str, export: Path, tmp: Path, positives: str) -> dict:
+def clip_accuracy(model: str, export: Path, tmp: Path, positives: str, runtimes: dict) -> dict:
     out = {}
-    for name, kw in RUNTIMES.items():
+    for name, kw in runtimes.items():
         t0 = time.perf_counter()
         s = score(ScoreConfig(model=model, input=positives, output=str(tmp / f"scores_{name}.parquet"), num_workers=0,
                               accelerator="cpu", mlflow=False, onnx=str(export) if kw else None, **kw))
@@ -63,9 +64,9 @@ def clip_accuracy(model: str, export: Path, tmp: Path, positives: str) -> dict:
     return out
 
 
-def detection(model: str, export: Path, tmp: Path, positives: str, negatives: list[str]) -> dict:
+def detection(model: str, export: Path, tmp: Path, positives: str, negatives: list[str], runtimes: dict) -> dict:
     out = {}
-    for name, kw in RUNTIMES.items():
+    for name, kw in runtimes.items():
         t0 = time.perf_counter()
         s = evaluate(EvaluateConfig(model=model, positives=[positives], negatives=negatives,
                                     out=str(tmp / f"eval_{name}"), onnx=str(export) if kw else None, **kw))
@@ -95,7 +96,10 @@ def main() -> None:
     p.add_argument("--model", default="artifacts/kws_default")
     p.add_argument("--export", default=None, help="the export's folder (default: a temporary one)")
     p.add_argument("--quick", action="store_true", help="60 test clips, 2 negative sources")
+    p.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES),
+                   help="which to measure (torch, the baseline, always is)")
     a = p.parse_args()
+    runtimes = {n: RUNTIMES[n] for n in RUNTIMES if n == "torch" or n in a.runtimes}
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -110,8 +114,8 @@ def main() -> None:
         bundle = load_bundle(a.model)
         sc = read_sidecar(export)
         sizes = {f: (export / f).stat().st_size for g in sc.graphs.values() for f in g.values()}
-        acc = clip_accuracy(a.model, export, tmp, positives)
-        det = detection(a.model, export, tmp, positives, negatives)
+        acc = clip_accuracy(a.model, export, tmp, positives, runtimes)
+        det = detection(a.model, export, tmp, positives, negatives, runtimes)
 
     def delta(d: dict, key, base="torch") -> dict:
         return {n: None if key(v) is None or key(d[base]) is None else round(100 * (key(v) - key(d[base])), 3)

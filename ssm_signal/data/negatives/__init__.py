@@ -20,7 +20,7 @@ Speech: espeak-ng with only the voice variants that the keyword set holds out of
 validation and testing variants, :func:`~ssm_signal.data.keywords.split_of`), in its eight English
 accents, each speaker with its own rate and pitch (jittered per sentence); and Debian's ``flite`` (CMU
 Flite: a second engine, diphone and unit-selection voices, not in the default keyword set; note that
-``configs/kws_robust.yaml`` does train on flite voices), each speaker with its own duration stretch and
+``configs/kws_default.yaml`` does train on flite voices), each speaker with its own duration stretch and
 mean F0. A speech source is a channel of a few speakers taking turns, a file
 per turn. Sentences come from a text that ships in Debian packages (:data:`TEXT_SOURCES`): the
 ``fortunes`` and ``fortunes-min`` quotation files of fortune-mod (BSD licence, Debian's copyright file). Every
