@@ -1,8 +1,8 @@
 """The demo's models, spoken-keyword WAVs and sensor tables for the app tests, and the browser driver.
 
-The keyword model is the trained default bundle in tests/fixtures/kws_default: what `make train` wrote from a
-fresh clone (configs/kws_default.yaml, 98.1% on the held-out voices; docs/results.md), so the tests assert the
-spoken keyword itself. The sensor model is tests/fixtures/sensor_anomaly: what `make train
+The keyword model is the trained bundle in tests/fixtures/kws_default: what `make train` wrote from a fresh
+clone with the espeak-ng recipe that was the default until 2026-12-05 (configs/kws_espeak.yaml, 98.1% on the
+held-out voices; docs/results.md), so the tests assert the spoken keyword itself. The sensor model is tests/fixtures/sensor_anomaly: what `make train
 CONFIG=configs/sensor_anomaly.yaml` wrote (docs/results.md), replayed on series of the generated table.
 """
 
