@@ -91,7 +91,9 @@ def horizon_errors(feats: Tensor, pred: Tensor, prev: Tensor, seen: Tensor, hori
     err = torch.stack([(feats - made[:, H - h:H - h + F, k * C:(k + 1) * C]) ** 2 for k, h in enumerate(horizons)],
                       dim=2)
     t = seen[:, None] + torch.arange(F, device=feats.device)  # (B, F) frame index
-    valid = t[:, :, None] >= torch.tensor(horizons, device=feats.device)
+    # compared with each horizon as a Python int: a tensor built from the list would be a host-to-device copy,
+    # which a CUDA graph cannot capture
+    valid = torch.stack([t >= h for h in horizons], dim=2)
     return err, valid
 
 
@@ -156,7 +158,7 @@ class AnomalyHead(nn.Module):
         else:
             zs = torch.cat([state.recent.to(z.dtype), z], dim=1)  # (B, W - 1 + F, K, C): frames seen-W+1 ..
             tau = state.seen[:, None] - (W - 1) + torch.arange(W - 1 + F, device=z.device)  # their indices
-            ok = (tau[:, :, None] >= torch.tensor(self.horizons, device=z.device)).to(z.dtype)  # (B, W-1+F, K)
+            ok = torch.stack([tau >= h for h in self.horizons], dim=2).to(z.dtype)  # (B, W-1+F, K), as in horizon_errors
             # every window summed in the same order (oldest first), so chunking cannot change the result
             total, count = zs[:, 0:F].clone(), ok[:, 0:F].clone()
             for j in range(1, W):
