@@ -75,6 +75,13 @@ class AnomalyState(State):
     seen: Tensor
 
 
+def forecast_exists(t: Tensor, horizons: tuple[int, ...]) -> Tensor:
+    """t (...,) frame indices -> (..., K) bool: whether the forecast of frame t made h_k frames before exists
+    (t - h_k >= 0). Each horizon is compared as a Python int: a tensor built from the list would be a
+    host-to-device copy on every call, which a CUDA graph cannot capture."""
+    return torch.stack([t >= h for h in horizons], dim=-1)
+
+
 def horizon_errors(feats: Tensor, pred: Tensor, prev: Tensor, seen: Tensor, horizons: tuple[int, ...]
                    ) -> tuple[Tensor, Tensor]:
     """Squared errors of the forecasts of every frame made h frames before it, for each h of ``horizons`` (K).
@@ -91,10 +98,7 @@ def horizon_errors(feats: Tensor, pred: Tensor, prev: Tensor, seen: Tensor, hori
     err = torch.stack([(feats - made[:, H - h:H - h + F, k * C:(k + 1) * C]) ** 2 for k, h in enumerate(horizons)],
                       dim=2)
     t = seen[:, None] + torch.arange(F, device=feats.device)  # (B, F) frame index
-    # compared with each horizon as a Python int: a tensor built from the list would be a host-to-device copy,
-    # which a CUDA graph cannot capture
-    valid = torch.stack([t >= h for h in horizons], dim=2)
-    return err, valid
+    return err, forecast_exists(t, horizons)
 
 
 class AnomalyHead(nn.Module):
@@ -158,7 +162,7 @@ class AnomalyHead(nn.Module):
         else:
             zs = torch.cat([state.recent.to(z.dtype), z], dim=1)  # (B, W - 1 + F, K, C): frames seen-W+1 ..
             tau = state.seen[:, None] - (W - 1) + torch.arange(W - 1 + F, device=z.device)  # their indices
-            ok = torch.stack([tau >= h for h in self.horizons], dim=2).to(z.dtype)  # (B, W-1+F, K), as in horizon_errors
+            ok = forecast_exists(tau, self.horizons).to(z.dtype)  # (B, W-1+F, K)
             # every window summed in the same order (oldest first), so chunking cannot change the result
             total, count = zs[:, 0:F].clone(), ok[:, 0:F].clone()
             for j in range(1, W):
