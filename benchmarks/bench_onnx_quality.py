@@ -32,24 +32,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import machine, write_result  # noqa: E402
 
+from pipelines.errors import UsageError  # noqa: E402
 from pipelines.evaluate import EvaluateConfig, evaluate  # noqa: E402
 from pipelines.evaluate.job import KEYWORD_ROOT  # noqa: E402
 from pipelines.export import export_onnx  # noqa: E402
+from pipelines.export.job import open_export  # noqa: E402
 from pipelines.score import ScoreConfig, score  # noqa: E402
 from ssm_signal import load_bundle  # noqa: E402
-from ssm_signal.runtime import ExportedModelError, read_sidecar  # noqa: E402
+from ssm_signal.runtime import read_sidecar  # noqa: E402
 
 RUNTIMES = {"torch": {}, "onnx_float32": {"runtime": "onnx"}, "onnx_int8": {"runtime": "onnx", "precision": "int8"}}
 
 
-def ensure_export(model: str, export: Path) -> Path:
-    bundle = load_bundle(model)
+def ensure_export(bundle, export: Path) -> Path:
+    """``export`` holding this bundle's graphs: the one there if it was exported from this model
+    (``open_export``'s check), else a new export."""
     try:
-        if read_sidecar(export).fingerprint == bundle.fingerprint:
-            return export
-    except ExportedModelError:
-        pass
-    export_onnx(bundle, export)
+        open_export(bundle, export)
+    except UsageError:
+        export_onnx(bundle, export)
     return export
 
 
@@ -103,15 +104,15 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        export = ensure_export(a.model, Path(a.export) if a.export else tmp / "onnx")
+        bundle = load_bundle(a.model)
+        export = ensure_export(bundle, Path(a.export) if a.export else tmp / "onnx")
         positives = str(Path(KEYWORD_ROOT) / "testing_list.txt")
         negatives: list[str] = []
         if a.quick:
             from pipelines.evaluate.job import _default_negatives
 
             positives = quick_manifest(tmp, 60)
-            negatives = _default_negatives("test")[:2]
-        bundle = load_bundle(a.model)
+            negatives = _default_negatives("test", bundle.labels)[:2]
         sc = read_sidecar(export)
         sizes = {f: (export / f).stat().st_size for g in sc.graphs.values() for f in g.values()}
         acc = clip_accuracy(a.model, export, tmp, positives, runtimes)
