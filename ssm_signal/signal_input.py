@@ -61,6 +61,15 @@ def check_sample_rate(sample_rate, model_rate: int, audio: bool) -> int:
     return rate
 
 
+def takes_rate(rate: int, model_rate: int, audio: bool) -> bool:
+    """Whether a model running at ``model_rate`` takes input at ``rate`` (:func:`check_sample_rate` as a test)."""
+    try:
+        check_sample_rate(rate, model_rate, audio)
+    except ValueError:
+        return False
+    return True
+
+
 def check_resampling(sample_rate: int, target_rate: int) -> None:
     """Refuse, before anything is allocated, a rate the model's rate is too far above."""
     if target_rate > MAX_UPSAMPLING * sample_rate:

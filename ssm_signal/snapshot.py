@@ -174,6 +174,11 @@ def check_arrays(arrays: dict[str, np.ndarray], template: dict[str, np.ndarray],
             raise ValueError(f"damaged stream snapshot: {k} = {a.tolist()} is outside [{lo}, {hi}]")
 
 
+# the key prefixes of a stream's parts in ``EngineState.state_dict()`` (class names included: State.state_dict
+# spells them so); the torch-free session writes and reads the same keys
+MODEL_KEYS, RESAMPLER_KEYS, DETECTOR_KEYS = "model.SignalModelState.", "resampler.0.ResamplerState.", "detector.DetectorState."
+
+
 def check_stream(arrays: dict[str, np.ndarray], *, rate_ok, template_for, samples_per_frame: int, design_for) -> None:
     """A one-stream state in the layout of ``EngineState.state_dict()`` against what a fresh stream of this
     model at the snapshot's input rate holds: ``rate_ok(rate)`` says whether the model takes a rate,
@@ -186,9 +191,8 @@ def check_stream(arrays: dict[str, np.ndarray], *, rate_ok, template_for, sample
     if rate != 0 and not rate_ok(rate):
         raise ValueError(f"damaged stream snapshot: input rate {rate} Hz is not one this model takes")
     ranges = {"n_pending": (0, samples_per_frame - 1), "samples_in": (0, 2**62), "finished": (0, 1),
-              "detector.DetectorState.seen": (0, 2**62)}
+              DETECTOR_KEYS + "seen": (0, 2**62)}
     if rate:
         d = design_for(rate)
-        ranges |= {"resampler.0.ResamplerState.phase": (0, d.down - 1),
-                   "resampler.0.ResamplerState.primed": (0, d.delay)}
+        ranges |= {RESAMPLER_KEYS + "phase": (0, d.down - 1), RESAMPLER_KEYS + "primed": (0, d.delay)}
     check_arrays(arrays, template_for(rate), ranges)

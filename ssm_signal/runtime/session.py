@@ -31,7 +31,7 @@ from ssm_signal import snapshot
 from ssm_signal.events import DetectorArrays
 from ssm_signal.polyphase import PolyphaseResampler, ResamplerArrays
 from ssm_signal.runtime.model import OnnxModel, RuntimeConfig
-from ssm_signal.signal_input import admit, as_array, check_sample_rate
+from ssm_signal.signal_input import admit, as_array, takes_rate
 from ssm_signal.updates import StreamViews, Timing, Update
 
 WINDOW_SECONDS = 10.0  # long pushes are resampled and run in windows of this much input (bounded memory)
@@ -176,21 +176,14 @@ class OnnxSession(StreamViews):
         b = m.sidecar.bundle
         arrays, backlog = snapshot.open_snapshot(blob, bundle=b["name"], version=b["version"],
                                                  fingerprint=b["fingerprint"])
-
-        def rate_ok(rate: int) -> bool:
-            try:
-                return check_sample_rate(rate, m.rate, m.audio) == rate
-            except ValueError:
-                return False
-
-        snapshot.check_stream(arrays, rate_ok=rate_ok, template_for=lambda r: to_flat(session._fresh(r), m),
+        snapshot.check_stream(arrays, rate_ok=lambda r: takes_rate(r, m.rate, m.audio),
+                              template_for=lambda r: to_flat(session._fresh(r), m),
                               samples_per_frame=m.samples_per_frame, design_for=lambda r: session._resampler(r).design)
         session._state, session._backlog = from_flat(arrays, m), backlog
         return session
 
 
-# the keys of ``EngineState.state_dict()`` (class names included: State.state_dict spells them so)
-_MODEL, _RESAMPLER, _DETECTOR = "model.SignalModelState.", "resampler.0.ResamplerState.", "detector.DetectorState."
+_MODEL, _RESAMPLER, _DETECTOR = snapshot.MODEL_KEYS, snapshot.RESAMPLER_KEYS, snapshot.DETECTOR_KEYS
 
 
 def to_flat(st: StreamArrays, model: OnnxModel) -> dict[str, np.ndarray]:

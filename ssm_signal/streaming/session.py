@@ -24,7 +24,7 @@ import torch
 
 from ssm_signal import snapshot
 from ssm_signal.bundle import Bundle
-from ssm_signal.signal_input import as_samples, check_sample_rate
+from ssm_signal.signal_input import as_samples, takes_rate
 from ssm_signal.streaming.engine import (
     EngineOutput,
     EngineState,
@@ -129,15 +129,8 @@ def decode_snapshot(engine: StreamEngine, blob: bytes) -> tuple[EngineState, flo
     def template(rate: int) -> dict:
         return {k: v.numpy() for k, v in engine.init_state(1, rate or None).state_dict().items()}
 
-    snapshot.check_stream(arrays, rate_ok=lambda r: _rate_ok(engine, r), template_for=template,
+    snapshot.check_stream(arrays, rate_ok=lambda r: takes_rate(r, engine.rate, engine.audio), template_for=template,
                           samples_per_frame=engine.samples_per_frame, design_for=lambda r: engine.resampler(r).design)
     state = EngineState.from_state_dict({k: torch.from_numpy(v.copy()) for k, v in arrays.items()})
     return dataclasses.replace(state, model=state.model.to(engine.device)), backlog
 
-
-def _rate_ok(engine: StreamEngine, rate: int) -> bool:
-    try:
-        check_sample_rate(rate, engine.rate, engine.audio)
-        return True
-    except ValueError:
-        return False
