@@ -29,6 +29,7 @@ import torch
 from app.replay import build_replay_tab, example_choices
 from ssm_signal.bundle import BundleError, load_bundle
 from ssm_signal.runtime import OnnxModel, RuntimeConfig
+from ssm_signal.runtime.sidecar import PRECISIONS, RUNTIMES
 from ssm_signal.streaming import Admission, Limits, LiveStream, LiveView, StreamConfig, StreamEngine, find_bundles
 
 log = logging.getLogger("ssm_signal.app")
@@ -69,8 +70,9 @@ class Models:
 
     def __init__(self, artifacts: str | Path = "artifacts", compile: bool | str | None = None,
                  registry: Registry | None = None, runtime: str = "torch", precision: str = "float32"):
-        if runtime not in ("torch", "onnx"):
-            raise ValueError(f"runtime must be torch or onnx, got {runtime!r}")
+        if runtime not in RUNTIMES or precision not in PRECISIONS:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)} and precision one of "
+                             f"{', '.join(PRECISIONS)}, got {runtime!r}, {precision!r}")
         self.artifacts, self.compile, self.registry = Path(artifacts), compile, registry
         self.runtime, self.precision = runtime, precision
         self._engines: dict[str, StreamEngine | OnnxModel] = {}
@@ -303,9 +305,9 @@ def main(argv: list[str] | None = None, registry: Registry | None = None) -> int
     p.add_argument("--stream-every", type=float, default=0.2, help="seconds of audio per microphone chunk")
     p.add_argument("--examples", default=DEFAULT_EXAMPLES,
                    help="where the replay view of sensor models looks for tables to offer (default: data)")
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+    p.add_argument("--runtime", default="torch", choices=RUNTIMES,
                    help="onnx: run the bundle's ONNX export (`ssm-signal export`) with numpy and onnxruntime")
-    p.add_argument("--precision", default="float32", choices=["float32", "int8"], help="the export's graphs (onnx)")
+    p.add_argument("--precision", default="float32", choices=PRECISIONS, help="the export's graphs (onnx)")
     a = p.parse_args(argv)
     if not logging.getLogger("ssm_signal").handlers:  # `ssm-signal demo` has set one up already
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -206,6 +206,7 @@ def run_export(rest: list[str]) -> int:
 
 def run_score(rest: list[str]) -> int:
     from pipelines.score import ScoreConfig, score
+    from ssm_signal.runtime.sidecar import PRECISIONS, RUNTIMES
 
     p = _Parser(prog="ssm-signal score", description="Score files into Parquet, resumably.")
     p.add_argument("--model", default="artifacts/kws_default", help="bundle directory or models:/NAME/VERSION")
@@ -224,10 +225,10 @@ def run_score(rest: list[str]) -> int:
                    help="on a GPU, launch the forward kernel by kernel instead of replaying CUDA graphs")
     p.add_argument("--no-mlflow", action="store_true", help="do not record the run in MLflow")
     p.add_argument("--log-output", action="store_true", help="upload the output Parquet to MLflow")
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+    p.add_argument("--runtime", default="torch", choices=RUNTIMES,
                    help="onnx: the bundle's ONNX export (`ssm-signal export`) in onnxruntime on the CPU")
     p.add_argument("--onnx", default=None, help="the export's folder (default: onnx/ in the bundle directory)")
-    p.add_argument("--precision", default="float32", choices=["float32", "int8"], help="the export's graphs to run")
+    p.add_argument("--precision", default="float32", choices=PRECISIONS, help="the export's graphs to run")
     a = p.parse_args(rest)
     devices = int(a.devices) if a.devices.lstrip("-").isdigit() else a.devices
     summary = score(ScoreConfig(model=a.model, input=a.input, output=a.output, frames=a.frames,
@@ -243,6 +244,7 @@ def run_evaluate(rest: list[str]) -> int:
     from pipelines.evaluate.keywords import StreamSettings
     from ssm_signal.bundle import BundleError
     from ssm_signal.data.skips import DataError
+    from ssm_signal.runtime.sidecar import PRECISIONS, RUNTIMES
 
     d, s = EvaluateConfig(), StreamSettings()
     p = argparse.ArgumentParser(prog="ssm-signal evaluate", description=(
@@ -281,10 +283,10 @@ def run_evaluate(rest: list[str]) -> int:
     p.add_argument("--batch", type=int, default=s.batch, help="streams advanced per model call")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch threads while streaming (1 is fastest for 100 ms chunks on a small CPU)")
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+    p.add_argument("--runtime", default="torch", choices=RUNTIMES,
                    help="onnx: stream through the bundle's ONNX export (`ssm-signal export`), one stream at a time")
     p.add_argument("--onnx", default=None, help="the export's folder (default: onnx/ in the bundle directory)")
-    p.add_argument("--precision", default="float32", choices=["float32", "int8"], help="the export's graphs to run")
+    p.add_argument("--precision", default="float32", choices=PRECISIONS, help="the export's graphs to run")
     a = p.parse_args(rest)
     try:
         windows = [int(w) for w in a.windows.split(",") if w.strip()]

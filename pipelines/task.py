@@ -31,6 +31,7 @@ from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, Multicl
 
 from pipelines.data import IGNORE
 from pipelines.evaluate.anomaly_metrics import unit_interval
+from ssm_signal.data.augment import warp_bands
 from ssm_signal.models import ModelConfig, SignalModel
 from ssm_signal.models.heads import AnomalyHead, horizon_errors
 from ssm_signal.models.signal_model import SignalModelState
@@ -48,6 +49,9 @@ class SignalTask(L.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         frame_loss_frames: also average the loss over this many final frames (0 = last frame only).
         spec_augment: SpecAugment masks on training features: (freq_mask, time_mask, n_masks); 0 = off.
+        vtlp: vocal-tract length perturbation of log-mel features in training: each clip's mel bands are
+            warped by a factor drawn uniformly from [1 - vtlp, 1 + vtlp] (``ssm_signal.data.augment.warp_bands``);
+            0 = off.
         tbptt_samples: truncated BPTT chunk length in samples (None = whole clips).
     """
 
@@ -60,6 +64,7 @@ class SignalTask(L.LightningModule):
         label_smoothing: float = 0.0,
         frame_loss_frames: int = 0,
         spec_augment: tuple[int, int, int] = (0, 0, 0),
+        vtlp: float = 0.0,
         tbptt_samples: int | None = None,
     ):
         super().__init__()
@@ -69,6 +74,10 @@ class SignalTask(L.LightningModule):
         self.freq_mask = T.FrequencyMasking(spec_augment[0]) if spec_augment[0] > 0 else None
         self.time_mask = T.TimeMasking(spec_augment[1]) if spec_augment[1] > 0 else None
         self.n_masks = spec_augment[2]
+        if not 0.0 <= vtlp < 1.0:
+            raise ValueError(f"vtlp must be in [0, 1), got {vtlp}")
+        if vtlp > 0 and network.frontend.kind != "logmel":
+            raise ValueError("vtlp warps mel bands: it needs a logmel frontend")
         if tbptt_samples is not None:
             self.automatic_optimization = False
         # torchmetrics, not per-batch means: their states are summed or gathered over every DDP rank before
@@ -129,7 +138,13 @@ class SignalTask(L.LightningModule):
 
     # -- forward pieces ------------------------------------------------------------------------------
     def _augment(self, feats: Tensor) -> Tensor:
-        if not self.training or self.n_masks == 0:
+        if not self.training:
+            return feats
+        vtlp = self.hparams.vtlp
+        if vtlp > 0:
+            alpha = torch.empty(feats.shape[0], device=feats.device).uniform_(1 - vtlp, 1 + vtlp)
+            feats = warp_bands(feats, self.model.frontend.centres_hz, alpha)
+        if self.n_masks == 0:
             return feats
         f = feats.transpose(1, 2)  # (B, feat, F): torchaudio's masking layout
         for _ in range(self.n_masks):

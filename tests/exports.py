@@ -32,7 +32,8 @@ def tiny_sensor_model() -> SignalModel:
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
-    """``exported(name)`` -> (bundle, export directory), name one of KINDS, "sensor" or "kws_default";
+    """``exported(name)`` -> (bundle, export directory), name one of KINDS, "pcen" (a Mamba-2 layer behind the
+    PCEN frontend), "sensor" or "kws_default";
     each built and exported once per session, with int8 graphs for "kws_default" only."""
     from pipelines.export import export_onnx
 
@@ -46,7 +47,8 @@ def exported(tmp_path_factory):
                 bundle = load_bundle(FIXTURE)
             else:
                 # the default keyword frontend, one tiny layer of the kind and a gated MLP
-                model = tiny_sensor_model() if name == "sensor" else kws_model((name,), mlp_ratio=1.0)
+                model = tiny_sensor_model() if name == "sensor" else \
+                    kws_model(("mamba2",), mlp_ratio=1.0, pcen=True) if name == "pcen" else kws_model((name,), mlp_ratio=1.0)
                 bundle = load_bundle(save_bundle(model, root / f"{name}_bundle", name=f"tiny_{name}", version="1"))
             out = root / name
             export_onnx(bundle, out, int8=name == "kws_default")

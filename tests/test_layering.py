@@ -106,3 +106,29 @@ def test_importing_the_project_installs_no_warning_filter():
     ours = [f for f in r.stdout.splitlines() if Path(f).resolve().parts[:len(ROOT.parts) + 1] in
             {(ROOT / top).parts for top in ("ssm_signal", "pipelines", "app")}]
     assert not ours, ours
+
+
+# the commands' own modules, imported where onnxruntime cannot be: it is an optional extra ("runtime"), needed
+# only by --runtime onnx and the export
+_WITHOUT_ONNXRUNTIME = r"""
+import importlib, importlib.abc, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "onnxruntime":
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+        return None
+
+sys.meta_path.insert(0, Block())
+for name in ("pipelines.cli", "pipelines.score", "pipelines.score.job", "pipelines.evaluate", "pipelines.evaluate.job",
+             "ssm_signal.runtime.sidecar", "ssm_signal.streaming"):
+    importlib.import_module(name)
+assert "onnxruntime" not in sys.modules
+"""
+
+
+def test_commands_import_without_onnxruntime():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", _WITHOUT_ONNXRUNTIME], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]

@@ -28,6 +28,7 @@ import torch
 from ssm_signal.bundle import Bundle, BundleError, load_bundle, save_bundle
 from ssm_signal.data.skips import DataError, SkipLog
 from ssm_signal.events import DetectorConfig
+from ssm_signal.runtime.sidecar import PRECISIONS, RUNTIMES, runtime_label
 from ssm_signal.streaming import StreamConfig, StreamEngine
 
 from . import keywords as kw
@@ -96,9 +97,9 @@ class EvaluateConfig:
             raise ValueError(f"--min-threshold must be in [0, 1], got {self.min_threshold}")
         if any(not (isinstance(w, int) and 1 <= w <= 10_000) for w in self.windows):
             raise ValueError(f"windows must be frame counts in [1, 10000], got {self.windows}")
-        if self.runtime not in ("torch", "onnx") or self.precision not in ("float32", "int8"):
-            raise ValueError(f"--runtime must be torch or onnx and --precision float32 or int8, got "
-                             f"{self.runtime!r}, {self.precision!r}")
+        if self.runtime not in RUNTIMES or self.precision not in PRECISIONS:
+            raise ValueError(f"--runtime must be one of {', '.join(RUNTIMES)} and --precision one of "
+                             f"{', '.join(PRECISIONS)}, got {self.runtime!r}, {self.precision!r}")
         if self.runtime == "onnx" and self.calibrate is not None:
             raise ValueError("--calibrate runs on the torch runtime: calibrate, export the calibrated bundle, then "
                              "evaluate it with --runtime onnx")
@@ -165,7 +166,7 @@ def _evaluate(cfg: EvaluateConfig) -> dict:
     audio_h = float(neg.hours.sum() + sum(s.seconds for p in pos for s in p.streams) / 3600)
     summary = {
         "model": {"name": bundle.name, "version": bundle.version, "path": str(bundle.path),
-                  "runtime": cfg.runtime if cfg.runtime == "torch" else f"onnx {cfg.precision}"},
+                  "runtime": runtime_label(cfg.runtime, cfg.precision)},
         "detector": {"smoothing_frames": det.window, "threshold": det.threshold,
                      "refractory_s": det.refractory_frames / det.frame_rate},
         "settings": dataclasses.asdict(cfg.stream),

@@ -6,8 +6,8 @@ import dataclasses
 
 from pipelines.errors import UsageError
 from pipelines.score.long_files import LONG_BYTES
-from pipelines.score.runtime import RUNTIMES
 from ssm_signal.bounds import bounded, check_bounds
+from ssm_signal.runtime.sidecar import PRECISIONS, RUNTIMES
 
 
 @dataclasses.dataclass
@@ -38,5 +38,5 @@ class ScoreConfig:
         check_bounds(self, lambda name: f"--{name.replace('_', '-')}", UsageError)
         if self.runtime not in RUNTIMES:
             raise UsageError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
-        if self.precision not in ("float32", "int8"):
-            raise UsageError(f"--precision must be float32 or int8, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")

@@ -123,7 +123,7 @@ def _score(cfg: ScoreConfig, stop: SignalStop) -> dict[str, Any]:
             seen.add(key)
             todo.append(it)
     log.info("scoring %d files (%d of %d already done) with %s v%s (%s)", len(todo), len(items) - len(todo), len(items),
-             bundle.name, bundle.version, runner.name if cfg.runtime == "torch" else f"onnx, {cfg.precision}")
+             bundle.name, bundle.version, runner.name)
     writer = PartWriter(parts_dir, frames_dir, bundle, part_rows=cfg.part_rows,
                         identity=RowIdentity.of(bundle, todo, fingerprint))
     graphs: dict[str, int] = {}
@@ -145,7 +145,7 @@ def _score(cfg: ScoreConfig, stop: SignalStop) -> dict[str, Any]:
     write_atomic(pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False), out, **ROW_OPTIONS)
     wall = time.time() - t0
     summary = summarize(df, bundle, wall, len(todo) + len(long), writer)
-    summary["runtime"] = runner.name if cfg.runtime == "torch" else f"onnx {cfg.precision}"
+    summary["runtime"] = runner.name
     if skipped:
         summary["skipped_files"] = dict(skipped.most_common())
     if graphs:  # this rank's batches: replayed, captured (eager on a new shape), eager (past the limits)

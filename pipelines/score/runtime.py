@@ -17,14 +17,15 @@ from torch import Tensor
 
 from pipelines.errors import UsageError
 from ssm_signal.bundle import Bundle
+from ssm_signal.runtime.sidecar import RUNTIMES, runtime_label
 
-RUNTIMES = ("torch", "onnx")
+__all__ = ["RUNTIMES", "OnnxFrames", "TorchFrames", "frame_runner"]
 
 
 class TorchFrames:
     """The bundle's own model on ``device``."""
 
-    name = "torch"
+    name = runtime_label("torch")
 
     def __init__(self, bundle: Bundle, device: torch.device | None = None):
         self.bundle, self.device = bundle, device
@@ -45,14 +46,13 @@ class OnnxFrames:
     (default: the bundle directory's onnx/), ``precision`` "float32" or "int8". The export must be of
     this very bundle (its sidecar's fingerprint), else UsageError."""
 
-    name = "onnx"
-
     def __init__(self, bundle: Bundle, export: str | None = None, precision: str = "float32"):
         from pipelines.export import open_export  # onnx and onnxruntime: only for this runtime
 
         self.model = open_export(bundle, export, precision)
         self.hop = bundle.model.samples_per_frame
         self.precision = precision
+        self.name = runtime_label("onnx", precision)
         self.fingerprint = f"{bundle.fingerprint}+onnx-{precision}"
 
     def outputs(self, x: Tensor) -> Tensor:

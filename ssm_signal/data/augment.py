@@ -8,7 +8,8 @@ Functional core (plain functions of tensors and numbers, no randomness) and thin
     y = aug(x)          # x (L,) or (B, L); each row gets its own draws
 
 Feature masking (SpecAugment) is applied by the training task on the features, with torchaudio's
-``FrequencyMasking``/``TimeMasking`` (``pipelines/task.py``).
+``FrequencyMasking``/``TimeMasking`` (``pipelines/task.py``); so is :func:`warp_bands`, a vocal-tract
+length perturbation of the mel bands.
 """
 
 from __future__ import annotations
@@ -111,6 +112,24 @@ def change_speed(wave: torch.Tensor, factor: float) -> torch.Tensor:
         return wave
     # Treat the samples as if recorded at factor * sr, then convert to sr.
     return resample(wave, num, 100)
+
+
+def warp_bands(feats: torch.Tensor, centres_hz: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Vocal-tract length perturbation of band features (VTLP; Jaitly and Hinton 2013): band m of the
+    output reads the input at frequency f_m / alpha, linearly between the two nearest bands (held at
+    the edges). alpha > 1 moves the spectral envelope up, as a shorter vocal tract does, without
+    changing the timing (the waveform's speed change moves both).
+
+    feats (B, F, n) per-band features, centres_hz (n,) increasing band centres, alpha (B,) -> (B, F, n).
+    """
+    c = centres_hz.to(feats.device, torch.float32)
+    src = (c[None, :] / alpha.to(c)[:, None]).clamp(c[0], c[-1])  # (B, n) Hz
+    hi = torch.searchsorted(c, src.contiguous()).clamp(1, len(c) - 1)
+    lo = hi - 1
+    w = ((src - c[lo]) / (c[hi] - c[lo])).to(feats.dtype)[:, None, :]  # (B, 1, n)
+    index = torch.stack([lo, hi])[:, :, None, :].expand(-1, -1, feats.shape[1], -1)  # (2, B, F, n)
+    below, above = (feats.gather(2, i) for i in index)
+    return below * (1 - w) + above * w
 
 
 def crop_or_tile(noise: torch.Tensor, length: int, start: int) -> torch.Tensor:

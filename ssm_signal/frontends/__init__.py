@@ -9,7 +9,7 @@ block), so ``forward`` returns only the frames a chunk completes (possibly none)
 from __future__ import annotations
 
 from ssm_signal.frontends.base import FramedFrontend, RunningMoments
-from ssm_signal.frontends.logmel import LogMel, LogMelState
+from ssm_signal.frontends.logmel import LogMel, LogMelState, PcenMelState
 from ssm_signal.frontends.sensor import SensorFrontend, SensorFrontendState, SpreadState
 
 # a model's frontend is built from its config by ssm_signal.models.signal_model.build_frontend
@@ -17,6 +17,7 @@ __all__ = [
     "FramedFrontend",
     "LogMel",
     "LogMelState",
+    "PcenMelState",
     "RunningMoments",
     "SensorFrontend",
     "SensorFrontendState",

@@ -11,12 +11,25 @@ so any split of a waveform into chunks gives exactly the frames of the whole wav
     logmel_k = log(P_k @ fbank + eps)                                  (n_mels,)     fbank: HTK mel triangles
     y_k      = (logmel_k - mean) / std                                 training-set statistics
 
+With ``pcen=True`` the log is replaced by per-channel energy normalisation (PCEN; Wang et al. 2017,
+"Trainable frontend for robust and far-field keyword spotting"), a causal automatic gain control per band:
+
+    E_k      = P_k @ fbank + floor                                     (n_mels,)     mel energy
+    M_k      = (1 - s) M_{k-1} + s E_k,   M_{-1} = E_0                 smoothed energy (carried state)
+    pcen_k   = (E_k / (eps + M_k)^alpha + delta)^r - delta^r
+
+The smoother forgets a level in ``PCEN_TIME_CONSTANT`` seconds, so a steady band (room noise, a microphone's
+colouring, the gain of a line) settles near the same value whatever its level, and onsets stand out. The
+constants are librosa's defaults (alpha 0.98, delta 2, r 0.5, 0.4 s). ``floor`` puts digital silence at the
+level of quiet room noise (about -70 dBFS), so a word after exact zeros is an onset of bounded height.
+
 The phase, the frame count and the fitted statistics are :class:`~ssm_signal.frontends.base.FramedFrontend`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 import torchaudio.functional as AF
@@ -35,6 +48,29 @@ class LogMelState(State):
 
     history: Tensor
     phase: Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class PcenMelState(LogMelState):
+    """LogMelState and PCEN's smoother: smooth (B, n_mels), M of the last frame; primed (B,), 1 once the
+    smoother has seen a frame (0 in a fresh or reset state: the first frame then starts it, M_{-1} = E_0)."""
+
+    smooth: Tensor
+    primed: Tensor
+
+
+#: PCEN's constants (librosa's defaults): gain exponent alpha, bias delta, root r, smoother time constant (s)
+PCEN_ALPHA, PCEN_DELTA, PCEN_ROOT, PCEN_TIME_CONSTANT = 0.98, 2.0, 0.5, 0.4
+#: energy added to every mel band before PCEN: white noise at about -70 dBFS, a quiet room's level
+PCEN_FLOOR = 1e-4
+#: frames per block of the parallel smoother (a (T, T) decay matrix per block)
+PCEN_BLOCK = 64
+
+
+def pcen_smoothing(hop_length: int, sample_rate: int) -> float:
+    """The smoother's coefficient s for a time constant of PCEN_TIME_CONSTANT seconds (librosa's rule)."""
+    t_frames = PCEN_TIME_CONSTANT * sample_rate / hop_length
+    return (math.sqrt(1 + 4 * t_frames**2) - 1) / (2 * t_frames**2)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -64,6 +100,7 @@ class LogMel(FramedFrontend):
         f_min: float = 20.0,
         f_max: float = 7600.0,
         eps: float = 1e-6,
+        pcen: bool = False,
     ):
         if sample_rate < 1 or n_fft < 2 or hop_length < 1 or n_mels < 1:
             raise ValueError(
@@ -77,7 +114,8 @@ class LogMel(FramedFrontend):
         super().__init__(n_mels, samples_per_frame=hop_length)
         self.d_model = 1
         self.sample_rate, self.n_fft, self.hop_length, self.n_mels = sample_rate, n_fft, hop_length, n_mels
-        self.f_min, self.f_max, self.eps = f_min, f_max, eps
+        self.f_min, self.f_max, self.eps, self.pcen = f_min, f_max, eps, pcen
+        self.pcen_s = pcen_smoothing(hop_length, sample_rate)
         # window and filterbank follow from the config, so they stay out of the state_dict;
         # the fitted statistics (the base's mean and std) do not and are saved with the model
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
@@ -96,11 +134,21 @@ class LogMel(FramedFrontend):
     def d_output(self) -> int:
         return self.n_mels
 
+    @property
+    def centres_hz(self) -> Tensor:
+        """(n_mels,) the centre frequency of each band: HTK mel points evenly spaced over f_min..f_max."""
+        lo, hi = (2595.0 * math.log10(1.0 + f / 700.0) for f in (self.f_min, self.f_max))
+        mels = torch.linspace(lo, hi, self.n_mels + 2, dtype=torch.float64)[1:-1]
+        return (700.0 * (10.0 ** (mels / 2595.0) - 1.0)).float()
+
     def init_state(self, batch_size: int, *, device=None, dtype: torch.dtype = torch.float32) -> LogMelState:
-        return LogMelState(
-            history=torch.zeros(batch_size, self.n_fft, device=device, dtype=dtype),
-            phase=torch.zeros(batch_size, device=device, dtype=torch.int64),
-        )
+        history = torch.zeros(batch_size, self.n_fft, device=device, dtype=dtype)
+        phase = torch.zeros(batch_size, device=device, dtype=torch.int64)
+        if not self.pcen:
+            return LogMelState(history=history, phase=phase)
+        return PcenMelState(history=history, phase=phase,
+                            smooth=torch.zeros(batch_size, self.n_mels, device=device, dtype=dtype),
+                            primed=torch.zeros(batch_size, device=device, dtype=dtype))
 
     # -- public, checked ---------------------------------------------------------------------
     def step(self, x_t: Tensor, state: LogMelState | None = None) -> tuple[Tensor, LogMelState]:
@@ -125,11 +173,11 @@ class LogMel(FramedFrontend):
         it compiles and captures) -> y_t (B, n_mels)."""
         # at phase 0 the frame is exactly the last n_fft samples, which is also the new history
         frame = torch.cat([state.history.to(x_t.dtype), x_t], dim=1)[:, -self.n_fft:]
-        y = self._normalize(self._frames_to_logmel(frame))
-        return y, LogMelState(history=frame.to(state.history.dtype), phase=state.phase)
+        y, state = self._compress(self._frames_to_mel(frame)[:, None], state, x_t.dtype)
+        return self._normalize(y[:, 0]), dataclasses.replace(state, history=frame.to(state.history.dtype))
 
     def _features(self, x: Tensor, state: LogMelState, phase: int | None = None) -> tuple[Tensor, LogMelState]:
-        """Un-normalised log-mel frames: x (B, L, 1) -> (B, F, n_mels), and the new state."""
+        """Un-normalised log-mel (or PCEN) frames: x (B, L, 1) -> (B, F, n_mels), and the new state."""
         B, L, _ = x.shape
         p = read_phase(state.phase, self.hop_length, type(self).__name__) if phase is None else phase
         H, N = self.hop_length, self.n_fft
@@ -141,13 +189,51 @@ class LogMel(FramedFrontend):
             # the first frame ends after chunk sample H - p - 1, i.e. at buffer index N + H - p
             start = H - p
             frames = buf[:, start:start + (n_frames - 1) * H + N].unfold(1, N, H)  # (B, F, N), a view
-            y = self._frames_to_logmel(frames)
+            y, state = self._compress(self._frames_to_mel(frames), state, x.dtype)
         history = buf[:, -N:].to(state.history.dtype, copy=True)  # a copy, so buf is not kept alive
-        return y, LogMelState(history=history, phase=torch.full_like(state.phase, (p + L) % H))
+        return y, dataclasses.replace(state, history=history, phase=torch.full_like(state.phase, (p + L) % H))
 
-    def _frames_to_logmel(self, frames: Tensor) -> Tensor:
-        """frames (..., n_fft) -> log(|rfft(w * frame)|^2 @ fbank + eps), (..., n_mels)."""
-        out_dtype = frames.dtype
-        dt = compute_dtype(out_dtype)
+    def _frames_to_mel(self, frames: Tensor) -> Tensor:
+        """frames (..., n_fft) -> mel energies |rfft(w * frame)|^2 @ fbank, (..., n_mels), in the compute dtype."""
+        dt = compute_dtype(frames.dtype)
         power = get_op("power_spectrum", frames.device)(frames.to(dt), self.window.to(dt), self.n_fft)
-        return torch.log(power @ self.fbank.to(dt) + self.eps).to(out_dtype)
+        return power @ self.fbank.to(dt)
+
+    def _compress(self, mel: Tensor, state: LogMelState, out_dtype: torch.dtype) -> tuple[Tensor, LogMelState]:
+        """Mel energies (B, F, n_mels) -> log(mel + eps), or PCEN with the carried smoother, as out_dtype."""
+        if not self.pcen:
+            return torch.log(mel + self.eps).to(out_dtype), state
+        energy = mel + PCEN_FLOOR
+        smooth = pcen_smooth(energy, state.smooth.to(energy.dtype), state.primed.to(energy.dtype), self.pcen_s)
+        y = (energy / (self.eps + smooth) ** PCEN_ALPHA + PCEN_DELTA) ** PCEN_ROOT - PCEN_DELTA**PCEN_ROOT
+        if mel.shape[1] == 0:
+            return y.to(out_dtype), state
+        return y.to(out_dtype), dataclasses.replace(state, smooth=smooth[:, -1].to(state.smooth.dtype),
+                                                    primed=torch.ones_like(state.primed))
+
+
+def pcen_smooth(energy: Tensor, smooth: Tensor, primed: Tensor, s: float) -> Tensor:
+    """PCEN's smoother over a chunk: energy E (B, F, n_mels), smooth M_{-1} (B, n_mels), primed (B,) ->
+    M (B, F, n_mels) with M_k = (1 - s) M_{k-1} + s E_k; an unprimed stream starts from M_{-1} = E_0.
+
+    Exact in blocks of PCEN_BLOCK frames: inside a block M = a^(k+1) M_in + s * sum_{j<=k} a^(k-j) E_j
+    (a = 1 - s), one (T, T) lower-triangular matmul, then the block's last M carries on. One frame at a
+    time this is the recurrence itself, so a step and a chunk compute the same M.
+    """
+    if energy.shape[1] == 0:
+        return energy
+    a = 1.0 - s
+    m = torch.where(primed[:, None] > 0, smooth, energy[:, 0])
+    if energy.shape[1] == 1:  # a step: the recurrence itself (the block form below, for T = 1)
+        return (a * m + s * energy[:, 0])[:, None]
+    out = []
+    for start in range(0, energy.shape[1], PCEN_BLOCK):
+        e = energy[:, start:start + PCEN_BLOCK]
+        T = e.shape[1]
+        k = torch.arange(T, device=e.device, dtype=e.dtype)
+        lag = k[:, None] - k[None, :]
+        decay = torch.where(lag >= 0, a ** lag.clamp(min=0), torch.zeros((), dtype=e.dtype, device=e.device))
+        block = a ** (k + 1)[None, :, None] * m[:, None] + s * (decay @ e)
+        out.append(block)
+        m = block[:, -1]
+    return out[0] if len(out) == 1 else torch.cat(out, 1)

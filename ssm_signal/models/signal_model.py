@@ -55,7 +55,7 @@ class ModelParts:
 def build_frontend(cfg) -> StreamingModule:
     if cfg.kind == "logmel":
         return LogMel(sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-                      n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max)
+                      n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max, pcen=cfg.pcen)
     return SensorFrontend(cfg.in_channels, decimate=cfg.decimate, spread=cfg.spread)
 
 

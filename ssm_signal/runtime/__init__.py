@@ -15,8 +15,17 @@ the torch sessions are torch-free too: the input rules, the resampler's design a
 event detector, the update types and the snapshot format. Install without torch: docs/export.md.
 """
 
-from ssm_signal.runtime.model import FrameLoop, OnnxModel, RuntimeConfig, find_export
-from ssm_signal.runtime.session import OnnxSession
-from ssm_signal.runtime.sidecar import ExportedModelError, Sidecar, read_sidecar
+import importlib
 
-__all__ = ["ExportedModelError", "FrameLoop", "OnnxModel", "OnnxSession", "RuntimeConfig", "Sidecar", "find_export", "read_sidecar"]
+# name -> submodule. Loaded on first use (PEP 562), so that reading the export format's names
+# (``ssm_signal.runtime.sidecar``: PRECISIONS, RUNTIMES) does not need onnxruntime, an optional extra.
+_EXPORTS = {"FrameLoop": "model", "OnnxModel": "model", "RuntimeConfig": "model", "find_export": "model",
+            "OnnxSession": "session", "ExportedModelError": "sidecar", "Sidecar": "sidecar", "read_sidecar": "sidecar"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"ssm_signal.runtime.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'ssm_signal.runtime' has no attribute {name!r}")

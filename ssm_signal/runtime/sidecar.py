@@ -41,6 +41,13 @@ FRAME_INPUT, CHUNK_INPUT, OUTPUT = "frame", "samples", "y"
 STATE_IN, STATE_OUT = "state.", "next_state."
 GRAPHS = ("frame", "chunk")
 PRECISIONS = ("float32", "int8")
+#: where a bundle runs: its own torch model, or its ONNX export in this runtime
+RUNTIMES = ("torch", "onnx")
+
+
+def runtime_label(runtime: str, precision: str = "float32") -> str:
+    """How logs and summaries name where a bundle ran: "torch", or "onnx float32" / "onnx int8"."""
+    return runtime if runtime == "torch" else f"{runtime} {precision}"
 DTYPES = ("float32", "int64")
 
 

@@ -25,6 +25,7 @@ from ssm_signal.data.augment import (
     mix_at_snr,
     power,
     time_shift,
+    warp_bands,
 )
 from ssm_signal.data.skips import DataError, SkipLog
 from tests.helpers import best_lag, peak_hz
@@ -296,3 +297,26 @@ def test_for_dataset_without_noise_logs_and_goes_on(tmp_path: Path, caplog):
         aug = WaveAugment.for_dataset(tmp_path)
     assert not any(isinstance(t, AddNoise) for t in aug.transforms)
     assert any("without noise" in r.getMessage() for r in caplog.records)
+
+
+def band_of_peak(feats: torch.Tensor) -> list[int]:
+    return feats.mean(1).argmax(-1).tolist()
+
+
+def test_warp_bands_moves_a_tone_by_its_factor():
+    """A tone's log-mel peak, warped by alpha, lands in the band of alpha times its frequency; alpha 1 is
+    the identity; the timing is untouched."""
+    from ssm_signal.frontends import LogMel
+
+    fe = LogMel(n_mels=40)
+    t = torch.arange(16000) / 16000
+    x = torch.stack([torch.sin(2 * math.pi * 1000 * t), torch.sin(2 * math.pi * 1200 * t)])[:, :, None]
+    feats, _ = fe(x)  # (2, 100, 40): a 1 kHz and a 1.2 kHz tone
+    assert torch.equal(warp_bands(feats, fe.centres_hz, torch.ones(2)), feats)
+    warped = warp_bands(feats[:1], fe.centres_hz, torch.tensor([1.2]))
+    assert band_of_peak(warped) == band_of_peak(feats[1:])  # 1 kHz moved up by 1.2 sits where 1.2 kHz is
+    assert band_of_peak(warp_bands(feats[1:], fe.centres_hz, torch.tensor([1 / 1.2]))) == band_of_peak(feats[:1])
+    assert band_of_peak(feats[:1]) != band_of_peak(feats[1:])
+    assert warped.shape == feats[:1].shape
+    assert torch.equal(warp_bands(feats[:, :1], fe.centres_hz, torch.tensor([1.2, 1.0]))[:, 0],
+                       warp_bands(feats, fe.centres_hz, torch.tensor([1.2, 1.0]))[:, 0])

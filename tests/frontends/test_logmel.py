@@ -9,7 +9,8 @@ import pytest
 import torch
 import torchaudio
 
-from ssm_signal.frontends import LogMel, LogMelState
+from ssm_signal.frontends import LogMel, LogMelState, PcenMelState
+from ssm_signal.frontends.logmel import PCEN_ALPHA, PCEN_DELTA, PCEN_FLOOR, PCEN_ROOT
 from tests.helpers import assert_chunks_equal_whole, chunk_sizes, random_splits
 from tests.helpers import max_abs_diff as max_diff
 
@@ -211,3 +212,51 @@ def test_state_operations():
     # resetting some streams mid-hop leaves the batch at mixed phases, which is refused, not misaligned
     with pytest.raises(ValueError, match="same phase"):
         fe(x[:, 700:], s.reset(torch.tensor([True, False, False])))
+
+
+# -- PCEN -------------------------------------------------------------------------------------------------
+
+def direct_pcen(energy: torch.Tensor, s: float) -> torch.Tensor:
+    """The spec of PCEN over mel energies (F, n_mels) of one stream from a fresh state, frame by frame."""
+    e = energy + PCEN_FLOOR
+    m, out = e[0], []
+    for k in range(e.shape[0]):
+        m = (1 - s) * m + s * e[k]
+        out.append((e[k] / (1e-6 + m) ** PCEN_ALPHA + PCEN_DELTA) ** PCEN_ROOT - PCEN_DELTA**PCEN_ROOT)
+    return torch.stack(out)
+
+
+def test_pcen_matches_recurrence_spec():
+    fe = LogMel(pcen=True).double()
+    x = waveform(1, 150 * HOP, torch.float64)  # 150 frames: three blocks of the parallel smoother
+    y, s = fe(x)
+    energy = torch.stack([direct_logmel_frame(x[0, :, 0], k, fe) for k in range(150)]).exp() - fe.eps
+    assert max_diff(y[0], direct_pcen(energy, fe.pcen_s)) <= 1e-9
+    assert isinstance(s, PcenMelState) and s.primed.tolist() == [1.0]
+
+
+def test_pcen_chunks_steps_and_reset_equal_whole(seed):
+    fe = LogMel(pcen=True).double()
+    x = waveform(2, 200 * HOP + 77, torch.float64)
+    x[:, :3000] = 0  # digital silence first: the smoother starts at the floor, the onset stays bounded
+    sizes = random_splits(x.shape[1], 3000, random.Random(seed))
+    y, s = assert_chunks_equal_whole(fe, x, sizes, atol=1e-10, state_atol=1e-10)
+    assert y.abs().max() < (1 / fe.pcen_s + PCEN_DELTA) ** PCEN_ROOT  # M_k holds s * E_k, so E_k / M_k <= 1 / s
+    st, ys = None, []
+    for k in range(200):
+        y_t, st = fe.step(x[:, k * HOP:(k + 1) * HOP, 0], st)
+        ys.append(y_t)
+    assert max_diff(torch.stack(ys, 1), y) <= 1e-10
+    # a reset stream forgets its smoother and starts again as a fresh one
+    y_fresh, _ = fe(x[:1, 5000:])
+    y_reset, _ = fe(x[:, 5000:], st.reset(torch.tensor([True, False])))
+    assert max_diff(y_reset[:1, :, :], y_fresh) <= 1e-10
+
+
+def test_pcen_forgets_gain_log_mel_does_not():
+    """A steady signal 20 dB louder: log-mel moves by log(100) in every band, PCEN (alpha 0.98) hardly at all."""
+    x = waveform(1, 100 * HOP)
+    for pcen, lo, hi in ((False, 4.0, 5.0), (True, 0.0, 0.15)):
+        fe = LogMel(pcen=pcen)
+        shift = (fe(10 * x)[0] - fe(x)[0])[:, 50:].abs().mean()  # after the smoother settled (0.5 s)
+        assert lo <= shift <= hi, (pcen, shift)

@@ -100,6 +100,15 @@ def test_ten_minutes_of_audio_equal_torch(exported, kind, seed):
     assert_same_stream(ref, got, len(x) // 160)
 
 
+def test_pcen_frontend_equals_torch(exported, seed):
+    """PCEN's smoother is state too: two minutes at 16 kHz in random chunks, the same in both runtimes."""
+    bundle, out = exported("pcen")
+    x = gated_speech(120.0, 16000, seed % 1000)
+    det = DetectorConfig(threshold=firing_threshold(bundle, x, 16000), refractory_s=0.5)
+    ref, got = compare(bundle, out, x, 16000, seed, det)
+    assert_same_stream(ref, got, len(x) // 160)
+
+
 def test_ten_minutes_of_sensor_data_equal_torch(exported, seed):
     """The sensor frontend (2 channels, blocks of 2) with Mamba-2 and attention, the anomaly head and its
     alarms: 10 minutes at 250 Hz, resampled to the model's 100 Hz by both sessions."""

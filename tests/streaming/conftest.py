@@ -18,18 +18,20 @@ def _one_thread(one_thread):
     yield
 
 
-def kws_model(layers=("mamba2", "s4d"), mlp_ratio: float = 0.0) -> SignalModel:
-    """The default keyword frontend (16 kHz, 10 ms hop, 25 ms window), a tiny backbone."""
+def kws_model(layers=("mamba2", "s4d"), mlp_ratio: float = 0.0, pcen: bool = False) -> SignalModel:
+    """The default keyword frontend (16 kHz, 10 ms hop, 25 ms window; PCEN in place of the log with
+    ``pcen``), a tiny backbone."""
     cfg = ModelConfig(
-        FrontendConfig(n_mels=8, n_fft=400, hop_length=160, sample_rate=16000, f_max=7600),
+        FrontendConfig(n_mels=8, n_fft=400, hop_length=160, sample_rate=16000, f_max=7600, pcen=pcen),
         BackboneConfig(d_model=8, layers=list(layers), mlp_ratio=mlp_ratio,
                        mixer_kwargs={"mamba2": {"headdim": 4, "d_state": 4, "chunk_size": 64}, "s4d": {"d_state": 4},
                                      "mamba": {"d_state": 4}, "attention": {"n_heads": 2, "window": 8}}),
         HeadConfig("classify", num_classes=len(KWS_LABELS)), labels=KWS_LABELS)
     m = SignalModel(cfg).eval()
     with torch.no_grad():
-        m.frontend.mean.normal_(-8, 1)
-        m.frontend.std.uniform_(2, 4)
+        # about what a fit gives: log-mel of speech near -8 (sd 3), PCEN near 1 (sd 1)
+        m.frontend.mean.normal_(1, 0.2) if pcen else m.frontend.mean.normal_(-8, 1)
+        m.frontend.std.uniform_(0.5, 1.5) if pcen else m.frontend.std.uniform_(2, 4)
     return m
 
 
