@@ -136,7 +136,8 @@ class LogMel(FramedFrontend):
 
     @property
     def centres_hz(self) -> Tensor:
-        """(n_mels,) the centre frequency of each band: HTK mel points evenly spaced over f_min..f_max."""
+        """(n_mels,) the centre frequency of each band: HTK mel points evenly spaced over f_min..f_max, the
+        points ``melscale_fbanks`` builds its triangles on (torchaudio does not return them)."""
         lo, hi = (2595.0 * math.log10(1.0 + f / 700.0) for f in (self.f_min, self.f_max))
         mels = torch.linspace(lo, hi, self.n_mels + 2, dtype=torch.float64)[1:-1]
         return (700.0 * (10.0 ** (mels / 2595.0) - 1.0)).float()
@@ -200,40 +201,38 @@ class LogMel(FramedFrontend):
         return power @ self.fbank.to(dt)
 
     def _compress(self, mel: Tensor, state: LogMelState, out_dtype: torch.dtype) -> tuple[Tensor, LogMelState]:
-        """Mel energies (B, F, n_mels) -> log(mel + eps), or PCEN with the carried smoother, as out_dtype."""
+        """Mel energies (B, F >= 1, n_mels) -> log(mel + eps), or PCEN with the carried smoother, as out_dtype."""
         if not self.pcen:
             return torch.log(mel + self.eps).to(out_dtype), state
         energy = mel + PCEN_FLOOR
         smooth = pcen_smooth(energy, state.smooth.to(energy.dtype), state.primed.to(energy.dtype), self.pcen_s)
         y = (energy / (self.eps + smooth) ** PCEN_ALPHA + PCEN_DELTA) ** PCEN_ROOT - PCEN_DELTA**PCEN_ROOT
-        if mel.shape[1] == 0:
-            return y.to(out_dtype), state
         return y.to(out_dtype), dataclasses.replace(state, smooth=smooth[:, -1].to(state.smooth.dtype),
                                                     primed=torch.ones_like(state.primed))
 
 
 def pcen_smooth(energy: Tensor, smooth: Tensor, primed: Tensor, s: float) -> Tensor:
-    """PCEN's smoother over a chunk: energy E (B, F, n_mels), smooth M_{-1} (B, n_mels), primed (B,) ->
+    """PCEN's smoother over a chunk: energy E (B, F >= 1, n_mels), smooth M_{-1} (B, n_mels), primed (B,) ->
     M (B, F, n_mels) with M_k = (1 - s) M_{k-1} + s E_k; an unprimed stream starts from M_{-1} = E_0.
 
     Exact in blocks of PCEN_BLOCK frames: inside a block M = a^(k+1) M_in + s * sum_{j<=k} a^(k-j) E_j
     (a = 1 - s), one (T, T) lower-triangular matmul, then the block's last M carries on. One frame at a
     time this is the recurrence itself, so a step and a chunk compute the same M.
     """
-    if energy.shape[1] == 0:
-        return energy
     a = 1.0 - s
     m = torch.where(primed[:, None] > 0, smooth, energy[:, 0])
     if energy.shape[1] == 1:  # a step: the recurrence itself (the block form below, for T = 1)
         return (a * m + s * energy[:, 0])[:, None]
+    # one decay matrix a^(k-j) (j <= k) and one carry a^(k+1) for every block; a shorter last block reads their corner
+    k = torch.arange(min(energy.shape[1], PCEN_BLOCK), device=energy.device, dtype=energy.dtype)
+    lag = k[:, None] - k[None, :]
+    decay = torch.where(lag >= 0, a ** lag.clamp(min=0), torch.zeros((), dtype=energy.dtype, device=energy.device))
+    carry = a ** (k + 1)
     out = []
     for start in range(0, energy.shape[1], PCEN_BLOCK):
         e = energy[:, start:start + PCEN_BLOCK]
         T = e.shape[1]
-        k = torch.arange(T, device=e.device, dtype=e.dtype)
-        lag = k[:, None] - k[None, :]
-        decay = torch.where(lag >= 0, a ** lag.clamp(min=0), torch.zeros((), dtype=e.dtype, device=e.device))
-        block = a ** (k + 1)[None, :, None] * m[:, None] + s * (decay @ e)
+        block = carry[None, :T, None] * m[:, None] + s * (decay[:T, :T] @ e)
         out.append(block)
         m = block[:, -1]
     return out[0] if len(out) == 1 else torch.cat(out, 1)
