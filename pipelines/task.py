@@ -11,6 +11,11 @@ Losses by head:
 - forecast / anomaly: mean squared error of the forecasts (next frame; an anomaly head's ``horizons``)
   over valid frames.
 
+Clips in sequence (``clips_in_sequence``, classify only): each training batch of B clips is read as B / n
+streams of n clips end to end, and every clip is scored where it ends, as in the ``frames`` rule above.
+A live spotter runs from the state that whatever came before left; clips trained one at a time always
+start from a fresh state, so a model trained only so never learns to read a word after other sound.
+
 Streaming-aware training (``tbptt_samples``): each batch is cut at random boundaries into
 chunks of about that many samples; the state is carried across chunks and detached
 (truncated backprop through time), so the model learns to run from any carried state.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+import types
 
 import lightning as L
 import torch
@@ -52,6 +58,8 @@ class SignalTask(L.LightningModule):
         vtlp: vocal-tract length perturbation of log-mel features in training: each clip's mel bands are
             warped by a factor drawn uniformly from [1 - vtlp, 1 + vtlp] (``ssm_signal.data.augment.warp_bands``);
             0 = off.
+        clips_in_sequence: in training, join this many clips of a batch end to end into one stream and score
+            each clip at its end (1 = each clip alone, from a fresh state).
         tbptt_samples: truncated BPTT chunk length in samples (None = whole clips).
     """
 
@@ -65,6 +73,7 @@ class SignalTask(L.LightningModule):
         frame_loss_frames: int = 0,
         spec_augment: tuple[int, int, int] = (0, 0, 0),
         vtlp: float = 0.0,
+        clips_in_sequence: int = 1,
         tbptt_samples: int | None = None,
     ):
         super().__init__()
@@ -78,6 +87,10 @@ class SignalTask(L.LightningModule):
             raise ValueError(f"vtlp must be in [0, 1), got {vtlp}")
         if vtlp > 0 and network.frontend.kind != "logmel":
             raise ValueError("vtlp warps mel bands: it needs a logmel frontend")
+        if clips_in_sequence < 1:
+            raise ValueError(f"clips_in_sequence must be >= 1, got {clips_in_sequence}")
+        if clips_in_sequence > 1 and (network.head.kind != "classify" or tbptt_samples is not None):
+            raise ValueError("clips_in_sequence joins labelled clips: it needs a classify head and no tbptt_samples")
         if tbptt_samples is not None:
             self.automatic_optimization = False
         # torchmetrics, not per-batch means: their states are summed or gathered over every DDP rank before
@@ -208,12 +221,31 @@ class SignalTask(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y, lengths = batch
         frames = self._frames(lengths)
+        if self.hparams.clips_in_sequence > 1:
+            return self._sequence_step(x, y, frames)
         if self.hparams.tbptt_samples is None:
             parts, before = self._parts(x, None)
-            loss, _ = self._loss(parts, y, frames, before)
-            self.log("train_loss", loss, prog_bar=True, batch_size=x.shape[0])
-            return loss
+            return self._log_train(self._loss(parts, y, frames, before)[0], x.shape[0])
         return self._tbptt_step(x, y, frames)
+
+    def _sequence_step(self, x: Tensor, y: Tensor, frames: Tensor) -> Tensor:
+        """x (B, L, 1) clips -> B // n streams (B // n, n L, 1) of n clips each; each clip's loss is read
+        from its own L / hop frames of its stream, as ``_loss`` reads a clip alone. A batch smaller than n,
+        or clips not a whole number of frames long, train one at a time."""
+        n, hop = self.hparams.clips_in_sequence, self.model.samples_per_frame
+        B, L = x.shape[:2]
+        if B < n or L % hop:
+            parts, before = self._parts(x, None)
+            return self._log_train(self._loss(parts, y, frames, before)[0], B)
+        S, per = B // n, L // hop
+        parts, before = self._parts(x[:S * n].reshape(S, n * L, *x.shape[2:]), None)
+        out = parts.out.reshape(S, n, per, -1).flatten(0, 1)  # (S n, per, C): clip b's own frames
+        loss, _ = self._loss(types.SimpleNamespace(out=out), y[:S * n], frames[:S * n], before)
+        return self._log_train(loss, S * n)
+
+    def _log_train(self, loss: Tensor, batch_size: int) -> Tensor:
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch_size)
+        return loss
 
     def _tbptt_step(self, x: Tensor, y: Tensor, frames: Tensor) -> Tensor:
         opt = self.optimizers()

@@ -1,0 +1,86 @@
+"""Clips in sequence: a training batch read as streams of clips joined end to end, each clip scored at its
+own end from whatever state the clips before it left."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipelines.task import SignalTask
+from ssm_signal.models import BackboneConfig, FrontendConfig, HeadConfig, ModelConfig, SignalModel
+
+HOP = 160
+CFG = ModelConfig(FrontendConfig(n_mels=16), BackboneConfig(d_model=8, layers=["mamba2"],
+                                                            mixer_kwargs={"mamba2": {"d_state": 4, "headdim": 8,
+                                                                                     "chunk_size": 8}}),
+                  HeadConfig("classify", num_classes=3), labels=["a", "b", "c"])
+
+
+def task(n: int, frame_loss_frames: int = 3) -> SignalTask:
+    t = SignalTask(CFG, clips_in_sequence=n, frame_loss_frames=frame_loss_frames)
+    t.model = SignalModel(CFG)
+    return t.double()
+
+
+def loss(t: SignalTask, x, y, lengths):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log without a Trainer
+        return t.training_step((x, y, lengths), 0)
+
+
+def test_each_clip_is_scored_at_its_end_of_the_joined_stream(seed):
+    t = task(2)
+    x = torch.randn(4, 12 * HOP, 1, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 1])
+    lengths = torch.tensor([12, 9, 12, 12]) * HOP
+    got = loss(t, x, y, lengths)
+    # by hand: streams (clip 0, clip 1) and (clip 2, clip 3) through the model, each clip's frames its own
+    out = t.model(torch.cat([x[0::2], x[1::2]], dim=1))[0]  # (2, 24, 3)
+    per_clip = out.reshape(2, 2, 12, 3).flatten(0, 1)  # clip b = stream b // 2, half b % 2
+    frames = lengths // HOP
+    last = per_clip[torch.arange(4), frames - 1]
+    whole = F.cross_entropy(last, y)
+    tail = (torch.arange(12)[None] < frames[:, None]) & (torch.arange(12)[None] >= frames[:, None] - 3)
+    framewise = F.cross_entropy(per_clip.transpose(1, 2), y[:, None].expand(4, 12), reduction="none")[tail].mean()
+    torch.testing.assert_close(got, 0.5 * whole + 0.5 * framewise)
+
+
+def test_a_clip_reads_the_state_its_predecessor_left(seed):
+    t = task(2, frame_loss_frames=0)
+    x = torch.randn(2, 10 * HOP, 1, dtype=torch.float64)
+    y, lengths = torch.tensor([0, 1]), torch.full((2,), 10 * HOP)
+    other = x.clone()
+    other[0] = torch.randn(10 * HOP, 1, dtype=torch.float64)  # only the first clip differs
+
+    def second_clip_logits(xx, joined: bool):
+        stream = xx.reshape(1, 20 * HOP, 1) if joined else xx[1:]
+        return t.model(stream)[0][:, -1]
+
+    # alone, the second clip's logits do not see the first; joined, they do, and so does the training loss
+    assert torch.equal(second_clip_logits(x, False), second_clip_logits(other, False))
+    assert not torch.allclose(second_clip_logits(x, True), second_clip_logits(other, True))
+    assert not torch.allclose(loss(t, x, y, lengths), loss(t, other, y, lengths))
+
+
+def test_an_odd_batch_leaves_the_last_clip_out_and_a_small_one_trains_alone(seed):
+    t = task(2)
+    x = torch.randn(3, 8 * HOP, 1, dtype=torch.float64)
+    y, lengths = torch.tensor([0, 1, 2]), torch.full((3,), 8 * HOP)
+    torch.testing.assert_close(loss(t, x, y, lengths), loss(t, x[:2], y[:2], lengths[:2]))
+    alone = task(1)
+    alone.model.load_state_dict(t.model.state_dict())
+    torch.testing.assert_close(loss(t, x[:1], y[:1], lengths[:1]), loss(alone, x[:1], y[:1], lengths[:1]))
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="clips_in_sequence must be >= 1"):
+        SignalTask(CFG, clips_in_sequence=0)
+    with pytest.raises(ValueError, match="needs a classify head and no tbptt_samples"):
+        SignalTask(CFG, clips_in_sequence=2, tbptt_samples=1600)
+    sensor = ModelConfig(FrontendConfig(kind="sensor", in_channels=2), BackboneConfig(d_model=8, layers=["s4d"]),
+                         HeadConfig("forecast"))
+    with pytest.raises(ValueError, match="needs a classify head"):
+        SignalTask(sensor, clips_in_sequence=2)
