@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +61,7 @@ class Mamba(StreamingModule):
         dt_rank: int | str = "auto",
         dt_min: float = 0.001,
         dt_max: float = 0.1,
-        dt_init: str = "random",
+        dt_init: Literal["random", "constant"] = "random",
         dt_scale: float = 1.0,
         dt_init_floor: float = 1e-4,
         conv_bias: bool = True,

@@ -40,9 +40,10 @@ class Mamba2State(State):
 class Mamba2(StreamingModule):
     """Mamba-2 mixer, (B, L, d_model) -> (B, L, d_model).
 
-    Args mirror mamba_ssm's ``Mamba2``: d_state N (128), d_conv (4), expand (2),
-    headdim P (64; heads H = d_inner / P), ngroups G (1), A_init_range ((1, 16)),
-    dt_min/dt_max/dt_init_floor, chunk_size (256, for the chunked scan), conv_bias, bias.
+    Args mirror mamba_ssm's ``Mamba2``, in its order: d_state N (128), d_conv (4), conv_init (None: PyTorch's
+    conv initialisation; else uniform in +-conv_init), expand (2), headdim P (64; heads H = d_inner / P),
+    ngroups G (1), A_init_range ((1, 16)), dt_min/dt_max/dt_init_floor, bias, conv_bias, chunk_size (256,
+    for the chunked scan).
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class Mamba2(StreamingModule):
         d_model: int,
         d_state: int = 128,
         d_conv: int = 4,
+        conv_init: float | None = None,
         expand: int = 2,
         headdim: int = 64,
         ngroups: int = 1,
@@ -57,9 +59,9 @@ class Mamba2(StreamingModule):
         dt_min: float = 0.001,
         dt_max: float = 0.1,
         dt_init_floor: float = 1e-4,
-        chunk_size: int = 256,
-        conv_bias: bool = True,
         bias: bool = False,
+        conv_bias: bool = True,
+        chunk_size: int = 256,
     ):
         super().__init__()
         d_inner = expand * d_model
@@ -70,6 +72,8 @@ class Mamba2(StreamingModule):
         nheads = d_inner // headdim
         if nheads % ngroups:
             raise ValueError(f"Mamba2: nheads={nheads} is not a multiple of ngroups={ngroups}")
+        if conv_init is not None and not conv_init > 0:
+            raise ValueError(f"Mamba2: conv_init must be > 0 (or None for PyTorch's default), got {conv_init}")
         if not 0 < A_init_range[0] <= A_init_range[1]:
             raise ValueError(f"Mamba2: A_init_range must satisfy 0 < lo <= hi, got {A_init_range}")
         self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
@@ -80,6 +84,8 @@ class Mamba2(StreamingModule):
         self.in_proj = nn.Linear(d_model, 2 * d_inner + 2 * ngroups * d_state + nheads, bias=bias)
         self.conv1d = nn.Conv1d(self.conv_dim, self.conv_dim, d_conv, groups=self.conv_dim,
                                 padding=d_conv - 1, bias=conv_bias)
+        if conv_init is not None:
+            nn.init.uniform_(self.conv1d.weight, -conv_init, conv_init)
         self.dt_bias = nn.Parameter(init_dt_bias(nheads, dt_min, dt_max, dt_init_floor))
         # A = -exp(A_log), one scalar per head, uniform in A_init_range
         A = torch.empty(nheads).uniform_(*A_init_range)

@@ -20,6 +20,7 @@ a time through both modules' recurrent steps.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import sys
 import tarfile
 import types
@@ -170,6 +171,27 @@ def test_mamba2_outputs_are_mamba_ssms(upstream, seed):
     torch.testing.assert_close(ours(x)[0], want, **TOL)
     torch.testing.assert_close(_our_steps(ours, x), want, **TOL)
     torch.testing.assert_close(ours(x)[1].ssm, ssm, **TOL)  # the same state h_L
+
+
+@pytest.mark.parametrize("name", ["Mamba", "Mamba2"])
+def test_arguments_are_mamba_ssms_in_its_order_with_its_defaults(upstream, name):
+    """Every argument we take is one of mamba_ssm's, in the same order and with the same default, so a
+    mamba_ssm configuration (keywords or positions) builds the same layer wherever we support its options."""
+    ours = dict(inspect.signature({"Mamba": Mamba, "Mamba2": Mamba2}[name]).parameters)
+    theirs = dict(inspect.signature(getattr(upstream, name)).parameters)
+    assert set(ours) <= set(theirs), set(ours) - set(theirs)
+    order = [k for k in theirs if k in ours]
+    assert list(ours) == order
+    for k, p in ours.items():
+        want = theirs[k].default
+        assert p.default == (tuple(float(v) for v in want) if isinstance(want, tuple) else want), k
+
+
+def test_conv_init_is_mamba_ssms():
+    m = Mamba2(64, conv_init=0.05)
+    assert m.conv1d.weight.abs().max() <= 0.05 and m.conv1d.weight.std() > 0.02  # uniform in +-0.05: std 0.029
+    with pytest.raises(ValueError, match="conv_init must be > 0"):
+        Mamba2(64, conv_init=0.0)
 
 
 def test_mamba_initialisation_follows_mamba_ssm():
