@@ -7,7 +7,9 @@ the bundle saves.
 Losses by head:
 - classify: cross-entropy of the logits at each clip's last valid frame (the same rule a
   live stream reads at any moment), plus optionally the mean over the last
-  ``frame_loss_frames`` frames, which teaches the posterior to hold after a keyword ends;
+  ``frame_loss_frames`` frames, which teaches the posterior to hold after a keyword ends; with
+  ``negatives_every_frame``, a clip of a non-keyword label (one that starts with ``_``) is scored at every
+  frame instead, since a live stream must not fire anywhere in it, not only at its end;
 - forecast / anomaly: mean squared error of the forecasts (next frame; an anomaly head's ``horizons``)
   over valid frames.
 
@@ -58,6 +60,9 @@ class SignalTask(L.LightningModule):
         vtlp: vocal-tract length perturbation of log-mel features in training: each clip's mel bands are
             warped by a factor drawn uniformly from [1 - vtlp, 1 + vtlp] (``ssm_signal.data.augment.warp_bands``);
             0 = off.
+        negatives_every_frame: score clips of non-keyword labels (``_silence_``, ``_unknown_``: labels that start
+            with ``_``) at every valid frame in the frame loss, not only the last ``frame_loss_frames``; each clip
+            then weighs the same in that loss, whatever its number of scored frames.
         clips_in_sequence: in training, join this many clips of a batch end to end into one stream and score
             each clip at its end (1 = each clip alone, from a fresh state).
         tbptt_samples: truncated BPTT chunk length in samples (None = whole clips).
@@ -73,6 +78,7 @@ class SignalTask(L.LightningModule):
         frame_loss_frames: int = 0,
         spec_augment: tuple[int, int, int] = (0, 0, 0),
         vtlp: float = 0.0,
+        negatives_every_frame: bool = False,
         clips_in_sequence: int = 1,
         tbptt_samples: int | None = None,
     ):
@@ -87,6 +93,9 @@ class SignalTask(L.LightningModule):
             raise ValueError(f"vtlp must be in [0, 1), got {vtlp}")
         if vtlp > 0 and network.frontend.kind != "logmel":
             raise ValueError("vtlp warps mel bands: it needs a logmel frontend")
+        if negatives_every_frame and (network.head.kind != "classify" or frame_loss_frames < 1):
+            raise ValueError("negatives_every_frame widens the frame loss: it needs a classify head and "
+                             "frame_loss_frames >= 1")
         if clips_in_sequence < 1:
             raise ValueError(f"clips_in_sequence must be >= 1, got {clips_in_sequence}")
         if clips_in_sequence > 1 and (network.head.kind != "classify" or tbptt_samples is not None):
@@ -195,10 +204,17 @@ class SignalTask(L.LightningModule):
             k = self.hparams.frame_loss_frames
             if k > 0:
                 tail = valid & (idx[None, :] >= frames[:, None] - k)
+                if self.hparams.negatives_every_frame:
+                    tail = tail | (valid & self._non_keyword(y)[:, None])
                 if tail.any():
                     per = F.cross_entropy(parts.out.transpose(1, 2), y[:, None].expand(B, F_), reduction="none",
                                           label_smoothing=self.hparams.label_smoothing)
-                    loss = 0.5 * loss + 0.5 * per[tail].mean()
+                    if self.hparams.negatives_every_frame:  # each clip's frames averaged, then the clips
+                        n = tail.sum(1)
+                        frame_loss = ((per * tail).sum(1)[n > 0] / n[n > 0]).mean()
+                    else:
+                        frame_loss = per[tail].mean()
+                    loss = 0.5 * loss + 0.5 * frame_loss
             return loss, logits
         # forecast / anomaly: every frame's forecasts made ``horizons`` frames before (the pairs the score uses)
         err, ok = self._forecast_errors(parts, before)
@@ -206,6 +222,13 @@ class SignalTask(L.LightningModule):
         if not mask.any():
             return parts.out.sum() * 0.0, None
         return err.mean(-1)[mask].mean(), None
+
+    def _non_keyword(self, y: Tensor) -> Tensor:
+        """(B,) whether each clip's label is a non-keyword (its name starts with ``_``)."""
+        ids = [i for i, lb in enumerate(self.model_config.labels) if lb.startswith("_")]
+        if not ids:
+            raise ValueError(f"negatives_every_frame: no label starts with '_' (labels {self.model_config.labels})")
+        return torch.isin(y, torch.tensor(ids, dtype=y.dtype, device=y.device))
 
     def _forecast_errors(self, parts, before: SignalModelState) -> tuple[Tensor, Tensor]:
         """err (B, F, H, C) and valid (B, F, H) of :func:`horizon_errors` for this chunk: the anomaly head's

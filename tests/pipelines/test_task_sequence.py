@@ -84,3 +84,32 @@ def test_bad_settings_are_refused():
                          HeadConfig("forecast"))
     with pytest.raises(ValueError, match="needs a classify head"):
         SignalTask(sensor, clips_in_sequence=2)
+
+
+NEG_CFG = ModelConfig(FrontendConfig(n_mels=16), CFG.backbone, HeadConfig("classify", num_classes=3),
+                      labels=["go", "_silence_", "_unknown_"])
+
+
+def test_non_keyword_clips_are_scored_at_every_frame(seed):
+    t = SignalTask(NEG_CFG, frame_loss_frames=3, negatives_every_frame=True)
+    t.model = SignalModel(NEG_CFG)
+    t = t.double()
+    x = torch.randn(3, 10 * HOP, 1, dtype=torch.float64)
+    y = torch.tensor([0, 2, 1])  # a keyword, _unknown_, _silence_
+    lengths = torch.tensor([10, 10, 7]) * HOP
+    got = loss(t, x, y, lengths)
+    out = t.model(x)[0]  # (3, 10, 3)
+    frames = lengths // HOP
+    whole = F.cross_entropy(out[torch.arange(3), frames - 1], y)
+    per = F.cross_entropy(out.transpose(1, 2), y[:, None].expand(3, 10), reduction="none")  # (3, 10)
+    by_clip = torch.stack([per[0, 7:10].mean(), per[1, :10].mean(), per[2, :7].mean()])  # the keyword: its last 3
+    torch.testing.assert_close(got, 0.5 * whole + 0.5 * by_clip.mean())
+
+
+def test_every_frame_needs_non_keyword_labels_and_a_frame_loss():
+    with pytest.raises(ValueError, match="frame_loss_frames >= 1"):
+        SignalTask(NEG_CFG, negatives_every_frame=True)
+    t = SignalTask(CFG, frame_loss_frames=3, negatives_every_frame=True)  # labels a, b, c: none starts with _
+    t.model = SignalModel(CFG)
+    with pytest.raises(ValueError, match="no label starts with '_'"):
+        loss(t.double(), torch.randn(2, 5 * HOP, 1, dtype=torch.float64), torch.tensor([0, 1]), torch.full((2,), 5 * HOP))
