@@ -104,7 +104,7 @@ MAMBA2_CONFIGS = [dict(d_model=64), dict(d_model=128, d_state=64, headdim=32, ng
 # float64 throughout, but mamba_ssm's reference casts A (``A_log.float()``) and the gated norm's input
 # (``rms_norm_ref(upcast=True)``) to float32: agreement to float32 rounding, where a wrong or missing
 # term moves outputs by 1e-2 or more
-TOL = dict(rtol=1e-5, atol=1e-6)
+TOL = dict(rtol=5e-5, atol=5e-6)
 
 
 def shapes(module) -> dict:
