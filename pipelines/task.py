@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import random
-import types
 
 import lightning as L
 import torch
@@ -42,7 +41,7 @@ from pipelines.evaluate.anomaly_metrics import unit_interval
 from ssm_signal.data.augment import warp_bands
 from ssm_signal.models import ModelConfig, SignalModel
 from ssm_signal.models.heads import AnomalyHead, horizon_errors
-from ssm_signal.models.signal_model import SignalModelState
+from ssm_signal.models.signal_model import ModelParts, SignalModelState
 
 
 class SignalTask(L.LightningModule):
@@ -244,7 +243,9 @@ class SignalTask(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y, lengths = batch
         frames = self._frames(lengths)
-        if self.hparams.clips_in_sequence > 1:
+        n = self.hparams.clips_in_sequence
+        # a batch smaller than n, or clips not a whole number of frames long, train one clip at a time
+        if n > 1 and x.shape[0] >= n and x.shape[1] % self.model.samples_per_frame == 0:
             return self._sequence_step(x, y, frames)
         if self.hparams.tbptt_samples is None:
             parts, before = self._parts(x, None)
@@ -252,18 +253,18 @@ class SignalTask(L.LightningModule):
         return self._tbptt_step(x, y, frames)
 
     def _sequence_step(self, x: Tensor, y: Tensor, frames: Tensor) -> Tensor:
-        """x (B, L, 1) clips -> B // n streams (B // n, n L, 1) of n clips each; each clip's loss is read
-        from its own L / hop frames of its stream, as ``_loss`` reads a clip alone. A batch smaller than n,
-        or clips not a whole number of frames long, train one at a time."""
-        n, hop = self.hparams.clips_in_sequence, self.model.samples_per_frame
+        """x (B, L, 1) clips, B >= n, L a whole number of frames -> B // n streams (B // n, n L, 1) of n clips
+        each; each clip's loss is read from its own L / hop frames of its stream, as ``_loss`` reads a clip alone."""
+        n = self.hparams.clips_in_sequence
         B, L = x.shape[:2]
-        if B < n or L % hop:
-            parts, before = self._parts(x, None)
-            return self._log_train(self._loss(parts, y, frames, before)[0], B)
-        S, per = B // n, L // hop
+        S, per = B // n, L // self.model.samples_per_frame
         parts, before = self._parts(x[:S * n].reshape(S, n * L, *x.shape[2:]), None)
-        out = parts.out.reshape(S, n, per, -1).flatten(0, 1)  # (S n, per, C): clip b's own frames
-        loss, _ = self._loss(types.SimpleNamespace(out=out), y[:S * n], frames[:S * n], before)
+
+        def by_clip(t: Tensor) -> Tensor:  # (S, n per, D) -> (S n, per, D): clip b's own frames
+            return t.reshape(S * n, per, t.shape[-1])
+
+        parts = ModelParts(by_clip(parts.feats), by_clip(parts.hidden), by_clip(parts.out), None, parts.state)
+        loss, _ = self._loss(parts, y[:S * n], frames[:S * n], before)
         return self._log_train(loss, S * n)
 
     def _log_train(self, loss: Tensor, batch_size: int) -> Tensor:
