@@ -72,8 +72,9 @@ def per_call(fn, items) -> list[float]:
     return out
 
 
-def frame_steps(bundle, export: Path, rounds: int, n: int) -> dict:
-    """Per-frame times of every step variant, the variants interleaved round by round."""
+def frame_steps(bundle, export: Path, rounds: int, n: int, baseline: Path | None = None) -> dict:
+    """Per-frame times of every step variant, the variants interleaved round by round; ``baseline``, another
+    export of the same bundle (e.g. by an earlier exporter), timed beside them through its FrameLoop."""
     model = bundle.model.eval()
     hop = model.samples_per_frame
     rng = np.random.default_rng(0)
@@ -84,6 +85,8 @@ def frame_steps(bundle, export: Path, rounds: int, n: int) -> dict:
         state0 = model.init_state(1)
     aot = aot_step(model, 1)
     runners = {p: OnnxModel(export, RuntimeConfig(precision=p)) for p in ("float32", "int8")}
+    if baseline is not None:
+        runners["baseline"] = OnnxModel(baseline, RuntimeConfig(precision="float32"))
 
     def torch_eager():
         st = [state0]
@@ -138,6 +141,8 @@ def frame_steps(bundle, export: Path, rounds: int, n: int) -> dict:
                 "onnx_float32_chunk10": (onnx_chunk("float32", 10), 10), "onnx_int8_chunk10": (onnx_chunk("int8", 10), 10),
                 "onnx_float32_chunk100": (onnx_chunk("float32", 100), 100),
                 "onnx_int8_chunk100": (onnx_chunk("int8", 100), 100)}
+    if baseline is not None:
+        variants["baseline_float32_frame_loop"] = (onnx_loop("baseline"), 1)
     times: dict[str, list[float]] = {k: [] for k in variants}
     for fn, _ in variants.values():  # warm-up: allocations, first-call paths
         fn()
@@ -287,6 +292,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="bundle (default: artifacts/kws_default, else the default architecture)")
     p.add_argument("--export", default=None, help="its ONNX export (default: exported into a temporary folder)")
+    p.add_argument("--baseline", default=None,
+                   help="another ONNX export of the same bundle, timed beside it (its float32 FrameLoop)")
     p.add_argument("--quick", action="store_true", help="fewer rounds and frames")
     p.add_argument("--note", default="a shared 2-core machine: other jobs ran during the measurement",
                    help="what else the machine was doing, recorded with the result")
@@ -303,8 +310,9 @@ def main() -> None:
         sc = read_sidecar(export)
         sizes = {f: (export / f).stat().st_size for g in sc.graphs.values() for f in g.values()}
         t0 = time.time()
-        steps = frame_steps(bundle, export, rounds, n)
-        nodes = graph_nodes(export)
+        baseline = Path(a.baseline) if a.baseline else None
+        steps = frame_steps(bundle, export, rounds, n, baseline)
+        nodes = graph_nodes(export) | ({"baseline": graph_nodes(baseline)} if baseline else {})
         products = int8_products([(40, 64), (64, 292), (128, 64), (64, 22), (292, 64), (384, 64), (256, 1024),
                                   (1024, 256)], rounds, 400 if a.quick else 1000)
         sess = sessions(bundle, export, rounds, seconds)

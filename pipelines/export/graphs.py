@@ -1,10 +1,11 @@
 """The model's frame step as ONNX graphs: one frame per call, and any number of frames per call.
 
 - The frame graph is ``SignalModel._step`` itself (through ``FlatStep``, the wrapper AOTInductor
-  compiles too), exported by torch's ONNX exporter (``torch.onnx.export(dynamo=True)``: torch.export,
-  then onnxscript) with the kernel backend ``export`` forced, whose log-mel power spectrum is a
-  matmul (ONNX has no complex type). The batch dimension is dynamic; the trace uses a batch of 2 so
-  that no size-1 dimension is taken for a constant.
+  compiles too; affine constants folded into the products next to them, :mod:`pipelines.export.fold`),
+  exported by torch's ONNX exporter (``torch.onnx.export(dynamo=True)``: torch.export, then onnxscript)
+  with the kernel backend ``export`` forced, whose log-mel power spectrum is real matmuls (ONNX has no
+  complex type). The batch dimension is dynamic; the trace uses a batch of 2 so that no size-1
+  dimension is taken for a constant.
 - The chunk graph wraps the frame graph, unchanged, in an ONNX ``Scan`` over the frames of a chunk:
   ``samples`` (B, T * samples_per_frame, C) is reshaped to (B, T, samples_per_frame, C), the state
   tensors are the scan's carried values and ``y`` is stacked along axis 1. So the two graphs compute
@@ -26,6 +27,7 @@ import onnxscript.optimizer
 import torch
 from onnx import helper
 
+from pipelines.export.fold import drop_identity_arithmetic, folded
 from ssm_signal import kernels
 from ssm_signal.models import SignalModel
 from ssm_signal.runtime.sidecar import CHUNK_INPUT, FRAME_INPUT, OUTPUT, STATE_IN, STATE_OUT
@@ -62,7 +64,7 @@ def export_frame_graph(model: SignalModel) -> onnx.ModelProto:
     frame = torch.zeros(TRACE_BATCH, model.samples_per_frame, model.in_channels)
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     dynamic = ({0: batch}, tuple({0: batch} for _ in flat))
-    module = FlatStep(model, template).eval()
+    module = FlatStep(folded(model), template).eval()
     with torch.no_grad(), kernels.use("export"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and progress chatter
         program = torch.onnx.export(
@@ -73,6 +75,7 @@ def export_frame_graph(model: SignalModel) -> onnx.ModelProto:
     proto = program.model_proto
     _name_batch(proto.graph)
     unguarded_softplus(proto.graph)
+    drop_identity_arithmetic(proto)
     return proto
 
 

@@ -11,6 +11,15 @@ so any split of a waveform into chunks gives exactly the frames of the whole wav
     logmel_k = log(P_k @ fbank + eps)                                  (n_mels,)     fbank: HTK mel triangles
     y_k      = (logmel_k - mean) / std                                 training-set statistics
 
+With ``cepstra=K`` the log-mel frame is smoothed along frequency before normalisation: its DCT-II (orthonormal,
+the MFCC transform) keeps the first K coefficients and is turned back into n_mels bands,
+
+    logmel_k <- logmel_k @ D_K D_K^T                                   D_K: (n_mels, K) DCT basis, rank K
+
+which keeps the spectral envelope (the formants, what K MFCCs carry) and drops the fine ripple of resolved
+harmonics in the low bands: the voice's excitation, which differs most between synthesisers and people. It is
+a constant linear map per frame, so step and chunk stay exact.
+
 With ``pcen=True`` the log is replaced by per-channel energy normalisation (PCEN; Wang et al. 2017,
 "Trainable frontend for robust and far-field keyword spotting"), a causal automatic gain control per band:
 
@@ -101,6 +110,7 @@ class LogMel(FramedFrontend):
         f_max: float = 7600.0,
         eps: float = 1e-6,
         pcen: bool = False,
+        cepstra: int = 0,
     ):
         if sample_rate < 1 or n_fft < 2 or hop_length < 1 or n_mels < 1:
             raise ValueError(
@@ -111,16 +121,20 @@ class LogMel(FramedFrontend):
             raise ValueError(f"LogMel: need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}")
         if not eps > 0:
             raise ValueError(f"LogMel: eps must be > 0, got {eps}")
+        if not 0 <= cepstra <= n_mels or (cepstra and pcen):
+            raise ValueError(f"LogMel: cepstra must be 0 (off) or 1..n_mels={n_mels}, and smooths the log, so not with "
+                             f"pcen; got cepstra={cepstra}, pcen={pcen}")
         super().__init__(n_mels, samples_per_frame=hop_length)
         self.d_model = 1
         self.sample_rate, self.n_fft, self.hop_length, self.n_mels = sample_rate, n_fft, hop_length, n_mels
-        self.f_min, self.f_max, self.eps, self.pcen = f_min, f_max, eps, pcen
+        self.f_min, self.f_max, self.eps, self.pcen, self.cepstra = f_min, f_max, eps, pcen, cepstra
         self.pcen_s = pcen_smoothing(hop_length, sample_rate)
         # window and filterbank follow from the config, so they stay out of the state_dict;
         # the fitted statistics (the base's mean and std) do not and are saved with the model
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
         fbank = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate)  # (n_freqs, n_mels)
         self.register_buffer("fbank", fbank, persistent=False)
+        self.register_buffer("lifter", self._lifter(torch.float32), persistent=False)
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
@@ -128,7 +142,20 @@ class LogMel(FramedFrontend):
         # float64 path with float32-rounded window coefficients
         w = self.window
         self.window = torch.hann_window(self.n_fft, periodic=True, dtype=w.dtype, device=w.device)
+        self.lifter = self._lifter(w.dtype).to(w.device)  # the same: built in float64, then rounded once
         return self
+
+    def _lifter(self, dtype: torch.dtype) -> Tensor:
+        """(n_mels, n_mels) D_K D_K^T, the projection onto the first K = cepstra DCT-II basis vectors (empty when
+        off)."""
+        if not self.cepstra:
+            return torch.zeros(0, dtype=dtype)
+        # the orthonormal DCT-II basis (torchaudio's create_dct, which builds it in float32 only), in float64
+        band = torch.arange(self.n_mels, dtype=torch.float64)[:, None] + 0.5
+        dct = torch.cos(math.pi / self.n_mels * band * torch.arange(self.cepstra, dtype=torch.float64))  # (n_mels, K)
+        dct[:, 0] /= math.sqrt(2.0)
+        dct *= math.sqrt(2.0 / self.n_mels)
+        return (dct @ dct.T).to(dtype)
 
     @property
     def d_output(self) -> int:
@@ -174,8 +201,13 @@ class LogMel(FramedFrontend):
         it compiles and captures) -> y_t (B, n_mels)."""
         # at phase 0 the frame is exactly the last n_fft samples, which is also the new history
         frame = torch.cat([state.history.to(x_t.dtype), x_t], dim=1)[:, -self.n_fft:]
-        y, state = self._compress(self._frames_to_mel(frame)[:, None], state, x_t.dtype)
-        return self._normalize(y[:, 0]), dataclasses.replace(state, history=frame.to(state.history.dtype))
+        mel = self._frames_to_mel(frame)  # (B, n_mels)
+        if self.pcen:  # the smoother reads a frames axis; the log needs none (two graph nodes fewer exported)
+            y, state = self._compress(mel[:, None], state, x_t.dtype)
+            y = y[:, 0]
+        else:
+            y, state = self._compress(mel, state, x_t.dtype)
+        return self._normalize(y), dataclasses.replace(state, history=frame.to(state.history.dtype))
 
     def _features(self, x: Tensor, state: LogMelState, phase: int | None = None) -> tuple[Tensor, LogMelState]:
         """Un-normalised log-mel (or PCEN) frames: x (B, L, 1) -> (B, F, n_mels), and the new state."""
@@ -197,13 +229,14 @@ class LogMel(FramedFrontend):
     def _frames_to_mel(self, frames: Tensor) -> Tensor:
         """frames (..., n_fft) -> mel energies |rfft(w * frame)|^2 @ fbank, (..., n_mels), in the compute dtype."""
         dt = compute_dtype(frames.dtype)
-        power = get_op("power_spectrum", frames.device)(frames.to(dt), self.window.to(dt), self.n_fft)
-        return power @ self.fbank.to(dt)
+        return get_op("mel_energy", frames.device)(frames.to(dt), self.window.to(dt), self.n_fft, self.fbank.to(dt))
 
     def _compress(self, mel: Tensor, state: LogMelState, out_dtype: torch.dtype) -> tuple[Tensor, LogMelState]:
-        """Mel energies (B, F >= 1, n_mels) -> log(mel + eps), or PCEN with the carried smoother, as out_dtype."""
+        """Mel energies (B, F >= 1, n_mels) -> log(mel + eps), or PCEN with the carried smoother, as out_dtype.
+        The log is per frame and also takes (B, n_mels)."""
         if not self.pcen:
-            return torch.log(mel + self.eps).to(out_dtype), state
+            y = torch.log(mel + self.eps)
+            return (y @ self.lifter.to(y.dtype) if self.cepstra else y).to(out_dtype), state
         energy = mel + PCEN_FLOOR
         smooth = pcen_smooth(energy, state.smooth.to(energy.dtype), state.primed.to(energy.dtype), self.pcen_s)
         y = (energy / (self.eps + smooth) ** PCEN_ALPHA + PCEN_DELTA) ** PCEN_ROOT - PCEN_DELTA**PCEN_ROOT

@@ -46,7 +46,7 @@ register(Backend(
         "lti_scan": _lti_scan_torch,
         "local_attention": _local_attention_torch,
         "gated_rms_norm": reference.gated_rms_norm,
-        "power_spectrum": reference.power_spectrum,
+        "mel_energy": reference.mel_energy,
         "conv_step": reference.conv_step,
     },
     devices=("cpu", "cuda"),
@@ -59,7 +59,7 @@ register(Backend(
 # with ``use("export")`` around an export (pipelines.export); the rest falls back to ``torch``.
 register(Backend(
     name="export",
-    ops={"power_spectrum": _export_ops.power_spectrum, "gated_rms_norm": _export_ops.gated_rms_norm,
+    ops={"mel_energy": _export_ops.mel_energy, "gated_rms_norm": _export_ops.gated_rms_norm,
          "conv_step": _export_ops.conv_step, "ssd_step": _export_ops.ssd_step},
     devices=("cpu", "cuda"),
     priority=-1,

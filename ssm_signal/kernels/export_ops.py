@@ -1,9 +1,11 @@
 """Ops written for graph exporters: the same functions as their ``reference`` twins, in forms that an
 exporter lowers to a small, fast graph (the ``export`` backend, forced by ``kernels.use("export")``).
 
-- ``power_spectrum``: the log-mel's |rfft(w x)|^2 as one real matmul with a DFT basis. ONNX has no
-  complex type; its DFT operator runs a 400-point transform as a direct sum (about 100 us on one CPU
-  thread in onnxruntime 1.32, and 3e-5 relative error) where the matmul takes under 20 us (6e-7).
+- ``mel_energy``: the log-mel's |rfft(w x)|^2 @ fbank as real matmuls: a two-stage DFT (20 x 20 points for
+  400), a square and one matmul with the filterbank laid out by bin (it sums the real and imaginary
+  parts' squares as it applies the bands). ONNX has no complex type; its DFT operator runs a 400-point
+  transform as a direct sum (about 100 us on one CPU thread in onnxruntime 1.32, and 3e-5 relative
+  error), the direct real basis as one matmul reads 640 KB of weights per frame (20-30 us).
 - ``gated_rms_norm``: Mamba-2's gated norm through ``F.rms_norm``, which exports as one
   RMSNormalization node (opset 23) where the reference's written-out form is six.
 - ``conv_step``: the causal conv's step as one product and sum over the (B, C, K) window, five nodes
@@ -41,11 +43,62 @@ def dft_basis(n_fft: int, window: Tensor) -> Tensor:
     return torch.cat([torch.cos(angle), torch.sin(angle)], dim=1) * window[:, None]
 
 
-def power_spectrum(frames: Tensor, window: Tensor, n_fft: int) -> Tensor:
-    """|rfft(window * frame)|^2 by matmul: frames (..., n_fft) -> (..., n_fft // 2 + 1)."""
-    z = frames @ dft_basis(n_fft, window)  # (..., 2 K): real parts, then imaginary parts (sign aside)
-    re, im = z.chunk(2, dim=-1)
-    return re.square() + im.square()
+def mel_energy(frames: Tensor, window: Tensor, n_fft: int, fbank: Tensor) -> Tensor:
+    """|rfft(window * frame)|^2 @ fbank by matmuls: frames (..., n_fft), fbank (K, n_mels) -> (..., n_mels).
+
+    With n_fft = N1 N2 (both >= 4; 400 = 20 x 20) the DFT is taken in two stages (:func:`two_stage_dft`),
+    a fifth of the direct basis' multiply-adds and a tenth of its weights to read per frame; otherwise by the
+    direct basis (:func:`dft_basis`)."""
+    factors = dft_factors(n_fft)
+    if factors is None:
+        z = frames @ dft_basis(n_fft, window)  # (..., 2 K): real parts, then imaginary parts (sign aside)
+        return z.square() @ torch.cat([fbank, fbank], dim=0)  # re^2 @ fbank + im^2 @ fbank
+    z, bins = two_stage_dft(frames * window, *factors)  # (..., N2 * 2 K1), and the bin of each entry
+    # each entry's squared part goes to its bin's bands, by a 0/1 selection (entries past the last bin, K - 1,
+    # select none); a product with the filterbank rather than an index into it, so that an int8 export stores
+    # the filterbank as a matrix (int8), and the selection, computed from ranges, is folded at load
+    select = (bins[:, None] == torch.arange(n_fft // 2 + 1, device=bins.device, dtype=bins.dtype)).to(fbank.dtype)
+    return z.square() @ (select @ fbank)
+
+
+def dft_factors(n: int) -> tuple[int, int] | None:
+    """n = N1 * N2 with N2 the largest divisor <= sqrt(n), or None if N2 < 4 (the direct basis is then used)."""
+    n2 = max(d for d in range(1, math.isqrt(n) + 1) if n % d == 0)
+    return (n // n2, n2) if n2 >= 4 else None
+
+
+def two_stage_dft(x: Tensor, n1: int, n2: int) -> tuple[Tensor, Tensor]:
+    """The real DFT X_k = sum_n x_n e^(-2 pi i n k / N), N = n1 n2, of bins k <= N / 2, by Cooley-Tukey in
+    two matmuls: x (..., N) -> (Z (..., n2 * 2 * K1), bins (n2 * 2 * K1,) int32), Z's entries the real and
+    imaginary parts of X at ``bins`` (a bin > N / 2 where the layout overshoots: the caller drops it).
+
+    With n = a + n1 b (a < n1, b < n2) and k = c + n2 d (c < n2, d < K1 = (N / 2) // n2 + 1):
+
+        Y[c, a]     = sum_b x[a + n1 b] e^(-2 pi i b c / n2)           n2-point DFTs (one real matmul on the left)
+        X[c + n2 d] = sum_a Y[c, a] e^(-2 pi i a (c + n2 d) / N)       per c, twiddle and n1-point DFT in one
+                                                                       (2 n1, 2 K1) real matrix (a batched matmul)
+
+    Every angle is formed from an exact integer product mod N (or n2), as in :func:`dft_basis`; the tables are
+    computed from ranges, so an exported graph folds them at load rather than storing them.
+    """
+    N = n1 * n2
+    K1 = (N // 2) // n2 + 1
+    dev, dt = x.device, x.dtype
+    # int32 tables (products < N^2 / 2): the few an exporter folds into the file are half the size
+    b = torch.arange(n2, device=dev, dtype=torch.int32)
+    inner = torch.remainder(b[:, None] * b[None, :], n2).to(dt) * (2 * math.pi / n2)  # (c, b)
+    F1 = torch.stack([torch.cos(inner), -torch.sin(inner)], dim=1).reshape(2 * n2, n2)  # rows (c, re|im)
+    a = torch.arange(n1, device=dev, dtype=torch.int32)
+    k = b[:, None] + n2 * torch.arange(K1, device=dev, dtype=torch.int32)[None, :]  # (c, d): the bin
+    ang = torch.remainder(a[None, :, None] * k[:, None, :], N).to(dt) * (2 * math.pi / N)  # (c, a, d)
+    tr, ti = torch.cos(ang), -torch.sin(ang)  # the factor e^(-i ang) = tr + i ti
+    # (Yr + i Yi)(tr + i ti) = (Yr tr - Yi ti) + i (Yr ti + Yi tr): rows (re|im of Y, a), columns (re|im of X, d)
+    G = torch.cat([torch.cat([tr, ti], dim=2), torch.cat([-ti, tr], dim=2)], dim=1)  # (n2, 2 n1, 2 K1)
+    lead = x.shape[:-1]
+    y = F1 @ x.reshape(*lead, n2, n1)  # (..., 2 n2, n1), rows (c, re|im)
+    z = y.reshape(*lead, n2, 1, 2 * n1) @ G  # (..., n2, 1, 2 K1)
+    bins = k[:, None, :].expand(n2, 2, K1).reshape(-1)  # (c, re|im, d) -> bin
+    return z.reshape(*lead, n2 * 2 * K1), bins
 
 
 def gated_rms_norm(x: Tensor, z: Tensor, weight: Tensor, eps: float = 1e-5, group_size: int | None = None) -> Tensor:
@@ -86,7 +139,8 @@ def ssd_step(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor |
     dA = torch.exp(delta * A.to(cd).reshape(*heads, 1, 1))  # Ā_t per head
     h_ = h.to(cd) if G == 1 else h.to(cd).reshape(-1, *heads, P, N)
     h_new = dA * h_ + (delta * x_) * B.to(cd).reshape(-1, *groups, 1, N)
-    y = (h_new * C.to(cd).reshape(-1, *groups, 1, N)).sum(-1, keepdim=True)  # (B, *heads, P, 1)
+    y = h_new @ C.to(cd).reshape(-1, *groups, N, 1)  # (B, *heads, P, 1): one MatMul, not a product and a sum
     if D is not None:
         y = y + D.to(cd).reshape(*heads, 1, 1) * x_
-    return y.reshape(-1, H, P).to(x.dtype), h_new.reshape(-1, H, P, N).to(h.dtype)
+    # with one group h_new already has the state's shape (B, H, P, N): a reshape to it would still be a node
+    return y.reshape(-1, H, P).to(x.dtype), (h_new if G == 1 else h_new.reshape(-1, H, P, N)).to(h.dtype)

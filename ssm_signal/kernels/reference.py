@@ -257,9 +257,15 @@ def gated_rms_norm(x: Tensor, z: Tensor, weight: Tensor, eps: float = 1e-5, grou
 
 
 # ---------------------------------------------------------------------------------------
-# The log-mel's power spectrum (not a scan either: the export backend replaces it)
+# The log-mel's mel energies (not a scan either: the export backend replaces it)
 # ---------------------------------------------------------------------------------------
 def power_spectrum(frames: Tensor, window: Tensor, n_fft: int) -> Tensor:
     """|rfft(window * frame)|^2: frames (..., n_fft), window (n_fft,) -> (..., n_fft // 2 + 1)."""
     spec = torch.fft.rfft(frames * window, n=n_fft)
     return spec.real.square() + spec.imag.square()
+
+
+def mel_energy(frames: Tensor, window: Tensor, n_fft: int, fbank: Tensor) -> Tensor:
+    """The power spectrum through the mel filterbank: frames (..., n_fft), fbank (n_fft // 2 + 1, n_mels)
+    -> (..., n_mels)."""
+    return power_spectrum(frames, window, n_fft) @ fbank

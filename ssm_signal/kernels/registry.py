@@ -29,7 +29,7 @@ OPS = (
     "lti_scan",  # S4D: diagonal LTI SSM over a sequence
     "local_attention",  # causal sliding-window attention against a ring-buffer KV cache
     "gated_rms_norm",  # Mamba-2's output norm: rmsnorm(x * silu(z)) * weight per group
-    "power_spectrum",  # the log-mel's |rfft(window * frame)|^2
+    "mel_energy",  # the log-mel's |rfft(window * frame)|^2 @ fbank
     "conv_step",  # Mamba's and Mamba-2's depthwise causal conv, one step against its input buffer
 )
 

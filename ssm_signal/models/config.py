@@ -20,7 +20,7 @@ HEADS = ("classify", "forecast", "anomaly")
 RENAMED = {"frontend": {"channels": "in_channels"}}
 #: Fields added after bundles were saved without them, per section, with the default that reproduces the former
 #: behaviour: {section: {field: default}}. A bundle's fingerprint leaves them out where they hold that default.
-ADDED = {"frontend": {"spread": False, "pcen": False}, "head": {"horizons": [1], "score_window": 1}}
+ADDED = {"frontend": {"spread": False, "pcen": False, "cepstra": 0}, "head": {"horizons": [1], "score_window": 1}}
 
 
 def current_names(section: str, d: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +69,8 @@ class FrontendConfig:
     n_mels, n_fft, hop_length, f_min, f_max: log-mel parameters (hop_length samples per frame).
     pcen: logmel only, per-channel energy normalisation in place of the log (a causal gain control per mel
         band that carries a smoother in the stream's state; :mod:`ssm_signal.frontends.logmel`).
+    cepstra: logmel only, smooth each log-mel frame along frequency to its first K DCT (MFCC) coefficients, kept
+        as n_mels bands: the spectral envelope without the harmonics' ripple (0 = off).
     in_channels: input channels (1 for audio; sensors: number of channels).
     decimate: sensor frontend only, average blocks of this many samples (1 = off).
     spread: sensor frontend only (decimate >= 2), each frame also carries its block's mean absolute step between
@@ -86,6 +88,7 @@ class FrontendConfig:
     decimate: int = bounded(1, ge=1)
     spread: bool = False
     pcen: bool = False
+    cepstra: int = bounded(0, ge=0)
 
     def __post_init__(self):
         if self.kind not in FRONTENDS:
@@ -99,6 +102,9 @@ class FrontendConfig:
             raise ValueError(f"frontend.pcen must be true or false, got {self.pcen!r}")
         if self.pcen and self.kind != "logmel":
             raise ValueError("frontend.pcen applies to logmel frontends (mel energies)")
+        if self.cepstra and (self.kind != "logmel" or self.pcen or self.cepstra > self.n_mels):
+            raise ValueError(f"frontend.cepstra applies to logmel frontends without pcen, 1..n_mels={self.n_mels}; "
+                             f"got {self.cepstra}")
         if self.spread and (self.kind != "sensor" or self.decimate < 2):
             raise ValueError("frontend.spread applies to sensor frontends with decimate >= 2 (a block's steps)")
         if self.kind == "logmel" and not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:

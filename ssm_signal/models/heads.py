@@ -35,6 +35,11 @@ class LinearHead(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         return self.proj(h)
 
+    def step(self, feats: Tensor, hidden: Tensor, state: tuple[State, ...]) -> tuple[Tensor, tuple[State, ...]]:
+        """One frame: hidden (B, d_model) -> (output (B, out_dim), the empty state). Per frame the map needs no
+        frames axis (an exported step is then one Gemm, not an unsqueeze, matmul, add and gather)."""
+        return self.proj(hidden), state
+
 
 class ClassifierHead(LinearHead):
     """hidden (B, F, d_model) -> logits (B, F, num_classes)."""
@@ -144,6 +149,11 @@ class AnomalyHead(nn.Module):
         pred = self.forecast(hidden)
         out, new = self.score(feats, pred, state[0])
         return out, pred, (new,)
+
+    def step(self, feats: Tensor, hidden: Tensor, state: tuple[AnomalyState]) -> tuple[Tensor, tuple[AnomalyState]]:
+        """One frame: feats (B, feature_dim), hidden (B, d_model) -> (score (B, 1), (state,))."""
+        out, _, new = self.apply(feats.unsqueeze(1), hidden.unsqueeze(1), state)
+        return out[:, 0], new
 
     def errors(self, feats: Tensor, pred: Tensor, state: AnomalyState) -> tuple[Tensor, Tensor]:
         """:func:`horizon_errors` of this head: err (B, F, K, C), valid (B, F, K)."""

@@ -55,7 +55,8 @@ class ModelParts:
 def build_frontend(cfg) -> StreamingModule:
     if cfg.kind == "logmel":
         return LogMel(sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-                      n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max, pcen=cfg.pcen)
+                      n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max, pcen=cfg.pcen,
+                      cepstra=cfg.cepstra)
     return SensorFrontend(cfg.in_channels, decimate=cfg.decimate, spread=cfg.spread)
 
 
@@ -162,8 +163,8 @@ class SignalModel(StreamingModule):
         """
         feats, fs = self.frontend._step(self._frontend_input(x_t), state.frontend)  # (B, feature_dim)
         hidden, bs = self.backbone._step(self.input_proj(feats), state.backbone)  # (B, d_model)
-        y, _, head_state = self.head.apply(feats.unsqueeze(1), hidden.unsqueeze(1), state.head)
-        return y[:, 0], SignalModelState(fs, bs, head_state)
+        y, head_state = self.head.step(feats, hidden, state.head)
+        return y, SignalModelState(fs, bs, head_state)
 
     def _step_(self, x_t: Tensor, state: SignalModelState, active: Tensor | None) -> Tensor:
         """:meth:`_step` written over ``state``'s tensors in place, only in the rows where ``active``
@@ -172,11 +173,11 @@ class SignalModel(StreamingModule):
         their step kernels), the small frontend and head states are computed anew and written back."""
         feats, fs = self.frontend._step(self._frontend_input(x_t), state.frontend)
         hidden = self.backbone._step_(self.input_proj(feats), state.backbone, active)
-        y, _, head_state = self.head.apply(feats.unsqueeze(1), hidden.unsqueeze(1), state.head)
+        y, head_state = self.head.step(feats, hidden, state.head)
         write_state_(state.frontend, fs, active)
         for dst, src in zip(state.head, head_state, strict=True):
             write_state_(dst, src, active)
-        return y[:, 0]
+        return y
 
     def clip_logits(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Clip-level output: the per-frame output read at each clip's last frame.

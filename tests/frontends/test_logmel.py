@@ -260,3 +260,35 @@ def test_pcen_forgets_gain_log_mel_does_not():
         fe = LogMel(pcen=pcen)
         shift = (fe(10 * x)[0] - fe(x)[0])[:, 50:].abs().mean()  # after the smoother settled (0.5 s)
         assert lo <= shift <= hi, (pcen, shift)
+
+
+def test_cepstra_keeps_the_envelope_in_k_dct_coefficients(seed):
+    """cepstra=K: each frame is the plain log-mel projected onto the first K vectors of torchaudio's MFCC DCT
+    (float32, hence the tolerance), so it has exactly K free coefficients; K = n_mels changes nothing."""
+    x = waveform(2, 60 * HOP + 31, torch.float64)
+    plain, _ = LogMel().double()(x)
+    dct = torchaudio.functional.create_dct(N_MELS, N_MELS, norm="ortho").double()  # (n_mels, q)
+    for K in (1, 13, N_MELS):
+        y, _ = LogMel(cepstra=K).double()(x)
+        coeffs = plain @ dct  # the frames' cepstra
+        assert max_diff(y, coeffs[..., :K] @ dct[:, :K].T) <= 1e-4, K
+        assert max_diff(y @ dct[:, K:], torch.zeros(())) <= 1e-4, K  # nothing left above K (frames ~10)
+    assert max_diff(LogMel(cepstra=N_MELS).double()(x)[0], plain) <= 1e-9
+
+
+def test_cepstra_chunks_and_steps_equal_whole(seed):
+    fe = LogMel(cepstra=13).double()
+    x = waveform(2, 50 * HOP + 77, torch.float64)
+    y, _ = assert_chunks_equal_whole(fe, x, random_splits(x.shape[1], 3000, random.Random(seed)), atol=1e-10)
+    st, ys = None, []
+    for k in range(50):
+        y_t, st = fe.step(x[:, k * HOP:(k + 1) * HOP, 0], st)
+        ys.append(y_t)
+    assert max_diff(torch.stack(ys, 1), y) <= 1e-10
+    assert fe.float().lifter.dtype == torch.float32 and max_diff(fe.float().double().lifter, fe.lifter) == 0
+
+
+@pytest.mark.parametrize("kwargs", [{"cepstra": 41}, {"cepstra": -1}, {"cepstra": 13, "pcen": True}])
+def test_cepstra_bad_values_refused(kwargs):
+    with pytest.raises(ValueError, match="cepstra"):
+        LogMel(**kwargs)

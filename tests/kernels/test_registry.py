@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchaudio
 
 from ssm_signal import kernels
 from ssm_signal.kernels import reference
@@ -62,21 +63,27 @@ def test_registering_an_unknown_op_fails():
         kernels.register(kernels.Backend("bad", {"not_an_op": lambda: None}, devices=("cpu",), priority=0))
 
 
-def test_export_backend_power_spectrum_equals_rfft(seed):
-    """The export backend's DFT-basis matmul is the reference's |rfft|^2 (its twin), and auto never picks it."""
+def test_export_backend_mel_energy_equals_rfft(seed):
+    """The export backend's DFT matmuls (two-stage at 400 = 20 x 20 and 512 = 32 x 16, the direct basis at the
+    prime 401) are the reference's |rfft|^2 @ fbank (its twin), and auto never picks them."""
     from ssm_signal.kernels import export_ops
 
-    frames = torch.randn(3, 5, 400, dtype=torch.float64)
-    window = torch.hann_window(400, periodic=True, dtype=torch.float64)
-    ref = reference.power_spectrum(frames, window, 400)
-    got = export_ops.power_spectrum(frames, window, 400)
-    assert got.shape == ref.shape == (3, 5, 201)
-    assert float((got - ref).abs().max() / ref.abs().max()) < 1e-12
-    f32 = export_ops.power_spectrum(frames.float(), window.float(), 400)
-    assert float((f32.double() - ref).abs().max() / ref.abs().max()) < 1e-5
-    assert kernels.resolve("power_spectrum", torch.device("cpu")).name == "torch"
+    assert export_ops.dft_factors(400) == (20, 20) and export_ops.dft_factors(401) is None
+    for n in (400, 401, 512):
+        frames = torch.randn(3, 5, n, dtype=torch.float64)
+        window = torch.hann_window(n, periodic=True, dtype=torch.float64)
+        fbank = torchaudio.functional.melscale_fbanks(n // 2 + 1, 20.0, 7600.0, 40, 16000).double()
+        ref = reference.mel_energy(frames, window, n, fbank)
+        assert ref.shape == (3, 5, 40)
+        assert float((reference.power_spectrum(frames, window, n) @ fbank - ref).abs().max()) == 0
+        got = export_ops.mel_energy(frames, window, n, fbank)
+        assert got.shape == ref.shape
+        assert float((got - ref).abs().max() / ref.abs().max()) < 1e-12, n
+        f32 = export_ops.mel_energy(frames.float(), window.float(), n, fbank.float())
+        assert float((f32.double() - ref).abs().max() / ref.abs().max()) < 1e-5, n
+    assert kernels.resolve("mel_energy", torch.device("cpu")).name == "torch"
     with kernels.use("export"):
-        assert kernels.get_op("power_spectrum", torch.device("cpu")) is export_ops.power_spectrum
+        assert kernels.get_op("mel_energy", torch.device("cpu")) is export_ops.mel_energy
         assert kernels.get_op("selective_step", torch.device("cpu")) is reference.selective_step  # the rest: torch
 
 

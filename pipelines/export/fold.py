@@ -1,0 +1,111 @@
+"""Constants folded before and after tracing, so that the exported step has fewer nodes.
+
+A frame step of the default keyword model is a few thousand multiply-adds spread over about 150 graph
+nodes; onnxruntime spends more on running each node than on its arithmetic (docs/performance.md). Two
+per-frame affine maps sit next to a matrix product and fold into it exactly (up to float32 rounding):
+
+- the frontend's normalisation ``(f - mean) / std`` into the input projection ``W f + b`` that follows:
+  ``W' = W / std`` (per input column), ``b' = b - W' mean``; and with it the log-mel's cepstral smoothing
+  ``f = L g`` (``frontend.cepstra``), a constant matrix before it: ``W'' = W' L``;
+- Mamba-2's step-size bias ``Δ + dt_bias`` into its input projection's Δ rows (a bias the layer's
+  projection otherwise lacks).
+
+:func:`folded` does this on a copy of the model, leaving ``mean = 0``, ``std = 1`` and ``dt_bias = 0``;
+:func:`drop_identity_arithmetic` then removes from the exported graph the nodes that add or subtract a
+constant zero, or multiply or divide by a constant one, where that does not change the other operand's shape.
+The bundle's weights are untouched; the parity tests hold the exported graph to the torch model.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+import torch
+from torch import nn
+
+from ssm_signal.layers.mamba2 import Mamba2
+from ssm_signal.models import SignalModel
+from ssm_signal.models.heads import AnomalyHead
+
+
+@torch.no_grad()
+def folded(model: SignalModel) -> SignalModel:
+    """A copy of ``model`` with the normalisation and Mamba-2's ``dt_bias`` folded into the projections that
+    read them. The anomaly head compares its forecasts with the normalised features themselves, so with it
+    the normalisation stays."""
+    m = copy.deepcopy(model)
+    fe, proj = m.frontend, m.input_proj
+    if not isinstance(m.head, AnomalyHead) and hasattr(fe, "mean") and isinstance(proj, nn.Linear):
+        scale = 1.0 / fe.std.to(proj.weight.dtype)
+        proj.weight.mul_(scale[None, :])
+        proj.bias.sub_(proj.weight @ fe.mean.to(proj.weight.dtype))
+        fe.mean.zero_()
+        fe.std.fill_(1.0)
+        if getattr(fe, "cepstra", 0):  # the log-mel's smoothing L (symmetric) comes before: W L
+            proj.weight.copy_(proj.weight @ fe.lifter.to(proj.weight.dtype))
+            fe.cepstra = 0
+    for layer in m.modules():
+        if isinstance(layer, Mamba2):
+            inp = layer.in_proj
+            with_bias = nn.Linear(inp.in_features, inp.out_features, bias=True).to(inp.weight)
+            with_bias.weight.copy_(inp.weight)
+            with_bias.bias.copy_(inp.bias if inp.bias is not None else torch.zeros_like(with_bias.bias))
+            with_bias.bias[-layer.nheads:] += layer.dt_bias.to(with_bias.bias.dtype)  # the Δ rows come last
+            layer.in_proj = with_bias
+            layer.dt_bias.zero_()
+    return m
+
+
+IDENTITY = {"Add": 0.0, "Sub": 0.0, "Mul": 1.0, "Div": 1.0}
+
+
+def drop_identity_arithmetic(model: onnx.ModelProto) -> int:
+    """Remove, in place, nodes ``x + 0``, ``x - 0``, ``x * 1``, ``x / 1`` (and ``0 + x``, ``1 * x``) with the
+    constant an initializer, where shape inference shows the output has ``x``'s shape (the constant does not
+    broadcast it up). Returns how many were removed."""
+    graph = model.graph
+    consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: _dims(v) for v in list(inferred.graph.value_info) + list(inferred.graph.input)
+              + list(inferred.graph.output)}
+    outputs = {v.name for v in graph.output}
+    removed = 0
+    for node in list(graph.node):
+        if node.op_type not in IDENTITY or len(node.input) != 2 or node.output[0] in outputs:
+            continue
+        sides = [1, 0] if node.op_type in ("Add", "Mul") else [1]  # which input may be the constant
+        for c in sides:
+            value = consts.get(node.input[c])
+            x = node.input[1 - c]
+            if value is None or not np.all(value == IDENTITY[node.op_type]):
+                continue
+            if shapes.get(x) is None or shapes.get(x) != shapes.get(node.output[0]):
+                continue
+            for other in graph.node:  # consumers read x instead
+                other.input[:] = [x if i == node.output[0] else i for i in other.input]
+            graph.node.remove(node)
+            removed += 1
+            break
+    used = {i for n in graph.node for i in n.input}
+    for t in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(t)
+    return removed
+
+
+def _dims(value: onnx.ValueInfoProto) -> tuple | None:
+    """A value's shape as a tuple of sizes and symbolic names, or None if any dimension is unknown."""
+    t = value.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    out = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(d.dim_value)
+        elif d.HasField("dim_param"):
+            out.append(d.dim_param)
+        else:
+            return None
+    return tuple(out)
