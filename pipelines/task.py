@@ -62,6 +62,12 @@ class SignalTask(L.LightningModule):
         negatives_every_frame: score clips of non-keyword labels (``_silence_``, ``_unknown_``: labels that start
             with ``_``) at every valid frame in the frame loss, not only the last ``frame_loss_frames``; each clip
             then weighs the same in that loss, whatever its number of scored frames.
+        negatives_hardest_frame: with ``negatives_every_frame``, a non-keyword clip's frame loss is that of its
+            hardest frame (the largest loss: where a keyword is most believed), not the mean over its frames; the
+            max-pooling loss of Sun et al. 2016 ("Max-pooling loss training of LSTM networks for small-footprint
+            keyword spotting"), aimed at the peaks that set a stream's false-accept rate.
+        negative_weight: with ``negatives_every_frame``, the weight of a non-keyword clip against a keyword
+            clip's 1 in the frame loss's mean over clips.
         clips_in_sequence: in training, join this many clips of a batch end to end into one stream and score
             each clip at its end (1 = each clip alone, from a fresh state).
         tbptt_samples: truncated BPTT chunk length in samples (None = whole clips).
@@ -78,6 +84,8 @@ class SignalTask(L.LightningModule):
         spec_augment: tuple[int, int, int] = (0, 0, 0),
         vtlp: float = 0.0,
         negatives_every_frame: bool = False,
+        negatives_hardest_frame: bool = False,
+        negative_weight: float = 1.0,
         clips_in_sequence: int = 1,
         tbptt_samples: int | None = None,
     ):
@@ -95,6 +103,11 @@ class SignalTask(L.LightningModule):
         if negatives_every_frame and (network.head.kind != "classify" or frame_loss_frames < 1):
             raise ValueError("negatives_every_frame widens the frame loss: it needs a classify head and "
                              "frame_loss_frames >= 1")
+        if (negatives_hardest_frame or negative_weight != 1.0) and not negatives_every_frame:
+            raise ValueError("negatives_hardest_frame and negative_weight shape the every-frame loss of non-keyword "
+                             "clips: they need negatives_every_frame")
+        if not negative_weight > 0:
+            raise ValueError(f"negative_weight must be > 0, got {negative_weight}")
         if clips_in_sequence < 1:
             raise ValueError(f"clips_in_sequence must be >= 1, got {clips_in_sequence}")
         if clips_in_sequence > 1 and (network.head.kind != "classify" or tbptt_samples is not None):
@@ -209,8 +222,13 @@ class SignalTask(L.LightningModule):
                     per = F.cross_entropy(parts.out.transpose(1, 2), y[:, None].expand(B, F_), reduction="none",
                                           label_smoothing=self.hparams.label_smoothing)
                     if self.hparams.negatives_every_frame:  # each clip's frames averaged, then the clips
-                        n = tail.sum(1)
-                        frame_loss = ((per * tail).sum(1)[n > 0] / n[n > 0]).mean()
+                        n, neg = tail.sum(1), self._non_keyword(y)
+                        by_clip = (per * tail).sum(1) / n.clamp(min=1)
+                        if self.hparams.negatives_hardest_frame:
+                            hardest = per.masked_fill(~tail, float("-inf")).amax(1)
+                            by_clip = torch.where(neg, hardest, by_clip)
+                        w = torch.where(neg, self.hparams.negative_weight, 1.0).to(by_clip.dtype)[n > 0]
+                        frame_loss = (w * by_clip[n > 0]).sum() / w.sum()
                     else:
                         frame_loss = per[tail].mean()
                     loss = 0.5 * loss + 0.5 * frame_loss

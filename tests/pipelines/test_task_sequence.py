@@ -108,9 +108,33 @@ def test_non_keyword_clips_are_scored_at_every_frame(seed):
     torch.testing.assert_close(got, 0.5 * whole + 0.5 * by_clip.mean())
 
 
+def test_hardest_frame_and_weight_of_non_keyword_clips(seed):
+    """negatives_hardest_frame: a non-keyword clip is scored at its worst frame; negative_weight: it weighs that
+    much against a keyword clip in the mean over clips."""
+    t = SignalTask(NEG_CFG, frame_loss_frames=3, negatives_every_frame=True, negatives_hardest_frame=True,
+                   negative_weight=3.0)
+    t.model = SignalModel(NEG_CFG)
+    t = t.double()
+    x = torch.randn(3, 10 * HOP, 1, dtype=torch.float64)
+    y = torch.tensor([0, 2, 1])
+    lengths = torch.tensor([10, 10, 7]) * HOP
+    got = loss(t, x, y, lengths)
+    out = t.model(x)[0]
+    frames = lengths // HOP
+    whole = F.cross_entropy(out[torch.arange(3), frames - 1], y)
+    per = F.cross_entropy(out.transpose(1, 2), y[:, None].expand(3, 10), reduction="none")
+    by_clip = torch.stack([per[0, 7:10].mean(), per[1, :10].max(), per[2, :7].max()])  # frame 7-9 of clip 2: padding
+    torch.testing.assert_close(got, 0.5 * whole + 0.5 * (by_clip * torch.tensor([1.0, 3.0, 3.0])).sum() / 7.0)
+
+
 def test_every_frame_needs_non_keyword_labels_and_a_frame_loss():
     with pytest.raises(ValueError, match="frame_loss_frames >= 1"):
         SignalTask(NEG_CFG, negatives_every_frame=True)
+    for kwargs in ({"negatives_hardest_frame": True}, {"negative_weight": 2.0}):
+        with pytest.raises(ValueError, match="need negatives_every_frame"):
+            SignalTask(NEG_CFG, frame_loss_frames=3, **kwargs)
+    with pytest.raises(ValueError, match="negative_weight must be > 0"):
+        SignalTask(NEG_CFG, frame_loss_frames=3, negatives_every_frame=True, negative_weight=0.0)
     t = SignalTask(CFG, frame_loss_frames=3, negatives_every_frame=True)  # labels a, b, c: none starts with _
     t.model = SignalModel(CFG)
     with pytest.raises(ValueError, match="no label starts with '_'"):
