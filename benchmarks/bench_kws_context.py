@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine, write_result  # noqa: E402
 from ssm_signal.bundle import load_bundle  # noqa: E402
+from ssm_signal.events import DetectorConfig, EventDetector  # noqa: E402
 
 #: context around the clip: its level in dBFS (None: the clip alone; -inf: digital silence)
 CONTEXTS = {"clip alone": None, "digital silence": -np.inf, "noise -60 dBFS": -60.0, "noise -40 dBFS": -40.0}
@@ -54,6 +55,8 @@ def main() -> None:
     for path in a.model:
         b = load_bundle(path)
         keywords = [label for label in b.labels if not label.startswith("_")]
+        # the live detector's moving average (its first frames average over those seen so far)
+        detector = EventDetector("keyword", b.labels, 100.0, DetectorConfig(smoothing_frames=WINDOW))
         peaks: dict[str, list[float]] = {k: [] for k in CONTEXTS}
         chosen = [r for r in rels if r.split("/")[0] in keywords][:a.clips]
         for n, rel in enumerate(chosen):
@@ -62,8 +65,8 @@ def main() -> None:
             rng = np.random.default_rng(n)
             for name, level in CONTEXTS.items():
                 post = b.frame_outputs(b.prepare(in_context(w, rate, level, rng), rate))[0].softmax(-1)
-                smoothed = torch.nn.functional.avg_pool1d(post.T[None], WINDOW, 1)[0].T
-                peaks[name].append(float(smoothed[:, k].max()))
+                smoothed, _ = detector.smooth(post.numpy()[None], detector.init_state(1))
+                peaks[name].append(float(smoothed[0, :, k].max()))
         out[path] = {name: {"mean_peak": round(float(np.mean(v)), 4), "share_above_0.5": round(float(np.mean(np.array(v) > 0.5)), 4)}
                      for name, v in peaks.items()} | {"clips": len(chosen), "version": b.version}
         print(path, out[path])
