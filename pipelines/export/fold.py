@@ -12,7 +12,9 @@ per-frame affine maps sit next to a matrix product and fold into it exactly (up 
 
 :func:`folded` does this on a copy of the model, leaving ``mean = 0``, ``std = 1`` and ``dt_bias = 0``;
 :func:`drop_identity_arithmetic` then removes from the exported graph the nodes that add or subtract a
-constant zero, or multiply or divide by a constant one, where that does not change the other operand's shape.
+constant zero, or multiply or divide by a constant one, where that does not change the other operand's shape,
+:func:`widen_matmul_biases` writes a scalar added to a product as a vector, which onnxruntime fuses with it, and
+:func:`gemm_residuals` takes a residual sum into the Gemm before it.
 The bundle's weights are untouched; the parity tests hold the exported graph to the torch model.
 """
 
@@ -24,6 +26,7 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 import torch
+from onnx import helper as h
 from torch import nn
 
 from ssm_signal.layers.mamba2 import Mamba2
@@ -93,6 +96,81 @@ def drop_identity_arithmetic(model: onnx.ModelProto) -> int:
     for t in [t for t in graph.initializer if t.name not in used]:
         graph.initializer.remove(t)
     return removed
+
+
+def widen_matmul_biases(model: onnx.ModelProto) -> int:
+    """``MatMul(a, W) + c`` with ``c`` a constant scalar -> the same with ``c`` repeated to W's N columns, in
+    place, so that onnxruntime fuses the pair into one Gemm (it fuses only a bias of W's width). The log-mel's
+    ``log(mel + eps)`` is one such. Returns how many."""
+    graph = model.graph
+    consts = {t.name: t for t in graph.initializer}
+    producer = {out: n for n in graph.node for out in n.output}
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: _dims(v) for v in inferred.graph.value_info}
+    widened = 0
+    for node in graph.node:
+        if node.op_type != "Add" or len(node.input) != 2:
+            continue
+        for c in (1, 0):
+            t, mm = consts.get(node.input[c]), producer.get(node.input[1 - c])
+            shape = shapes.get(node.input[1 - c])
+            if t is None or mm is None or mm.op_type != "MatMul" or not shape or not isinstance(shape[-1], int):
+                continue
+            value = onnx.numpy_helper.to_array(t)
+            if value.size != 1:
+                continue
+            n_out = shape[-1]
+            name = f"{node.input[c]}_x{n_out}"
+            graph.initializer.append(onnx.numpy_helper.from_array(np.full(n_out, value.reshape(()), value.dtype), name))
+            node.input[c] = name
+            widened += 1
+            break
+    used = {i for n in graph.node for i in n.input}
+    for t in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(t)
+    return widened
+
+
+def gemm_residuals(model: onnx.ModelProto) -> int:
+    """``Gemm(a, W) + r`` -> ``Gemm(a, W, r)``, in place, where the Gemm has no bias and feeds only that Add and
+    ``r`` has the product's shape: a block's output projection and its residual sum in one node (Gemm's third
+    input may be any tensor; onnxruntime does not fuse the pair itself). Returns how many."""
+    graph = model.graph
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: _dims(v) for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
+    nodes = [onnx.NodeProto() for _ in graph.node]  # copies, edited and reordered, written back once
+    for copy_, n in zip(nodes, graph.node, strict=True):
+        copy_.CopyFrom(n)
+    producer = {out: n for n in nodes for out in n.output}
+    uses: dict[str, int] = {}
+    for n in nodes:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    outputs = {v.name for v in graph.output}
+    fused = 0
+    for add in [n for n in nodes if n.op_type == "Add" and len(n.input) == 2]:
+        for g_side in (0, 1):
+            gemm, r = producer.get(add.input[g_side]), add.input[1 - g_side]
+            if (gemm is None or gemm.op_type != "Gemm" or len(gemm.input) != 2 or uses.get(gemm.output[0]) != 1
+                    or gemm.output[0] in outputs or shapes.get(r) is None
+                    or shapes.get(r) != shapes.get(gemm.output[0])):
+                continue
+            attrs = {a.name: onnx.AttributeProto.FromString(a.SerializeToString()) for a in gemm.attribute}
+            if "alpha" in attrs and attrs["alpha"].f != 1.0:
+                continue
+            gemm.input.append(r)
+            del gemm.attribute[:]
+            gemm.attribute.extend([a for name, a in attrs.items() if name != "beta"] + [h.make_attribute("beta", 1.0)])
+            gemm.output[0] = add.output[0]
+            # the Gemm moves to the Add's place, after r is computed, so the nodes stay in topological order
+            g_at = next(i for i, n in enumerate(nodes) if n is gemm)
+            del nodes[g_at]
+            nodes[next(i for i, n in enumerate(nodes) if n is add)] = gemm
+            fused += 1
+            break
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return fused
 
 
 def _dims(value: onnx.ValueInfoProto) -> tuple | None:

@@ -27,7 +27,7 @@ import onnxscript.optimizer
 import torch
 from onnx import helper
 
-from pipelines.export.fold import drop_identity_arithmetic, folded
+from pipelines.export.fold import drop_identity_arithmetic, folded, gemm_residuals, widen_matmul_biases
 from ssm_signal import kernels
 from ssm_signal.models import SignalModel
 from ssm_signal.runtime.sidecar import CHUNK_INPUT, FRAME_INPUT, OUTPUT, STATE_IN, STATE_OUT
@@ -76,6 +76,8 @@ def export_frame_graph(model: SignalModel) -> onnx.ModelProto:
     _name_batch(proto.graph)
     unguarded_softplus(proto.graph)
     drop_identity_arithmetic(proto)
+    widen_matmul_biases(proto)
+    gemm_residuals(proto)
     return proto
 
 

@@ -4,6 +4,8 @@ where it changes nothing."""
 from __future__ import annotations
 
 import dataclasses
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,7 +15,7 @@ import torch
 from onnx import helper as h
 from onnx import numpy_helper
 
-from pipelines.export.fold import drop_identity_arithmetic, folded
+from pipelines.export.fold import drop_identity_arithmetic, folded, gemm_residuals, widen_matmul_biases
 from ssm_signal.models import SignalModel
 from tests.streaming.conftest import kws_model
 
@@ -70,3 +72,56 @@ def test_identity_arithmetic_dropped_only_where_shape_is_kept():
     assert {t.name for t in model.graph.initializer} == {"two", "z34"}
     np.testing.assert_array_equal(run(model), want)
     assert want.shape == (3, 4)
+
+
+def test_a_scalar_added_to_a_product_becomes_a_bias_onnxruntime_fuses():
+    """MatMul + scalar: the scalar written as a vector of the product's width, the sum unchanged, and
+    onnxruntime then runs the two as one Gemm; a scalar added to something else stays."""
+    rng = np.random.default_rng(0)
+    nodes = [h.make_node("MatMul", ["x", "w"], ["m"]), h.make_node("Add", ["m", "eps"], ["a"]),
+             h.make_node("Add", ["a", "eps"], ["y"])]
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 6])],
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 5])],
+                         initializer=[numpy_helper.from_array(rng.standard_normal((6, 5)).astype(np.float32), "w"),
+                                      numpy_helper.from_array(np.array(0.25, np.float32), "eps")])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 18)])
+    x = rng.standard_normal((2, 6)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert widen_matmul_biases(model) == 1
+    bias = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}[model.graph.node[1].input[1]]
+    assert bias.shape == (5,) and np.all(bias == 0.25)
+    assert model.graph.node[2].input[1] == "eps"
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(Path(tempfile.mkdtemp()) / "opt.onnx")
+    got = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node] == ["Gemm", "Add"]
+
+
+def test_a_residual_sum_joins_the_gemm_before_it():
+    """Gemm(a, W) + r -> Gemm(a, W, r), placed after r's producer, twice in a row; a Gemm with a bias or a second
+    reader is left alone."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((5, 6)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "b")
+    nodes = [h.make_node("Gemm", ["x", "w"], ["g"], transB=1), h.make_node("Relu", ["x5"], ["r"]),
+             h.make_node("Add", ["r", "g"], ["s"]),  # fused, and the Gemm moves after Relu
+             h.make_node("Gemm", ["x", "w"], ["g1"], transB=1), h.make_node("Add", ["g1", "s"], ["s1"]),  # fused
+             h.make_node("Gemm", ["x", "w", "b"], ["gb"], transB=1), h.make_node("Add", ["gb", "s1"], ["t"]),  # bias
+             h.make_node("Gemm", ["x", "w"], ["g2"], transB=1), h.make_node("Add", ["g2", "t"], ["u"]),
+             h.make_node("Mul", ["g2", "u"], ["v"])]  # g2 read twice
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 6]),
+                                      h.make_tensor_value_info("x5", onnx.TensorProto.FLOAT, ["batch", 5])],
+                         [h.make_tensor_value_info("v", onnx.TensorProto.FLOAT, ["batch", 5])], initializer=[w, b])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 18)])
+    feeds = {"x": rng.standard_normal((3, 6)).astype(np.float32), "x5": rng.standard_normal((3, 5)).astype(np.float32)}
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+    want = run(model)
+    assert gemm_residuals(model) == 2
+    onnx.checker.check_model(model)  # topological order kept
+    assert [n.op_type for n in model.graph.node] == ["Relu", "Gemm", "Gemm", "Gemm", "Add", "Gemm", "Add", "Mul"]
+    assert [list(n.input) for n in model.graph.node[1:3]] == [["x", "w", "r"], ["x", "w", "s"]]
+    np.testing.assert_allclose(run(model), want, rtol=1e-5)
