@@ -71,9 +71,7 @@ def drop_identity_arithmetic(model: onnx.ModelProto) -> int:
     broadcast it up). Returns how many were removed."""
     graph = model.graph
     consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: _dims(v) for v in list(inferred.graph.value_info) + list(inferred.graph.input)
-              + list(inferred.graph.output)}
+    shapes = _shapes(model)
     outputs = {v.name for v in graph.output}
     removed = 0
     for node in list(graph.node):
@@ -92,9 +90,7 @@ def drop_identity_arithmetic(model: onnx.ModelProto) -> int:
             graph.node.remove(node)
             removed += 1
             break
-    used = {i for n in graph.node for i in n.input}
-    for t in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(t)
+    _drop_unused_initializers(graph)
     return removed
 
 
@@ -105,8 +101,7 @@ def widen_matmul_biases(model: onnx.ModelProto) -> int:
     graph = model.graph
     consts = {t.name: t for t in graph.initializer}
     producer = {out: n for n in graph.node for out in n.output}
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: _dims(v) for v in inferred.graph.value_info}
+    shapes = _shapes(model)
     widened = 0
     for node in graph.node:
         if node.op_type != "Add" or len(node.input) != 2:
@@ -125,9 +120,7 @@ def widen_matmul_biases(model: onnx.ModelProto) -> int:
             node.input[c] = name
             widened += 1
             break
-    used = {i for n in graph.node for i in n.input}
-    for t in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(t)
+    _drop_unused_initializers(graph)
     return widened
 
 
@@ -136,8 +129,7 @@ def gemm_residuals(model: onnx.ModelProto) -> int:
     ``r`` has the product's shape: a block's output projection and its residual sum in one node (Gemm's third
     input may be any tensor; onnxruntime does not fuse the pair itself). Returns how many."""
     graph = model.graph
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: _dims(v) for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
+    shapes = _shapes(model)
     nodes = [onnx.NodeProto() for _ in graph.node]  # copies, edited and reordered, written back once
     for copy_, n in zip(nodes, graph.node, strict=True):
         copy_.CopyFrom(n)
@@ -171,6 +163,18 @@ def gemm_residuals(model: onnx.ModelProto) -> int:
     del graph.node[:]
     graph.node.extend(nodes)
     return fused
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, tuple | None]:
+    """Every value's shape by onnx shape inference (:func:`_dims`): {name: shape or None}."""
+    g = onnx.shape_inference.infer_shapes(model).graph
+    return {v.name: _dims(v) for v in list(g.value_info) + list(g.input) + list(g.output)}
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    used = {i for n in graph.node for i in n.input}
+    for t in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(t)
 
 
 def _dims(value: onnx.ValueInfoProto) -> tuple | None:
