@@ -125,3 +125,27 @@ def test_a_residual_sum_joins_the_gemm_before_it():
     assert [n.op_type for n in model.graph.node] == ["Relu", "Gemm", "Gemm", "Gemm", "Add", "Gemm", "Add", "Mul"]
     assert [list(n.input) for n in model.graph.node[1:3]] == [["x", "w", "r"], ["x", "w", "s"]]
     np.testing.assert_allclose(run(model), want, rtol=1e-5)
+
+
+def test_a_cepstral_frontend_exports_and_steps_as_torch(tmp_path, seed):
+    """A log-mel frontend with cepstral smoothing through the whole export (folded into the input projection):
+    the frame graph's outputs equal the torch step's over 40 frames."""
+    from pipelines.export import export_onnx
+    from ssm_signal import load_bundle, save_bundle
+    from ssm_signal.runtime import OnnxModel, RuntimeConfig
+
+    base = kws_model(("mamba2",))
+    cfg = dataclasses.replace(base.config, frontend=dataclasses.replace(base.config.frontend, cepstra=5))
+    model = SignalModel(cfg).eval()
+    model.load_state_dict(base.state_dict())
+    bundle = load_bundle(save_bundle(model, tmp_path / "bundle", name="tiny_cepstra", version="1"))
+    export_onnx(bundle, tmp_path / "onnx", int8=False)
+    onnx_model = OnnxModel(tmp_path / "onnx", RuntimeConfig(precision="float32"))
+    x = (0.1 * torch.randn(1, 40 * 160, 1)).numpy()
+    st, ys = onnx_model.init_model_state(1), []
+    for t in range(40):
+        y, st = onnx_model.frame(x[:, t * 160:(t + 1) * 160], st)
+        ys.append(np.array(y))
+    with torch.no_grad():
+        want, _ = bundle.model(torch.from_numpy(x))
+    np.testing.assert_allclose(np.concatenate(ys), want[0].numpy(), atol=1e-4, rtol=1e-4)
