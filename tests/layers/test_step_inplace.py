@@ -22,6 +22,10 @@ def masked_write(active: torch.Tensor | None, new: State, old: State) -> State:
         for k, o in old.state_dict().items()})
 
 
+def assert_equal(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert torch.equal(a, b), float((a - b).abs().max())
+
+
 def masks(B: int, steps: int, gen: torch.Generator) -> list[torch.Tensor | None]:
     out: list[torch.Tensor | None] = []
     for t in range(steps):
@@ -39,7 +43,8 @@ def masks(B: int, steps: int, gen: torch.Generator) -> list[torch.Tensor | None]
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_step_inplace_equals_step_and_masked_write(name, backend, dtype, seed):
     """Several steps with random masks: the in-place state equals the functional fold bit for bit
-    (the CPU paths compute the same step), inactive rows never change, active rows' y agree."""
+    (the CPU paths compute the same step), inactive rows never change, active rows' y agree (bit for bit, but for
+    the export backend, whose SSD step sums y in another order: to rounding)."""
     m = make(name, dtype)
     B, steps = 4, 7
     gen = torch.Generator().manual_seed(seed)
@@ -54,10 +59,13 @@ def test_step_inplace_equals_step_and_masked_write(name, backend, dtype, seed):
             s_ref = masked_write(active, new, s_ref)
             y = m.step_(x[:, t], s, active)
             on = torch.ones(B, dtype=torch.bool) if active is None else active
-            assert torch.equal(y[on], y_ref[on]), (name, t)
+            # the export backend's SSD step reads y with one MatMul, the in-place op it falls back to (torch's) with
+            # a sum: the same y to rounding, and so (through later layers) the same states
+            same = torch.testing.assert_close if backend == "export" else assert_equal
+            same(y[on], y_ref[on])
             assert torch.isfinite(y).all()
             for a, b, old in zip(s.tensors(), s_ref.tensors(), before.tensors(), strict=True):
-                assert torch.equal(a, b), (name, t)
+                same(a, b)
                 assert torch.equal(a[~on], old[~on])
     # the caller's tensors themselves were advanced (no rebinding)
     assert all(a is b for a, b in zip(s.tensors(), tensors, strict=True))
