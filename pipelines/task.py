@@ -217,18 +217,20 @@ class SignalTask(L.LightningModule):
             if k > 0:
                 tail = valid & (idx[None, :] >= frames[:, None] - k)
                 if self.hparams.negatives_every_frame:
-                    tail = tail | (valid & self._non_keyword(y)[:, None])
+                    neg = self._non_keyword(y)  # (B,)
+                    tail = tail | (valid & neg[:, None])
                 if tail.any():
                     per = F.cross_entropy(parts.out.transpose(1, 2), y[:, None].expand(B, F_), reduction="none",
                                           label_smoothing=self.hparams.label_smoothing)
                     if self.hparams.negatives_every_frame:  # each clip's frames averaged, then the clips
-                        n, neg = tail.sum(1), self._non_keyword(y)
+                        n = tail.sum(1)
                         by_clip = (per * tail).sum(1) / n.clamp(min=1)
                         if self.hparams.negatives_hardest_frame:
                             hardest = per.masked_fill(~tail, float("-inf")).amax(1)
                             by_clip = torch.where(neg, hardest, by_clip)
-                        w = torch.where(neg, self.hparams.negative_weight, 1.0).to(by_clip.dtype)[n > 0]
-                        frame_loss = (w * by_clip[n > 0]).sum() / w.sum()
+                        scored = n > 0
+                        w = torch.where(neg, self.hparams.negative_weight, 1.0).to(by_clip.dtype)[scored]
+                        frame_loss = (w * by_clip[scored]).sum() / w.sum()
                     else:
                         frame_loss = per[tail].mean()
                     loss = 0.5 * loss + 0.5 * frame_loss

@@ -56,7 +56,8 @@ def folded(model: SignalModel) -> SignalModel:
             with_bias = nn.Linear(inp.in_features, inp.out_features, bias=True).to(inp.weight)
             with_bias.weight.copy_(inp.weight)
             with_bias.bias.copy_(inp.bias if inp.bias is not None else torch.zeros_like(with_bias.bias))
-            with_bias.bias[-layer.nheads:] += layer.dt_bias.to(with_bias.bias.dtype)  # the Δ rows come last
+            _, _, dt_rows = layer._split(with_bias.bias)  # the layer's own layout of z, xBC, Δ (views)
+            dt_rows += layer.dt_bias.to(dt_rows.dtype)
             layer.in_proj = with_bias
             layer.dt_bias.zero_()
     return m
