@@ -15,8 +15,9 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler, Subset
 
+from pipelines.mining import HardNegatives
 from ssm_signal.data.channel import ChannelConfig
 from ssm_signal.data.custom_keywords import default_root, generate_custom_set
 from ssm_signal.data.keywords import KeywordSetConfig, generate_keyword_set
@@ -60,6 +61,19 @@ class _Augmented(Dataset):
     def __getitem__(self, i):
         x, y = self.base[i]
         return self.augment(x), y
+
+
+class _Clips(Dataset):
+    """Signals in memory, all of one class (the mined hard negatives)."""
+
+    def __init__(self, clips: list[Tensor], label: int):
+        self.clips, self.label = clips, label
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i):
+        return self.clips[i], self.label
 
 
 class _Base(L.LightningDataModule):
@@ -126,6 +140,9 @@ class KeywordDataModule(_Base):
         check: how files are checked when the index is built: "header" (cheap: corrupt, unsupported and
             empty files), "full" (decode every file: also NaN/Inf samples and truncated data; slower) or
             "none". Whatever it is, a file that fails to read during training is a counted skip.
+        hard_negatives: mine hard negatives from the set's mining pool during training
+            (:class:`pipelines.mining.HardNegatives`; needs ``trainer.reload_dataloaders_every_n_epochs: 1``);
+            None: off.
         batch_size, num_workers, normalization_items: loader settings; clips used to fit the frontend.
     """
 
@@ -135,8 +152,11 @@ class KeywordDataModule(_Base):
     def __init__(self, root: str | None = None, setup: str = "default", generate: bool = True, seed: int = 0,
                  keyword_set: KeywordSetConfig | None = None, augment: bool = True, channel: ChannelConfig | None = None,
                  check: str = "header", batch_size: int = 64, num_workers: int = 2, normalization_items: int = 500,
-                 words: str | list[str] | None = None):
+                 words: str | list[str] | None = None, hard_negatives: HardNegatives | None = None):
         super().__init__(batch_size, num_workers, normalization_items)
+        self.hard_negatives = hard_negatives
+        self._mined: list[Tensor] = []
+        self._augment = None
         # the phrases are checked here, so a bad word list fails when the config is read, not after set-up
         self.words = parse_phrases(words) if words is not None else None
         #: a name for what this data trains (the bundle's, unless the config names one)
@@ -169,8 +189,34 @@ class KeywordDataModule(_Base):
         if self.augment:
             from ssm_signal.data.augment import WaveAugment
 
-            train = _Augmented(train, WaveAugment.for_dataset(self.root, seed=self.seed, channel=self.channel))
+            self._augment = WaveAugment.for_dataset(self.root, seed=self.seed, channel=self.channel)
+            train = _Augmented(train, self._augment)
         self.train_set, self.val_set, self.test_set = train, sets["validation"], sets["testing"]
+
+    # -- hard-negative mining (pipelines/mining.py) --------------------------------------------------------
+    def pool_files(self) -> list[Path]:
+        """The mining pool: whole sentences of the training speakers (empty if the set has none)."""
+        from ssm_signal.data.training_speech import POOL_DIR
+
+        return sorted((self.root / POOL_DIR).glob("*.wav"))
+
+    def set_hard_negatives(self, clips: list[Tensor]) -> None:
+        """Mined windows [(L,)], ``_unknown_`` from the next training loader on (replacing earlier ones)."""
+        self._mined = list(clips)
+
+    def train_dataloader(self):
+        if not self._mined:
+            return super().train_dataloader()
+        from ssm_signal.data.speech_commands import UNKNOWN
+
+        mined: Dataset = _Clips(self._mined, self.labels.index(UNKNOWN))
+        if self._augment is not None:
+            mined = _Augmented(mined, self._augment)
+        union = ConcatDataset([self.train_set, mined])
+        # as many clips an epoch as without mining: the schedule's step count and the epoch's time hold
+        sampler = RandomSampler(union, num_samples=len(self.train_set))
+        return DataLoader(union, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                          collate_fn=pad_batch, persistent_workers=self.num_workers > 0, drop_last=False)
 
 
 class UEADataModule(_Base):

@@ -151,6 +151,16 @@ class SignalTask(L.LightningModule):
             device = self.model.frontend.mean.device  # built under Lightning's default-device context
             self.model.frontend.fit_normalization(x.to(device) for x in dm.normalization_signals())
 
+    def configure_callbacks(self):
+        """The hard-negative miner, when the datamodule asks for mining (``data.hard_negatives``)."""
+        trainer = self._attached_trainer()
+        cfg = getattr(getattr(trainer, "datamodule", None), "hard_negatives", None)
+        if cfg is None:
+            return []
+        from pipelines.mining import HardNegativeMiner
+
+        return [HardNegativeMiner(cfg)]
+
     def _attached_trainer(self) -> L.Trainer | None:
         """The Trainer running this task, or None when the task is used on its own."""
         try:

@@ -338,7 +338,10 @@ def _speaker_job(args: tuple[Speaker, str, KeywordSetConfig]) -> list[str]:
     rng = np.random.default_rng(speaker.seed)
     extra = training_speech.plan(cfg.words, speaker.split, speaker.seed, cfg.training_speech,
                                  foreign=speaker.engine == voices.ESPEAK)
-    texts = list(dict.fromkeys([*speaker.words, *(t for u in extra if u.language is None for t in u.texts)]))
+    pool = training_speech.plan_pool(cfg.words, speaker.split, speaker.seed, cfg.training_speech,
+                                     foreign=speaker.engine == voices.ESPEAK)
+    texts = list(dict.fromkeys([*speaker.words,
+                                *(t for u in (*extra, *pool) if u.language is None for t in u.texts)]))
     plain = dict(zip(texts, voices.synthesize_words(speaker.engine, speaker.variant, texts)
                      if speaker.engine != voices.ESPEAK else [None] * len(texts), strict=True))
     written = []
@@ -352,6 +355,13 @@ def _speaker_job(args: tuple[Speaker, str, KeywordSetConfig]) -> list[str]:
             rel = f"{folder_of(u.label)}/{speaker.id}_nohash_{u.kind}{k:02d}{j}.wav"
             write_audio(root_p / rel, place(voice, rng, noises, cfg), SAMPLE_RATE)
             written.append(rel)
+    # last, from a stream of its own: the clips above are the same with or without a pool. Clean voices at a
+    # random level: mining cuts windows out of them, and training augments those as it does every clip.
+    pool_rng = np.random.default_rng([speaker.seed, 0x9003])
+    for k, u in enumerate(pool):
+        voice = speak(u.texts[0], speaker, pool_rng, plain.get(u.texts[0]), language=u.language)
+        voice = voice * (10 ** (pool_rng.uniform(*cfg.peak_dbfs) / 20) / voice.abs().max().clamp_min(1e-9))
+        write_audio(root_p / training_speech.POOL_DIR / f"{speaker.id}_nohash_{u.kind}{k:02d}.wav", voice, SAMPLE_RATE)
     return written
 
 
@@ -425,7 +435,7 @@ def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: Keyw
         training_speech.write_music(tmp / BACKGROUND_DIR, cfg.training_speech.music_seconds, seed, SAMPLE_RATE)
     if cfg.training_speech.speech:
         training_speech.training_sentences()  # fail now, not in every worker, if the texts are missing
-    if cfg.training_speech.foreign_per_speaker:
+    if cfg.training_speech.foreign_per_speaker or cfg.training_speech.pool_foreign_per_speaker:
         foreign_speech.check_texts(cfg.training_speech.languages)
     speakers = plan_speakers(cfg, seed)
     log.info("generating the keyword set: %d speakers (%s), %d words each, into %s", len(speakers),

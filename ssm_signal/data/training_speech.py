@@ -16,6 +16,10 @@ the training split that material, written into the keyword set's Speech Commands
                                                     cut to 1 s around the whole keyword
     <root>/_background_noise_/music_synth_<k>.wav   synthesised music: mixed under clips at the noise SNRs,
                                                     and cropped into the ``_silence_`` class
+    <root>/_pool_/<speaker>_nohash_p<k>.wav         a whole sentence the speaker reads (``q``: in another
+                                                    language), for hard-negative mining: no class reads it;
+                                                    training scores it and keeps the windows the model takes
+                                                    most for a keyword (``pipelines/mining.py``)
 
 A keyword in context is spoken word by word and joined with short pauses, so its time span is known
 exactly and every window holds all of it: the clip's label is true of its last frames, where the
@@ -56,6 +60,7 @@ from ssm_signal.data.speech_commands import SAMPLE_RATE, UNKNOWN
 # ssm_signal.data.negatives is imported where used: it imports the keyword set, which imports this module.
 
 UNKNOWN_DIR = UNKNOWN  # the folder is named after the class it holds (SpeechCommands reads it so)
+POOL_DIR = "_pool_"  # a folder that starts with "_" is no class of SpeechCommands
 MUSIC_PREFIX = "music_synth_"
 
 #: fortune-mod files outside the negative corpus' TEXT_SOURCES (Latin "translate-me" left out), and the
@@ -115,6 +120,9 @@ class TrainingSpeech:
         variant, a language drawn from ``letter_languages`` for each (:mod:`~ssm_signal.data.letters`),
         ``_unknown_``.
     letter_languages: espeak-ng languages of those (keys of :data:`~ssm_signal.data.letters.ALPHABETS`).
+    pool_sentences_per_speaker: sentences each training speaker reads whole into :data:`POOL_DIR`, the pool
+        that hard-negative mining scores (none of them is a training clip by itself).
+    pool_foreign_per_speaker: likewise, sentences in one of ``languages`` (espeak-ng speakers).
     """
 
     sentences_per_speaker: int = bounded(0, ge=0)
@@ -127,6 +135,8 @@ class TrainingSpeech:
     languages: tuple[str, ...] = ("de", "es", "it", "ru", "cs", "bg", "eo", "pt-br")
     letters_per_speaker: int = bounded(0, ge=0)
     letter_languages: tuple[str, ...] = letters.TRAINING_LANGUAGES
+    pool_sentences_per_speaker: int = bounded(0, ge=0)
+    pool_foreign_per_speaker: int = bounded(0, ge=0)
 
     def __post_init__(self):
         from ssm_signal.data.foreign_speech import FOREIGN_TEXTS
@@ -135,7 +145,7 @@ class TrainingSpeech:
         object.__setattr__(self, "languages", tuple(self.languages))
         object.__setattr__(self, "letter_languages", tuple(self.letter_languages))
         unknown = [x for x in self.languages if x not in FOREIGN_TEXTS]
-        if unknown or (self.foreign_per_speaker and not self.languages):
+        if unknown or ((self.foreign_per_speaker or self.pool_foreign_per_speaker) and not self.languages):
             raise ValueError(f"languages must be some of {sorted(FOREIGN_TEXTS)}, got {list(self.languages)}")
         unknown = [x for x in self.letter_languages if x not in letters.ALPHABETS]
         if unknown or (self.letters_per_speaker and not self.letter_languages):
@@ -150,14 +160,19 @@ class TrainingSpeech:
     @property
     def speech(self) -> bool:
         return bool(self.sentences_per_speaker or self.near_misses_per_speaker or self.in_context_per_speaker
-                    or self.foreign_per_speaker or self.letters_per_speaker)
+                    or self.foreign_per_speaker or self.letters_per_speaker or self.pool)
+
+    @property
+    def pool(self) -> bool:
+        return bool(self.pool_sentences_per_speaker or self.pool_foreign_per_speaker)
 
 
 @dataclasses.dataclass(frozen=True)
 class Utterance:
     """One thing a training speaker says: ``texts`` spoken one after another (kind "s": a sentence, "n": a
     near-miss word, "c": a keyword in context, ``texts[key]`` the keyword, "f": a sentence in ``language``,
-    "l": a letter or syllable of ``language`` said alone), written under ``label``."""
+    "l": a letter or syllable of ``language`` said alone, "p"/"q": a whole sentence, English or in
+    ``language``, for the mining pool), written under ``label``."""
 
     kind: str
     texts: tuple[str, ...]
@@ -208,6 +223,28 @@ def plan(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech, forei
         out += _in_languages("l", cfg.letters_per_speaker, cfg.letter_languages,
                              np.random.default_rng([seed, 0x1E77E5]),
                              lambda language: letters.units(language, tuple(words)))
+    return out
+
+
+def plan_pool(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech,
+              foreign: bool = True) -> list[Utterance]:
+    """The whole sentences one speaker of ``split`` reads into the mining pool: training speakers only, each
+    from a stream of its own, so that no other draw of :func:`plan` changes with the pool's size. English
+    sentences avoid the speaker's own cropped ones (``kind`` "s"); foreign ones only where ``foreign``."""
+    if split != "training" or not cfg.pool:
+        return []
+    sentences, _ = _pools(tuple(words))
+    cropped = {t for u in plan(words, split, seed, cfg, foreign=False) if u.kind == "s" for t in u.texts}
+    free = [s for s in sentences if s not in cropped]
+    rng = np.random.default_rng([seed, 0x9001])
+    out = [Utterance("p", (free[i],), POOL_DIR)
+           for i in rng.choice(len(free), size=min(cfg.pool_sentences_per_speaker, len(free)), replace=False)]
+    if foreign:
+        from ssm_signal.data import foreign_speech
+
+        out += [dataclasses.replace(u, kind="q", label=POOL_DIR) for u in _in_languages(
+            "f", cfg.pool_foreign_per_speaker, cfg.languages, np.random.default_rng([seed, 0x9002]),
+            lambda language: foreign_speech.sentences(language, tuple(words)))]
     return out
 
 

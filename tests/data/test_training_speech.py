@@ -24,6 +24,9 @@ NEG = kn.TrainingSpeech(sentences_per_speaker=2, crops_per_sentence=2, near_miss
                         in_context_per_speaker=3)
 
 
+POOL = dataclasses.replace(NEG, pool_sentences_per_speaker=2, pool_foreign_per_speaker=1)
+
+
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("kwneg")
@@ -31,6 +34,12 @@ def sets(tmp_path_factory):
     with_neg = kw.generate_keyword_set(root / "neg", seed=5, config=dataclasses.replace(TINY, training_speech=NEG),
                                        workers=1)
     return plain, with_neg
+
+
+@pytest.fixture(scope="module")
+def pooled(tmp_path_factory):
+    return kw.generate_keyword_set(tmp_path_factory.mktemp("kwpool") / "pool", seed=5, workers=1,
+                                   config=dataclasses.replace(TINY, training_speech=POOL))
 
 
 def test_training_texts_are_not_the_evaluation_texts():
@@ -142,3 +151,33 @@ def test_bad_settings():
         kn.TrainingSpeech(music_seconds=-1)
     assert kw.KeywordSetConfig(training_speech={"sentences_per_speaker": 2}).training_speech == \
         kn.TrainingSpeech(sentences_per_speaker=2)
+
+
+def test_the_mining_pool_is_whole_sentences_of_training_speakers_and_no_clip(sets, pooled):
+    _, neg = sets
+    speakers = kw.plan_speakers(dataclasses.replace(TINY, training_speech=POOL), 5)
+    split = {s.id: s.split for s in speakers}
+    files = sorted((pooled / kn.POOL_DIR).glob("*.wav"))
+    espeak = sum(s.split == "training" and s.engine == "espeak-ng" for s in speakers)
+    n_train = sum(v == "training" for v in split.values())
+    assert len(files) == 2 * n_train + espeak  # two English sentences each, one foreign per espeak-ng speaker
+    assert {split[speaker_of(p)] for p in files} == {"training"}
+    assert {p.stem.rsplit("_", 1)[1][0] for p in files} == {"p", "q"}
+    lengths = [sf.info(p).frames for p in files]
+    assert min(lengths) > 16000  # whole sentences, not 1 s windows
+    # the pool is drawn from streams of its own: every clip is that of the set without a pool, and no loader
+    # reads the pool
+    clips = sorted(p.relative_to(neg) for p in neg.glob("*/*.wav") if p.parent.name != "_background_noise_")
+    assert clips == sorted(p.relative_to(pooled) for p in pooled.glob("*/*.wav")
+                           if p.parent.name not in ("_background_noise_", kn.POOL_DIR))
+    for rel in clips[::7]:
+        a, _ = sf.read(neg / rel, dtype="int16")
+        b, _ = sf.read(pooled / rel, dtype="int16")
+        assert a.shape == b.shape and np.abs(a.astype(np.int32) - b.astype(np.int32)).max() <= 1, rel
+    for subset in ("training", "validation", "testing"):
+        assert not any(kn.POOL_DIR in str(p) for p in SpeechCommands(pooled, subset, words=TINY.words)._paths)
+    # English pool sentences are none of the speaker's cropped ones
+    for s in speakers:
+        cropped = {t for u in kn.plan(TINY.words, s.split, s.seed, POOL, foreign=False) if u.kind == "s" for t in u.texts}
+        pool = {t for u in kn.plan_pool(TINY.words, s.split, s.seed, POOL) if u.kind == "p" for t in u.texts}
+        assert not cropped & pool
