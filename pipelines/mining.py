@@ -19,6 +19,7 @@ and the calibration negatives that choose thresholds, and every real recording, 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 import time
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from torch import Tensor
 
 from ssm_signal.bounds import bounded, check_bounds
 from ssm_signal.data.audio_io import read_audio
+from ssm_signal.events import is_keyword
 
 log = logging.getLogger("ssm_signal.pipelines")
 
@@ -132,7 +134,9 @@ def mine(model, files: Sequence[Path], keyword_ids: Sequence[int], cfg: HardNega
     spacing = max(1, window // hop)
     was_training = model.training
     model.eval()
-    found: list[Window] = []
+    # the ``keep`` best so far, as a min-heap on (score, then earlier file and frame first), with their clips:
+    # each file is read once, and no more than ``keep`` windows are held
+    best: list[tuple[tuple[float, int, int], Window, Tensor]] = []
     try:
         # by length, so each batch pads little
         order = sorted(range(len(files)), key=lambda i: Path(files[i]).stat().st_size)
@@ -142,20 +146,15 @@ def mine(model, files: Sequence[Path], keyword_ids: Sequence[int], cfg: HardNega
             for i, sig, sc in zip(idx, signals, keyword_scores(model, signals, keyword_ids), strict=True):
                 for f, s in peaks(sc, len(sc), cfg.per_sentence, spacing):
                     start, end = window_at(f, sig.shape[0], hop, window, after)
-                    found.append(Window(i, start, end, s))
+                    item = ((s, -i, -f), Window(i, start, end, s), sig[start:end].clone())
+                    if len(best) < cfg.keep:
+                        heapq.heappush(best, item)
+                    elif item[0] > best[0][0]:
+                        heapq.heapreplace(best, item)
     finally:
         model.train(was_training)
-    found.sort(key=lambda w: (-w.score, w.source, w.start))
-    kept = found[: cfg.keep]
-    clips: list[Tensor | None] = [None] * len(kept)
-    by_source: dict[int, list[int]] = {}
-    for r, w in enumerate(kept):
-        by_source.setdefault(w.source, []).append(r)
-    for source, ranks in by_source.items():  # each file read once more
-        sig = read_audio(files[source], sample_rate)
-        for r in ranks:
-            clips[r] = sig[kept[r].start: kept[r].end].clone()
-    return clips, kept
+    best.sort(key=lambda it: it[0], reverse=True)
+    return [c for _, _, c in best], [w for _, w, _ in best]
 
 
 class HardNegativeMiner(L.Callback):
@@ -179,7 +178,7 @@ class HardNegativeMiner(L.Callback):
             return
         dm = trainer.datamodule
         labels = pl_module.model_config.labels
-        keyword_ids = [i for i, lb in enumerate(labels) if not lb.startswith("_")]
+        keyword_ids = [i for i, lb in enumerate(labels) if is_keyword(lb)]
         files = dm.pool_files()
         t0 = time.time()
         clips, kept = mine(pl_module.model, files, keyword_ids, self.cfg, dm.sample_rate)

@@ -39,6 +39,7 @@ from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, Multicl
 from pipelines.data import IGNORE
 from pipelines.evaluate.anomaly_metrics import unit_interval
 from ssm_signal.data.augment import warp_bands
+from ssm_signal.events import is_keyword
 from ssm_signal.models import ModelConfig, SignalModel
 from ssm_signal.models.heads import AnomalyHead, horizon_errors
 from ssm_signal.models.signal_model import ModelParts, SignalModelState
@@ -254,7 +255,7 @@ class SignalTask(L.LightningModule):
 
     def _non_keyword(self, y: Tensor) -> Tensor:
         """(B,) whether each clip's label is a non-keyword (its name starts with ``_``)."""
-        ids = [i for i, lb in enumerate(self.model_config.labels) if lb.startswith("_")]
+        ids = [i for i, lb in enumerate(self.model_config.labels) if not is_keyword(lb)]
         if not ids:
             raise ValueError(f"negatives_every_frame: no label starts with '_' (labels {self.model_config.labels})")
         return torch.isin(y, torch.tensor(ids, dtype=y.dtype, device=y.device))

@@ -41,6 +41,13 @@ import dataclasses
 
 import numpy as np
 
+
+def is_keyword(label: str) -> bool:
+    """Whether a class label names a keyword: every label does but those that start with ``_`` (``_silence_``,
+    ``_unknown_``), the rule training, detection, calibration and mining read labels by."""
+    return not label.startswith("_")
+
+
 DEFAULT_KEYWORD_THRESHOLD = 0.8
 # high enough that the brief blips of other words at a word's onset (up to ~0.65 with the
 # default model) do not fire, far below a held detection (~0.95)
@@ -173,7 +180,7 @@ class EventDetector:
         refractory_s = DEFAULT_REFRACTORY_S if config.refractory_s is None else config.refractory_s
         self.refractory_frames = max(1, int(round(refractory_s * self.frame_rate)))
         if kind == "keyword":
-            ignore = config.ignore if config.ignore is not None else tuple(lb for lb in labels if lb.startswith("_"))
+            ignore = config.ignore if config.ignore is not None else tuple(lb for lb in labels if not is_keyword(lb))
             unknown = set(ignore) - set(labels)
             if unknown:
                 raise ValueError(f"ignore names labels the model does not have: {sorted(unknown)}")

@@ -27,7 +27,7 @@ import torch
 
 from ssm_signal.bundle import Bundle, BundleError, load_bundle, save_bundle
 from ssm_signal.data.skips import DataError, SkipLog
-from ssm_signal.events import DetectorConfig
+from ssm_signal.events import DetectorConfig, is_keyword
 from ssm_signal.runtime.sidecar import PRECISIONS, RUNTIMES, runtime_label
 from ssm_signal.streaming import StreamConfig, StreamEngine
 
@@ -264,7 +264,7 @@ def _default_positives(split_list: str, labels: list[str]) -> str:
     from ssm_signal.data.keywords import generate_keyword_set
     from ssm_signal.data.speech_commands import ALL_WORDS
 
-    keywords = [lab for lab in labels if not lab.startswith("_")]
+    keywords = [lab for lab in labels if is_keyword(lab)]
     if set(keywords) <= set(ALL_WORDS):
         generate_keyword_set(KEYWORD_ROOT)  # cached: returns at once when `make train` made it
         return str(Path(KEYWORD_ROOT) / split_list)
@@ -290,7 +290,7 @@ def _default_negatives(split: str, labels: list[str]) -> list[str]:
         by_kind.setdefault(name.split("/")[0], []).append(name)
     parity = 0 if split == "calibration" else 1
     corpus = [str(Path(root) / n) for names in by_kind.values() for i, n in enumerate(names) if i % 2 == parity]
-    keywords = sorted(lab for lab in labels if not lab.startswith("_"))
+    keywords = sorted(lab for lab in labels if is_keyword(lab))
     part = "validation" if split == "calibration" else "testing"
     tag = hashlib.sha1(",".join(keywords).encode()).hexdigest()[:8]  # the look-alike filter depends on them
     return corpus + [str(write_streams(Path(FOREIGN_ROOT) / f"{part}-{tag}", keywords, part)),  # cached

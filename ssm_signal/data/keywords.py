@@ -303,7 +303,7 @@ def place(voice: torch.Tensor, rng: np.random.Generator, noises: Sequence[torch.
     n = SAMPLE_RATE
     if voice.shape[0] > n:  # a slow long word: keep its start, as a 1 s recording would
         voice = voice[:n]
-    voice = voice * (10 ** (rng.uniform(*cfg.peak_dbfs) / 20) / voice.abs().max().clamp_min(1e-9))
+    voice = level(voice, rng, cfg)
     clip = torch.zeros(n)
     start = int(rng.integers(0, n - voice.shape[0] + 1))
     clip[start:start + voice.shape[0]] = voice
@@ -317,6 +317,11 @@ def place(voice: torch.Tensor, rng: np.random.Generator, noises: Sequence[torch.
         clip = clip + crop * torch.sqrt(p_voice / (p_noise * 10 ** (rng.uniform(*cfg.snr_db) / 10)))
     peak = float(clip.abs().max())
     return clip / peak * 0.99 if peak > 0.99 else clip
+
+
+def level(voice: torch.Tensor, rng: np.random.Generator, cfg: KeywordSetConfig) -> torch.Tensor:
+    """``voice`` (L,) scaled to a peak drawn uniformly from ``cfg.peak_dbfs`` (dBFS)."""
+    return voice * (10 ** (rng.uniform(*cfg.peak_dbfs) / 20) / voice.abs().max().clamp_min(1e-9))
 
 
 def _fit(voice: torch.Tensor) -> float:
@@ -359,8 +364,7 @@ def _speaker_job(args: tuple[Speaker, str, KeywordSetConfig]) -> list[str]:
     # random level: mining cuts windows out of them, and training augments those as it does every clip.
     pool_rng = np.random.default_rng([speaker.seed, 0x9003])
     for k, u in enumerate(pool):
-        voice = speak(u.texts[0], speaker, pool_rng, plain.get(u.texts[0]), language=u.language)
-        voice = voice * (10 ** (pool_rng.uniform(*cfg.peak_dbfs) / 20) / voice.abs().max().clamp_min(1e-9))
+        voice = level(speak(u.texts[0], speaker, pool_rng, plain.get(u.texts[0]), language=u.language), pool_rng, cfg)
         write_audio(root_p / training_speech.POOL_DIR / f"{speaker.id}_nohash_{u.kind}{k:02d}.wav", voice, SAMPLE_RATE)
     return written
 
