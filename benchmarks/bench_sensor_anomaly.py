@@ -100,6 +100,9 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         "without spread, frames of 2 points, horizons 1-32": [*NS, D, "2", H, "[1, 2, 4, 8, 16, 32]"],
         "without spread, horizons 1-32": [*NS, H, "[1, 2, 4, 8, 16, 32]"],
         "without spread, frames of 8 points, horizons 1-8": [*NS, D, "8", H, "[1, 2, 4, 8]"],
+        "horizons 1-32 (spread)": [H, "[1, 2, 4, 8, 16, 32]"],
+        "frames of 2 points, horizons 1-32 (spread)": [D, "2", H, "[1, 2, 4, 8, 16, 32]"],
+        "frames of 8 points, horizons 1-8 (spread)": [D, "8", H, "[1, 2, 4, 8]"],
     },
     "daphnet": {
         "shipped": [],
