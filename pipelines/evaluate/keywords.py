@@ -210,8 +210,34 @@ def at(detector: EventDetector, pos: list[PositiveSet], neg: NegativeSet,
             for lp, p in zip(laid_pos, pos, strict=True)]
 
 
+# Companion false-accept rates of a calibration (FA/h): the thresholds and FRR each would give on the same data are
+# recorded beside the target's. At 0.5 FA/h each threshold rests on the single highest score the calibration
+# negatives reach, so the FRR there moves much between two trainings of one recipe; at a few FA/h each rests on
+# several peaks (docs/results.md, ninth run).
+COMPANION_TARGETS = (2.0, 5.0)
+
+
+def lowest_within(fa_at, fa_k: np.ndarray, share: float) -> np.ndarray:
+    """Grid indices (K,) of the lowest thresholds at which every keyword fires at most ``share`` times an hour.
+
+    fa_k (thresholds, K): each keyword's FA/h when all keywords share one threshold (the sweep); fa_at(idx) ->
+    (K,): each keyword's FA/h with keyword k at grid[idx[k]]. Start from the sweep, then raise the thresholds of
+    keywords still over their share with the others at theirs (so that a quieter keyword does not silence the
+    others through the refractory period) until none is over, or each is at the top of the grid.
+    """
+    n, K = fa_k.shape
+    ok = fa_k <= share + 1e-12
+    idx = np.array([np.flatnonzero(ok[:, k])[0] if ok[:, k].any() else n - 1 for k in range(K)])
+    for _ in range(K * n):
+        over = (fa_at(idx) > share + 1e-12) & (idx < n - 1)
+        if not over.any():
+            break
+        idx[over] += 1
+    return idx
+
+
 def calibrate(base: EventDetector, pos: list[PositiveSet], neg: NegativeSet, target: float, windows: list[int],
-              floor: float = 0.5) -> tuple[DetectorConfig, dict]:
+              floor: float = 0.5, companions: tuple[float, ...] = COMPANION_TARGETS) -> tuple[DetectorConfig, dict]:
     """Per-keyword thresholds at ``target`` false accepts per hour, chosen on calibration data.
 
     Each of the K keywords gets an equal share target / K of the false-accept budget: its threshold is
@@ -226,6 +252,9 @@ def calibrate(base: EventDetector, pos: list[PositiveSet], neg: NegativeSet, tar
     reach little (a model that has learned the generator's speech), that is a posterior far below even
     odds, and negatives the calibration set does not cover fire at it (the held-out half of the generated
     corpus included). 0.5, a keyword rated more likely than everything else together, is the floor.
+
+    Each trial also records, under ``companions``, the FRR and FA/h that the same procedure gives at each of
+    ``companions`` (FA/h) on the same data and window: figures for comparing models, not thresholds.
     """
     grid = threshold_grid()
     grid = grid[grid >= floor]
@@ -240,22 +269,20 @@ def calibrate(base: EventDetector, pos: list[PositiveSet], neg: NegativeSet, tar
             """(K,) FA/h of each keyword with the thresholds grid[idx]."""
             return outcome(det, grid[idx], laid_pos[0], pos[0].truth, laid_neg, neg.hours).fa_per_hour
 
-        # start: each keyword's lowest threshold within its share when every keyword shares it (the sweep);
-        # then raise the thresholds of keywords still over their share with the others at theirs (so that a
-        # quieter keyword does not silence the others through the refractory period), until none is over
         fa_k = np.stack([fa_at(np.full(K, i)) for i in range(len(grid))])  # (thresholds, K)
-        idx = np.array([np.flatnonzero(fa_k[:, k] <= budget + 1e-12)[0] if (fa_k[:, k] <= budget + 1e-12).any()
-                        else len(grid) - 1 for k in range(K)])
-        for _ in range(K * len(grid)):
-            over = (fa_at(idx) > budget + 1e-12) & (idx < len(grid) - 1)
-            if not over.any():
-                break
-            idx[over] += 1
-        mapping = {lb: float(grid[i]) for lb, i in zip(det.reportable_labels, idx, strict=True)}
-        res = at(detector_with(base, window=w, thresholds=mapping), pos, neg)
-        frr = float(np.nanmean([r.frr_pooled for r in res]))
-        trials.append({"window": w, "thresholds": mapping, "frr": frr, "fa_per_hour": res[0].fa_per_hour_pooled})
-        log.info("calibration, window %d: FRR %.3f, FA/h %.2f", w, frr, res[0].fa_per_hour_pooled)
+
+        found = []  # (thresholds, pooled FRR, FA/h) at the target's share, then at each companion's
+        for share in (budget, *(c / K for c in companions)):
+            idx = lowest_within(fa_at, fa_k, share)
+            mapping = {lb: float(grid[i]) for lb, i in zip(det.reportable_labels, idx, strict=True)}
+            res = at(detector_with(base, window=w, thresholds=mapping), pos, neg, (laid_pos, laid_neg))
+            found.append((mapping, float(np.nanmean([r.frr_pooled for r in res])), res[0].fa_per_hour_pooled))
+        (mapping, frr, fa), *more = found
+        extra = [{"target_fa_per_hour": c, "frr": f, "fa_per_hour": a}
+                 for c, (_, f, a) in zip(companions, more, strict=True)]
+        trials.append({"window": w, "thresholds": mapping, "frr": frr, "fa_per_hour": fa, "companions": extra})
+        log.info("calibration, window %d: FRR %.3f, FA/h %.2f%s", w, frr, fa,
+                 "".join(f"; at {c['target_fa_per_hour']:g} FA/h: FRR {c['frr']:.3f}" for c in extra))
     within = [t for t in trials if t["fa_per_hour"] <= target + 1e-12] or trials
     best = min(within, key=lambda t: (t["frr"], t["fa_per_hour"]))
     cfg = DetectorConfig(smoothing_frames=best["window"], threshold=best["thresholds"],

@@ -202,6 +202,13 @@ def test_calibration_meets_its_target_on_its_data(audio):
     low, _ = calibrate(engine.detector, pos, neg, 1000.0, [5], floor=0.0)
     high, _ = calibrate(engine.detector, pos, neg, 1000.0, [5], floor=0.95)
     assert min(low.threshold.values()) < 0.5 and min(high.threshold.values()) >= 0.95
+    # a companion rate gives what a calibration at that rate would (same data, same window), beside the target's
+    strict, rec = calibrate(engine.detector, pos, neg, 1e-6, [5], floor=0.0, companions=(1e7,))
+    loose, loose_rec = calibrate(engine.detector, pos, neg, 1e7, [5], floor=0.0, companions=())
+    (comp,) = rec["chosen"]["companions"]
+    assert comp["target_fa_per_hour"] == 1e7 and loose_rec["chosen"]["companions"] == []
+    assert comp["frr"] == loose_rec["chosen"]["frr"] and comp["fa_per_hour"] == loose_rec["chosen"]["fa_per_hour"]
+    assert strict.threshold != loose.threshold and comp["fa_per_hour"] > rec["chosen"]["fa_per_hour"]
 
 
 def test_old_bundles_load_with_default_detector(tmp_path):
