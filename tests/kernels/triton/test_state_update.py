@@ -317,11 +317,15 @@ def test_compiled_in_place_tick_through_the_triton_ops(triton_steps, triton_devi
             y = bodies[not bool(a.all())](m, frames, active, state)
             with kernels.use("reference"):
                 y_r, ref = pool_step(m, f, a, ref)
-            assert rel_err(y[a], y_r[a]) <= 1e-5, t
+            # a whole model's tick (frontend, projections, both mixers) compiled by Inductor against eager
+            # reference ops: Inductor fuses and reorders the float32 arithmetic, and after a tick or two states
+            # differed by 1.3-1.4e-5 of their largest value (SSM_SIGNAL_SEED=1168348404, 12345); a wrong update
+            # or a masked row written would differ by its whole size, and inactive rows are compared exactly
+            assert rel_err(y[a], y_r[a]) <= 1e-4, t
             for new, old, r in zip(state.tensors(), before.tensors(), ref.tensors(), strict=True):
                 assert torch.equal(new[~a], old[~a]), t
                 if new.is_floating_point():
-                    assert rel_err(new, r) <= 1e-5, t
+                    assert rel_err(new, r) <= 1e-4, t
     assert seen and set(seen) == ssm_ptrs  # every call wrote the static state itself
 
 
