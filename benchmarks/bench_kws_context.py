@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine, write_result  # noqa: E402
 from ssm_signal.bundle import load_bundle  # noqa: E402
-from ssm_signal.events import DetectorConfig, EventDetector  # noqa: E402
+from ssm_signal.events import DetectorConfig, EventDetector, is_keyword  # noqa: E402
 
 #: context around the clip: its level in dBFS (None: the clip alone; -inf: digital silence)
 CONTEXTS = {"clip alone": None, "digital silence": -np.inf, "noise -60 dBFS": -60.0, "noise -40 dBFS": -40.0}
@@ -54,7 +54,7 @@ def main() -> None:
     out = {}
     for path in a.model:
         b = load_bundle(path)
-        keywords = [label for label in b.labels if not label.startswith("_")]
+        keywords = [label for label in b.labels if is_keyword(label)]
         # the live detector's moving average (its first frames average over those seen so far)
         detector = EventDetector("keyword", b.labels, 100.0, DetectorConfig(smoothing_frames=WINDOW))
         peaks: dict[str, list[float]] = {k: [] for k in CONTEXTS}

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine, write_result  # noqa: E402
 from ssm_signal.bundle import load_bundle  # noqa: E402
 from ssm_signal.data.audio_io import read_audio_with_rate  # noqa: E402
+from ssm_signal.events import is_keyword  # noqa: E402
 from ssm_signal.frontends.resample import ROLLOFF, shared_resampler  # noqa: E402
 from ssm_signal.streaming import StreamConfig, StreamEngine, StreamingSession  # noqa: E402
 
@@ -39,7 +40,7 @@ def run_clip(engine: StreamEngine, wave: np.ndarray, rate: int, label: str) -> d
     updates = [session.push(wave, rate), session.flush()]
     smoothed = np.concatenate([u.smoothed for u in updates])  # (F, labels)
     labels = engine.labels
-    keywords = [i for i, name in enumerate(labels) if not name.startswith("_")]
+    keywords = [i for i, name in enumerate(labels) if is_keyword(name)]
     best = keywords[int(smoothed[:, keywords].max(0).argmax())]
     return {"detected": any(e.label == label for u in updates for e in u.events),
             "correct": labels[best] == label, "peak": float(smoothed[:, labels.index(label)].max())}
