@@ -56,6 +56,7 @@ import sys
 import tarfile
 import tempfile
 import unicodedata
+import urllib.request
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -300,17 +301,28 @@ class Downloads:
         self.cache[name] = pkg
         return pkg
 
-    def sdist(self, name: str, version: str, pinned_sha256: str, members: Iterable[str]) -> Package:
+    def sdist(self, name: str, version: str, pinned_sha256: str, members: Iterable[str], url: str = "") -> Package:
+        """A PyPI sdist, checked against its pinned SHA-256, with only ``members`` extracted. With ``url`` (the
+        file's address on files.pythonhosted.org) it is fetched directly: ``pip download`` of an sdist builds
+        its metadata first, which for a compiled package means installing its build tools."""
         key = f"pypi:{name}"
         if key in self.cache:
             return self.cache[key]
         dl = self.workdir / "pypi" / name
         dl.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-        r = run([*cmd, f"{name}=={version}", "-d", str(dl)])
-        files = sorted(dl.glob(f"{name}-{version}.tar.gz"))
-        if r.returncode != 0 or not files:
-            raise FetchError(f"pip download {name}=={version} failed: {last_line(r.stderr or r.stdout)}")
+        if url:
+            target = dl / url.rsplit("/", 1)[-1]
+            try:
+                urllib.request.urlretrieve(url, target)
+            except OSError as e:
+                raise FetchError(f"download of {target.name} failed: {e}") from e
+            files = [target]
+        else:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+            r = run([*cmd, f"{name}=={version}", "-d", str(dl)])
+            files = sorted(dl.glob(f"{name}-{version}.tar.gz"))
+            if r.returncode != 0 or not files:
+                raise FetchError(f"pip download {name}=={version} failed: {last_line(r.stderr or r.stdout)}")
         digest = sha256(files[0])
         if digest != pinned_sha256:
             raise FetchError(f"{files[0].name}: sha256 {digest} is not the pinned {pinned_sha256}")
@@ -539,8 +551,10 @@ def add_cuts(
               transcript=f"{phrase} [{kw} cut at {a:.2f}-{e:.2f} s]")  # fmt: skip
 
 
-def fetch_asterisk(name: str, dl: Downloads, dest: Path) -> list[Source]:
-    audio_pkg, text_pkg, folder, language, speaker, licence, fmt = ASTERISK[name]
+def fetch_asterisk(name: str, dl: Downloads, dest: Path, table: dict | None = None) -> list[Source]:
+    """One Asterisk prompt set of ``table`` (default ASTERISK): the prompts, with the transcripts of the core
+    sounds package of the language (other prompt sets use the same prompt names)."""
+    audio_pkg, text_pkg, folder, language, speaker, licence, fmt = (ASTERISK if table is None else table)[name]
     pkg = dl.deb(audio_pkg)
     tpkg = dl.deb(text_pkg)
     lang = language.split("-")[0]
@@ -905,7 +919,8 @@ def clear_set(dest: Path, set_name: str) -> None:
         old.unlink()
 
 
-def write_outputs(dest: Path, done: dict[str, list[Source]], missing: dict[str, str]) -> None:
+def write_outputs(dest: Path, done: dict[str, list[Source]], missing: dict[str, str], *, note: str = REPORT_ONLY,
+                  built_by: str = "benchmarks/fetch_real_audio.py", set_packages: dict[str, str] | None = None) -> None:
     sources = [s for ss in done.values() for s in ss]
     pos, neg = [], []
     for s in sources:
@@ -919,11 +934,12 @@ def write_outputs(dest: Path, done: dict[str, list[Source]], missing: dict[str, 
                 neg.append(row)
     write_manifest(dest / "positives" / "manifest.csv", pos, POSITIVE_COLUMNS)
     write_manifest(dest / "negatives" / "manifest.csv", neg, NEGATIVE_COLUMNS)
+    packages = SET_PACKAGES if set_packages is None else set_packages
     doc = {
-        "note": REPORT_ONLY,
-        "built_by": "benchmarks/fetch_real_audio.py",
+        "note": note,
+        "built_by": built_by,
         "sources": {s.name: {"set": k, **s.summary()} for k, ss in done.items() for s in ss},
-        "missing": {k: {"package": SET_PACKAGES.get(k, k), "missing": True, "error": e} for k, e in missing.items()},
+        "missing": {k: {"package": packages.get(k, k), "missing": True, "error": e} for k, e in missing.items()},
     }
     tmp = dest / "SOURCES.json.part"
     tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
@@ -947,13 +963,18 @@ def print_summary(done: dict[str, list[Source]], missing: dict[str, str]) -> Non
         print(f"  MISSING {k}: {e}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dest", type=Path, default=Path("data/real"), help="output root (default data/real)")
-    ap.add_argument("--sets", nargs="+", choices=sorted(SETS), default=list(SETS), help="recording sets (default all)")
-    ap.add_argument("--force", action="store_true", help="rebuild the chosen sets even when present")
-    args = ap.parse_args(argv)
-    dest: Path = args.dest
+def fetch_sets(
+    sets: dict[str, Callable[[str, Downloads, Path], list[Source]]],
+    wanted: list[str],
+    dest: Path,
+    *,
+    force: bool = False,
+    note: str = REPORT_ONLY,
+    built_by: str = "benchmarks/fetch_real_audio.py",
+    set_packages: dict[str, str] | None = None,
+) -> int:
+    """Build the ``wanted`` recording sets of ``sets`` under ``dest``, write the manifests and SOURCES.json
+    (``note`` says what the recordings may be used for); the exit status (1 when no set is present)."""
     dest.mkdir(parents=True, exist_ok=True)
     for tool in ("sox", "dpkg-deb", "apt-get"):
         if shutil.which(tool) is None:
@@ -962,20 +983,20 @@ def main(argv: list[str] | None = None) -> int:
     done: dict[str, list[Source]] = {}
     missing: dict[str, str] = {}
     # Sets present from earlier runs but not asked for this time stay in the outputs.
-    for k in SETS:
-        if k not in args.sets and (have := load_state(dest, k)) is not None:
+    for k in sets:
+        if k not in wanted and (have := load_state(dest, k)) is not None:
             done[k] = have
     with tempfile.TemporaryDirectory(prefix="fetch_real_audio_") as tmp:
         dl = Downloads(Path(tmp))
-        for k in args.sets:
-            have = None if args.force else load_state(dest, k)
+        for k in wanted:
+            have = None if force else load_state(dest, k)
             if have is not None:
                 print(f"{k}: already in {dest}, skipped")
                 done[k] = have
                 continue
             clear_set(dest, k)
             try:
-                sources = SETS[k](k, dl, dest)
+                sources = sets[k](k, dl, dest)
             except (FetchError, OSError, ValueError, ET.ParseError, sf.LibsndfileError) as e:
                 msg = str(e).splitlines()[0] if str(e) else type(e).__name__
                 print(f"warning: {k} skipped: {msg}", file=sys.stderr)
@@ -985,13 +1006,22 @@ def main(argv: list[str] | None = None) -> int:
             done[k] = sources
             n = sum(len(s.clips) for s in sources)
             print(f"{k}: {n} clips in {len(sources)} source(s)", flush=True)
-    write_outputs(dest, done, missing)
+    write_outputs(dest, done, missing, note=note, built_by=built_by, set_packages=set_packages)
     print(f"wrote {dest / 'SOURCES.json'} and the manifests")
     print_summary(done, missing)
     if not done:
         print("error: no recording set could be fetched", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dest", type=Path, default=Path("data/real"), help="output root (default data/real)")
+    ap.add_argument("--sets", nargs="+", choices=sorted(SETS), default=list(SETS), help="recording sets (default all)")
+    ap.add_argument("--force", action="store_true", help="rebuild the chosen sets even when present")
+    args = ap.parse_args(argv)
+    return fetch_sets(SETS, args.sets, args.dest, force=args.force)
 
 
 if __name__ == "__main__":

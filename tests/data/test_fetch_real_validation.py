@@ -1,0 +1,83 @@
+"""benchmarks/fetch_real_validation.py: Zhuyin romanisation, the look-alike filter on Mandarin syllables, the
+validation role in SOURCES.json, and that the validation set shares no recording package and no speaker with the
+report set (no network, no sox)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up there; the validation script imports the report one
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fra = _load("fetch_real_audio")
+frv = _load("fetch_real_validation")
+
+
+@pytest.mark.parametrize(
+    "zhuyin, pinyin",
+    [
+        ("ㄊㄢ3", "tan"), ("ㄨㄛ", "wo"), ("ㄐㄩ", "ju"), ("ㄋㄩ3", "nu"), ("ㄒㄩㄥ2", "xiong"), ("ㄧㄡ", "you"),
+        ("ㄉㄧㄡ1", "diu"), ("ㄍㄨㄟ4", "gui"), ("ㄓ", "zhi"), ("ㄅ", "bo"), ("ㄩㄝ4", "yue"), ("ㄉㄨㄥ", "dong"),
+        ("ㄌㄧㄥ2", "ling"), ("ㄨㄣ2", "wen"), ("ㄏㄨㄣ", "hun"), ("ㄦ2", "er"), ("ㄚ", "a"),
+    ],
+)  # fmt: skip
+def test_zhuyin_to_pinyin(zhuyin, pinyin):
+    assert frv.zhuyin_to_pinyin(zhuyin) == pinyin
+
+
+def test_zhuyin_rejects_other_text():
+    with pytest.raises(ValueError, match="not a Zhuyin syllable"):
+        frv.zhuyin_to_pinyin("ㄊx")
+
+
+@pytest.mark.parametrize("pinyin", ["tu", "wan", "gou", "nai", "o"])
+def test_report_filter_catches_mandarin_homophones(pinyin):
+    """The look-alike table only adds to the report set's filter: these it already rejects."""
+    assert fra.classify([pinyin], "zh")[0] == "drop"
+    assert pinyin not in frv.MANDARIN_LOOKALIKES
+
+
+def test_no_recording_package_or_speaker_in_common_with_the_report_set():
+    def audio_packages(table: dict[str, str]) -> set[str]:
+        # "audio package + transcript package": only the first holds recordings
+        return {v.split(" + ")[0].split()[0].split("==")[0] for v in table.values()}
+
+    report = audio_packages(fra.SET_PACKAGES)
+    validation = audio_packages(frv.SET_PACKAGES)
+    assert validation == {"openarena-data", "praat-parselmouth", "gcin-voice", "asterisk-prompt-es-co",
+                          "asterisk-prompt-fr-armelle"}  # fmt: skip
+    assert not report & validation
+    report_speakers = {v[4] for v in fra.ASTERISK.values()}
+    assert not report_speakers & {v[4] for v in frv.ASTERISK_PROMPTS.values()}
+
+
+def test_sources_json_says_validation(tmp_path, monkeypatch):
+    def fake(name, dl, dest):
+        src = fra.Source(name=name, package="fake-pkg", version="1", sha256="0", licence="MIT", language="en",
+                         band="wideband", speakers=["tester"], kind="positives")  # fmt: skip
+        fra.Builder(dest, src).add("positive", "yes_1", audio=(np.full(16000, 0.1, np.float32), 16000), label="yes")
+        return [src]
+
+    monkeypatch.setattr(frv, "SETS", {"fake": fake})
+    dest = tmp_path / "real_val"
+    assert frv.main(["--dest", str(dest)]) == 0
+    doc = json.loads((dest / "SOURCES.json").read_text())
+    assert doc["note"] == frv.VALIDATION_ONLY and "REPORTING ONLY" not in doc["note"]
+    assert doc["built_by"] == "benchmarks/fetch_real_validation.py"
+    assert fra.read_manifest(dest / "positives" / "manifest.csv")[0]["label"] == "yes"
