@@ -103,9 +103,17 @@ def test_matches_reference_outputs_state_and_gradients(case, triton_device, seed
     compare(args, 1e-5, 1e-5, c["cfg"], tol_tel=1e-4)
 
 
-def test_chunks_with_carried_state_equal_whole(triton_device, seed):
+# float64: the split changes nothing but rounding, so the two agree to rounding; float32: dA sums exp(Δ A)
+# terms over time in another order when split, and with cancellation its max-relative error reaches 1.3e-5 on
+# some seeds (297608913; under 4e-6 on seeds 0-39), so float32 gradients are held to 1e-4.
+SPLIT_TOLERANCES = {torch.float64: (1e-12, 1e-12), torch.float32: (1e-6, 1e-4)}
+
+
+@pytest.mark.parametrize("dtype", list(SPLIT_TOLERANCES), ids=str)
+def test_chunks_with_carried_state_equal_whole(dtype, triton_device, seed):
     """Outputs, final state and gradients (through h0 and dL/dh_L) do not depend on the split."""
-    args = make_args(2, 7, 3, 3, triton_device)
+    tol_out, tol_grad = SPLIT_TOLERANCES[dtype]
+    args = [a.to(dtype) if a is not None else None for a in make_args(2, 7, 3, 3, triton_device)]
     wy = torch.randn(args[0].shape, dtype=torch.float64, device=triton_device)
     wh = torch.randn(args[8].shape, dtype=torch.float64, device=triton_device)
     cfg = tss.ScanConfig(block_d=2, num_warps=1, segment=2, unroll=2)  # 2 channel blocks, 2-step segments
@@ -123,9 +131,9 @@ def test_chunks_with_carried_state_equal_whole(triton_device, seed):
 
     y, h, g = outputs_and_grads(whole, args, wy, wh)
     y_c, h_c, g_c = outputs_and_grads(chunked, args, wy, wh)
-    assert rel_err(y_c, y) <= 1e-6 and rel_err(h_c, h) <= 1e-6
+    assert rel_err(y_c, y) <= tol_out and rel_err(h_c, h) <= tol_out
     for name, a, b in zip(NAMES, g, g_c, strict=True):
-        assert rel_err(b, a) <= 1e-5, name
+        assert rel_err(b, a) <= tol_grad, name
 
 
 def test_inputs_are_not_written_and_strided_views_are_read(triton_device, seed):
