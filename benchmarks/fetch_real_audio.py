@@ -920,7 +920,7 @@ def clear_set(dest: Path, set_name: str) -> None:
 
 
 def write_outputs(dest: Path, done: dict[str, list[Source]], missing: dict[str, str], *, note: str = REPORT_ONLY,
-                  built_by: str = "benchmarks/fetch_real_audio.py", set_packages: dict[str, str] | None = None) -> None:
+                  built_by: str, set_packages: dict[str, str]) -> None:
     sources = [s for ss in done.values() for s in ss]
     pos, neg = [], []
     for s in sources:
@@ -934,12 +934,11 @@ def write_outputs(dest: Path, done: dict[str, list[Source]], missing: dict[str, 
                 neg.append(row)
     write_manifest(dest / "positives" / "manifest.csv", pos, POSITIVE_COLUMNS)
     write_manifest(dest / "negatives" / "manifest.csv", neg, NEGATIVE_COLUMNS)
-    packages = SET_PACKAGES if set_packages is None else set_packages
     doc = {
         "note": note,
         "built_by": built_by,
         "sources": {s.name: {"set": k, **s.summary()} for k, ss in done.items() for s in ss},
-        "missing": {k: {"package": packages.get(k, k), "missing": True, "error": e} for k, e in missing.items()},
+        "missing": {k: {"package": set_packages.get(k, k), "missing": True, "error": e} for k, e in missing.items()},
     }
     tmp = dest / "SOURCES.json.part"
     tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
@@ -971,7 +970,7 @@ def fetch_sets(
     force: bool = False,
     note: str = REPORT_ONLY,
     built_by: str = "benchmarks/fetch_real_audio.py",
-    set_packages: dict[str, str] | None = None,
+    set_packages: dict[str, str],
 ) -> int:
     """Build the ``wanted`` recording sets of ``sets`` under ``dest``, write the manifests and SOURCES.json
     (``note`` says what the recordings may be used for); the exit status (1 when no set is present)."""
@@ -1015,13 +1014,19 @@ def fetch_sets(
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dest", type=Path, default=Path("data/real"), help="output root (default data/real)")
-    ap.add_argument("--sets", nargs="+", choices=sorted(SETS), default=list(SETS), help="recording sets (default all)")
+def cli(argv: list[str] | None, sets: dict, default_dest: str, doc: str, **kw) -> int:
+    """The command line of a recording-set script: --dest, --sets, --force, then ``fetch_sets`` (``kw``: its
+    note, built_by and set_packages)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--dest", type=Path, default=Path(default_dest), help=f"output root (default {default_dest})")
+    ap.add_argument("--sets", nargs="+", choices=sorted(sets), default=list(sets), help="recording sets (default all)")
     ap.add_argument("--force", action="store_true", help="rebuild the chosen sets even when present")
     args = ap.parse_args(argv)
-    return fetch_sets(SETS, args.sets, args.dest, force=args.force)
+    return fetch_sets(sets, args.sets, args.dest, force=args.force, **kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(argv, SETS, "data/real", __doc__, set_packages=SET_PACKAGES)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ this set beside the generated calibration data.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import sys
@@ -90,8 +89,8 @@ def fetch_rott(name: str, dl: Downloads, dest: Path) -> list[Source]:
         members = [m for m in z.namelist() if m.startswith(ROTT_FOLDER) and m.endswith(".ogg")]
         if not members:
             raise FetchError(f"openarena-data {pkg.version}: no {ROTT_FOLDER}*.ogg in mp-pak0.pk3")
+        out.mkdir(parents=True, exist_ok=True)
         for m in members:
-            (out / Path(m).name).parent.mkdir(parents=True, exist_ok=True)
             (out / Path(m).name).write_bytes(z.read(m))
     src = Source.of(
         pkg,
@@ -219,10 +218,8 @@ def zhuyin_to_pinyin(syllable: str) -> str:
     core = medial + final
     if not initial:
         return _ALONE.get(core, core)
-    core = _AFTER.get(core, core)
-    if initial in ("j", "q", "x"):
-        core = core.replace("v", "u")
-    return initial + core.replace("v", "u")
+    # ü is written u after every initial here (nü and nu both become nu: close enough for a look-alike filter)
+    return initial + _AFTER.get(core, core).replace("v", "u")
 
 
 GCIN_SPEAKERS = {
@@ -285,13 +282,8 @@ SET_PACKAGES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dest", type=Path, default=Path("data/real_val"), help="output root (default data/real_val)")
-    ap.add_argument("--sets", nargs="+", choices=sorted(SETS), default=list(SETS), help="recording sets (default all)")
-    ap.add_argument("--force", action="store_true", help="rebuild the chosen sets even when present")
-    args = ap.parse_args(argv)
-    return fra.fetch_sets(SETS, args.sets, args.dest, force=args.force, note=VALIDATION_ONLY,
-                          built_by="benchmarks/fetch_real_validation.py", set_packages=SET_PACKAGES)  # fmt: skip
+    return fra.cli(argv, SETS, "data/real_val", __doc__, note=VALIDATION_ONLY,
+                   built_by="benchmarks/fetch_real_validation.py", set_packages=SET_PACKAGES)  # fmt: skip
 
 
 if __name__ == "__main__":

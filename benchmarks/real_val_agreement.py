@@ -68,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"({v['model_version']} and {r['model_version']}): not the same thresholds", file=sys.stderr)  # fmt: skip
             return 2
         rows.append({"bundle": name, "val": v, "report": r})
+    if len(rows) > 8:
+        print("error: the exact permutation test takes at most 8 bundles", file=sys.stderr)
+        return 2
     agreement = {}
     for key in ("frr", "fa_per_hour"):
         a = np.array([row["val"][key] for row in rows])
         b = np.array([row["report"][key] for row in rows])
-        if len(rows) > 8:
-            print("error: the exact permutation test takes at most 8 bundles", file=sys.stderr)
-            return 2
         rho, p = spearman(a, b)
         agreement[key] = {"spearman": round(float(rho), 3), "p_value": round(float(p), 4), "bundles": len(rows)}
     doc = {"what": __doc__.split("\n\n")[0], "date": dt.date.today().isoformat(), "machine": platform.node(),
