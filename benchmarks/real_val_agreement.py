@@ -62,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = []
     for name, val_dir, report_dir in args.pair:
-        v, r = figures(Path(val_dir), "val"), figures(Path(report_dir), "report")
+        try:
+            v, r = figures(Path(val_dir), "val"), figures(Path(report_dir), "report")
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: {name}: not an evaluation of the real validation and report sets "
+                  f"({type(e).__name__}: {e})", file=sys.stderr)  # fmt: skip
+            return 2
         if v["model_version"] != r["model_version"]:
             print(f"error: {name}: the two folders come from different bundle versions "
                   f"({v['model_version']} and {r['model_version']}): not the same thresholds", file=sys.stderr)  # fmt: skip

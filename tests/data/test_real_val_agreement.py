@@ -55,3 +55,13 @@ def test_figures_and_version_check(tmp_path, capsys):
     assert rva.main(["--pair", "a", str(val), str(other), "--out", str(out)]) == 2
     assert "different bundle versions" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_folder_without_its_summary_is_one_line_error(tmp_path, capsys):
+    val = _summary(tmp_path / "v", "1", "data/real_val/positives", "data/real_val/negatives/speech", 0.25, 2)
+    assert rva.main(["--pair", "a", str(val), str(tmp_path / "missing"), "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: a: not an evaluation") and err.count("\n") == 1
+    # a validation folder given where the report folder belongs: its sets are not the report set's
+    assert rva.main(["--pair", "a", str(val), str(val), "--out", str(tmp_path / "o.json")]) == 2
+    assert "KeyError" in capsys.readouterr().err
