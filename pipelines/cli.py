@@ -269,8 +269,9 @@ def run_evaluate(rest: list[str]) -> int:
     p.add_argument("--calibrated-out", default=None, help="directory of the calibrated bundle (default: the bundle's own)")
     p.add_argument("--min-threshold", type=float, default=d.min_threshold,
                    help="no calibrated threshold goes below this (default: 0.5, even odds)")
-    p.add_argument("--windows", default=",".join(map(str, d.windows)),
-                   help="smoothing windows (frames) to sweep, comma-separated")
+    p.add_argument("--windows", default="",
+                   help="smoothing windows (frames) to sweep, comma-separated (default: 50, 100 and 200 ms in the "
+                        "model's frames, 5,10,20 at 100 frames a second)")
     p.add_argument("--chunk-s", type=float, default=s.chunk_s, help="seconds of audio per push")
     p.add_argument("--lead-s", type=float, default=s.lead_s, help="padding before each positive clip (s)")
     p.add_argument("--trail-s", type=float, default=s.trail_s, help="padding after each positive clip (s)")

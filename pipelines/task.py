@@ -148,6 +148,10 @@ class SignalTask(L.LightningModule):
             # the YAML's network/* parameters are what was asked; these are what the data made of them
             # (labels, classes, channels, rate), under their own prefix since logged parameters are final
             self.logger.log_hyperparams({"built": cfg.to_dict()})
+        if dm is not None and cfg.frontend.kind == "speech_embedding":
+            from pipelines.pretrained import load_speech_encoder
+
+            load_speech_encoder(self.model.frontend)  # before the statistics, which are of its output
         if dm is not None and hasattr(dm, "normalization_signals"):
             device = self.model.frontend.mean.device  # built under Lightning's default-device context
             self.model.frontend.fit_normalization(x.to(device) for x in dm.normalization_signals())

@@ -136,7 +136,7 @@ class Bundle:
     def prepare(self, waveform: np.ndarray | torch.Tensor, sample_rate: int) -> torch.Tensor:
         """Any (L,) or (L, C) array, int or float, any rate -> (1, L', channels) float32 at the bundle rate."""
         return prepare_signal(waveform, sample_rate, self.sample_rate, self.in_channels,
-                              self.config.frontend.kind == "logmel")
+                              self.config.frontend.audio)
 
     @torch.inference_mode()
     def frame_outputs(self, x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:

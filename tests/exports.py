@@ -30,10 +30,26 @@ def tiny_sensor_model() -> SignalModel:
     return m
 
 
+def tiny_speech_embedding_model() -> SignalModel:
+    """The speech-embedding frontend (random encoder weights of the trained network's scale, statistics fitted on
+    speech-like sound) before one tiny Mamba-2 layer."""
+    from tests.streaming.conftest import KWS_LABELS, speechlike
+
+    cfg = ModelConfig(FrontendConfig(kind="speech_embedding"),
+                      BackboneConfig(d_model=8, layers=["mamba2"], mixer_kwargs={"mamba2": {"headdim": 4, "d_state": 4}}),
+                      HeadConfig("classify", num_classes=len(KWS_LABELS)), labels=KWS_LABELS)
+    m = SignalModel(cfg).eval()
+    with torch.no_grad():
+        for conv in m.frontend.encoder.convs:
+            conv.weight.normal_(0, 1.0 / conv.weight[0].numel() ** 0.5)
+        m.frontend.fit_normalization(torch.from_numpy(speechlike(20.0, 16000, 0))[None])
+    return m
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """``exported(name)`` -> (bundle, export directory), name one of KINDS, "pcen" (a Mamba-2 layer behind the
-    PCEN frontend), "sensor" or "kws_default";
+    PCEN frontend), "speech_embedding", "sensor" or "kws_default";
     each built and exported once per session, with int8 graphs for "kws_default" only."""
     from pipelines.export import export_onnx
 
@@ -47,7 +63,8 @@ def exported(tmp_path_factory):
                 bundle = load_bundle(FIXTURE)
             else:
                 # the default keyword frontend, one tiny layer of the kind and a gated MLP
-                model = tiny_sensor_model() if name == "sensor" else \
+                model = tiny_sensor_model() if name == "sensor" else tiny_speech_embedding_model() if \
+                    name == "speech_embedding" else \
                     kws_model(("mamba2",), mlp_ratio=1.0, pcen=True) if name == "pcen" else kws_model((name,), mlp_ratio=1.0)
                 bundle = load_bundle(save_bundle(model, root / f"{name}_bundle", name=f"tiny_{name}", version="1"))
             out = root / name

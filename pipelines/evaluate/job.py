@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -44,6 +45,15 @@ LETTERS_PREFIX = "letters-"  # FOREIGN_ROOT/<prefix><part>-<hash>: the letter st
 DEFAULT = "default"  # in --positives / --negatives: the default data, beside other sets
 
 
+#: the smoothing windows swept by default, in seconds (turned into whole frames of the model)
+SMOOTHING_SECONDS = (0.05, 0.1, 0.2)
+
+
+def default_windows(frame_rate: float) -> list[int]:
+    """SMOOTHING_SECONDS as frame counts at ``frame_rate`` frames a second, rounded up (at least one frame)."""
+    return sorted({max(1, math.ceil(s * frame_rate - 1e-9)) for s in SMOOTHING_SECONDS})
+
+
 @dataclasses.dataclass
 class EvaluateConfig:
     """What to evaluate and how.
@@ -61,7 +71,8 @@ class EvaluateConfig:
     calibrated_out: where the calibrated bundle goes (default: over the evaluated bundle's own
         directory, as a new version).
     min_threshold: no calibrated threshold goes below this (see :func:`keywords.calibrate`).
-    windows: smoothing windows (frames) swept besides the bundle's own.
+    windows: smoothing windows (frames) swept besides the bundle's own; empty: 50, 100 and 200 ms in the model's
+        frames (:func:`default_windows`: 5, 10, 20 at 100 frames a second, 1, 2, 3 at 12.5).
     stream: chunking, padding, hit window, segments, batch (:class:`keywords.StreamSettings`).
     threads: torch intra-op threads while streaming (None: leave torch's setting). A 100 ms chunk is
         many small ops, so one thread is the safe choice on a busy machine and more help only on an idle
@@ -81,7 +92,7 @@ class EvaluateConfig:
     calibration_negatives: list[str] = dataclasses.field(default_factory=list)
     calibrated_out: str | None = None
     min_threshold: float = 0.5
-    windows: list[int] = dataclasses.field(default_factory=lambda: [5, 10, 20])
+    windows: list[int] = dataclasses.field(default_factory=list)
     stream: kw.StreamSettings = dataclasses.field(default_factory=kw.StreamSettings)
     threads: int | None = 1
     runtime: str = "torch"
@@ -155,7 +166,7 @@ def _evaluate(cfg: EvaluateConfig) -> dict:
     laid = kw.lay(det, pos, neg)  # the bundle's own settings: checked against the live events, then measured
     kw.check_live(det, pos, neg, laid)
 
-    windows = sorted(set(cfg.windows) | {det.window})
+    windows = sorted(set(cfg.windows or default_windows(engine.frame_rate)) | {det.window})
     outcomes = kw.sweep(det, pos, neg, windows)
     names = [p.name for p in pos]
     groups = {"all": np.ones(len(neg.names), bool)} | {
@@ -202,7 +213,7 @@ def _calibrate(cfg: EvaluateConfig, bundle: Bundle, engine: StreamEngine, skips:
     pos = [kw.stream_positives(engine, Path(s).name, read_positives(s, engine.labels, skips), cfg.stream, skips)
            for s in pos_specs]
     neg = kw.stream_negatives(engine, [(_group_name(s), read_negatives(s)) for s in neg_specs], cfg.stream, skips)
-    windows = sorted(set(cfg.windows) | {engine.detector.window})
+    windows = sorted(set(cfg.windows or default_windows(engine.frame_rate)) | {engine.detector.window})
     det_cfg, record = kw.calibrate(engine.detector, pos, neg, cfg.calibrate, windows, cfg.min_threshold)
     record["positives"], record["negatives"] = pos_specs, neg_specs
     return write_calibrated(bundle, cfg.calibrated_out, det_cfg, record, (

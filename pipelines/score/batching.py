@@ -303,4 +303,4 @@ def score_loader(items: list[Item], bundle: Bundle, cfg: ScoreConfig, gpu: bool)
 
 def is_audio(bundle: Bundle) -> bool:
     """Whether the bundle's model reads audio (else sensor tables)."""
-    return bundle.config.frontend.kind == "logmel"
+    return bundle.config.frontend.audio

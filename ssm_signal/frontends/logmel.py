@@ -41,6 +41,7 @@ import dataclasses
 import math
 
 import torch
+import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import Tensor
 
@@ -94,6 +95,9 @@ class LogMel(FramedFrontend):
     Defaults: 16 kHz, 25 ms Hann window (n_fft=400), 10 ms hop (160), 40 HTK mel bands
     over 20-7600 Hz, ``log(mel + eps)``; then ``(logmel - mean) / std`` with the buffers
     ``mean``/``std`` (n_mels,) set by :meth:`fit_normalization` (0 and 1 until fitted).
+    ``win_length`` < n_fft centres a shorter window in the FFT frame; ``mel_scale="slaney"`` uses librosa's
+    Slaney scale and area-normalised triangles; ``clamp`` takes ``log(max(mel, eps))`` in place of the sum (all
+    three for :mod:`ssm_signal.frontends.speech_embedding`, whose encoder was trained on such features).
 
     ``step`` takes one hop of samples, x_t (B, hop_length), and returns exactly one frame
     (B, n_mels); it needs the stream to be hop-aligned (phase 0). ``samples_per_frame`` is
@@ -111,6 +115,9 @@ class LogMel(FramedFrontend):
         eps: float = 1e-6,
         pcen: bool = False,
         cepstra: int = 0,
+        win_length: int | None = None,
+        mel_scale: str = "htk",
+        clamp: bool = False,
     ):
         if sample_rate < 1 or n_fft < 2 or hop_length < 1 or n_mels < 1:
             raise ValueError(
@@ -124,15 +131,23 @@ class LogMel(FramedFrontend):
         if not 0 <= cepstra <= n_mels or (cepstra and pcen):
             raise ValueError(f"LogMel: cepstra must be 0 (off) or 1..n_mels={n_mels}, and smooths the log, so not with "
                              f"pcen; got cepstra={cepstra}, pcen={pcen}")
+        win_length = n_fft if win_length is None else win_length
+        if not 2 <= win_length <= n_fft or mel_scale not in ("htk", "slaney"):
+            raise ValueError(f"LogMel: need 2 <= win_length <= n_fft={n_fft} and mel_scale 'htk' or 'slaney', got "
+                             f"{win_length}, {mel_scale!r}")
         super().__init__(n_mels, samples_per_frame=hop_length)
         self.d_model = 1
+        self.win_length, self.mel_scale, self.clamp = win_length, mel_scale, clamp
         self.sample_rate, self.n_fft, self.hop_length, self.n_mels = sample_rate, n_fft, hop_length, n_mels
         self.f_min, self.f_max, self.eps, self.pcen, self.cepstra = f_min, f_max, eps, pcen, cepstra
         self.pcen_s = pcen_smoothing(hop_length, sample_rate)
         # window and filterbank follow from the config, so they stay out of the state_dict;
         # the fitted statistics (the base's mean and std) do not and are saved with the model
-        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
-        fbank = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate)  # (n_freqs, n_mels)
+        self.register_buffer("window", self._window(torch.float32), persistent=False)
+        # Slaney: librosa's default mel scale with area-normalised triangles, what some pre-trained encoders read
+        norm = "slaney" if mel_scale == "slaney" else None
+        fbank = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm=norm,
+                                   mel_scale=mel_scale)  # (n_freqs, n_mels)
         self.register_buffer("fbank", fbank, persistent=False)
         self.register_buffer("lifter", self._lifter(torch.float32), persistent=False)
 
@@ -141,9 +156,15 @@ class LogMel(FramedFrontend):
         # rebuild the window at the new dtype: upcasting the float32 one would leave the
         # float64 path with float32-rounded window coefficients
         w = self.window
-        self.window = torch.hann_window(self.n_fft, periodic=True, dtype=w.dtype, device=w.device)
+        self.window = self._window(w.dtype).to(w.device)
         self.lifter = self._lifter(w.dtype).to(w.device)  # the same: built in float64, then rounded once
         return self
+
+    def _window(self, dtype: torch.dtype) -> Tensor:
+        """(n_fft,) the periodic Hann window of win_length samples, centred in n_fft (torch.stft's padding)."""
+        w = torch.hann_window(self.win_length, periodic=True, dtype=dtype)
+        left = (self.n_fft - self.win_length) // 2
+        return F.pad(w, (left, self.n_fft - self.win_length - left))
 
     def _lifter(self, dtype: torch.dtype) -> Tensor:
         """(n_mels, n_mels) D_K D_K^T, the projection onto the first K = cepstra DCT-II basis vectors (empty when
@@ -164,7 +185,9 @@ class LogMel(FramedFrontend):
     @property
     def centres_hz(self) -> Tensor:
         """(n_mels,) the centre frequency of each band: HTK mel points evenly spaced over f_min..f_max, the
-        points ``melscale_fbanks`` builds its triangles on (torchaudio does not return them)."""
+        points ``melscale_fbanks`` builds its triangles on (torchaudio does not return them). HTK scale only."""
+        if self.mel_scale != "htk":
+            raise ValueError("LogMel.centres_hz: band centres are given for the HTK mel scale only")
         lo, hi = (2595.0 * math.log10(1.0 + f / 700.0) for f in (self.f_min, self.f_max))
         mels = torch.linspace(lo, hi, self.n_mels + 2, dtype=torch.float64)[1:-1]
         return (700.0 * (10.0 ** (mels / 2595.0) - 1.0)).float()
@@ -235,7 +258,7 @@ class LogMel(FramedFrontend):
         """Mel energies (B, F >= 1, n_mels) -> log(mel + eps), or PCEN with the carried smoother, as out_dtype.
         The log is per frame and also takes (B, n_mels)."""
         if not self.pcen:
-            y = torch.log(mel + self.eps)
+            y = torch.log(mel.clamp_min(self.eps) if self.clamp else mel + self.eps)
             return (y @ self.lifter.to(y.dtype) if self.cepstra else y).to(out_dtype), state
         energy = mel + PCEN_FLOOR
         smooth = pcen_smooth(energy, state.smooth.to(energy.dtype), state.primed.to(energy.dtype), self.pcen_s)

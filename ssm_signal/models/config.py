@@ -10,9 +10,13 @@ import dataclasses
 from typing import Any
 
 from ssm_signal.bounds import bounded, check_bounds
+from ssm_signal.frontends.speech_embedding import D_EMBED as SPEECH_EMBEDDING_DIM
+from ssm_signal.frontends.speech_embedding import SAMPLES_PER_EMBEDDING as SPEECH_EMBEDDING_SAMPLES
 from ssm_signal.layers.block import MIXERS
 
-FRONTENDS = ("logmel", "sensor")
+FRONTENDS = ("logmel", "speech_embedding", "sensor")
+#: the frontends that read audio (mono, resampled to their rate); the others read sensor tables
+AUDIO_FRONTENDS = ("logmel", "speech_embedding")
 HEADS = ("classify", "forecast", "anomaly")
 
 #: Fields renamed after bundles were saved with them, per section: {section: {old: new}}. Bundles
@@ -63,7 +67,9 @@ def former_names(d: dict[str, Any]) -> dict[str, Any]:
 class FrontendConfig:
     """Feature extractor in front of the backbone.
 
-    kind: "logmel" (16 kHz audio -> log-mel frames) or "sensor" (multichannel standardisation).
+    kind: "logmel" (16 kHz audio -> log-mel frames), "speech_embedding" (16 kHz audio -> a frozen pre-trained speech
+        encoder's 96-dim embeddings every 80 ms, :mod:`ssm_signal.frontends.speech_embedding`; its own fixed log-mel,
+        so the log-mel fields below do not apply) or "sensor" (multichannel standardisation).
     sample_rate: input rate in Hz (inputs at other rates are resampled to it; sensor tables
         with no physical rate use 1 = one sample per time step).
     n_mels, n_fft, hop_length, f_min, f_max: log-mel parameters (hop_length samples per frame).
@@ -93,8 +99,10 @@ class FrontendConfig:
     def __post_init__(self):
         if self.kind not in FRONTENDS:
             raise ValueError(f"frontend.kind must be one of {FRONTENDS}, got {self.kind!r}")
-        if self.kind == "logmel" and self.in_channels != 1:
-            raise ValueError("frontend.in_channels must be 1 for logmel (audio is downmixed to mono)")
+        if self.audio and self.in_channels != 1:
+            raise ValueError(f"frontend.in_channels must be 1 for {self.kind} (audio is downmixed to mono)")
+        if self.kind == "speech_embedding" and self.sample_rate != 16000:
+            raise ValueError("frontend.sample_rate must be 16000 for speech_embedding (the encoder's rate)")
         check_bounds(self, "frontend.")
         if not isinstance(self.spread, bool):
             raise ValueError(f"frontend.spread must be true or false, got {self.spread!r}")
@@ -111,11 +119,20 @@ class FrontendConfig:
             raise ValueError(f"frontend: need 0 <= f_min < f_max <= sample_rate/2, got {self.f_min}, {self.f_max}")
 
     @property
+    def audio(self) -> bool:
+        """Whether the frontend reads audio (else sensor tables)."""
+        return self.kind in AUDIO_FRONTENDS
+
+    @property
     def feature_dim(self) -> int:
+        if self.kind == "speech_embedding":
+            return SPEECH_EMBEDDING_DIM
         return self.n_mels if self.kind == "logmel" else self.in_channels * (2 if self.spread else 1)
 
     @property
     def samples_per_frame(self) -> int:
+        if self.kind == "speech_embedding":
+            return SPEECH_EMBEDDING_SAMPLES
         return self.hop_length if self.kind == "logmel" else self.decimate
 
 

@@ -18,7 +18,7 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
-from ssm_signal.frontends import LogMel, SensorFrontend
+from ssm_signal.frontends import LogMel, SensorFrontend, SpeechEmbedding
 from ssm_signal.layers.base import StreamingModule, write_state_
 from ssm_signal.layers.block import Backbone, BackboneState
 from ssm_signal.models.config import ModelConfig
@@ -53,6 +53,8 @@ class ModelParts:
 
 
 def build_frontend(cfg) -> StreamingModule:
+    if cfg.kind == "speech_embedding":
+        return SpeechEmbedding()
     if cfg.kind == "logmel":
         return LogMel(sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
                       n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max, pcen=cfg.pcen,
@@ -149,8 +151,9 @@ class SignalModel(StreamingModule):
     # -- one frame, unchecked: what every fast runner wraps ---------------------------------------
     def _frontend_input(self, x_t: Tensor) -> Tensor:
         """One frame (B, samples_per_frame, C) -> what the frontend's ``_step`` takes: a hop (B, hop)
-        for log-mel, a sample (B, C) or a block (B, decimate, C) for sensors."""
-        if isinstance(self.frontend, LogMel):
+        for log-mel, 1280 samples (B, 1280) for the speech embedding, a sample (B, C) or a block (B, decimate, C)
+        for sensors."""
+        if isinstance(self.frontend, (LogMel, SpeechEmbedding)):
             return x_t[..., 0]
         return x_t[:, 0] if self.frontend.decimate == 1 else x_t
 

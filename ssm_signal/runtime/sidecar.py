@@ -5,7 +5,7 @@ numpy and onnxruntime alone run the stream (``ssm_signal.runtime``) and other ru
 
     format, format_version        "ssm-signal-onnx", 1
     bundle                        name, version and fingerprint of the bundle it was exported from
-    sample_rate, samples_per_frame, in_channels, frontend ("logmel" or "sensor"), audio
+    sample_rate, samples_per_frame, in_channels, frontend ("logmel", "speech_embedding" or "sensor"), audio
     head, kind, labels            the head ("classify", "anomaly", "forecast"), the detector's kind
                                   ("keyword", "anomaly", "none") and the score columns' names
     detector                      config: the bundle's detector settings (calibrated thresholds) as

@@ -164,7 +164,7 @@ class StreamEngine:
         self.model: SignalModel = model.eval()
         cfg = bundle.config
         self.rate, self.samples_per_frame, self.in_channels = bundle.sample_rate, model.samples_per_frame, bundle.in_channels
-        self.audio = cfg.frontend.kind == "logmel"
+        self.audio = cfg.frontend.audio
         self.frame_rate = self.rate / self.samples_per_frame
         head = cfg.head.kind
         self.kind = {"classify": "keyword", "anomaly": "anomaly"}.get(head, "none")

@@ -20,6 +20,9 @@ CONFIGS = {
     "audio_classify_pcen": ModelConfig(FrontendConfig(n_mels=8, n_fft=64, hop_length=32, f_max=4000, sample_rate=8000,
                                                       pcen=True),
                                        BACKBONE, HeadConfig("classify", num_classes=3), labels=["a", "b", "c"]),
+    # the frozen speech encoder (random weights here): one frame per 1280 samples, 75 mel frames of history
+    "audio_classify_speech_embedding": ModelConfig(FrontendConfig(kind="speech_embedding"), BACKBONE,
+                                                   HeadConfig("classify", num_classes=3), labels=["a", "b", "c"]),
     "sensor_forecast": ModelConfig(FrontendConfig(kind="sensor", in_channels=3), BACKBONE, HeadConfig("forecast")),
     "sensor_anomaly": ModelConfig(FrontendConfig(kind="sensor", in_channels=3, decimate=2), BACKBONE,
                                   HeadConfig("anomaly")),
@@ -46,7 +49,8 @@ def signal(name, L):
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_random_chunks_equal_whole(name, seed):
     m = make(name)
-    L = {"audio_classify": 700, "audio_classify_pcen": 32 * 150}.get(name, 60)
+    L = {"audio_classify": 700, "audio_classify_pcen": 32 * 150, "audio_classify_speech_embedding": 1280 * 2 + 333
+         }.get(name, 60)
     x = signal(name, L)
     s0 = m.init_state(2, dtype=torch.float64)
     y, s = m(x, s0)

@@ -1,5 +1,5 @@
 """The exported graphs streamed by the torch-free session equal the torch StreamingSession: over ten
-minutes of audio (or sensor data) in random chunk sizes, for every layer kind and both frontends, and
+minutes of audio (or sensor data) in random chunk sizes, for every layer kind and every frontend, and
 for the real default keyword bundle; events identical; snapshots interchangeable between the two."""
 
 from __future__ import annotations
@@ -107,6 +107,16 @@ def test_pcen_frontend_equals_torch(exported, seed):
     det = DetectorConfig(threshold=firing_threshold(bundle, x, 16000), refractory_s=0.5)
     ref, got = compare(bundle, out, x, 16000, seed, det)
     assert_same_stream(ref, got, len(x) // 160)
+
+
+def test_speech_embedding_frontend_equals_torch(exported, seed):
+    """The speech encoder's frontend (75 mel frames and a block phase of state, one frame per 1280 samples): two
+    minutes at 16 kHz in random chunks, the same in both runtimes."""
+    bundle, out = exported("speech_embedding")
+    x = gated_speech(120.0, 16000, seed % 1000)
+    det = DetectorConfig(threshold=firing_threshold(bundle, x, 16000), refractory_s=0.5)
+    ref, got = compare(bundle, out, x, 16000, seed, det)
+    assert_same_stream(ref, got, len(x) // 1280)
 
 
 def test_ten_minutes_of_sensor_data_equal_torch(exported, seed):
