@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from ssm_signal.frontends.base import FramedFrontend, check_aligned, read_phase
 from ssm_signal.frontends.logmel import LogMel, LogMelState
 from ssm_signal.state import State
-from ssm_signal.validation import check_sequence, check_step
+from ssm_signal.validation import check_step
 
 #: mel frames the encoder reads, frames per embedding (its time stride), mel bands, embedding width
 WINDOW, STRIDE, N_MELS, D_EMBED = 76, 8, 32, 96
