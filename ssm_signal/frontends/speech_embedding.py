@@ -117,7 +117,6 @@ class SpeechEmbedding(FramedFrontend):
     def __init__(self):
         super().__init__(D_EMBED, samples_per_frame=SAMPLES_PER_EMBEDDING)
         self.d_model = 1
-        self.sample_rate, self.hop_length = SAMPLE_RATE, SAMPLES_PER_EMBEDDING
         # the log-mel stage reads the signal scaled to int16's range, so that its floor is the encoder's 1e-10 (a
         # floor of 1e-10 / 32767^2 on the unscaled power is 1e-19, which graph optimisers take for zero); the floor
         # is a clamp, as the features the encoder was trained on (a sum differs below about 1e-9)
@@ -143,8 +142,7 @@ class SpeechEmbedding(FramedFrontend):
         check_step(x_t, self.samples_per_frame)
         state = self._prepare_state(state, x_t)
         check_aligned(state.phase, "SpeechEmbedding.step", "aligned to 1280 samples", "blocks")
-        y, state = self._forward(x_t[:, :, None], state, 0)
-        return y[:, 0], state
+        return self._step(x_t, state)
 
     # -- unchecked ---------------------------------------------------------------------------
     def _as_stream(self, batch: Tensor) -> Tensor:
@@ -152,6 +150,7 @@ class SpeechEmbedding(FramedFrontend):
         return self.mel._as_stream(batch)
 
     def _step(self, x_t: Tensor, state: SpeechEmbeddingState) -> tuple[Tensor, SpeechEmbeddingState]:
+        """x_t (B, 1280) at phase 0 (unchecked; nothing read from the device) -> y_t (B, 96)."""
         y, state = self._forward(x_t[:, :, None], state, 0)
         return y[:, 0], state
 
