@@ -2,7 +2,8 @@
 
 Every datamodule yields batches ``(x, y, lengths)``: x (B, L, channels) float32 raw signal
 padded at the end with zeros, y (B,) class indices (or (B, L) per-step labels), lengths
-(B,) valid samples. It exposes ``labels``, ``sample_rate``, ``channels`` and
+(B,) valid samples; a training loader of cached features (``use_feature_cache``, the task's ``cached_views``)
+yields features (B, F, D) and (B,) valid frames instead. It exposes ``labels``, ``sample_rate``, ``channels`` and
 ``normalization_signals()`` (training signals for fitting the frontend's statistics).
 """
 
@@ -86,13 +87,38 @@ class _Base(L.LightningDataModule):
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self.labels: list[str] = []
+        self._cache: tuple | None = None  # (frontend, views, samples_per_frame) of use_feature_cache
+        self._cached: Dataset | None = None
+
+    def use_feature_cache(self, frontend, views: int, samples_per_frame: int) -> None:
+        """Train on ``frontend``'s features of ``views`` augmented passes over the training set, computed at the
+        first training loader (:mod:`pipelines.feature_cache`); batches are then (features (B, F, D), y, frames (B,)).
+        """
+        from pipelines.feature_cache import check_frozen
+
+        check_frozen(frontend)
+        self._cache, self._cached = (frontend, views, samples_per_frame), None
 
     def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           collate_fn=pad_batch, persistent_workers=self.num_workers > 0, drop_last=False)
 
     def train_dataloader(self):
+        if self._cache is not None:
+            return self._feature_loader()
         return self._loader(self.train_set, True)
+
+    def _feature_loader(self) -> DataLoader:
+        from pipelines.feature_cache import FeatureViews, ViewSampler, encode_views
+
+        frontend, views, spf = self._cache
+        if self._cached is None:
+            self._cached = FeatureViews(encode_views(self.train_set, frontend, views, spf, collate=pad_batch,
+                                                     batch_size=self.batch_size, num_workers=self.num_workers))
+        n = self._cached.n
+        # the features are in memory: loader workers would only copy them
+        return DataLoader(self._cached, batch_size=self.batch_size, sampler=ViewSampler(n, views, getattr(self, "seed", 0)),
+                          collate_fn=pad_batch, num_workers=0, drop_last=False)
 
     def val_dataloader(self):
         return self._loader(self.val_set, False)
@@ -199,6 +225,12 @@ class KeywordDataModule(_Base):
         from ssm_signal.data.training_speech import POOL_DIR
 
         return sorted((self.root / POOL_DIR).glob("*.wav"))
+
+    def use_feature_cache(self, frontend, views: int, samples_per_frame: int) -> None:
+        if self.hard_negatives is not None:
+            raise ValueError("model.cached_views and data.hard_negatives cannot be combined: the mined clips change "
+                             "every round, the cached features do not")
+        super().use_feature_cache(frontend, views, samples_per_frame)
 
     def set_hard_negatives(self, clips: list[Tensor]) -> None:
         """Mined windows [(L,)], ``_unknown_`` from the next training loader on (replacing earlier ones)."""

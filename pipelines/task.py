@@ -72,6 +72,9 @@ class SignalTask(L.LightningModule):
         clips_in_sequence: in training, join this many clips of a batch end to end into one stream and score
             each clip at its end (1 = each clip alone, from a fresh state).
         tbptt_samples: truncated BPTT chunk length in samples (None = whole clips).
+        cached_views: train on the frozen frontend's features of this many augmented passes over the training set,
+            computed once before the first epoch (:mod:`pipelines.feature_cache`); epoch e reads pass e mod K.
+            0 = run the frontend on every training batch.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class SignalTask(L.LightningModule):
         negative_weight: float = 1.0,
         clips_in_sequence: int = 1,
         tbptt_samples: int | None = None,
+        cached_views: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -113,6 +117,13 @@ class SignalTask(L.LightningModule):
             raise ValueError(f"clips_in_sequence must be >= 1, got {clips_in_sequence}")
         if clips_in_sequence > 1 and (network.head.kind != "classify" or tbptt_samples is not None):
             raise ValueError("clips_in_sequence joins labelled clips: it needs a classify head and no tbptt_samples")
+        if cached_views < 0:
+            raise ValueError(f"cached_views must be >= 0, got {cached_views}")
+        if cached_views and (clips_in_sequence > 1 or tbptt_samples is not None):
+            # a clip's cached features start from a fresh frontend state; joined or chunked clips would need the
+            # frontend's state from what came before
+            raise ValueError("cached_views trains on each clip's features from a fresh state: it needs "
+                             "clips_in_sequence 1 and no tbptt_samples")
         if tbptt_samples is not None:
             self.automatic_optimization = False
         # torchmetrics, not per-batch means: their states are summed or gathered over every DDP rank before
@@ -155,6 +166,10 @@ class SignalTask(L.LightningModule):
         if dm is not None and hasattr(dm, "normalization_signals"):
             device = self.model.frontend.mean.device  # built under Lightning's default-device context
             self.model.frontend.fit_normalization(x.to(device) for x in dm.normalization_signals())
+        if dm is not None and self.hparams.cached_views:
+            if not hasattr(dm, "use_feature_cache"):
+                raise ValueError(f"model.cached_views: {type(dm).__name__} cannot cache features")
+            dm.use_feature_cache(self.model.frontend, self.hparams.cached_views, self.model.samples_per_frame)
 
     def configure_callbacks(self):
         """The hard-negative miner, when the datamodule asks for mining (``data.hard_negatives``)."""
@@ -276,6 +291,8 @@ class SignalTask(L.LightningModule):
 
     # -- steps ---------------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
+        if self.hparams.cached_views:
+            return self._cached_step(*batch)
         x, y, lengths = batch
         frames = self._frames(lengths)
         n = self.hparams.clips_in_sequence
@@ -286,6 +303,13 @@ class SignalTask(L.LightningModule):
             parts, before = self._parts(x, None)
             return self._log_train(self._loss(parts, y, frames, before)[0], x.shape[0])
         return self._tbptt_step(x, y, frames)
+
+    def _cached_step(self, feats: Tensor, y: Tensor, frames: Tensor) -> Tensor:
+        """feats (B, F, D): the frozen frontend's features of B clips from a fresh state, frames (B,) valid frames."""
+        m = self.model
+        fresh = m.init_state(feats.shape[0], device=feats.device)
+        parts = m._from_features(self._augment(feats), fresh.frontend, fresh)
+        return self._log_train(self._loss(parts, y, frames, fresh)[0], feats.shape[0])
 
     def _sequence_step(self, x: Tensor, y: Tensor, frames: Tensor) -> Tensor:
         """x (B, L, 1) clips, B >= n, L a whole number of frames -> B // n streams (B // n, n L, 1) of n clips

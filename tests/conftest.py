@@ -47,8 +47,11 @@ def _random_speech_encoder(tmp_path_factory):
     from ssm_signal.frontends.speech_embedding import SpeechEncoder
 
     root = tmp_path_factory.mktemp("pretrained")
+    from tests.helpers import lively_encoder_
+
     torch.manual_seed(0)
-    save_file({k: v.contiguous() for k, v in SpeechEncoder().state_dict().items()}, str(root / ENCODER_FILE))
+    enc = lively_encoder_(SpeechEncoder())
+    save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(root / ENCODER_FILE))
     return root
 
 

@@ -38,10 +38,11 @@ def tiny_speech_embedding_model() -> SignalModel:
     cfg = ModelConfig(FrontendConfig(kind="speech_embedding"),
                       BackboneConfig(d_model=8, layers=["mamba2"], mixer_kwargs={"mamba2": {"headdim": 4, "d_state": 4}}),
                       HeadConfig("classify", num_classes=len(KWS_LABELS)), labels=KWS_LABELS)
+    from tests.helpers import lively_encoder_
+
     m = SignalModel(cfg).eval()
+    lively_encoder_(m.frontend.encoder)
     with torch.no_grad():
-        for conv in m.frontend.encoder.convs:
-            conv.weight.normal_(0, 1.0 / conv.weight[0].numel() ** 0.5)
         m.frontend.fit_normalization(torch.from_numpy(speechlike(20.0, 16000, 0))[None])
     return m
 

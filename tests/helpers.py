@@ -172,3 +172,15 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed (make system-deps installs it)", pytrace=False)
     return path
+
+
+def lively_encoder_(encoder: torch.nn.Module) -> torch.nn.Module:
+    """Random speech-encoder weights that keep the signal's spread through its twenty convolutions (He-normal,
+    zero bias). PyTorch's default initialisation lets it die out there: every clip would give the same features,
+    and a test could not tell one clip's features from another's."""
+    with torch.no_grad():
+        for conv in encoder.convs:
+            conv.weight.normal_(std=(2.0 / conv.weight[0].numel()) ** 0.5)
+            if conv.bias is not None:
+                conv.bias.zero_()
+    return encoder

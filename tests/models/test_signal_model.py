@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ssm_signal.models import BackboneConfig, FrontendConfig, HeadConfig, ModelConfig, SignalModel
-from tests.helpers import rel_err, state_rel_err
+from tests.helpers import lively_encoder_, rel_err, state_rel_err
 
 BACKBONE = BackboneConfig(d_model=16, layers=["mamba", "mamba2", "attention", "s4d"],
                           mixer_kwargs={"mamba": {"d_state": 4}, "mamba2": {"d_state": 8, "headdim": 8, "chunk_size": 8},
@@ -37,8 +37,10 @@ CONFIGS = {
 
 def make(name):
     torch.manual_seed(random.randrange(2**31))
-    m = SignalModel(CONFIGS[name]).double().eval()
-    return m
+    m = SignalModel(CONFIGS[name])
+    if CONFIGS[name].frontend.kind == "speech_embedding":
+        lively_encoder_(m.frontend.encoder)  # else every window gives the same features
+    return m.double().eval()
 
 
 def signal(name, L):
