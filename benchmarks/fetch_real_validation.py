@@ -20,6 +20,11 @@ Sets (each checked against ``benchmarks/fetch_real_audio.py``'s sets: no package
   LGPL-3; ``*/5.ogg`` by Chu Lo, CC-BY-3.0): 1,200 syllables with their tones, the isolated short sounds on which
   the default model fires most in the report set (its KLettres letters and syllables). Syllables that sound like a
   keyword ("tu", "wan", "gou", ...: ``MANDARIN_LOOKALIKES`` and the report set's filter on the pinyin) are dropped.
+- ``kajongg``: the four English voices of the Mah Jongg game kajongg (GPL-2+; Wolfgang Rohdewald's recordings,
+  tagged Petra, Maria, Wolfgang and one untagged man; German speakers of English). Each calls the 27 suit tiles,
+  "bamboo one" to "stone nine": the digit is the phrase's last word, kept in its phrase as a keyword in context
+  (the clip is a hit if the digit is detected), 12 clips of each digit; "no choice" is a "no". The other calls
+  (chow, pung, kong, the winds and dragons, "original call"...) are negatives. The German voices are not used.
 - ``asterisk-es-co``, ``asterisk-fr-armelle``: Asterisk prompts by July E. Jimenez (Colombian Spanish, GPL-2) and
   Armelle Desjardins (French, BSD-style), GSM at 8 kHz: speakers other than the report set's Asterisk voices. The
   prompt names are Asterisk's own, so the core sounds package of the language gives their text; the keyword filter
@@ -44,6 +49,15 @@ VALIDATION_ONLY = (
     "Real recordings for VALIDATION: choosing recipes and calibrating thresholds may use them; never report a "
     "figure measured on them as a result on people (data/real, benchmarks/fetch_real_audio.py, is the report set)."
 )
+
+def deb_folder(dl: Downloads, package: str, folder: str) -> tuple[fra.Package, Path]:
+    """The Debian package, downloaded and extracted, and its ``folder`` (which must exist)."""
+    pkg = dl.deb(package)
+    root = pkg.path / folder
+    if not root.is_dir():
+        raise FetchError(f"{package} {pkg.version} has no {folder}")
+    return pkg, root
+
 
 # --------------------------------------------------------------------------------------------------
 # OpenArena's rott voice
@@ -229,10 +243,7 @@ GCIN_SPEAKERS = {
 
 
 def fetch_gcin(name: str, dl: Downloads, dest: Path) -> list[Source]:
-    pkg = dl.deb("gcin-voice")
-    root = pkg.path / "usr/share/gcin-voice/ogg"
-    if not root.is_dir():
-        raise FetchError(f"gcin-voice {pkg.version} has no usr/share/gcin-voice/ogg")
+    pkg, root = deb_folder(dl, "gcin-voice", "usr/share/gcin-voice/ogg")
     out = []
     for take, (speaker, licence) in GCIN_SPEAKERS.items():
         src = Source.of(pkg, f"{name}-{take}", licence=f"{licence} (gcin-voice, debian/copyright: */{take}.ogg)",
@@ -257,6 +268,55 @@ def fetch_gcin(name: str, dl: Downloads, dest: Path) -> list[Source]:
 
 
 # --------------------------------------------------------------------------------------------------
+# kajongg's English voices
+
+KAJONGG_VOICES = {"female1": "Petra (kajongg female1)", "female2": "Maria (kajongg female2)",
+                  "male1": "Wolfgang (kajongg male1)", "male2": "kajongg male2 (untagged)"}  # fmt: skip
+KAJONGG_SUITS = {"b": "bamboo", "c": "character", "s": "stone"}
+DIGITS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# the other calls, texts from the file names (the winds and dragons by their codes: no keyword either way)
+KAJONGG_CALLS = {
+    "chow": "chow", "pung": "pung", "kong": "kong", "mahjongg": "mah jongg", "originalcall": "original call",
+    "dangerousgame": "dangerous game", "violatesoriginalcall": "violates original call",
+    "we": "east wind", "wn": "north wind", "ws": "south wind", "ww": "west wind",
+    "db": "dragon (db)", "dg": "dragon (dg)", "dr": "dragon (dr)",
+}  # fmt: skip
+
+
+def fetch_kajongg(name: str, dl: Downloads, dest: Path) -> list[Source]:
+    pkg, root = deb_folder(dl, "kajongg", "usr/share/kajongg/voices")
+    out = []
+    for voice, speaker in KAJONGG_VOICES.items():
+        folder = root / voice
+        if not folder.is_dir():
+            raise FetchError(f"kajongg {pkg.version}: no voices/{voice}")
+        src = Source.of(pkg, f"{name}-{voice}", licence="GPL-2+ (kajongg, the voice's COPYRIGHT and debian/copyright)",
+                        language="en", band="wideband", speakers=[speaker], kind="positives+speech",
+                        notes="Mah Jongg calls, Ogg (44.1 kHz stereo) written at 16 kHz mono. Suit tiles 'bamboo one' "
+                        "... 'stone nine': the digit, the phrase's last word, is the label, kept in its phrase; 'no "
+                        "choice' is a 'no'. The other calls are negatives. Texts from the file names.")  # fmt: skip
+        b = Builder(dest, src)
+        for f in sorted(folder.glob("*.ogg")):
+            stem = f.stem
+            if len(stem) == 2 and stem[0] in KAJONGG_SUITS and stem[1] in "123456789":
+                digit = DIGITS[int(stem[1]) - 1]
+                b.add("positive", f"{digit}_{stem}_{voice}", src=f, label=digit,
+                      transcript=f"{KAJONGG_SUITS[stem[0]]} {digit} [{digit} said last]")
+            elif stem == "nochoice":
+                b.add("positive", f"no_{stem}_{voice}", src=f, label="no", transcript="no choice [no said first]")
+            elif stem in KAJONGG_CALLS:
+                verdict, why = fra.classify([KAJONGG_CALLS[stem]], "en")
+                if verdict == "negative":
+                    b.add("speech", f"{stem}_{voice}", src=f, transcript=KAJONGG_CALLS[stem])
+                else:
+                    b.drop(why or verdict)
+            else:
+                b.drop("no text")
+        out.append(src)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # Asterisk prompt sets by other speakers
 
 ASTERISK_PROMPTS = {
@@ -271,12 +331,14 @@ SETS = {
     "rott": fetch_rott,
     "parselmouth": fetch_parselmouth,
     "gcin": fetch_gcin,
+    "kajongg": fetch_kajongg,
     **{k: functools.partial(fra.fetch_asterisk, table=ASTERISK_PROMPTS) for k in ASTERISK_PROMPTS},
 }
 SET_PACKAGES = {
     "rott": "openarena-data",
     "parselmouth": f"praat-parselmouth=={PARSELMOUTH_VERSION} (PyPI sdist)",
     "gcin": "gcin-voice",
+    "kajongg": "kajongg",
     **{k: f"{v[0]} + {v[1]}" for k, v in ASTERISK_PROMPTS.items()},
 }
 

@@ -60,7 +60,7 @@ def test_no_recording_package_or_speaker_in_common_with_the_report_set():
 
     report = audio_packages(fra.SET_PACKAGES)
     validation = audio_packages(frv.SET_PACKAGES)
-    assert validation == {"openarena-data", "praat-parselmouth", "gcin-voice", "asterisk-prompt-es-co",
+    assert validation == {"openarena-data", "praat-parselmouth", "gcin-voice", "kajongg", "asterisk-prompt-es-co",
                           "asterisk-prompt-fr-armelle"}  # fmt: skip
     assert not report & validation
     report_speakers = {v[4] for v in fra.ASTERISK.values()}
@@ -81,3 +81,35 @@ def test_sources_json_says_validation(tmp_path, monkeypatch):
     assert doc["note"] == frv.VALIDATION_ONLY and "REPORTING ONLY" not in doc["note"]
     assert doc["built_by"] == "benchmarks/fetch_real_validation.py"
     assert fra.read_manifest(dest / "positives" / "manifest.csv")[0]["label"] == "yes"
+
+
+def test_kajongg_labels_each_call_from_its_file_name(tmp_path, monkeypatch):
+    """Suit calls are positives of their digit, "no choice" of "no", the other calls negatives, unknown files
+    dropped; one source per voice (a fake package; sox replaced by a tone writer)."""
+    root = tmp_path / "pkg" / "usr/share/kajongg/voices"
+    for voice in frv.KAJONGG_VOICES:
+        (root / voice).mkdir(parents=True)
+        for stem in ("b1", "s9", "c5", "nochoice", "pung", "we", "chow", "newcall"):
+            (root / voice / f"{stem}.ogg").write_bytes(b"")
+    (root / "de").mkdir()  # the German voices: not read
+
+    class FakeDownloads:
+        workdir = tmp_path / "work"
+
+        def deb(self, name):
+            assert name == "kajongg"
+            return fra.Package(name, "4:22.12.3-1", "0" * 64, tmp_path / "pkg")
+
+    def tone(src, dst, rate, raw_rate=None):
+        fra.write_wav(dst, (0.1 * np.sin(np.arange(rate) * 0.3)).astype(np.float32), rate)
+
+    monkeypatch.setattr(fra, "sox_to_wav", tone)
+    sources = frv.fetch_kajongg("kajongg", FakeDownloads(), tmp_path / "out")
+    assert [s.name for s in sources] == [f"kajongg-{v}" for v in frv.KAJONGG_VOICES]
+    for src in sources:
+        pos = {c.transcript: c.label for c in src.clips if c.kind == "positive"}
+        assert pos == {"bamboo one [one said last]": "one", "stone nine [nine said last]": "nine",
+                       "character five [five said last]": "five", "no choice [no said first]": "no"}
+        assert sorted(c.transcript for c in src.clips if c.kind == "speech") == ["chow", "east wind", "pung"]
+        assert src.dropped == {"no text": 1} and len(src.speakers) == 1
+    assert len({s.speakers[0] for s in sources}) == 4
