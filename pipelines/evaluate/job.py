@@ -159,8 +159,8 @@ def _evaluate(cfg: EvaluateConfig) -> dict:
     labels = det.reportable_labels
     pos_specs = _expand(cfg.positives, lambda: [_default_positives("testing_list.txt", bundle.labels)])
     neg_specs = _expand(cfg.negatives, lambda: _default_negatives("test", bundle.labels))
-    pos = [kw.stream_positives(engine, _set_name(s), read_positives(s, engine.labels, skips), cfg.stream, skips)
-           for s in pos_specs]
+    pos = [kw.stream_positives(engine, name, read_positives(s, engine.labels, skips), cfg.stream, skips)
+           for s, name in zip(pos_specs, _set_names(pos_specs), strict=True)]
     neg = kw.stream_negatives(engine, [(_group_name(s), read_negatives(s)) for s in neg_specs], cfg.stream, skips)
     streamed_s = time.perf_counter() - t0
     laid = kw.lay(det, pos, neg)  # the bundle's own settings: checked against the live events, then measured
@@ -250,11 +250,23 @@ def _expand(specs: list[str], default) -> list[str]:
 
 def _set_name(spec: str) -> str:
     """A positive set's name in the report: 'generated/<split>' for the keyword set's lists, else the path
-    (a manifest by its folder)."""
+    (a ``manifest.csv`` by its folder, another manifest by its folder and stem)."""
     p = Path(spec)
     if p.suffix == ".txt" and (p.parent == Path(KEYWORD_ROOT) or p.parent.name.startswith("keywords_")):
         return f"generated/{p.stem.removesuffix('_list')}"
-    return str(p.parent if p.suffix == ".csv" else p)
+    if p.suffix == ".csv":
+        return str(p.parent if p.name == "manifest.csv" else p.with_suffix(""))
+    return str(p)
+
+
+def _set_names(specs: list[str]) -> list[str]:
+    """The report's names of the positive sets; two sets of one name would overwrite each other's results."""
+    names = [_set_name(s) for s in specs]
+    for name in dict.fromkeys(names):
+        same = [s for s, n in zip(specs, names, strict=True) if n == name]
+        if len(same) > 1:
+            raise DataError(f"positive sets {', '.join(same)} would all be reported as {name!r}: give each its own")
+    return names
 
 
 def _group_name(spec: str) -> str:

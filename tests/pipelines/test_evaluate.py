@@ -380,3 +380,14 @@ def test_evaluate_on_the_onnx_runtime_matches_torch(audio, tmp_path, exported):
         EvaluateConfig(runtime="onnx", calibrate=0.5)
     with pytest.raises(ValueError, match="options of --runtime onnx"):
         EvaluateConfig(precision="int8")
+
+
+def test_positive_sets_get_distinct_names(tmp_path):
+    """A folder's manifest.csv is named by the folder, another manifest by its own stem; two sets that would share a
+    name are refused (the report keys its results by name: the second would overwrite the first)."""
+    from pipelines.evaluate.job import _set_names
+
+    a, b = str(tmp_path / "v" / "manifest.csv"), str(tmp_path / "v" / "manifest_spk1.csv")
+    assert _set_names([a, b]) == [str(tmp_path / "v"), str(tmp_path / "v" / "manifest_spk1")]
+    with pytest.raises(DataError, match="would all be reported as"):
+        _set_names([a, str(tmp_path / "v")])  # the folder itself and its manifest
