@@ -130,7 +130,7 @@ def test_a_fit_mines_after_its_epochs(pooled, tmp_path, caplog, local_speech_enc
     args = ["--config", str(CONFIGS / "kws_default.yaml"), *fast, "--data.init_args.root", str(pooled),
             "--data.init_args.generate", "false", "--data.init_args.words", "yes,left",
             "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0",
-            "--data.init_args.hard_negatives", '{"epochs": [1], "keep": 3}',
+            "--data.init_args.hard_negatives", '{"epochs": [1], "keep": 3}', "--model.cached_views", "0",
             "--output.bundle_dir", str(tmp_path / "bundle"), "--trainer.default_root_dir", str(tmp_path / "runs")]
     with caplog.at_level(logging.INFO, logger="ssm_signal.pipelines"):
         run_fit(args)
