@@ -152,7 +152,7 @@ PARSELMOUTH_URL = (
     "praat_parselmouth-0.4.7.tar.gz"
 )
 PARSELMOUTH_EXAMPLES = f"praat_parselmouth-{PARSELMOUTH_VERSION}/docs/examples/"
-DIGIT_WORDS = {"1": "one", "2": "two", "3": "three", "4": "four", "5": "five"}
+DIGITS = fra.KEYWORDS[fra.KEYWORDS.index("zero"):]  # "zero" ... "nine": DIGITS[d] is digit d's word
 
 
 def fetch_parselmouth(name: str, dl: Downloads, dest: Path) -> list[Source]:
@@ -179,7 +179,7 @@ def fetch_parselmouth(name: str, dl: Downloads, dest: Path) -> list[Source]:
     b = Builder(dest, src)
     for r in rows:
         f = root / "audio" / f"{r['digit']}_{r['speaker_id']}.wav"
-        word = DIGIT_WORDS.get(r["digit"])
+        word = DIGITS[int(r["digit"])] if r["digit"] in ("1", "2", "3", "4", "5") else None
         if word is None or not f.is_file():
             b.drop("no file or not a digit word")
             continue
@@ -273,7 +273,6 @@ def fetch_gcin(name: str, dl: Downloads, dest: Path) -> list[Source]:
 KAJONGG_VOICES = {"female1": "Petra (kajongg female1)", "female2": "Maria (kajongg female2)",
                   "male1": "Wolfgang (kajongg male1)", "male2": "kajongg male2 (untagged)"}  # fmt: skip
 KAJONGG_SUITS = {"b": "bamboo", "c": "character", "s": "stone"}
-DIGITS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # the other calls, texts from the file names (the winds and dragons by their codes: no keyword either way)
 KAJONGG_CALLS = {
     "chow": "chow", "pung": "pung", "kong": "kong", "mahjongg": "mah jongg", "originalcall": "original call",
@@ -299,7 +298,7 @@ def fetch_kajongg(name: str, dl: Downloads, dest: Path) -> list[Source]:
         for f in sorted(folder.glob("*.ogg")):
             stem = f.stem
             if len(stem) == 2 and stem[0] in KAJONGG_SUITS and stem[1] in "123456789":
-                digit = DIGITS[int(stem[1]) - 1]
+                digit = DIGITS[int(stem[1])]
                 b.add("positive", f"{digit}_{stem}_{voice}", src=f, label=digit,
                       transcript=f"{KAJONGG_SUITS[stem[0]]} {digit} [{digit} said last]")
             elif stem == "nochoice":

@@ -50,6 +50,12 @@ def pad_batch(items: list[tuple[Tensor, int | Tensor]]) -> tuple[Tensor, Tensor,
     return x, y, lengths
 
 
+def clip_frames(lengths: Tensor, samples_per_frame: int) -> Tensor:
+    """(B,) valid samples -> (B,) frames a clip is scored over: whole frames, at least one (a clip shorter than a
+    frame is read at its first frame, which the padding completes)."""
+    return torch.div(lengths, samples_per_frame, rounding_mode="floor").clamp(min=1)
+
+
 class _Augmented(Dataset):
     """Applies a waveform augmentation to a dataset's signals (training split only)."""
 
@@ -113,8 +119,8 @@ class _Base(L.LightningDataModule):
 
         frontend, views, spf = self._cache
         if self._cached is None:
-            self._cached = FeatureViews(encode_views(self.train_set, frontend, views, spf, collate=pad_batch,
-                                                     batch_size=self.batch_size, num_workers=self.num_workers))
+            self._cached = FeatureViews(encode_views(self.train_set, frontend, views, spf, batch_size=self.batch_size,
+                                                     num_workers=self.num_workers))
         n = self._cached.n
         # the features are in memory: loader workers would only copy them
         return DataLoader(self._cached, batch_size=self.batch_size, sampler=ViewSampler(n, views, getattr(self, "seed", 0)),

@@ -33,16 +33,18 @@ def check_frozen(frontend: torch.nn.Module) -> None:
 
 
 @torch.no_grad()
-def encode_views(dataset: Dataset, frontend, views: int, samples_per_frame: int, *, collate, batch_size: int = 64,
+def encode_views(dataset: Dataset, frontend, views: int, samples_per_frame: int, *, batch_size: int = 64,
                  num_workers: int = 0) -> list[list[tuple[Tensor, object]]]:
     """``views`` passes over ``dataset`` (each item drawn again, so an augmenting dataset augments anew) through
     ``frontend`` -> views[v][i] = (features (F_i, D) on the CPU, label).
 
-    F_i = max(1, L_i // samples_per_frame) for a clip of L_i samples: the frames the task scores in a clip (its
-    ``_frames``), computed over the clip padded with silence as in an uncached batch.
+    F_i = :func:`pipelines.data.clip_frames` of the clip's L_i samples, the frames the task scores in it, computed
+    over the clip padded with silence as in an uncached batch.
     """
+    from pipelines.data import clip_frames, pad_batch  # pipelines.data imports this module when it caches
+
     device = frontend.mean.device
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=pad_batch)
     out: list[list[tuple[Tensor, object]]] = []
     for v in range(views):
         t0, items = time.perf_counter(), []
@@ -51,7 +53,7 @@ def encode_views(dataset: Dataset, frontend, views: int, samples_per_frame: int,
             # that the task reads from each clip
             x = torch.nn.functional.pad(x, (0, 0, 0, max(0, samples_per_frame - x.shape[1])))
             feats, _ = frontend._forward(x.to(device), frontend.init_state(x.shape[0], device=device))
-            frames = torch.div(lengths, samples_per_frame, rounding_mode="floor").clamp(min=1)
+            frames = clip_frames(lengths, samples_per_frame)
             for i in range(x.shape[0]):
                 items.append((feats[i, : int(frames[i])].cpu(), y[i]))
         out.append(items)

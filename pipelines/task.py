@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, MulticlassConfusionMatrix
 
-from pipelines.data import IGNORE
+from pipelines.data import IGNORE, clip_frames
 from pipelines.evaluate.anomaly_metrics import unit_interval
 from ssm_signal.data.augment import warp_bands
 from ssm_signal.events import is_keyword
@@ -226,7 +226,7 @@ class SignalTask(L.LightningModule):
         return m._from_features(self._augment(feats), fs, state), state
 
     def _frames(self, lengths: Tensor) -> Tensor:
-        return torch.div(lengths, self.model.samples_per_frame, rounding_mode="floor").clamp(min=1)
+        return clip_frames(lengths, self.model.samples_per_frame)
 
     def _loss(self, parts, y: Tensor, frames: Tensor, before: SignalModelState, frame_offset: int = 0
               ) -> tuple[Tensor, Tensor | None]:

@@ -72,7 +72,7 @@ def test_views_are_the_frontends_output_per_clip():
     m = embedding_model()
     ds = Noisy()
     spf = m.samples_per_frame
-    views = encode_views(ds, m.frontend, 2, spf, collate=pad_batch, batch_size=3)
+    views = encode_views(ds, m.frontend, 2, spf, batch_size=3)
     assert len(views) == 2 and all(len(v) == len(ds) for v in views)
     assert len(ds.draws) == 2 * len(ds)  # every clip drawn (augmented) anew for each view
     for v in range(2):
@@ -93,7 +93,7 @@ def test_cached_step_loss_is_the_uncached_loss():
     with torch.no_grad():
         parts, before = task._parts(x, None)
         uncached = task._loss(parts, y, task._frames(lengths), before)[0]
-        views = encode_views(clips, m.frontend, 1, m.samples_per_frame, collate=pad_batch, batch_size=4)
+        views = encode_views(clips, m.frontend, 1, m.samples_per_frame, batch_size=4)
         feats, y2, frames = pad_batch(views[0])
         cached = task._cached_step(feats, y2, frames)
     torch.testing.assert_close(cached, uncached, rtol=1e-5, atol=1e-6)
