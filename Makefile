@@ -45,12 +45,13 @@ score: install ## Score INPUT into Parquet with MODEL (default: the test split o
 export: install ## Export MODEL's streaming step to ONNX (frame and chunk graphs with explicit state, int8, a JSON sidecar) for the torch-free runtime (docs/export.md); EXPORT_OUT: the folder (default MODEL/onnx)
 	$(VENV)/bin/ssm-signal export --model $(MODEL) --format onnx $(if $(strip $(EXPORT_OUT)),--out $(EXPORT_OUT))
 
-evaluate: install system-deps ## Detection quality of MODEL on streamed audio: calibrate at 0.5 FA/h (generated and real validation voices), then FRR, FA/h, DET curves (generated and real report recordings) into EVAL_OUT
+evaluate: install system-deps ## Detection quality of MODEL on streamed audio: calibrate at 0.5 FA/h (generated and real validation voices and music), then FRR, FA/h, DET curves (generated and real report recordings) into EVAL_OUT
 	$(PY) benchmarks/fetch_real_audio.py --dest $(REAL)
 	$(PY) benchmarks/fetch_real_validation.py --dest $(REAL_VAL)
 	$(VENV)/bin/ssm-signal evaluate --model $(MODEL) --calibrate 0.5 --out $(EVAL_OUT) \
 	  --calibration-positives default --calibration-positives $(REAL_VAL)/positives/manifest.csv \
 	  --calibration-negatives default --calibration-negatives $(REAL_VAL)/negatives/speech \
+	  --calibration-negatives $(REAL_VAL)/negatives/music \
 	  --positives default --positives $(REAL)/positives/manifest.csv \
 	  --negatives default --negatives $(REAL)/negatives/speech --negatives $(REAL)/negatives/music
 

@@ -839,8 +839,10 @@ MUSIC_SETS = {
 }  # fmt: skip
 
 
-def fetch_music(name: str, dl: Downloads, dest: Path) -> list[Source]:
-    m = MUSIC_SETS[name]
+def fetch_music(name: str, dl: Downloads, dest: Path, table: dict[str, MusicSet] | None = None) -> list[Source]:
+    """One music set of ``table`` (default MUSIC_SETS): every file a clip, named by its file name (characters other
+    than letters, digits, dot and dash made "_")."""
+    m = (MUSIC_SETS if table is None else table)[name]
     pkg = dl.deb(m.package)
     files = sorted((pkg.path / m.folder).glob(m.pattern))
     if not files:
@@ -848,7 +850,7 @@ def fetch_music(name: str, dl: Downloads, dest: Path) -> list[Source]:
     src = Source.of(pkg, name, licence=m.licence, language="", band=m.band, speakers=[], kind="music", notes=m.notes)
     b = Builder(dest, src)
     for f in files:
-        b.add("music", f.stem, src=f, speaker="", transcript=m.title(f.stem))
+        b.add("music", re.sub(r"[^\w.-]+", "_", f.stem), src=f, speaker="", transcript=m.title(f.stem))
     return [src]
 
 

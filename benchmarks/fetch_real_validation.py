@@ -30,6 +30,10 @@ Sets (each checked against ``benchmarks/fetch_real_audio.py``'s sets: no package
   prompt names are Asterisk's own, so the core sounds package of the language gives their text; the keyword filter
   applies as in the report set.
 
+- ``etr-music``, ``lincity-music``: the soundtracks of Extreme Tux Racer (extremetuxracer-data, 10 tracks, 9.5
+  min) and LinCity-NG (lincity-ng-data, 3 tracks), both GPL-2+: produced game music, Ogg written at 16 kHz mono,
+  the validation twin of the report set's music (other packages: asterisk-moh-opsound-wav, singularity-music).
+
 Output layout, state files and SOURCES.json are those of ``fetch_real_audio.py``. ``make evaluate`` calibrates on
 this set beside the generated calibration data.
 """
@@ -326,12 +330,24 @@ ASTERISK_PROMPTS = {
                             "Armelle Desjardins (f)", "BSD-style (Michel Gutierrez 2006, debian/copyright)", "gsm"),
 }  # fmt: skip
 
+VALIDATION_MUSIC = {
+    "etr-music": fra.MusicSet(
+        "extremetuxracer-data", "usr/share/games/etr/music", "*.ogg", "GPL-2+ (debian/copyright)", "wideband",
+        "Extreme Tux Racer soundtrack (produced game music), Ogg written at 16 kHz mono.",
+    ),
+    "lincity-music": fra.MusicSet(
+        "lincity-ng-data", "usr/share/games/lincity-ng/music", "**/*.ogg", "GPL-2+ (debian/copyright)", "wideband",
+        "LinCity-NG soundtrack (pronobozo, Robert van Herk), Ogg written at 16 kHz mono.",
+    ),
+}  # fmt: skip
+
 SETS = {
     "rott": fetch_rott,
     "parselmouth": fetch_parselmouth,
     "gcin": fetch_gcin,
     "kajongg": fetch_kajongg,
     **{k: functools.partial(fra.fetch_asterisk, table=ASTERISK_PROMPTS) for k in ASTERISK_PROMPTS},
+    **{k: functools.partial(fra.fetch_music, table=VALIDATION_MUSIC) for k in VALIDATION_MUSIC},
 }
 SET_PACKAGES = {
     "rott": "openarena-data",
@@ -339,6 +355,7 @@ SET_PACKAGES = {
     "gcin": "gcin-voice",
     "kajongg": "kajongg",
     **{k: f"{v[0]} + {v[1]}" for k, v in ASTERISK_PROMPTS.items()},
+    **{k: v.package for k, v in VALIDATION_MUSIC.items()},
 }
 
 

@@ -399,6 +399,10 @@ def write_background_noise(folder: Path, sources: Sequence[str] = NOISE_SOURCES)
 _ENGINE_FIELDS = ("engine_speakers", "semitones", "tempo", "vtl", "holdout_engine")
 
 
+# training-speech fields added after sets had been cached, with the value those sets were generated with
+_LATER_SPEECH_FIELDS = {"in_context_words_after": 2}
+
+
 def _settings(cfg: KeywordSetConfig, seed: int) -> dict:
     """The generation settings as the marker file stores them (JSON types: tuples become lists).
 
@@ -409,6 +413,10 @@ def _settings(cfg: KeywordSetConfig, seed: int) -> dict:
         config = {k: v for k, v in config.items() if k not in _ENGINE_FIELDS}
     if not cfg.training_speech.any:  # likewise for sets without training speech
         del config["training_speech"]
+    else:  # and for fields added later, at the value that sets before them had
+        for field, before in _LATER_SPEECH_FIELDS.items():
+            if config["training_speech"][field] == before:
+                del config["training_speech"][field]
     return json.loads(json.dumps({"generator": GENERATOR, "version": GENERATOR_VERSION, "seed": seed,
                                   "config": config}))
 

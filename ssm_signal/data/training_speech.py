@@ -107,8 +107,12 @@ class TrainingSpeech:
         1 s windows (at random positions that hold speech), ``_unknown_``.
     near_misses_per_speaker: near-miss words each training speaker says (drawn from :data:`NEAR_MISSES`
         of the set's keywords), ``_unknown_``.
-    in_context_per_speaker: keywords each training speaker says between other words (one or two words
-        before and after, from the sentences' vocabulary), labelled with the keyword.
+    in_context_per_speaker: keywords each training speaker says between other words (up to two words
+        before and up to ``in_context_words_after`` after, at least one word in all, from the sentences'
+        vocabulary), labelled with the keyword.
+    in_context_words_after: the most words said after a keyword in context. 0 puts the keyword at the end
+        of its phrase and of its clip's speech ("stone nine"), so the clip's last-frame targets follow the
+        keyword's end as an isolated word's do; with words after it they fall on the words after.
     gap_s: range of the pause between two joined words.
     music_seconds: synthesised music written into the background-noise folder.
     foreign_per_speaker: sentences in other languages each espeak-ng training speaker reads in its own voice
@@ -129,6 +133,7 @@ class TrainingSpeech:
     crops_per_sentence: int = bounded(2, ge=1)
     near_misses_per_speaker: int = bounded(0, ge=0)
     in_context_per_speaker: int = bounded(0, ge=0)
+    in_context_words_after: int = bounded(2, ge=0)
     gap_s: tuple[float, float] = bounded((0.02, 0.25), ge=0)
     music_seconds: float = bounded(0.0, ge=0)
     foreign_per_speaker: int = bounded(0, ge=0)
@@ -210,7 +215,7 @@ def plan(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech, forei
                 for i in rng.choice(len(misses), size=min(cfg.near_misses_per_speaker, len(misses)), replace=False)]
     for _ in range(cfg.in_context_per_speaker):
         word = words[int(rng.integers(len(words)))]
-        before, after = int(rng.integers(0, 3)), int(rng.integers(0, 3))
+        before, after = int(rng.integers(0, 3)), int(rng.integers(0, cfg.in_context_words_after + 1))
         if before + after == 0:
             before = 1
         pick = [vocabulary[int(i)] for i in rng.integers(len(vocabulary), size=before + after)]

@@ -61,7 +61,7 @@ def test_no_recording_package_or_speaker_in_common_with_the_report_set():
     report = audio_packages(fra.SET_PACKAGES)
     validation = audio_packages(frv.SET_PACKAGES)
     assert validation == {"openarena-data", "praat-parselmouth", "gcin-voice", "kajongg", "asterisk-prompt-es-co",
-                          "asterisk-prompt-fr-armelle"}  # fmt: skip
+                          "asterisk-prompt-fr-armelle", "extremetuxracer-data", "lincity-ng-data"}  # fmt: skip
     assert not report & validation
     report_speakers = {v[4] for v in fra.ASTERISK.values()}
     assert not report_speakers & {v[4] for v in frv.ASTERISK_PROMPTS.values()}
@@ -113,3 +113,32 @@ def test_kajongg_labels_each_call_from_its_file_name(tmp_path, monkeypatch):
         assert sorted(c.transcript for c in src.clips if c.kind == "speech") == ["chow", "east wind", "pung"]
         assert src.dropped == {"no text": 1} and len(src.speakers) == 1
     assert len({s.speakers[0] for s in sources}) == 4
+
+
+def test_validation_music_is_each_track_a_clip(tmp_path, monkeypatch):
+    """Each Ogg of the package's music folder becomes one music negative under negatives/music/<set>, named from
+    its file name (spaces made "_", lower case); a package without one is refused (a fake package; sox writes a tone)."""
+    root = tmp_path / "pkg" / "usr/share/games/lincity-ng/music/default"
+    root.mkdir(parents=True)
+    for stem in ("01 - pronobozo - lincity", "02 - Robert van Herk - City Blues"):
+        (root / f"{stem}.ogg").write_bytes(b"")
+    (root / "default.xml").write_text("<x/>")
+
+    class FakeDownloads:
+        workdir = tmp_path / "work"
+
+        def deb(self, name):
+            return fra.Package(name, "1", "0" * 64, tmp_path / "pkg")
+
+    def tone(src, dst, rate, raw_rate=None):
+        fra.write_wav(dst, (0.1 * np.sin(np.arange(rate) * 0.3)).astype(np.float32), rate)
+
+    monkeypatch.setattr(fra, "sox_to_wav", tone)
+    [src] = frv.SETS["lincity-music"]("lincity-music", FakeDownloads(), tmp_path / "out")
+    assert src.kind == "music" and src.package == "lincity-ng-data" and src.licence.startswith("GPL-2+")
+    names = sorted(Path(c.path).name for c in src.clips)
+    assert names == ["01_-_pronobozo_-_lincity.wav", "02_-_robert_van_herk_-_city_blues.wav"]
+    assert {c.kind for c in src.clips} == {"music"}
+    assert all((tmp_path / "out" / "negatives" / "music" / "lincity-music" / n).is_file() for n in names)
+    with pytest.raises(fra.FetchError, match="holds no"):
+        frv.SETS["etr-music"]("etr-music", FakeDownloads(), tmp_path / "out2")

@@ -125,6 +125,29 @@ def test_plan_is_for_training_speakers_only():
         assert not any(negatives.holds_keyword(t) for i, t in enumerate(u.texts) if i != u.key)
 
 
+def test_keywords_can_end_their_phrase():
+    """With no word after it the keyword is its phrase's last word, and its clip ends where the keyword ends."""
+    cfg = kn.TrainingSpeech(in_context_per_speaker=40, in_context_words_after=0)
+    plan = kn.plan(("yes", "no"), "training", 7, cfg)
+    assert len(plan) == 40 and all(u.key == len(u.texts) - 1 >= 1 for u in plan)
+    default = kn.plan(("yes", "no"), "training", 7, dataclasses.replace(cfg, in_context_words_after=2))
+    assert any(u.key < len(u.texts) - 1 for u in default)  # words after the keyword, by default
+    rng = np.random.default_rng(3)
+    before, key = torch.full((14000,), 0.1), torch.full((5000,), 0.7)
+    for _ in range(20):
+        win = kn.in_context([before, key], 1, 16000, (0.02, 0.25), rng)
+        assert win.shape[0] == 16000 and torch.equal(win[-5000:], key)
+
+
+def test_a_later_field_at_its_old_value_leaves_cached_sets_valid():
+    """Settings name ``in_context_words_after`` only when it differs from what sets before it were made with."""
+    base = dataclasses.replace(TINY, training_speech=NEG)
+    settings = kw._settings(base, 5)["config"]["training_speech"]
+    assert "in_context_words_after" not in settings and settings["in_context_per_speaker"] == 3
+    final = dataclasses.replace(base, training_speech=dataclasses.replace(NEG, in_context_words_after=0))
+    assert kw._settings(final, 5)["config"]["training_speech"]["in_context_words_after"] == 0
+
+
 def test_music_is_written_in_files_of_at_most_a_minute(tmp_path):
     paths = kn.write_music(tmp_path, 75.0, seed=1, sample_rate=16000)
     assert [p.name for p in paths] == [f"{kn.MUSIC_PREFIX}00.wav", f"{kn.MUSIC_PREFIX}01.wav"]
