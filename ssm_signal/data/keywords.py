@@ -407,13 +407,15 @@ def _settings(cfg: KeywordSetConfig, seed: int) -> dict:
     """The generation settings as the marker file stores them (JSON types: tuples become lists).
 
     An espeak-ng-only set leaves the engine fields out, so sets generated before there were other engines
-    (the same clips) stay valid caches."""
+    (the same clips) stay valid caches; likewise a set without training speech leaves that out, and a
+    training-speech field added later (:data:`_LATER_SPEECH_FIELDS`) is left out at the value earlier sets
+    were generated with."""
     config = dataclasses.asdict(cfg)
     if not cfg.engine_speakers and cfg.holdout_engine is None:
         config = {k: v for k, v in config.items() if k not in _ENGINE_FIELDS}
-    if not cfg.training_speech.any:  # likewise for sets without training speech
+    if not cfg.training_speech.any:
         del config["training_speech"]
-    else:  # and for fields added later, at the value that sets before them had
+    else:
         for field, before in _LATER_SPEECH_FIELDS.items():
             if config["training_speech"][field] == before:
                 del config["training_speech"][field]
