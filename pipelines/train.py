@@ -131,15 +131,29 @@ class SignalCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
+def _innermost(e: BaseException) -> BaseException:
+    """The deepest ValueError or TypeError in ``e``'s chain of causes (``e`` itself if none lies below it)."""
+    deepest, seen = e, {id(e)}
+    c = e.__cause__ or e.__context__
+    while c is not None and id(c) not in seen:
+        seen.add(id(c))
+        if isinstance(c, ValueError | TypeError):
+            deepest = c
+        c = c.__cause__ or c.__context__
+    return deepest
+
+
 def run_fit(args: list[str] | None = None) -> dict[str, Any]:
     """Parse a fit configuration, train, test, bundle, log and register. Returns the summary."""
     try:
         cli = SignalCLI(SignalTask, L.LightningDataModule, subclass_mode_data=True, run=False, args=args,
                         save_config_kwargs={"overwrite": True}, parser_kwargs={"default_env": False})
     except (ValueError, TypeError) as e:  # the configs' own checks (e.g. frontend.n_mels must be >= 1)
-        if isinstance(e.__cause__, PhraseError):  # the words alone, not jsonargparse's report of every subtype
-            raise UsageError(f"data.init_args.words: {e.__cause__}") from e
-        raise UsageError(f"config: {e}") from e
+        # jsonargparse wraps a check's error in its report of every Union subtype it tried: say the check's alone
+        cause = _innermost(e)
+        if isinstance(cause, PhraseError):
+            raise UsageError(f"data.init_args.words: {cause}") from e
+        raise UsageError(f"config: {cause}") from e
     out = cli.output()
     return fit_and_bundle(cli.trainer, cli.model, cli.datamodule, out, resume=cli.config.get("resume", False))
 

@@ -107,6 +107,15 @@ def test_fit_config_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert "Traceback" not in err
 
 
+def test_a_data_check_is_said_alone_not_in_jsonargparse_s_union_report(tmp_path, capsys, monkeypatch):
+    """A bound broken inside the data module's settings: the check's own words, not every Union subtype tried."""
+    monkeypatch.chdir(tmp_path)
+    rc = main(["fit", "--config", str(ROOT / "configs/kws_default.yaml"), "--trainer.logger", "false",
+               "--data.init_args.channel.reverb", "2"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ssm-signal")]
+    assert rc == 2 and err == ["ssm-signal fit: error: config: reverb must be >= 0 and <= 1, got 2.0"], err
+
+
 def _closed_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
