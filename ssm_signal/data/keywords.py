@@ -400,7 +400,7 @@ _ENGINE_FIELDS = ("engine_speakers", "semitones", "tempo", "vtl", "holdout_engin
 
 
 # training-speech fields added after sets had been cached, with the value those sets were generated with
-_LATER_SPEECH_FIELDS = {"in_context_words_after": 2}
+_LATER_SPEECH_FIELDS = {"in_context_words_after": 2, "real_music": 0}
 
 
 def _settings(cfg: KeywordSetConfig, seed: int) -> dict:
@@ -447,6 +447,8 @@ def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: Keyw
     write_background_noise(tmp / BACKGROUND_DIR)
     if cfg.training_speech.music_seconds:
         training_speech.write_music(tmp / BACKGROUND_DIR, cfg.training_speech.music_seconds, seed, SAMPLE_RATE)
+    if cfg.training_speech.real_music:
+        training_speech.write_real_music(tmp / BACKGROUND_DIR, cfg.training_speech.real_music, SAMPLE_RATE)
     if cfg.training_speech.speech:
         training_speech.training_sentences()  # fail now, not in every worker, if the texts are missing
     if cfg.training_speech.foreign_per_speaker or cfg.training_speech.pool_foreign_per_speaker:

@@ -16,6 +16,7 @@ the training split that material, written into the keyword set's Speech Commands
                                                     cut to 1 s around the whole keyword
     <root>/_background_noise_/music_synth_<k>.wav   synthesised music: mixed under clips at the noise SNRs,
                                                     and cropped into the ``_silence_`` class
+    <root>/_background_noise_/music_real_<k>.wav    recorded game music (:data:`TRAINING_MUSIC`), used alike
     <root>/_pool_/<speaker>_nohash_p<k>.wav         a whole sentence the speaker reads (``q``: in another
                                                     language), for hard-negative mining: no class reads it;
                                                     training scores it and keeps the windows the model takes
@@ -41,6 +42,8 @@ Held-out material stays held out:
 - Music is the corpus' fully synthesised style only (no recorded sample that the corpus' music uses),
   from a seed stream of its own. Its generated-music false accepts therefore measure a model trained with
   music against unseen pieces of a style it has heard; real recorded music stays the held-out measure.
+  Recorded music (``real_music``) is two game soundtracks from packages that neither real set reads
+  (:data:`TRAINING_MUSIC`), so real music in validation and report stays unheard.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -62,6 +66,18 @@ from ssm_signal.data.speech_commands import SAMPLE_RATE, UNKNOWN
 UNKNOWN_DIR = UNKNOWN  # the folder is named after the class it holds (SpeechCommands reads it so)
 POOL_DIR = "_pool_"  # a folder that starts with "_" is no class of SpeechCommands
 MUSIC_PREFIX = "music_synth_"
+REAL_MUSIC_PREFIX = "music_real_"
+
+#: Recorded music for training, from Debian packages that `make system-deps` installs and that neither the real
+#: validation set (extremetuxracer-data, lincity-ng-data) nor the report set (asterisk-moh-opsound-wav,
+#: singularity-music) reads: X-Moto's soundtrack (xmoto-data, GPL-2+, 7 tracks, 10.0 min) and Frozen-Bubble's
+#: (frozen-bubble-data, GPL-2, 3 tracks, 11.7 min).
+TRAINING_MUSIC_PACKAGES = ("xmoto-data", "frozen-bubble-data")
+TRAINING_MUSIC = (
+    *(f"/usr/share/games/xmoto/Textures/Musics/{n}.ogg" for n in (
+        "MadeiraStew", "batcave", "foxrun", "legolodio", "menu", "ridealong", "speeditup")),
+    *(f"/usr/share/games/frozen-bubble/snd/{n}.ogg" for n in ("frozen-mainzik-1p", "frozen-mainzik-2p", "introzik")),
+)  # fmt: skip
 
 #: fortune-mod files outside the negative corpus' TEXT_SOURCES (Latin "translate-me" left out), and the
 #: licence texts of Debian's base-files (/usr/share/common-licenses).
@@ -115,6 +131,9 @@ class TrainingSpeech:
         keyword's end as an isolated word's do; with words after it they fall on the words after.
     gap_s: range of the pause between two joined words.
     music_seconds: synthesised music written into the background-noise folder.
+    real_music: files of recorded music (:data:`TRAINING_MUSIC`, 21.7 minutes joined and cut into this many equal
+        parts) written into the background-noise folder. Each background file is drawn equally often, so the count
+        sets recorded music's share of the draws (with 5, as many as 5 minutes of synthesised music makes).
     foreign_per_speaker: sentences in other languages each espeak-ng training speaker reads in its own voice
         variant (``crops_per_sentence`` windows each, ``_unknown_``), a language drawn from ``languages``
         for each (:mod:`~ssm_signal.data.foreign_speech`). Other engines' voices speak English only.
@@ -136,6 +155,7 @@ class TrainingSpeech:
     in_context_words_after: int = bounded(2, ge=0)
     gap_s: tuple[float, float] = bounded((0.02, 0.25), ge=0)
     music_seconds: float = bounded(0.0, ge=0)
+    real_music: int = bounded(0, ge=0)
     foreign_per_speaker: int = bounded(0, ge=0)
     languages: tuple[str, ...] = ("de", "es", "it", "ru", "cs", "bg", "eo", "pt-br")
     letters_per_speaker: int = bounded(0, ge=0)
@@ -160,7 +180,7 @@ class TrainingSpeech:
 
     @property
     def any(self) -> bool:
-        return bool(self.speech or self.music_seconds)
+        return bool(self.speech or self.music_seconds or self.real_music)
 
     @property
     def speech(self) -> bool:
@@ -350,3 +370,23 @@ def write_music(folder, seconds: float, seed: int, sample_rate: int) -> list:
         left -= n / sample_rate
         k += 1
     return paths
+
+
+def write_real_music(folder, files: int, sample_rate: int, sources: Sequence[str] = TRAINING_MUSIC) -> list:
+    """The recorded ``sources`` joined (in order, at ``sample_rate``, as recorded: no level change) and cut into
+    ``files`` equal parts, ``<folder>/music_real_<k>.wav``. Returns the paths.
+
+    Raises:
+        DataError: a source is not installed (a set that asked for recorded music never gets less).
+    """
+    from ssm_signal.data.audio_io import read_audio, write_audio
+
+    missing = [s for s in sources if not Path(s).is_file()]
+    if missing:
+        raise DataError(f"real_music: {len(missing)} of {len(sources)} recorded tracks are not installed (first: "
+                        f"{missing[0]}); install {' and '.join(TRAINING_MUSIC_PACKAGES)} (`make system-deps`)")
+    wave = torch.cat([read_audio(s, sample_rate) for s in sources])
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_audio(folder / f"{REAL_MUSIC_PREFIX}{k:02d}.wav", part, sample_rate)
+            for k, part in enumerate(torch.tensor_split(wave, files))]

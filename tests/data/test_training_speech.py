@@ -6,6 +6,7 @@ change."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import torch
 from ssm_signal.data import keywords as kw
 from ssm_signal.data import negatives
 from ssm_signal.data import training_speech as kn
+from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import CORE_WORDS, SpeechCommands, speaker_of
 
 TINY = kw.KeywordSetConfig(n_speakers=10, words=("yes", "left"), other_words=("bed", "cat"), other_per_speaker=1,
@@ -144,8 +146,13 @@ def test_a_later_field_at_its_old_value_leaves_cached_sets_valid():
     base = dataclasses.replace(TINY, training_speech=NEG)
     settings = kw._settings(base, 5)["config"]["training_speech"]
     assert "in_context_words_after" not in settings and settings["in_context_per_speaker"] == 3
+    assert "real_music" not in settings
     final = dataclasses.replace(base, training_speech=dataclasses.replace(NEG, in_context_words_after=0))
     assert kw._settings(final, 5)["config"]["training_speech"]["in_context_words_after"] == 0
+    music = dataclasses.replace(base, training_speech=dataclasses.replace(NEG, real_music=5))
+    assert kw._settings(music, 5)["config"]["training_speech"]["real_music"] == 5
+    only_music = dataclasses.replace(TINY, training_speech=kn.TrainingSpeech(real_music=2))
+    assert only_music.training_speech.any and kw._settings(only_music, 5)["config"]["training_speech"]["real_music"] == 2
 
 
 def test_music_is_written_in_files_of_at_most_a_minute(tmp_path):
@@ -156,6 +163,33 @@ def test_music_is_written_in_files_of_at_most_a_minute(tmp_path):
     x, _ = sf.read(paths[0])
     assert 10 ** (-12.5 / 20) < np.abs(x).max() < 10 ** (-2.5 / 20)  # levelled, not silent, not clipped
     assert np.abs(x[16000:32000]).max() > 0.01
+
+
+def test_recorded_music_is_joined_and_cut_in_equal_parts(tmp_path):
+    """Every sample of every track, in order, resampled to the set's rate and not levelled (two fake tracks)."""
+    a = (0.3 * np.sin(np.arange(22050 * 3) * 0.05)).astype(np.float32)  # 3 s at 22.05 kHz
+    b = (0.1 * np.sin(np.arange(16000 * 2) * 0.2)).astype(np.float32)  # 2 s at 16 kHz
+    sf.write(tmp_path / "a.ogg", a, 22050)
+    sf.write(tmp_path / "b.wav", b, 16000)
+    paths = kn.write_real_music(tmp_path / "bg", 2, 16000, sources=(str(tmp_path / "a.ogg"), str(tmp_path / "b.wav")))
+    assert [p.name for p in paths] == [f"{kn.REAL_MUSIC_PREFIX}00.wav", f"{kn.REAL_MUSIC_PREFIX}01.wav"]
+    parts = [sf.read(p)[0] for p in paths]
+    assert [len(x) for x in parts] == [40000, 40000]  # 5 s at 16 kHz, halved
+    assert 0.25 < np.abs(parts[0]).max() < 0.35  # the first track's level, as recorded
+    np.testing.assert_allclose(parts[1][-32000:], b, atol=1e-4)  # the second track whole at the end (PCM-16)
+
+
+def test_recorded_music_not_installed_is_an_error_naming_the_packages(tmp_path):
+    with pytest.raises(DataError, match="real_music: 1 of 1 recorded tracks are not installed.*xmoto-data"):
+        kn.write_real_music(tmp_path, 3, 16000, sources=(str(tmp_path / "absent.ogg"),))
+    assert not list(tmp_path.iterdir())
+
+
+def test_training_music_is_installed_by_system_deps():
+    """The packages named are the ones `make system-deps` installs, and each track lies under one of them."""
+    deps = (Path(__file__).resolve().parents[2] / "scripts" / "system_deps.sh").read_text()
+    assert all(f" {p}" in deps for p in kn.TRAINING_MUSIC_PACKAGES)
+    assert {t.split("/")[4] for t in kn.TRAINING_MUSIC} == {"xmoto", "frozen-bubble"} and len(kn.TRAINING_MUSIC) == 10
 
 
 def test_speech_windows_hold_speech():
