@@ -400,7 +400,7 @@ _ENGINE_FIELDS = ("engine_speakers", "semitones", "tempo", "vtl", "holdout_engin
 
 
 # training-speech fields added after sets had been cached, with the value those sets were generated with
-_LATER_SPEECH_FIELDS = {"in_context_words_after": 2, "real_music": 0}
+_LATER_SPEECH_FIELDS = {"in_context_words_after": 2, "real_music": 0, "near_misses_in_context_per_speaker": 0}
 
 
 def _settings(cfg: KeywordSetConfig, seed: int) -> dict:

@@ -8,6 +8,8 @@ the training split that material, written into the keyword set's Speech Commands
 
     <root>/_unknown_/<speaker>_nohash_s<k><j>.wav   1 s windows of the speaker reading a sentence
     <root>/_unknown_/<speaker>_nohash_n<k>0.wav     the speaker saying a near-miss word ("lift" for "left")
+    <root>/_unknown_/<speaker>_nohash_m<k>0.wav     a near-miss word between other words, cut as a keyword
+                                                    in context is ("... cat LIFT tree ...")
     <root>/_unknown_/<speaker>_nohash_f<k><j>.wav   1 s windows of the speaker reading a sentence in another
                                                     language (espeak-ng speakers; :mod:`foreign_speech`)
     <root>/_unknown_/<speaker>_nohash_l<k>0.wav     the speaker saying a letter or syllable of some language
@@ -129,6 +131,9 @@ class TrainingSpeech:
     in_context_words_after: the most words said after a keyword in context. 0 puts the keyword at the end
         of its phrase and of its clip's speech ("stone nine"), so the clip's last-frame targets follow the
         keyword's end as an isolated word's do; with words after it they fall on the words after.
+    near_misses_in_context_per_speaker: near-miss words each training speaker says in context, as keywords in
+        context are said (the same number of words before and after), ``_unknown_``: so that being said after
+        other words is no cue for a keyword.
     gap_s: range of the pause between two joined words.
     music_seconds: synthesised music written into the background-noise folder.
     real_music: files of recorded music (:data:`TRAINING_MUSIC`, 21.7 minutes joined and cut into this many equal
@@ -153,6 +158,7 @@ class TrainingSpeech:
     near_misses_per_speaker: int = bounded(0, ge=0)
     in_context_per_speaker: int = bounded(0, ge=0)
     in_context_words_after: int = bounded(2, ge=0)
+    near_misses_in_context_per_speaker: int = bounded(0, ge=0)
     gap_s: tuple[float, float] = bounded((0.02, 0.25), ge=0)
     music_seconds: float = bounded(0.0, ge=0)
     real_music: int = bounded(0, ge=0)
@@ -185,7 +191,8 @@ class TrainingSpeech:
     @property
     def speech(self) -> bool:
         return bool(self.sentences_per_speaker or self.near_misses_per_speaker or self.in_context_per_speaker
-                    or self.foreign_per_speaker or self.letters_per_speaker or self.pool)
+                    or self.near_misses_in_context_per_speaker or self.foreign_per_speaker
+                    or self.letters_per_speaker or self.pool)
 
     @property
     def pool(self) -> bool:
@@ -195,7 +202,8 @@ class TrainingSpeech:
 @dataclasses.dataclass(frozen=True)
 class Utterance:
     """One thing a training speaker says: ``texts`` spoken one after another (kind "s": a sentence, "n": a
-    near-miss word, "c": a keyword in context, ``texts[key]`` the keyword, "f": a sentence in ``language``,
+    near-miss word, "c": a keyword in context, ``texts[key]`` the keyword, "m": a near-miss word in context,
+    ``texts[key]`` the near miss, "f": a sentence in ``language``,
     "l": a letter or syllable of ``language`` said alone, "p"/"q": a whole sentence, English or in
     ``language``, for the mining pool), written under ``label``."""
 
@@ -233,13 +241,8 @@ def plan(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech, forei
     if misses:
         out += [Utterance("n", (misses[i],), UNKNOWN_DIR)
                 for i in rng.choice(len(misses), size=min(cfg.near_misses_per_speaker, len(misses)), replace=False)]
-    for _ in range(cfg.in_context_per_speaker):
-        word = words[int(rng.integers(len(words)))]
-        before, after = int(rng.integers(0, 3)), int(rng.integers(0, cfg.in_context_words_after + 1))
-        if before + after == 0:
-            before = 1
-        pick = [vocabulary[int(i)] for i in rng.integers(len(vocabulary), size=before + after)]
-        out.append(Utterance("c", (*pick[:before], word, *pick[before:]), word, before))
+    out += [_in_context("c", words[int(rng.integers(len(words)))], vocabulary, cfg, rng, label=None)
+            for _ in range(cfg.in_context_per_speaker)]
     if foreign:  # each from a stream of its own, so either count leaves the other's draws as they were
         from ssm_signal.data import foreign_speech
 
@@ -248,7 +251,22 @@ def plan(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech, forei
         out += _in_languages("l", cfg.letters_per_speaker, cfg.letter_languages,
                              np.random.default_rng([seed, 0x1E77E5]),
                              lambda language: letters.units(language, tuple(words)))
+    if misses and cfg.near_misses_in_context_per_speaker:  # last, from a stream of its own: the draws above stay
+        mrng = np.random.default_rng([seed, 0x3155C])
+        out += [_in_context("m", misses[int(mrng.integers(len(misses)))], vocabulary, cfg, mrng, label=UNKNOWN_DIR)
+                for _ in range(cfg.near_misses_in_context_per_speaker)]
     return out
+
+
+def _in_context(kind: str, word: str, vocabulary: Sequence[str], cfg: TrainingSpeech, rng: np.random.Generator,
+                label: str | None) -> Utterance:
+    """``word`` after 0-2 and before 0-``in_context_words_after`` words of ``vocabulary`` (at least one in all),
+    labelled ``label`` (None: the word itself)."""
+    before, after = int(rng.integers(0, 3)), int(rng.integers(0, cfg.in_context_words_after + 1))
+    if before + after == 0:
+        before = 1
+    pick = [vocabulary[int(i)] for i in rng.integers(len(vocabulary), size=before + after)]
+    return Utterance(kind, (*pick[:before], word, *pick[before:]), label or word, before)
 
 
 def plan_pool(words: Sequence[str], split: str, seed: int, cfg: TrainingSpeech,

@@ -141,6 +141,25 @@ def test_keywords_can_end_their_phrase():
         assert win.shape[0] == 16000 and torch.equal(win[-5000:], key)
 
 
+def test_near_misses_in_context_are_unknown_and_leave_the_other_draws_alone():
+    """Each is a near miss of the set's keywords in a phrase built as a keyword's is (here ending it), labelled
+    ``_unknown_``, after every other utterance, which stay as they were without them."""
+    cfg = kn.TrainingSpeech(sentences_per_speaker=1, near_misses_per_speaker=1, in_context_per_speaker=2,
+                            in_context_words_after=0)
+    with_misses = dataclasses.replace(cfg, near_misses_in_context_per_speaker=30)
+    plan = kn.plan(("yes", "no"), "training", 7, with_misses)
+    assert plan[:4] == kn.plan(("yes", "no"), "training", 7, cfg)
+    misses = set(kn.NEAR_MISSES["yes"] + kn.NEAR_MISSES["no"])
+    assert len(plan) == 34 and {u.kind for u in plan[4:]} == {"m"}
+    for u in plan[4:]:
+        assert u.label == kn.UNKNOWN_DIR and u.texts[u.key] in misses and u.key == len(u.texts) - 1 >= 1
+        assert not any(negatives.holds_keyword(t) for t in u.texts)
+    assert len({u.texts[u.key] for u in plan[4:]}) > 5
+    assert kn.windows(plan[4], [torch.full((8000,), 0.1)] * len(plan[4].texts), cfg, np.random.default_rng(0))[0].shape == (16000,)
+    assert kw._settings(dataclasses.replace(TINY, training_speech=with_misses), 5)["config"]["training_speech"][
+        "near_misses_in_context_per_speaker"] == 30
+
+
 def test_a_later_field_at_its_old_value_leaves_cached_sets_valid():
     """Settings name ``in_context_words_after`` only when it differs from what sets before it were made with."""
     base = dataclasses.replace(TINY, training_speech=NEG)
