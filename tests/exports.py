@@ -47,11 +47,14 @@ def tiny_speech_embedding_model() -> SignalModel:
     return m
 
 
+INT8 = ("kws_default", "speech_embedding")  # the log-mel and the speech-encoder keyword models
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """``exported(name)`` -> (bundle, export directory), name one of KINDS, "pcen" (a Mamba-2 layer behind the
     PCEN frontend), "speech_embedding", "sensor" or "kws_default";
-    each built and exported once per session, with int8 graphs for "kws_default" only."""
+    each built and exported once per session, with int8 graphs for those in INT8 only."""
     from pipelines.export import export_onnx
 
     root = tmp_path_factory.mktemp("exports")
@@ -69,7 +72,7 @@ def exported(tmp_path_factory):
                     kws_model(("mamba2",), mlp_ratio=1.0, pcen=True) if name == "pcen" else kws_model((name,), mlp_ratio=1.0)
                 bundle = load_bundle(save_bundle(model, root / f"{name}_bundle", name=f"tiny_{name}", version="1"))
             out = root / name
-            export_onnx(bundle, out, int8=name == "kws_default")
+            export_onnx(bundle, out, int8=name in INT8)
             done[name] = (bundle, out)
         return done[name]
 

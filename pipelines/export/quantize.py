@@ -39,6 +39,7 @@ METHOD = {"method": "onnxruntime.quantization.quantize_dynamic", "weights": "int
           "activations": "uint8, per call", "ops": ["MatMul", "Gemm"],
           "quantized": f"weight matrices with inputs {MIN_QUANTIZED_INPUT} wide or wider, outside the frontend",
           "other weight matrices": "stored int8 per output channel (weight-only), float32 compute",
+          "convolution weights": "stored int8 per output channel (weight-only), float32 compute",
           "other constants": "stored float16, cast to float32 at load"}
 
 
@@ -71,6 +72,14 @@ def weight_matrices(model: onnx.ModelProto) -> dict[str, tuple[str, int]]:
     return out
 
 
+def conv_weights(model: onnx.ModelProto) -> dict[str, int]:
+    """{initializer: 0} for the float32 weight tensors of Conv nodes ((out, in / groups, *kernel): output
+    channels on axis 0)."""
+    inits = {t.name: t for t in model.graph.initializer}
+    return {n.input[1]: 0 for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1
+            and n.input[1] in inits and inits[n.input[1]].data_type == onnx.TensorProto.FLOAT}
+
+
 def quantize_int8(src: Path, dst: Path) -> None:
     """Quantize the frame graph ``src`` into ``dst``."""
     model = onnx.load(str(src))
@@ -93,15 +102,17 @@ def compact_constants(model: onnx.ModelProto, min_elements: int = 64) -> None:
     Mul) nodes of constants, which onnxruntime folds once, at load (no cost per call):
 
     - the weight matrices of MatMul/Gemm nodes (those not quantized: the narrow projections, the head, the
-      mel filterbank) as int8 with one scale per output channel: weight-only, their inputs stay float32
-      (the power spectrum, see the module docstring); a value loses at most 0.4 % of its channel's
-      largest. Not ``DequantizeLinear``: onnxruntime fuses that with the MatMul into a kernel that
-      quantizes the activations too (1e-3 relative error on a power spectrum);
-    - every other float32 constant of ``min_elements`` or more (convolution taps, norm weights, the
-      window, the weights' scales) as float16: 5e-4 relative rounding, a tenth of int8's.
+      mel filterbank) and the weights of Conv nodes (the speech encoder's convolutions) as int8 with one scale
+      per output channel: weight-only, their inputs stay float32 (the power spectrum, see the module
+      docstring); a value loses at most 0.4 % of its channel's largest. Not ``DequantizeLinear``:
+      onnxruntime fuses that with the MatMul into a kernel that quantizes the activations too (1e-3 relative
+      error on a power spectrum);
+    - every other float32 constant of ``min_elements`` or more (a Mamba layer's causal-convolution taps, which
+      the export writes as products, norm weights, the window, the weights' scales) as float16: 5e-4
+      relative rounding, a tenth of int8's.
     """
     g = model.graph
-    matrices = dict(weight_matrices(model).values())  # {initializer: output-channel axis}
+    matrices = {**dict(weight_matrices(model).values()), **conv_weights(model)}  # {initializer: out-channel axis}
     casts = []
     for t in list(g.initializer):
         if t.data_type != onnx.TensorProto.FLOAT or np.prod(t.dims) < min_elements:
@@ -111,7 +122,8 @@ def compact_constants(model: onnx.ModelProto, min_elements: int = 64) -> None:
         name = t.name
         if name in matrices:
             axis = matrices[name]
-            scale = np.abs(w).max(axis=1 - axis, keepdims=True) / 127  # one per output channel
+            others = tuple(a for a in range(w.ndim) if a != axis)
+            scale = np.abs(w).max(axis=others, keepdims=True) / 127  # one per output channel
             scale[scale == 0] = 1.0
             g.initializer.extend([numpy_helper.from_array(np.round(w / scale).astype(np.int8), name + "_int8"),
                                   numpy_helper.from_array(scale.astype(np.float32), name + "_scale")])

@@ -135,8 +135,8 @@ def test_softplus_guard_dropped_where_onnxruntime_needs_none(exported):
 
 def test_int8_quantizes_only_wide_products_and_stays_under_a_third(tmp_path, exported):
     """Dynamic quantization only where the product's input is MIN_QUANTIZED_INPUT wide (where int8 pays on
-    a CPU); every other weight matrix stored int8 (weight-only), so the default bundle's file stays under a
-    third of float32's."""
+    a CPU); every other weight matrix and every convolution's weights stored int8 (weight-only), so the keyword
+    models' files stay under a third of float32's."""
     from pipelines.export.quantize import MIN_QUANTIZED_INPUT, quantize_int8
 
     rng = np.random.default_rng(0)
@@ -161,9 +161,9 @@ def test_int8_quantizes_only_wide_products_and_stays_under_a_third(tmp_path, exp
     ref, got = run(tmp_path / "f.onnx"), run(tmp_path / "q.onnx")
     assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
 
-    _, out = exported("kws_default")  # d_model 64: no product is wide enough
-    sc = read_sidecar(out)
-    int8 = onnx.load(str(sc.graph_path("frame", "int8"))).graph
-    assert "MatMulInteger" not in [n.op_type for n in int8.node]
-    for g in ("frame", "chunk"):
-        assert sc.graph_path(g, "int8").stat().st_size <= sc.graph_path(g, "float32").stat().st_size / 3
+    for name in ("kws_default", "speech_embedding"):  # d_model 64 and 8: no product is wide enough
+        sc = read_sidecar(exported(name)[1])
+        int8 = onnx.load(str(sc.graph_path("frame", "int8"))).graph
+        assert "MatMulInteger" not in [n.op_type for n in int8.node]
+        for g in ("frame", "chunk"):  # the speech encoder's convolution weights stored int8 too
+            assert sc.graph_path(g, "int8").stat().st_size <= sc.graph_path(g, "float32").stat().st_size / 3, name

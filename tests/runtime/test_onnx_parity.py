@@ -12,7 +12,7 @@ import pytest
 from ssm_signal.events import DetectorConfig
 from ssm_signal.runtime import OnnxSession, RuntimeConfig
 from ssm_signal.streaming import StreamConfig, StreamEngine, StreamingSession
-from tests.exports import KINDS
+from tests.exports import INT8, KINDS
 from tests.streaming.conftest import speechlike
 
 TOL = 1e-4
@@ -144,10 +144,12 @@ def test_default_bundle_at_44k1_equals_torch(exported, seed):
     assert_same_stream(ref, got, int(len(x) * 16000 / 44100 + 0.999) // 160)
 
 
-def test_default_bundle_int8_stays_close(exported, seed):
-    """The int8 graphs of the default bundle: posteriors within a few hundredths of float32 on a minute of
-    audio (their accuracy on the keyword test voices is measured in benchmarks/bench_onnx_quality.py)."""
-    bundle, out = exported("kws_default")
+@pytest.mark.parametrize("name", INT8)
+def test_keyword_models_int8_stays_close(exported, name, seed):
+    """The int8 graphs of the keyword models (log-mel; the speech encoder, whose convolutions are stored int8
+    too): posteriors within a few hundredths of float32 on a minute of audio (their accuracy on the keyword
+    test voices is measured in benchmarks/bench_onnx_quality.py)."""
+    bundle, out = exported(name)
     x = speechlike(60.0, 16000, seed % 1000)
     sizes = chunks(len(x), 16000, seed)
     f32 = stream(OnnxSession(out), x, 16000, sizes)[0]
