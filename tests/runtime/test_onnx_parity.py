@@ -144,18 +144,28 @@ def test_default_bundle_at_44k1_equals_torch(exported, seed):
     assert_same_stream(ref, got, int(len(x) * 16000 / 44100 + 0.999) // 160)
 
 
+# (largest, mean) |posterior difference| allowed between int8 and float32 over a minute of audio. The tiny
+# speech-encoder model runs 20 convolutions of random weights at the trained network's scale, each weight rounded
+# to int8 per output channel, and its 4 classes sit close together, so it moves more than the trained encoder does
+# (the default bundle: mean 0.003 on the same kind of audio; its task figures in docs/performance.md). Over 38
+# seeds it reached 0.46 / 0.046; every encoder weight scaled by 1.1 by mistake gives a mean of 0.24.
+INT8_BOUNDS = {"kws_default": (0.1, 0.1), "speech_embedding": (0.8, 0.08)}
+
+
 @pytest.mark.parametrize("name", INT8)
 def test_keyword_models_int8_stays_close(exported, name, seed):
     """The int8 graphs of the keyword models (log-mel; the speech encoder, whose convolutions are stored int8
-    too): posteriors within a few hundredths of float32 on a minute of audio (their accuracy on the keyword
-    test voices is measured in benchmarks/bench_onnx_quality.py)."""
+    too): posteriors close to float32's on a minute of audio (their accuracy on the keyword test voices is
+    measured in benchmarks/bench_onnx_quality.py)."""
     bundle, out = exported(name)
     x = speechlike(60.0, 16000, seed % 1000)
     sizes = chunks(len(x), 16000, seed)
     f32 = stream(OnnxSession(out), x, 16000, sizes)[0]
     int8 = stream(OnnxSession(out, RuntimeConfig(precision="int8")), x, 16000, sizes)[0]
     assert f32.shape == int8.shape
-    assert 0 < np.abs(f32 - int8).max() <= 0.1  # quantized (not the same graph), and close
+    diff = np.abs(f32 - int8)
+    largest, mean = INT8_BOUNDS[name]
+    assert 0 < diff.max() <= largest and diff.mean() <= mean  # quantized (not the same graph), and close
 
 
 @pytest.mark.parametrize("first", ["torch", "onnx"])
