@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from ssm_signal.bounds import bounded, check_bounds
-from ssm_signal.data import foreign_speech, training_speech, voices
+from ssm_signal.data import foreign_speech, recorded_speech, training_speech, voices
 from ssm_signal.data.audio_io import read_audio, write_audio
 from ssm_signal.data.generated import holds_generated
 from ssm_signal.data.phrases import folder_of
@@ -400,7 +400,8 @@ _ENGINE_FIELDS = ("engine_speakers", "semitones", "tempo", "vtl", "holdout_engin
 
 
 # training-speech fields added after sets had been cached, with the value those sets were generated with
-_LATER_SPEECH_FIELDS = {"in_context_words_after": 2, "real_music": 0, "near_misses_in_context_per_speaker": 0}
+_LATER_SPEECH_FIELDS = {"in_context_words_after": 2, "real_music": 0, "near_misses_in_context_per_speaker": 0,
+                        "real_speech": 0}
 
 
 def _settings(cfg: KeywordSetConfig, seed: int) -> dict:
@@ -449,6 +450,11 @@ def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: Keyw
         training_speech.write_music(tmp / BACKGROUND_DIR, cfg.training_speech.music_seconds, seed, SAMPLE_RATE)
     if cfg.training_speech.real_music:
         training_speech.write_real_music(tmp / BACKGROUND_DIR, cfg.training_speech.real_music, SAMPLE_RATE)
+    recorded = []
+    if cfg.training_speech.real_speech:
+        noises = _load_noises(tmp / BACKGROUND_DIR)
+        recorded = recorded_speech.write_clips(tmp / training_speech.UNKNOWN_DIR, cfg.training_speech.real_speech, cfg.words, seed,
+                                    SAMPLE_RATE, lambda voice, rng: place(voice, rng, noises, cfg))
     if cfg.training_speech.speech:
         training_speech.training_sentences()  # fail now, not in every worker, if the texts are missing
     if cfg.training_speech.foreign_per_speaker or cfg.training_speech.pool_foreign_per_speaker:
@@ -473,7 +479,7 @@ def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: Keyw
         (tmp / name).write_text("".join(f"{r}\n" for r in sorted(lists[split])))
     counts = {s: sum(1 for sp in speakers if sp.split == s) for s in ("training", "validation", "testing")}
     (tmp / MARKER).write_text(json.dumps({**settings, "speakers": counts,
-                                          "clips": sum(len(r) for r in results)}, indent=2) + "\n")
+                                          "clips": sum(len(r) for r in results) + len(recorded)}, indent=2) + "\n")
     if root.exists():
         root.rmdir()  # empty (checked above)
     tmp.rename(root)

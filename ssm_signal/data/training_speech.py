@@ -14,6 +14,8 @@ the training split that material, written into the keyword set's Speech Commands
                                                     language (espeak-ng speakers; :mod:`foreign_speech`)
     <root>/_unknown_/<speaker>_nohash_l<k>0.wav     the speaker saying a letter or syllable of some language
                                                     alone (espeak-ng speakers; :mod:`letters`)
+    <root>/_unknown_/recorded<k>_nohash_r0.wav      a person saying a word or short phrase in another language
+                                                    (recorded, not generated; :mod:`recorded_speech`)
     <root>/<word>/<speaker>_nohash_c<k>0.wav        the keyword between other words ("... cat LEFT tree ..."),
                                                     cut to 1 s around the whole keyword
     <root>/_background_noise_/music_synth_<k>.wav   synthesised music: mixed under clips at the noise SNRs,
@@ -139,6 +141,9 @@ class TrainingSpeech:
     real_music: files of recorded music (:data:`TRAINING_MUSIC`, 21.7 minutes joined and cut into this many equal
         parts) written into the background-noise folder. Each background file is drawn equally often, so the count
         sets recorded music's share of the draws (with 5, as many as 5 minutes of synthesised music makes).
+    real_speech: training clips of recorded speech, ``_unknown_``: words and short phrases said alone by people
+        in 12 languages other than English (:mod:`~ssm_signal.data.recorded_speech`; Tux Paint's stamp
+        descriptions), each a different recording.
     foreign_per_speaker: sentences in other languages each espeak-ng training speaker reads in its own voice
         variant (``crops_per_sentence`` windows each, ``_unknown_``), a language drawn from ``languages``
         for each (:mod:`~ssm_signal.data.foreign_speech`). Other engines' voices speak English only.
@@ -162,6 +167,7 @@ class TrainingSpeech:
     gap_s: tuple[float, float] = bounded((0.02, 0.25), ge=0)
     music_seconds: float = bounded(0.0, ge=0)
     real_music: int = bounded(0, ge=0)
+    real_speech: int = bounded(0, ge=0)
     foreign_per_speaker: int = bounded(0, ge=0)
     languages: tuple[str, ...] = ("de", "es", "it", "ru", "cs", "bg", "eo", "pt-br")
     letters_per_speaker: int = bounded(0, ge=0)
@@ -186,7 +192,7 @@ class TrainingSpeech:
 
     @property
     def any(self) -> bool:
-        return bool(self.speech or self.music_seconds or self.real_music)
+        return bool(self.speech or self.music_seconds or self.real_music or self.real_speech)
 
     @property
     def speech(self) -> bool:

@@ -1,6 +1,6 @@
 """benchmarks/fetch_real_validation.py: Zhuyin romanisation, the look-alike filter on Mandarin syllables, the
 validation role in SOURCES.json, and that the validation set shares no recording package and no speaker with the
-report set, nor any with training's recorded music (no network, no sox)."""
+report set, nor any with training's recorded music or speech (no network, no sox)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ssm_signal.data import recorded_speech
 from ssm_signal.data.training_speech import TRAINING_MUSIC_PACKAGES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,6 +67,7 @@ def test_no_recording_package_or_speaker_in_common_with_the_report_set():
                           "asterisk-prompt-fr-armelle", "extremetuxracer-data", "lincity-ng-data"}  # fmt: skip
     assert not report & validation
     assert not set(TRAINING_MUSIC_PACKAGES) & (report | validation)  # training music is heard by neither
+    assert recorded_speech.PACKAGE not in report | validation  # nor training's recorded speech
     report_speakers = {v[4] for v in fra.ASTERISK.values()}
     assert not report_speakers & {v[4] for v in frv.ASTERISK_PROMPTS.values()}
 

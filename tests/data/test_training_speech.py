@@ -172,6 +172,10 @@ def test_a_later_field_at_its_old_value_leaves_cached_sets_valid():
     assert kw._settings(music, 5)["config"]["training_speech"]["real_music"] == 5
     only_music = dataclasses.replace(TINY, training_speech=kn.TrainingSpeech(real_music=2))
     assert only_music.training_speech.any and kw._settings(only_music, 5)["config"]["training_speech"]["real_music"] == 2
+    assert "real_speech" not in settings
+    only_speech = dataclasses.replace(TINY, training_speech=kn.TrainingSpeech(real_speech=40))
+    assert only_speech.training_speech.any and not only_speech.training_speech.speech  # no generated speech needed
+    assert kw._settings(only_speech, 5)["config"]["training_speech"]["real_speech"] == 40
 
 
 def test_music_is_written_in_files_of_at_most_a_minute(tmp_path):
