@@ -71,10 +71,11 @@ def write_result(name: str, payload: dict, out_dir: str | Path | None = None) ->
     return path
 
 
-def default_bundle(explicit: str | None, tmp: Path) -> tuple[str, str]:
-    """The bundle a benchmark times: ``explicit`` (must be a bundle), else artifacts/kws_default if
-    `make train` wrote it, else the configs/kws_default.yaml architecture with random weights saved
-    under ``tmp`` (speed does not depend on the weights). Returns (bundle directory, description)."""
+def default_bundle(explicit: str | None, tmp: Path, config: str | None = None) -> tuple[str, str]:
+    """The bundle a benchmark times: ``explicit`` (must be a bundle), else with ``config`` that config's
+    architecture with random weights, else artifacts/kws_default if `make train` wrote it, else the
+    configs/kws_default.yaml architecture with random weights; random weights are saved under ``tmp``
+    (speed does not depend on the weights). Returns (bundle directory, description)."""
     import yaml
 
     from ssm_signal import save_bundle
@@ -82,12 +83,13 @@ def default_bundle(explicit: str | None, tmp: Path) -> tuple[str, str]:
 
     root = Path(__file__).resolve().parents[1]
     path = Path(explicit) if explicit else root / "artifacts" / "kws_default"
-    if (path / "model.safetensors").is_file():
+    if (explicit or config is None) and (path / "model.safetensors").is_file():
         return str(path), f"trained bundle {path}"
     if explicit:
         raise SystemExit(f"{explicit} is not a bundle")
-    cfg = yaml.safe_load((root / "configs/kws_default.yaml").read_text())["model"]["network"]
+    config = config or "configs/kws_default.yaml"
+    cfg = yaml.safe_load((root / config).read_text())["model"]["network"]
     labels = [f"class{i}" for i in range(cfg["head"]["num_classes"] - 2)] + ["_silence_", "_unknown_"]
     model = SignalModel(ModelConfig.from_dict({**cfg, "labels": labels})).eval()
-    return str(save_bundle(model, tmp / "kws_default", name="kws_default_random")), \
-        "configs/kws_default.yaml architecture, random weights"
+    name = Path(config).stem
+    return str(save_bundle(model, tmp / name, name=f"{name}_random")), f"{config} architecture, random weights"
