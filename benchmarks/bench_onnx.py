@@ -67,7 +67,8 @@ AOT_FAILURES: list[str] = []
 
 def log_aot_failure(e: Exception) -> None:
     """Record that the AOT step could not be built here (the result JSON says so, and what ran instead)."""
-    msg = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:300] if str(e).strip() else ''}"
+    last = (str(e).strip().splitlines() or [""])[-1]  # a child's traceback ends with its error
+    msg = f"{type(e).__name__}: {last[:300]}"
     AOT_FAILURES.append(msg)
     print(f"torch AOT step unavailable ({msg}); timing torch.compile's step instead", file=sys.stderr)
 

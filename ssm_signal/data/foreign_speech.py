@@ -146,6 +146,15 @@ def keyword_sounds(keywords: tuple[str, ...]) -> frozenset[str]:
     return frozenset(fold(t) for accent in ("en-us", "en-gb") for t in transcribe(words, accent))
 
 
+def without_lookalikes(texts: Sequence[str], language: str, keywords: tuple[str, ...]) -> list[str]:
+    """The ``texts`` of ``language`` (in order) none of whose words sounds like one of ``keywords``: a word's
+    folded espeak-ng IPA in ``language`` is none of :func:`keyword_sounds`."""
+    vocabulary = sorted({w.lower() for t in texts for w in _LETTERS.findall(t)})
+    sound = dict(zip(vocabulary, (fold(t) for t in transcribe(vocabulary, language)), strict=True))
+    banned = keyword_sounds(keywords)
+    return [t for t in texts if not any(sound[w.lower()] in banned for w in _LETTERS.findall(t))]
+
+
 @functools.lru_cache(maxsize=32)
 def sentences(language: str, keywords: tuple[str, ...], part: str = "training") -> tuple[str, ...]:
     """Up to :data:`MAX_SENTENCES` sentences of ``language`` in ``part`` ('training', 'validation', 'testing') that
@@ -157,10 +166,7 @@ def sentences(language: str, keywords: tuple[str, ...], part: str = "training") 
     # an even spread over the sorted pool, so that short files are not crowded out by long ones
     step = max(1, len(pool) // (2 * MAX_SENTENCES))
     pool = pool[::step]
-    vocabulary = sorted({w.lower() for s in pool for w in _LETTERS.findall(s)})
-    sound = dict(zip(vocabulary, (fold(t) for t in transcribe(vocabulary, language)), strict=True))
-    banned = keyword_sounds(keywords)
-    kept = [s for s in pool if not any(sound[w.lower()] in banned for w in _LETTERS.findall(s))]
+    kept = without_lookalikes(pool, language, keywords)
     if not kept:
         raise DataError(f"no usable {language!r} sentence in {part}")
     return tuple(kept[:: max(1, len(kept) // MAX_SENTENCES)][:MAX_SENTENCES])

@@ -453,8 +453,9 @@ def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: Keyw
     recorded = []
     if cfg.training_speech.real_speech:
         noises = _load_noises(tmp / BACKGROUND_DIR)
-        recorded = recorded_speech.write_clips(tmp / training_speech.UNKNOWN_DIR, cfg.training_speech.real_speech, cfg.words, seed,
-                                    SAMPLE_RATE, lambda voice, rng: place(voice, rng, noises, cfg))
+        recorded = recorded_speech.write_clips(tmp / training_speech.UNKNOWN_DIR, cfg.training_speech.real_speech,
+                                               cfg.words, seed, SAMPLE_RATE,
+                                               lambda voice, rng: place(voice, rng, noises, cfg))
     if cfg.training_speech.speech:
         training_speech.training_sentences()  # fail now, not in every worker, if the texts are missing
     if cfg.training_speech.foreign_per_speaker or cfg.training_speech.pool_foreign_per_speaker:

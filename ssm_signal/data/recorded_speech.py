@@ -55,17 +55,20 @@ def _text(stamp_txt: Path, lang: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=4)
 def recordings(keywords: tuple[str, ...], stamps: Path | None = None) -> tuple[tuple[str, str, str], ...]:
-    """The usable description clips under ``stamps``: (path, language, text), sorted by path. A clip in a
-    language of :data:`LANGUAGES` with its text, no word of which sounds like one of ``keywords``.
+    """The usable description clips under ``stamps`` (default :data:`STAMPS`): (path, language, text), sorted by
+    path. A clip in a language of :data:`LANGUAGES` with its text, no word of which sounds like one of ``keywords``.
 
     Raises:
         DataError: the package is not installed, or no clip is left.
     """
-    from ssm_signal.data.foreign_speech import _LETTERS, fold, keyword_sounds, transcribe
+    return _recordings(tuple(keywords), Path(stamps or STAMPS))
 
-    stamps = Path(stamps or STAMPS)
+
+@functools.lru_cache(maxsize=4)
+def _recordings(keywords: tuple[str, ...], stamps: Path) -> tuple[tuple[str, str, str], ...]:
+    from ssm_signal.data.foreign_speech import without_lookalikes
+
     if not stamps.is_dir():
         raise DataError(f"real_speech: {stamps} not found; install {PACKAGE} (`sudo apt-get install {PACKAGE}`)")
     found = []
@@ -76,13 +79,10 @@ def recordings(keywords: tuple[str, ...], stamps: Path | None = None) -> tuple[t
         text = _text(path.with_name(m["stamp"] + ".txt"), m["lang"])
         if text:
             found.append((str(path), m["lang"], text))
-    banned = keyword_sounds(keywords)
     kept = []
     for lang in sorted({lang for _, lang, _ in found}):
-        mine = [f for f in found if f[1] == lang]
-        vocabulary = sorted({w.lower() for _, _, t in mine for w in _LETTERS.findall(t)})
-        sound = dict(zip(vocabulary, (fold(t) for t in transcribe(vocabulary, LANGUAGES[lang])), strict=True))
-        kept += [f for f in mine if not any(sound[w.lower()] in banned for w in _LETTERS.findall(f[2]))]
+        clean = set(without_lookalikes(sorted({t for _, la, t in found if la == lang}), LANGUAGES[lang], keywords))
+        kept += [f for f in found if f[1] == lang and f[2] in clean]
     if not kept:
         raise DataError(f"real_speech: no usable recording under {stamps}")
     return tuple(sorted(kept))
@@ -98,7 +98,7 @@ def write_clips(folder: str | Path, count: int, keywords: Sequence[str], seed: i
     from ssm_signal.data.audio_io import read_audio, write_audio
     from ssm_signal.data.training_speech import speech_windows
 
-    pool = recordings(tuple(keywords), Path(stamps or STAMPS))
+    pool = recordings(tuple(keywords), stamps)
     rng = np.random.default_rng([seed, 0x5EC0])
     chosen = sorted(rng.choice(len(pool), size=min(count, len(pool)), replace=False).tolist())
     folder = Path(folder)

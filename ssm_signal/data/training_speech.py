@@ -142,7 +142,7 @@ class TrainingSpeech:
         parts) written into the background-noise folder. Each background file is drawn equally often, so the count
         sets recorded music's share of the draws (with 5, as many as 5 minutes of synthesised music makes).
     real_speech: training clips of recorded speech, ``_unknown_``: words and short phrases said alone by people
-        in 12 languages other than English (:mod:`~ssm_signal.data.recorded_speech`; Tux Paint's stamp
+        in 11 languages other than English (:mod:`~ssm_signal.data.recorded_speech`; Tux Paint's stamp
         descriptions), each a different recording.
     foreign_per_speaker: sentences in other languages each espeak-ng training speaker reads in its own voice
         variant (``crops_per_sentence`` windows each, ``_unknown_``), a language drawn from ``languages``
