@@ -11,11 +11,11 @@ each variant in turn within every round (so a busy machine's slow spells fall on
 1. per 10 ms frame, the model step alone: torch eager ``model._step`` (the reference twin), the torch
    AOT step, and the ONNX frame graph (float32, int8) through ``ssm_signal.runtime``'s GraphRunner
    (``InferenceSession.run``, the state fed back each call) and its FrameLoop (the state bound to
-   onnxruntime once, as a session steps one-frame pushes); the chunk graph per frame at 10 and 100
-   frames per call; and the frame graph's nodes after onnxruntime's optimisations, by operator;
+   onnxruntime once, as a session steps one-frame pushes); the chunk graph per frame at 2 to 100
+   frames per call (``CHUNK_FRAMES``); and both graphs' nodes after onnxruntime's optimisations, by operator;
 2. per pushed chunk, a whole session (input rules, resampling, framing, the step, scores, detector):
-   ``StreamingSession`` (AOT) and ``OnnxSession`` (float32, int8), 10 ms chunks at 16 kHz and 20 ms
-   chunks at 48 kHz;
+   ``StreamingSession`` (AOT) and ``OnnxSession`` (float32, int8), 10 ms chunks at 16 kHz, 20 ms
+   chunks at 48 kHz and 100 ms chunks at 16 kHz (the chunk graph's);
 3. what int8 buys per product: one Gemm of the model's shapes and wider ones, float32 against
    onnxruntime's dynamic quantization (the rule ``pipelines.export.quantize`` follows);
 4. start-up, each in a fresh process: the ONNX session (import of ``ssm_signal.runtime``, load, first
@@ -87,6 +87,11 @@ def per_call(fn, items) -> list[float]:
         fn(it)
         out.append(time.perf_counter() - t)
     return out
+
+
+# frames per call of the chunk graph: where it overtakes the frame graph (RuntimeConfig.min_chunk_frames), live
+# pushes of 100 ms, the SSD's chunk (25 frames in the keyword configs), a second
+CHUNK_FRAMES = (2, 4, 6, 8, 10, 25, 100)
 
 
 def frame_steps(bundle, export: Path, rounds: int, n: int, baseline: Path | None = None) -> dict:
@@ -167,9 +172,7 @@ def frame_steps(bundle, export: Path, rounds: int, n: int, baseline: Path | None
     variants = {"torch_eager": (torch_eager, 1), **({"torch_aot": (torch_aot, 1)} if aot else {"torch_jit": (torch_jit, 1)}),
                 "onnx_float32_frame": (onnx_frame("float32"), 1), "onnx_int8_frame": (onnx_frame("int8"), 1),
                 "onnx_float32_frame_loop": (onnx_loop("float32"), 1), "onnx_int8_frame_loop": (onnx_loop("int8"), 1),
-                "onnx_float32_chunk10": (onnx_chunk("float32", 10), 10), "onnx_int8_chunk10": (onnx_chunk("int8", 10), 10),
-                "onnx_float32_chunk100": (onnx_chunk("float32", 100), 100),
-                "onnx_int8_chunk100": (onnx_chunk("int8", 100), 100)}
+                **{f"onnx_{p}_chunk{T}": (onnx_chunk(p, T), T) for T in CHUNK_FRAMES for p in ("float32", "int8")}}
     if baseline is not None:
         variants["baseline_float32_frame_loop"] = (onnx_loop("baseline"), 1)
     times: dict[str, list[float]] = {k: [] for k in variants}
@@ -181,8 +184,8 @@ def frame_steps(bundle, export: Path, rounds: int, n: int, baseline: Path | None
     return {k: stats(times[k], per) for k, (_, per) in variants.items()}
 
 
-def graph_nodes(export: Path) -> dict:
-    """The frame graphs' nodes after onnxruntime's optimisations (the level the runtime uses), by operator."""
+def graph_nodes(export: Path, graph: str = "frame") -> dict:
+    """A graph's nodes after onnxruntime's optimisations (the level the runtime uses), by operator."""
     out = {}
     for p in ("float32", "int8"):
         with tempfile.TemporaryDirectory() as tmp:
@@ -190,7 +193,7 @@ def graph_nodes(export: Path) -> dict:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             opts.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
             opts.log_severity_level = 3
-            ort.InferenceSession(str(read_sidecar(export).graph_path("frame", p)), opts,
+            ort.InferenceSession(str(read_sidecar(export).graph_path(graph, p)), opts,
                                  providers=["CPUExecutionProvider"])
             ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
         out[p] = {"nodes": len(ops), "by_op": dict(sorted(((o, ops.count(o)) for o in set(ops)), key=lambda kv: -kv[1]))}
@@ -239,7 +242,7 @@ def sessions(bundle, export: Path, rounds: int, seconds: float) -> dict:
     """Per pushed chunk, whole sessions: torch (AOT step) and ONNX (float32, int8)."""
     rng = np.random.default_rng(1)
     out = {}
-    for rate, chunk_ms in ((16000, 10), (48000, 20)):
+    for rate, chunk_ms in ((16000, 10), (48000, 20), (16000, 100)):
         n = int(rate * chunk_ms / 1000)
         x = (np.clip(0.1 * rng.standard_normal(int(seconds * rate)), -1, 1) * 32767).astype(np.int16)
         chunks = [x[i:i + n] for i in range(0, len(x) - n + 1, n)]
@@ -349,6 +352,7 @@ def main() -> None:
         baseline = Path(a.baseline) if a.baseline else None
         steps = frame_steps(bundle, export, rounds, n, baseline)
         nodes = graph_nodes(export) | ({"baseline": graph_nodes(baseline)} if baseline else {})
+        chunk_nodes = graph_nodes(export, "chunk") | {"form": sc.raw["graphs"]["chunk"].get("form", "scan")}
         products = int8_products([(40, 64), (64, 292), (128, 64), (64, 22), (292, 64), (384, 64), (256, 1024),
                                   (1024, 256)], rounds, 400 if a.quick else 1000)
         sess = sessions(bundle, export, rounds, seconds)
@@ -361,7 +365,8 @@ def main() -> None:
         "model": {"source": described, "parameters": sum(q.numel() for q in bundle.model.parameters()),
                   "layers": bundle.config.backbone.layers, "d_model": bundle.config.backbone.d_model},
         "targets_ms_per_frame": {"onnx_float32": 0.10, "onnx_int8": 0.06}, "target_startup_s": 0.5,
-        "frame_step": steps, "frame_graph_nodes": nodes, "int8_products": products, "sessions": sess,
+        "frame_step": steps, "frame_graph_nodes": nodes, "chunk_graph_nodes": chunk_nodes,
+        "min_chunk_frames": RuntimeConfig().min_chunk_frames, "int8_products": products, "sessions": sess,
         "startup": start, "file_bytes": sizes, "torch_aot_unavailable": sorted(set(AOT_FAILURES)),
         "seconds": round(time.time() - t0, 1),
     }

@@ -6,11 +6,17 @@
   with the kernel backend ``export`` forced, whose log-mel power spectrum is real matmuls (ONNX has no
   complex type). The batch dimension is dynamic; the trace uses a batch of 2 so that no size-1
   dimension is taken for a constant.
-- The chunk graph wraps the frame graph, unchanged, in an ONNX ``Scan`` over the frames of a chunk:
-  ``samples`` (B, T * samples_per_frame, C) is reshaped to (B, T, samples_per_frame, C), the state
-  tensors are the scan's carried values and ``y`` is stacked along axis 1. So the two graphs compute
-  the same function, frame for frame, and T is free per call. (Unrolling T steps in torch instead
-  fixes T and took over ten times as long to export.)
+- The chunk graph takes T whole frames per call (T free per call). Where the model's parallel forward
+  exports (``SignalModel._forward`` through ``FlatForward``; e.g. the log-mel and sensor frontends with
+  Mamba-2 layers), it is that forward, with the export backend's SSD (every contraction a MatMul over
+  chunks of time): T frames cost one pass of a few hundred nodes, not T passes of the frame graph's.
+  Elsewhere (Mamba-1, S4D, PCEN, the speech encoder: sequence forms that loop over a number of blocks that
+  depends on the chunk's length, branch on it, or compute in complex numbers) it is the frame graph,
+  unchanged, in an ONNX ``Scan`` over the frames:
+  ``samples`` (B, T * samples_per_frame, C) is reshaped to (B, T, samples_per_frame, C), the state tensors
+  are the scan's carried values and ``y`` is stacked along axis 1. Either way the two graphs compute the
+  same function (the state contract; the export checks both against the torch model), and the sidecar names
+  the chunk graph's form.
 
 Input and output names: see :mod:`ssm_signal.runtime.sidecar`.
 """
@@ -31,7 +37,7 @@ from pipelines.export.fold import drop_identity_arithmetic, folded, gemm_residua
 from ssm_signal import kernels
 from ssm_signal.models import SignalModel
 from ssm_signal.runtime.sidecar import CHUNK_INPUT, FRAME_INPUT, OUTPUT, STATE_IN, STATE_OUT
-from ssm_signal.streaming.step import FlatStep
+from ssm_signal.streaming.step import FlatForward, FlatStep
 
 log = logging.getLogger("ssm_signal.pipelines")
 
@@ -40,8 +46,10 @@ OPSET = 23  # 23: RMSNormalization, one node where opset 18 spells rms_norm out 
 # the log-mel computes from ranges, stay computed in the graph (onnxruntime folds them at load), so
 # the file holds the weights and little else
 FOLD_LIMIT = 4096
-# a batch of 2 when tracing: torch.export specialises dimensions of size 1
+# a batch of 2 when tracing: torch.export specialises dimensions of size 1; and 3 frames for the chunk
+# graph's trace (not 1, and not the batch's size, so that the two are not taken for one symbol)
 TRACE_BATCH = 2
+TRACE_FRAMES = 3
 
 
 def state_layout(model: SignalModel) -> tuple[list[tuple[str, tuple[int, ...], str]], dict[str, int]]:
@@ -57,19 +65,38 @@ def state_layout(model: SignalModel) -> tuple[list[tuple[str, tuple[int, ...], s
 
 def export_frame_graph(model: SignalModel) -> onnx.ModelProto:
     """``model._step`` as an ONNX graph (the model proto)."""
+    frame = torch.zeros(TRACE_BATCH, model.samples_per_frame, model.in_channels)
+    return _export(model, FlatStep, frame, {}, FRAME_INPUT)
+
+
+def export_chunk_graph(model: SignalModel) -> onnx.ModelProto:
+    """``model._forward`` over whole frames from phase 0 as an ONNX graph whose ``samples`` input takes any
+    whole number of frames. Raises what the exporter raises where the model's sequence forms do not export."""
+    hop = model.samples_per_frame
+    samples = torch.zeros(TRACE_BATCH, TRACE_FRAMES * hop, model.in_channels)
+    frames = torch.export.Dim("frames", min=2, max=1 << 24)
+    proto = _export(model, FlatForward, samples, {1: hop * frames}, CHUNK_INPUT)
+    proto.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "samples"  # the exporter's symbols: "5*s1"
+    proto.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "frames"
+    return proto
+
+
+def _export(model: SignalModel, wrapper: type[torch.nn.Module], first: torch.Tensor, first_dims: dict,
+            first_name: str) -> onnx.ModelProto:
+    """``wrapper(folded(model))`` over (``first``, the state's tensors) as an ONNX graph, batch dynamic (and
+    ``first``'s ``first_dims``), named ``first_name`` and the state names, with the graph passes below."""
     names = [n for n, _, _ in state_layout(model)[0]]
     with torch.no_grad():
         template = model.init_state(TRACE_BATCH)
     flat = tuple(t.clone() for t in template.tensors())
-    frame = torch.zeros(TRACE_BATCH, model.samples_per_frame, model.in_channels)
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    dynamic = ({0: batch}, tuple({0: batch} for _ in flat))
-    module = FlatStep(folded(model), template).eval()
+    dynamic = ({0: batch, **first_dims}, tuple({0: batch} for _ in flat))
+    module = wrapper(folded(model), template).eval()
     with torch.no_grad(), kernels.use("export"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and progress chatter
         program = torch.onnx.export(
-            module, (frame, *flat), None, dynamo=True, dynamic_shapes=dynamic, opset_version=OPSET,
-            input_names=[FRAME_INPUT] + [STATE_IN + n for n in names],
+            module, (first, *flat), None, dynamo=True, dynamic_shapes=dynamic, opset_version=OPSET,
+            input_names=[first_name] + [STATE_IN + n for n in names],
             output_names=[OUTPUT] + [STATE_OUT + n for n in names], verbose=False, optimize=False)
     onnxscript.optimizer.optimize(program.model, output_size_limit=FOLD_LIMIT)
     proto = program.model_proto
@@ -138,8 +165,9 @@ def _name_batch(graph: onnx.GraphProto) -> None:
             dims[0].dim_param = "batch"
 
 
-def chunk_graph(frame: onnx.ModelProto, samples_per_frame: int, channels: int) -> onnx.ModelProto:
-    """The frame graph in a ``Scan`` over the frames of ``samples`` (see the module docstring)."""
+def scan_chunk_graph(frame: onnx.ModelProto, samples_per_frame: int, channels: int) -> onnx.ModelProto:
+    """The frame graph in a ``Scan`` over the frames of ``samples`` (see the module docstring): the chunk graph
+    of a model whose parallel forward does not export."""
     g = frame.graph
     body = _prefixed(g, "step/")
     n_state = len(g.input) - 1

@@ -4,7 +4,8 @@
 
 writes into the output directory:
 
-    frame.onnx, chunk.onnx             float32: one frame per call, any number of frames per call
+    frame.onnx, chunk.onnx             float32: one frame per call, any number of frames per call (the
+                                       model's parallel forward, or the frame graph in a Scan; see graphs)
     frame.int8.onnx, chunk.int8.onnx   the same with int8 weights (``int8=True``, the default)
     model.json                         the sidecar (:mod:`ssm_signal.runtime.sidecar`)
 
@@ -28,7 +29,14 @@ import onnx
 import torch
 
 from pipelines.errors import UsageError
-from pipelines.export.graphs import OPSET, chunk_graph, export_frame_graph, short_names, state_layout
+from pipelines.export.graphs import (
+    OPSET,
+    export_chunk_graph,
+    export_frame_graph,
+    scan_chunk_graph,
+    short_names,
+    state_layout,
+)
 from pipelines.export.quantize import METHOD, quantize_int8
 from ssm_signal.bundle import Bundle, load_bundle
 from ssm_signal.models import SignalModel
@@ -53,7 +61,9 @@ FORMATS = ("onnx",)
 # float32 graphs against the torch model: relative error of outputs and states (onnxruntime's
 # kernels sum in other orders than torch's; measured 1e-6 to 1e-5)
 TOLERANCE = 1e-4
-CHECK_FRAMES = 24
+# frames of the check, at least: and past two chunks of every Mamba-2 layer's SSD (check_frames), so that a chunk graph
+# whose length the exporter took for at most one chunk cannot pass
+CHECK_FRAMES = 60
 
 
 class ExportError(UsageError):
@@ -74,18 +84,30 @@ def export_onnx(model: str | Path | Bundle, out: str | Path, *, int8: bool = Tru
     except Exception as e:  # the exporter's own error types, from torch.export to onnxscript
         raise ExportError(f"{bundle.name}: the frame step does not export to ONNX: {type(e).__name__}: "
                           f"{_first_line(e)}") from e
+    try:
+        chunk, form = _lean(export_chunk_graph(model_)), "parallel"
+    except Exception as e:  # a sequence form that branches on data or computes in complex numbers
+        log.info("%s: the parallel forward does not export (%s: %s); the chunk graph scans the frame graph",
+                 bundle.name, type(e).__name__, _first_line(e))
+        chunk, form = None, "scan"
     frame = _lean(frame)
     files = {"frame": {"float32": "frame.onnx"}, "chunk": {"float32": "chunk.onnx"}}
     _save(frame, out / "frame.onnx")
-    if int8:  # from the frame graph with the exporter's node names: quantization picks nodes by name
+    if chunk is not None:
+        _save(chunk, out / "chunk.onnx")
+    if int8:  # from the graphs with the exporter's node names: quantization picks nodes by name
         quantize_int8(out / "frame.onnx", out / "frame.int8.onnx")
+        if chunk is not None:
+            quantize_int8(out / "chunk.onnx", out / "chunk.int8.onnx")
         files["frame"]["int8"], files["chunk"]["int8"] = "frame.int8.onnx", "chunk.int8.onnx"
     for precision, name in files["frame"].items():
         lean = short_names(frame if precision == "float32" else onnx.load(str(out / name)))
         _save(lean, out / name)
-        _save(chunk_graph(lean, model_.samples_per_frame, model_.in_channels), out / files["chunk"][precision])
+        chunk_file = out / files["chunk"][precision]
+        _save(short_names(onnx.load(str(chunk_file))) if chunk is not None else
+              scan_chunk_graph(lean, model_.samples_per_frame, model_.in_channels), chunk_file)
     check_graphs(model_, out, files["frame"]["float32"], files["chunk"]["float32"])
-    sidecar = build_sidecar(bundle, files)
+    sidecar = build_sidecar(bundle, files, form)
     if int8:
         sidecar["int8"] = METHOD
     tmp = out / (SIDECAR_FILE + ".tmp")
@@ -131,7 +153,8 @@ def check_graphs(model: SignalModel, out: Path, frame_file: str, chunk_file: str
     the torch model (its chunked forward): within :data:`TOLERANCE` or :class:`ExportError`."""
     gen = torch.Generator().manual_seed(0)
     hop, C = model.samples_per_frame, model.in_channels
-    x = 0.3 * torch.randn(2, CHECK_FRAMES * hop, C, generator=gen)
+    frames = check_frames(model)
+    x = 0.3 * torch.randn(2, frames * hop, C, generator=gen)
     with torch.no_grad():
         state = model.init_state(2)
         ref, ref_state = model._forward(x, state, phase=0)
@@ -141,7 +164,7 @@ def check_graphs(model: SignalModel, out: Path, frame_file: str, chunk_file: str
     frame = GraphRunner(out / frame_file, FRAME_INPUT, names)
     y_chunk, s_chunk = chunk(x.numpy(), flat)
     ys, s_frame = [], flat
-    for t in range(CHECK_FRAMES):
+    for t in range(frames):
         y, s_frame = frame(x[:, t * hop:(t + 1) * hop].numpy(), s_frame)
         ys.append(y)
     want = dict(zip(names, (t.numpy() for t in ref_state.tensors()), strict=True))
@@ -153,8 +176,15 @@ def check_graphs(model: SignalModel, out: Path, frame_file: str, chunk_file: str
                               f"{errs[worst]:.2e} > {TOLERANCE:g}")
 
 
-def build_sidecar(bundle: Bundle, files: dict[str, dict[str, str]]) -> dict:
-    """The sidecar's content (:mod:`ssm_signal.runtime.sidecar`) for ``bundle`` and its graph files."""
+def check_frames(model: SignalModel) -> int:
+    """Frames :func:`check_graphs` streams: :data:`CHECK_FRAMES`, or more, past two chunks of the longest SSD chunk."""
+    longest = max((m.chunk_size for m in model.modules() if isinstance(getattr(m, "chunk_size", None), int)), default=0)
+    return max(CHECK_FRAMES, 2 * longest + 3)
+
+
+def build_sidecar(bundle: Bundle, files: dict[str, dict[str, str]], chunk_form: str) -> dict:
+    """The sidecar's content (:mod:`ssm_signal.runtime.sidecar`) for ``bundle``, its graph files and the chunk
+    graph's form ("parallel" or "scan", :mod:`pipelines.export.graphs`)."""
     engine = StreamEngine(bundle, "cpu", StreamConfig(compile=False))  # the labels, kind and detector a session uses
     det = engine.detector
     model = engine.model
@@ -184,7 +214,7 @@ def build_sidecar(bundle: Bundle, files: dict[str, dict[str, str]]) -> dict:
                      "resolved": resolved},
         "state": state, "state_markers": markers,
         "graphs": {"frame": {"files": files["frame"], **io(FRAME_INPUT, ["batch", hop, C], ["batch", out_dim])},
-                   "chunk": {"files": files["chunk"],
+                   "chunk": {"files": files["chunk"], "form": chunk_form,
                              **io(CHUNK_INPUT, ["batch", "samples", C], ["batch", "frames", out_dim])}},
     }
 

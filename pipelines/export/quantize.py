@@ -15,9 +15,9 @@ decades, which an 8-bit activation cannot hold.
 The float32 constants left are then stored small (:func:`compact_constants`): the weight matrices not
 quantized (the narrow projections, the head, the mel filterbank) as int8 weights with a scale per
 output channel, computed in float32 (weight-only), the rest as float16, cast back at load, so the
-file is under a third of the float32 one for the default keyword model. The chunk graph is built
-around the quantized frame graph (``graphs.chunk_graph``), so both precisions compute frame for frame
-what their frame graph does.
+file is under a third of the float32 one for the default keyword model. The chunk graph is quantized
+the same way where it is the model's parallel forward, and built around the quantized frame graph where it
+scans it (``graphs``): both choose the same matrices by the same rule.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def conv_weights(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
-    """Quantize the frame graph ``src`` into ``dst``."""
+    """Quantize the graph ``src`` (a frame graph, or a parallel chunk graph) into ``dst``."""
     model = onnx.load(str(src))
     frontend = set(frontend_matmuls(model))
     inits = {t.name: t for t in model.graph.initializer}

@@ -55,12 +55,13 @@ register(Backend(
 
 # Formulations that graph exporters lower to small graphs (ONNX has no complex type, its DFT is slow
 # and less accurate than a matmul for the log-mel's 400 points, rms_norm is one node, a conv step is
-# one product and sum over its window): never chosen by ``auto``, forced
+# one product and sum over its window, an einsum runs as a generic loop): never chosen by ``auto``, forced
 # with ``use("export")`` around an export (pipelines.export); the rest falls back to ``torch``.
 register(Backend(
     name="export",
     ops={"mel_energy": _export_ops.mel_energy, "gated_rms_norm": _export_ops.gated_rms_norm,
-         "conv_step": _export_ops.conv_step, "ssd_step": _export_ops.ssd_step},
+         "conv_step": _export_ops.conv_step, "ssd_step": _export_ops.ssd_step,
+         "ssd_scan": _export_ops.ssd_scan},
     devices=("cpu", "cuda"),
     priority=-1,
     fallback="torch",

@@ -14,6 +14,9 @@ exporter lowers to a small, fast graph (the ``export`` backend, forced by ``kern
 - ``ssd_step``: Mamba-2's step with B and C broadcast over the heads of their group (reshapes with a
   free batch dimension) instead of repeated per head (the reference's ``repeat_interleave``, which
   exports as shape arithmetic and expands).
+- ``ssd_scan``: Mamba-2's SSD over a sequence in the chunked matrix form, every contraction a MatMul and
+  the decay matrices built by triangles, where ``ssd_torch`` uses einsums (a generic loop in onnxruntime):
+  the parallel chunk graph's scan (``pipelines.export.graphs``).
 
 The graph of the default keyword model's frame step has a third fewer nodes for these, which is most
 of its cost in onnxruntime on a CPU (a few tenths of a microsecond per node).
@@ -144,3 +147,56 @@ def ssd_step(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor |
         y = y + D.to(cd).reshape(*heads, 1, 1) * x_
     # with one group h_new already has the state's shape (B, H, P, N): a reshape to it would still be a node
     return y.reshape(-1, H, P).to(x.dtype), (h_new if G == 1 else h_new.reshape(-1, H, P, N)).to(h.dtype)
+
+
+def ssd_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, dt_bias: Tensor | None,
+             h0: Tensor, chunk_size: int = 256) -> tuple[Tensor, Tensor]:
+    """SSD over a sequence, as ``ssd_torch.ssd_scan`` (the same four steps of Dao & Gu 2024, section 6), with
+    every contraction a batched MatMul: x (B, L, H, P); dt (B, L, H); A, D, dt_bias (H,); B, C (B, L, G, N);
+    h0 (B, H, P, N) -> y (B, L, H, P), h_L.
+
+    ``ssd_torch`` contracts with four-operand einsums, which onnxruntime runs as a generic loop (57% of a
+    100-frame chunk graph's time on one CPU thread). Here time is laid out last but one, (B, G, H/G, n_c, Q, .),
+    so each contraction is a MatMul over the last two axes and B and C broadcast over their group's heads
+    (never repeated per head). Time is always cut into chunks of Q = ``chunk_size`` (the last padded with
+    Δ = 0, exact), so that no shape depends on L beyond the number of chunks.
+    """
+    cd = torch.float64 if torch.float64 in (x.dtype, dt.dtype, A.dtype, h0.dtype) else torch.float32
+    Bsz, L, H, P = x.shape
+    G, N = B.shape[2], B.shape[3]
+    Q = chunk_size
+    n_c = (L + Q - 1) // Q
+    pad = n_c * Q - L
+    delta = F.softplus(dt.to(cd) + (dt_bias.to(cd) if dt_bias is not None else 0.0))  # Δ (B, L, H)
+    # (B, L, ...) -> (B, G, H/G or 1, n_c, Q, ...): time padded to whole chunks, heads split into their groups
+    xdt = F.pad(x.to(cd) * delta[..., None], (0, 0, 0, 0, 0, pad))
+    xdt = xdt.reshape(Bsz, n_c, Q, G, H // G, P).permute(0, 3, 4, 1, 2, 5)
+    Adt = F.pad(delta * A.to(cd), (0, 0, 0, pad)).reshape(Bsz, n_c, Q, G, H // G).permute(0, 3, 4, 1, 2)
+    Bc = F.pad(B.to(cd), (0, 0, 0, 0, 0, pad)).reshape(Bsz, n_c, Q, G, 1, N).permute(0, 3, 4, 1, 2, 5)
+    Cc = F.pad(C.to(cd), (0, 0, 0, 0, 0, pad)).reshape(Bsz, n_c, Q, G, 1, N).permute(0, 3, 4, 1, 2, 5)
+    A_cum = torch.cumsum(Adt, dim=-1)  # (B, G, H/G, n_c, Q)
+
+    # 1. diagonal blocks: (C B^T ∘ L) (Δ x)
+    y = ((Cc @ Bc.transpose(-1, -2)) * _decays(Adt)) @ xdt  # (B, G, H/G, n_c, Q, P)
+    # 2. each chunk's state at its end, from a zero start: sum_s decay(s -> end) (Δ x)_s B_s^T
+    decay_to_end = torch.exp(A_cum[..., -1:] - A_cum)
+    states = (xdt * decay_to_end[..., None]).transpose(-1, -2) @ Bc  # (B, G, H/G, n_c, P, N)
+    # 3. carried across chunks from h0, one (n_c + 1) x (n_c + 1) decay matrix per head
+    states = torch.cat([h0.to(cd).reshape(Bsz, G, H // G, 1, P, N), states], dim=3)
+    decay_chunk = _decays(F.pad(A_cum[..., -1], (1, 0)))  # (B, G, H/G, n_c + 1, n_c + 1)
+    states = (decay_chunk @ states.reshape(Bsz, G, H // G, n_c + 1, P * N)).reshape(Bsz, G, H // G, n_c + 1, P, N)
+    # 4. off-diagonal blocks: the state entering each chunk read out through C and the decay from its start
+    y = y + (Cc @ states[:, :, :, :-1].transpose(-1, -2)) * torch.exp(A_cum)[..., None]
+    y = y.permute(0, 3, 4, 1, 2, 5).reshape(Bsz, n_c * Q, H, P)[:, :L]
+    if D is not None:
+        y = y + D.to(cd)[:, None] * x.to(cd)
+    return y.to(x.dtype), states[:, :, :, -1].reshape(Bsz, H, P, N).to(h0.dtype)
+
+
+def _decays(x: Tensor) -> Tensor:
+    """exp(segsum(x)): out[..., i, j] = exp(sum_{k=j+1..i} x[..., k]) for i >= j, else 0; x (..., T) -> (..., T, T).
+    A masked cumsum, as ``ssd_torch.segsum`` (a difference of cumsums would cancel), its masks triangles
+    (``Trilu`` nodes): no mask is stored in the graph, and above the diagonal the cumsum's 0 is exponentiated
+    and dropped rather than set to -inf first."""
+    T = x.shape[-1]
+    return torch.tril(torch.exp(torch.cumsum(torch.tril(x[..., None].expand(*x.shape, T), -1), dim=-2)))

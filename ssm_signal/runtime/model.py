@@ -4,9 +4,11 @@
     session = model.new_session()                              # ssm_signal.runtime.session.OnnxSession
     y, state = model.run(frames, model.init_model_state(1))    # whole frames (B, F * hop, C) -> (B, F, out_dim)
 
-Frames run through the chunk graph (any number per call; in windows of ``window_frames``, so memory
-stays bounded by the window) or, one at a time, the frame graph: the same function (the chunk graph is
-the frame graph in an ONNX Scan). The scores, the detector and its settings are the torch engine's:
+Frames run through the chunk graph (pushes of ``min_chunk_frames`` frames or more; in windows of
+``window_frames``, so memory stays bounded by the window) or, one at a time, the frame graph: the same
+function (the chunk graph is the model's parallel forward, or the frame graph in an ONNX Scan:
+``pipelines.export.graphs``). A parallel chunk graph costs a few hundred nodes per call whatever its length,
+so below a handful of frames stepping them one at a time is faster. The scores, the detector and its settings are the torch engine's:
 softmax posteriors for keyword models, :class:`~ssm_signal.events.EventDetector` over the bundle's
 detector configuration from the sidecar (calibrated thresholds included), unless ``detector`` overrides.
 """
@@ -154,12 +156,16 @@ class RuntimeConfig:
     """How an exported model runs. precision: "float32" or "int8" (the quantized graphs); threads:
     onnxruntime's intra-op threads; detector: overrides of the bundle's detector settings (fields
     left None keep them); window_frames: frames per chunk-graph call (memory is bounded by it);
+    min_chunk_frames: fewer frames in a push step through the frame graph one at a time (the log-mel keyword
+    model on one CPU thread, docs/performance.md: the frame graph 0.075 ms a frame, its parallel chunk graph
+    0.092 ms a frame in calls of 4 frames and 0.063 ms in calls of 6);
     max_chunk_seconds: longer pushes are refused (push them in parts)."""
 
     precision: str = "float32"
     threads: int = 1
     detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
     window_frames: int = 1000
+    min_chunk_frames: int = 6
     max_chunk_seconds: float = 3600.0
 
     def __post_init__(self):
@@ -167,8 +173,9 @@ class RuntimeConfig:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if isinstance(self.detector, dict):
             self.detector = DetectorConfig(**self.detector)
-        if self.threads < 1 or self.window_frames < 1:
-            raise ValueError(f"threads and window_frames must be >= 1, got {self.threads}, {self.window_frames}")
+        if self.threads < 1 or self.window_frames < 1 or self.min_chunk_frames < 1:
+            raise ValueError(f"threads, window_frames and min_chunk_frames must be >= 1, got {self.threads}, "
+                             f"{self.window_frames}, {self.min_chunk_frames}")
         if not 0 < self.max_chunk_seconds <= 24 * 3600:
             raise ValueError(f"max_chunk_seconds must be in (0, 86400], got {self.max_chunk_seconds}")
 
@@ -210,15 +217,18 @@ class OnnxModel:
     def run(self, x: np.ndarray, state: Mapping[str, np.ndarray],
             loop: FrameLoop | None = None) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
         """Whole frames x (B, F * hop, C) float32 -> outputs (B, F, out_dim), new state. ``loop``: the
-        stream's :class:`FrameLoop` (see there), which runs a single frame instead of the frame graph's
+        stream's :class:`FrameLoop` (see there), which runs frames one at a time instead of the frame graph's
         runner."""
         hop = self.samples_per_frame
         F = x.shape[1] // hop
         if F * hop != x.shape[1]:
             raise ValueError(f"OnnxModel.run takes whole frames: {x.shape[1]} samples is not a multiple of {hop}")
-        if F == 1:
-            y, state = (loop or self.frame)(np.ascontiguousarray(x, np.float32), state)
-            return y[:, None], state
+        if F < self.config.min_chunk_frames:
+            step, ys = loop or self.frame, []
+            for t in range(F):
+                y, state = step(np.ascontiguousarray(x[:, t * hop:(t + 1) * hop], np.float32), state)
+                ys.append(y[:, None])
+            return (np.concatenate(ys, 1) if F > 1 else ys[0]), state
         ys, w = [], self.config.window_frames * hop
         for start in range(0, x.shape[1], w):
             y, state = self.chunk(np.ascontiguousarray(x[:, start:start + w], np.float32), state)

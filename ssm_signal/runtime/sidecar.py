@@ -17,8 +17,9 @@ numpy and onnxruntime alone run the stream (``ssm_signal.runtime``) and other ru
     state_markers                 the tuple lengths a snapshot records (``State.state_dict``'s
                                   ``__len__`` entries), so snapshots match the torch session's
     graphs                        frame: one frame per call; chunk: any whole number of frames per
-                                  call; each with its files per precision ("float32", "int8") and
-                                  its inputs and outputs (name, shape, dtype)
+                                  call, its form "parallel" (the model's sequence form) or "scan" (the
+                                  frame graph in a Scan); each with its files per precision ("float32",
+                                  "int8") and its inputs and outputs (name, shape, dtype)
 
 Graph inputs: ``frame`` (B, samples_per_frame, C) or ``samples`` (B, T * samples_per_frame, C), then
 ``state.<name>`` for each state tensor; outputs: ``y`` (B, out_dim) or (B, T, out_dim), then

@@ -10,6 +10,8 @@ module only wraps it for the fast paths, whose reference twin it stays:
 - ``compiled``: ``torch.compile`` of ``model._step`` or of ``pool_step`` (CPU latency paths);
 - ``AOTStep``: ``model._step`` exported and compiled ahead of time by AOTInductor (the session's
   latency path on CPU);
+- ``FlatStep`` and ``FlatForward``: the step, and the forward over whole frames, over flat state tensors
+  (what torch.export takes; the ONNX export's frame and chunk graphs);
 - the CUDA-graph pool tick wraps ``model._step_``, the in-place form (``runners.py``).
 """
 
@@ -165,6 +167,23 @@ class FlatStep(torch.nn.Module):
 
     def forward(self, frame: Tensor, *flat: Tensor) -> tuple[Tensor, ...]:
         y, new = self.model._step(frame, restructure(self.template, flat))
+        return (y, *(_row_major(t) for t in new.tensors()))
+
+
+class FlatForward(torch.nn.Module):
+    """``model._forward`` over whole frames from frame phase 0, over a flat tuple of state tensors: the
+    parallel form of :class:`FlatStep` (the same function over T frames, by the state contract), which
+    ``pipelines.export`` writes as the ONNX chunk graph where the model's scans export.
+
+    samples (B, T * samples_per_frame, C), then the state's tensors -> (y (B, T, out_dim), the new state's
+    tensors in the same order)."""
+
+    def __init__(self, model: SignalModel, template: SignalModelState):
+        super().__init__()
+        self.model, self.template = model, template
+
+    def forward(self, samples: Tensor, *flat: Tensor) -> tuple[Tensor, ...]:
+        y, new = self.model._forward(samples, restructure(self.template, flat), phase=0)
         return (y, *(_row_major(t) for t in new.tensors()))
 
 

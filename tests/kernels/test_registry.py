@@ -7,7 +7,7 @@ import torch
 import torchaudio
 
 from ssm_signal import kernels
-from ssm_signal.kernels import reference
+from ssm_signal.kernels import reference, ssd_torch
 from ssm_signal.layers import Mamba
 
 
@@ -118,3 +118,31 @@ def test_export_backend_ssd_step_equals_reference(seed, G):
             torch.randn(Bsz, G, N, **d), torch.randn(H, **d), torch.randn(H, **d), torch.randn(Bsz, H, P, N, **d))
     (y, h), (ry, rh) = export_ops.ssd_step(*args), reference.ssd_step(*args)
     assert float((y - ry).abs().max()) < 1e-12 and float((h - rh).abs().max()) < 1e-12 and h.shape == rh.shape
+
+
+@pytest.mark.parametrize("L,chunk,G", [(1, 4, 1), (4, 4, 2), (13, 4, 1), (13, 4, 2), (30, 7, 2), (13, 64, 1)])
+def test_export_backend_ssd_scan_equals_reference(seed, L, chunk, G):
+    """The export SSD (MatMuls over chunks; the chunk graph's) against the sequential recurrence: any L, a chunk
+    that L fills, overruns or does not reach, one group or two, a nonzero start state, strong decays."""
+    from ssm_signal.kernels import export_ops
+
+    Bsz, H, P, N = 2, 4, 3, 5
+    f = dict(dtype=torch.float64)
+    args = (torch.randn(Bsz, L, H, P, **f), torch.randn(Bsz, L, H, **f), -torch.rand(H, **f) * 8,
+            torch.randn(Bsz, L, G, N, **f), torch.randn(Bsz, L, G, N, **f), torch.randn(H, **f),
+            torch.randn(H, **f), torch.randn(Bsz, H, P, N, **f))
+    (y, h), (ry, rh) = export_ops.ssd_scan(*args, chunk_size=chunk), reference.ssd_scan(*args)
+    assert y.shape == ry.shape and h.shape == rh.shape
+    assert float((y - ry).abs().max()) <= 1e-12 * float(ry.abs().max()) and float((h - rh).abs().max()) <= 1e-12 * float(rh.abs().max())
+    with kernels.use("export"):
+        assert kernels.get_op("ssd_scan", torch.device("cpu")) is export_ops.ssd_scan
+
+
+def test_export_decays_are_stable_and_lower_triangular():
+    """exp(segsum): long runs of strong decay underflow to 0 rather than cancel, nothing above the diagonal,
+    ones on it."""
+    from ssm_signal.kernels import export_ops
+
+    d = export_ops._decays(torch.full((6,), -30.0, dtype=torch.float64))
+    assert d[5, 0] == torch.exp(torch.tensor(-150.0, dtype=torch.float64)) and d[3, 3] == 1.0 and d[0, 3] == 0.0
+    assert torch.equal(d, torch.exp(ssd_torch.segsum(torch.full((6,), -30.0, dtype=torch.float64))))

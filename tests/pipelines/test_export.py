@@ -63,7 +63,7 @@ def test_sidecar_carries_rates_labels_and_calibrated_thresholds(tmp_path, export
     # a bundle with calibrated thresholds: the sidecar's detector and the runtime's thresholds are the bundle's
     det = DetectorConfig(smoothing_frames=3, threshold={"yes": 0.71}, default_threshold=0.6, refractory_s=0.4)
     b = load_bundle(save_bundle(kws_model(("mamba2",)), tmp_path / "b", name="cal", version="2", detector=det))
-    side = export_job.build_sidecar(b, {"frame": {"float32": "f.onnx"}, "chunk": {"float32": "c.onnx"}})
+    side = export_job.build_sidecar(b, {"frame": {"float32": "f.onnx"}, "chunk": {"float32": "c.onnx"}}, "parallel")
     assert side["detector"]["config"] == det.to_dict()
     assert side["detector"]["resolved"] == {"smoothing_frames": 3, "refractory_s": 0.4,
                                             "threshold": {"yes": 0.71, "no": 0.6}, "reported": ["yes", "no"]}
@@ -167,3 +167,36 @@ def test_int8_quantizes_only_wide_products_and_stays_under_a_third(tmp_path, exp
         assert "MatMulInteger" not in [n.op_type for n in int8.node]
         for g in ("frame", "chunk"):  # the speech encoder's convolution weights stored int8 too
             assert sc.graph_path(g, "int8").stat().st_size <= sc.graph_path(g, "float32").stat().st_size / 3, name
+
+
+@pytest.mark.parametrize("name,form", [("mamba2", "parallel"), ("kws_default", "parallel"), ("sensor", "parallel"),
+                                       ("mamba", "scan"), ("s4d", "scan"), ("attention", "scan"), ("pcen", "scan"),
+                                       ("speech_embedding", "scan")])
+def test_chunk_graph_is_the_parallel_forward_where_it_exports(exported, name, form):
+    """The chunk graph is the model's parallel forward (no Scan: one pass over T frames) where its sequence
+    forms export, and the frame graph in a Scan elsewhere; the sidecar says which. Either way it gives the
+    torch forward's outputs and state over 1 to 60 frames from a state mid-stream, as the frame graph does
+    frame by frame (the runtime takes pushes below ``min_chunk_frames`` through the frame graph)."""
+    bundle, out = exported(name)
+    sc = read_sidecar(out)
+    assert sc.raw["graphs"]["chunk"]["form"] == form
+    assert ("Scan" in {n.op_type for n in onnx.load(str(sc.graph_path("chunk", "float32"))).graph.node}) == (form == "scan")
+    m, hop, C = bundle.model, bundle.model.samples_per_frame, bundle.model.in_channels
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        _, state = m._forward(torch.from_numpy(0.3 * rng.standard_normal((2, 11 * hop, C)).astype(np.float32)),
+                              m.init_state(2), phase=0)
+    flat = {k: v.numpy() for k, v in state.state_dict().items() if not k.endswith(".__len__")}
+    chunk_only = OnnxModel(out, RuntimeConfig(min_chunk_frames=1))
+    frames_only = OnnxModel(out, RuntimeConfig(min_chunk_frames=1000))
+    for T in (1, 2, 7, 60):
+        x = (0.3 * rng.standard_normal((2, T * hop, C))).astype(np.float32)
+        with torch.no_grad():
+            ref, ref_state = m._forward(torch.from_numpy(x), state, phase=0)
+        want = {k: v.numpy() for k, v in ref_state.state_dict().items() if not k.endswith(".__len__")}
+        for runtime in (chunk_only, frames_only):
+            y, got = runtime.run(x, flat)
+            assert y.shape == ref.shape and np.abs(y - ref.numpy()).max() <= 1e-4 * max(1.0, np.abs(ref.numpy()).max())
+            for k, v in want.items():
+                assert got[k].shape == v.shape and (v.size == 0 or np.abs(got[k] - v).max() <= 1e-4 * max(
+                    1.0, np.abs(v).max())), (name, T, k)
