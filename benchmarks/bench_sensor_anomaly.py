@@ -92,6 +92,10 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         "one-sided (score window 1)": [W, "1"],
         "frames of 2 steps, horizons 1-32": [D, "2", H, "[1, 2, 4, 8, 16, 32]"],
         "10 epochs": ["--trainer.max_epochs", "10"],
+        # 2026-12-06: a frame's mean absolute step (spread) sees a sensor that stops moving (0) and a rhythm played
+        # faster or slower (larger or smaller steps), the two kinds the shipped recipe misses most
+        "frames of 2 steps with spread, horizons 1-32": [D, "2", *S, H, "[1, 2, 4, 8, 16, 32]"],
+        "frames of 4 steps with spread, horizons 1-16": [D, "4", *S, H, "[1, 2, 4, 8, 16]"],
     },
     "ucr135": {
         "shipped": [],
