@@ -287,8 +287,10 @@ def select(stream: str, names: list[str] | None = None) -> dict:
                 bundle, fit = train(stream, [*extra, "--seed_everything", str(seed)], Path(tmp))
                 scores, engine = ssm_scores(bundle, val)
             tol = int(round(cfg["hit_window_s"] * engine.frame_rate))
-            q = quality(engine.detector, scores, [s.label for s in val], engine.samples_per_frame, np.inf, tol)
-            runs.append({"seed": seed, "val_roc_auc": q["roc_auc"], "val_pr_auc": q["pr_auc"], **fit})
+            q = quality(engine.detector, scores, [s.label for s in val], engine.samples_per_frame, np.inf, tol,
+                        [s.kind for s in val])
+            runs.append({"seed": seed, "val_roc_auc": q["roc_auc"], "val_pr_auc": q["pr_auc"],
+                         "val_roc_auc_by_kind": q.get("roc_auc_by_kind"), **fit})
         mean = float(np.mean([r["val_roc_auc"] for r in runs]))
         rows[name] = {"overrides": extra, "val_roc_auc_mean": mean, "runs": runs}
         print(f"{stream} {name}: val ROC-AUC {mean:.4f} (seeds {[round(r['val_roc_auc'], 4) for r in runs]})",

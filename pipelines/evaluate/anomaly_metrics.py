@@ -163,6 +163,21 @@ def point_metrics(scores: list[np.ndarray], labels: list[np.ndarray]) -> dict:
             "frames": len(y), "anomalous_frames": int(y.sum())}
 
 
+def roc_auc_by_kind(scores: list[np.ndarray], labels: list[np.ndarray], kinds: list[np.ndarray], hop: int
+                    ) -> dict[str, float | None]:
+    """Point ROC-AUC of each planted kind: the frames holding that kind (the first named kind among a frame's
+    samples) against every normal frame, pooled over the series; scores (F_i,) as :func:`point_metrics` takes."""
+    frame_kind, normal = [], []
+    for s, y, k in zip(scores, labels, kinds, strict=True):
+        n = len(s)
+        per = np.asarray(k[:n * hop], dtype=object).reshape(n, hop) if n else np.zeros((0, hop), object)
+        frame_kind.append(np.array([_first_kind(row) for row in per], dtype=object))
+        normal.append(~frame_labels(y, hop, n))
+    s, kind, ok = np.concatenate(scores), np.concatenate(frame_kind), np.concatenate(normal)
+    names = sorted({str(x) for x in kind[~ok] if str(x)})
+    return {name: point_metrics([s[ok | (kind == name)]], [~ok[ok | (kind == name)]])["roc_auc"] for name in names}
+
+
 def ucr_rule(score: np.ndarray, labels: np.ndarray, hop: int, margin: int = UCR_MARGIN) -> dict | None:
     """Whether the highest frame score (the first, on ties) lies within ``margin`` samples of the labelled range
     [first anomalous sample, last]; None for a series without anomalies."""
@@ -205,6 +220,7 @@ def quality(det: EventDetector, scores: list[np.ndarray], labels: list[np.ndarra
     if kinds is not None and all(k is not None for k in kinds):
         names = [_first_kind(k[a * hop:b * hop]) for k, ivs in zip(kinds, truth, strict=True) for a, b in ivs]
         out["recall_by_kind"] = kind_recall(outcome.hits, names)
+        out["roc_auc_by_kind"] = roc_auc_by_kind(smoothed, labels, kinds, hop)
     return out
 
 

@@ -20,6 +20,7 @@ from pipelines.evaluate.anomaly_metrics import (
     intervals,
     point_metrics,
     quality,
+    roc_auc_by_kind,
     ucr_rule,
 )
 from pipelines.evaluate.inputs import read_negatives, read_positives, speech_end
@@ -302,6 +303,24 @@ def test_point_metrics_and_the_ucr_rule():
     assert q["ucr_rule"]["solved"] == 1 and q["roc_auc"] > 0.99
     assert q["recall_by_kind"] == {"spike": {"intervals": 1, "detected": 1, "recall": 1.0}}
     assert q["at_threshold"]["alarms"] == 1 and q["at_threshold"]["false_alarms"] == 0
+
+
+def test_roc_auc_by_kind_ranks_each_kind_against_the_normal_frames_only():
+    """Each kind's frames against every normal frame (never against the other kinds' frames), pooled over series;
+    a frame is of the first kind named among its samples."""
+    labels = [np.array([0, 0, 1, 1, 0, 0, 1, 1, 0, 0]), np.array([0, 1, 1, 0, 0, 0])]
+    kinds = [np.array(["", "", "spike", "spike", "", "", "frozen", "frozen", "", ""], object),
+             np.array(["", "", "frozen", "", "", ""], object)]
+    # frames of 2 samples: series 0: normal, spike, normal, frozen, normal; series 1: anomalous but unnamed (in
+    # neither class), frozen, normal
+    scores = [np.array([0.1, 0.9, 0.2, 0.15, 0.3]), np.array([0.95, 0.05, 0.12])]
+    by = roc_auc_by_kind(scores, labels, kinds, 2)
+    # normal scores 0.1, 0.2, 0.3, 0.12; spike 0.9 outranks all 4; frozen 0.15 outranks 2 of them, 0.05 none
+    assert by == {"frozen": pytest.approx(2 / 8), "spike": 1.0}
+    det = EventDetector("anomaly", ["anomaly"], 1.0, DetectorConfig(smoothing_frames=1))
+    q = quality(det, [s[:, None].astype(np.float32) for s in scores], labels, 2, 1.0, tolerance=0, kinds=kinds)
+    assert q["roc_auc_by_kind"] == by
+    assert "roc_auc_by_kind" not in quality(det, [s[:, None].astype(np.float32) for s in scores], labels, 2, 1.0, 0)
 
 
 def test_the_best_f1_threshold_separates_the_anomalies_from_the_rest():
