@@ -21,6 +21,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -242,5 +243,6 @@ def _rel_err(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    """The first non-empty line of an exception's message, without terminal colour codes (the exporter's)."""
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip()]
     return lines[0][:300] if lines else type(e).__name__

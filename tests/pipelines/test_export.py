@@ -200,3 +200,9 @@ def test_chunk_graph_is_the_parallel_forward_where_it_exports(exported, name, fo
             for k, v in want.items():
                 assert got[k].shape == v.shape and (v.size == 0 or np.abs(got[k] - v).max() <= 1e-4 * max(
                     1.0, np.abs(v).max())), (name, T, k)
+
+
+def test_refusal_lines_carry_no_terminal_colour_codes():
+    """The exporter colours its messages for a terminal; a refusal or a log line quotes them plain."""
+    e = RuntimeError("\n  Failed to export the model. \x1b[96mThis is step 1/3\x1b[0m of exporting\nmore")
+    assert export_job._first_line(e) == "Failed to export the model. This is step 1/3 of exporting"
