@@ -118,6 +118,15 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
     },
 }
 SELECT_SEEDS = [0, 1, 2]
+# --select also reads each run's val scores as a detector with a fixed latency would: frame t judged by the largest
+# of its score and the next k frames' (alarms k frames late); what that would buy, before building it
+LOOKAHEADS = (1, 2, 4)
+
+
+def looking_ahead(score: np.ndarray, k: int) -> np.ndarray:
+    """Frame scores (F, 1) -> (F, 1): frame t's the largest of frames t .. t + k (the last frames: of those there)."""
+    x = np.concatenate([score[:, 0], np.full(k, score[-1, 0] if len(score) else 0.0)])
+    return np.max(np.stack([x[j:j + len(score)] for j in range(k + 1)]), 0)[:, None].astype(score.dtype)
 
 
 # -- the SSM ----------------------------------------------------------------------------------------------------
@@ -289,10 +298,13 @@ def select(stream: str, names: list[str] | None = None) -> dict:
             tol = int(round(cfg["hit_window_s"] * engine.frame_rate))
             q = quality(engine.detector, scores, [s.label for s in val], engine.samples_per_frame, np.inf, tol,
                         [s.kind for s in val])
+            ahead = {k: quality(engine.detector, [looking_ahead(x, k) for x in scores], [s.label for s in val],
+                                engine.samples_per_frame, np.inf, tol)["roc_auc"] for k in LOOKAHEADS}
             runs.append({"seed": seed, "val_roc_auc": q["roc_auc"], "val_pr_auc": q["pr_auc"],
-                         "val_roc_auc_by_kind": q.get("roc_auc_by_kind"), **fit})
+                         "val_roc_auc_by_kind": q.get("roc_auc_by_kind"), "val_roc_auc_lookahead": ahead, **fit})
         mean = float(np.mean([r["val_roc_auc"] for r in runs]))
-        rows[name] = {"overrides": extra, "val_roc_auc_mean": mean, "runs": runs}
+        rows[name] = {"overrides": extra, "val_roc_auc_mean": mean, "runs": runs, "val_roc_auc_lookahead_mean": {
+            k: float(np.mean([r["val_roc_auc_lookahead"][k] for r in runs])) for k in LOOKAHEADS}}
         print(f"{stream} {name}: val ROC-AUC {mean:.4f} (seeds {[round(r['val_roc_auc'], 4) for r in runs]})",
               flush=True)
     return rows
