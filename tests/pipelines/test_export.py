@@ -92,6 +92,22 @@ def test_refusals(tmp_path, monkeypatch):
         OnnxSession(tmp_path / "out")
 
 
+def test_a_parallel_chunk_graph_that_disagrees_gives_way_to_the_scan(tmp_path, monkeypatch, caplog):
+    """A parallel chunk graph that is not the model's function (here: another model's, of the same architecture)
+    is not kept: the export warns and writes the Scan form, which then agrees."""
+    torch.manual_seed(5)
+    b = load_bundle(save_bundle(kws_model(("mamba2",)), tmp_path / "b"))
+    other = kws_model(("mamba2",)).eval()
+    real = export_job.export_chunk_graph
+    monkeypatch.setattr(export_job, "export_chunk_graph", lambda model: real(other))
+    with caplog.at_level("WARNING", logger="ssm_signal.pipelines"):
+        export_onnx(b, tmp_path / "out", int8=False)
+    assert "parallel chunk graph disagrees with the torch model" in caplog.text
+    sc = read_sidecar(tmp_path / "out")
+    assert sc.raw["graphs"]["chunk"]["form"] == "scan"
+    assert "Scan" in {n.op_type for n in onnx.load(str(sc.graph_path("chunk", "float32"))).graph.node}
+
+
 def test_cli_exports_and_refuses_other_formats(tmp_path, capsys):
     b = save_bundle(kws_model(("s4d",)), tmp_path / "bundle", name="cli", version="3")
     assert main(["export", "--model", str(b), "--format", "onnx", "--no-int8"]) == 0
