@@ -107,6 +107,10 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         "horizons 1-32 (spread)": [H, "[1, 2, 4, 8, 16, 32]"],
         "frames of 2 points, horizons 1-32 (spread)": [D, "2", H, "[1, 2, 4, 8, 16, 32]"],
         "frames of 8 points, horizons 1-8 (spread)": [D, "8", H, "[1, 2, 4, 8]"],
+        # 2026-12-07: the two-sided score (errors too large or too small), for the kinds it ranks lowest on val
+        # (frozen, drift); tried on Daphnet and on the generated table before, never here
+        "score window 4 (two-sided)": [W, "4"],
+        "score window 8 (two-sided)": [W, "8"],
     },
     "daphnet": {
         "shipped": [],
