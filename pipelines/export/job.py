@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -94,9 +95,10 @@ def export_onnx(model: str | Path | Bundle, out: str | Path, *, int8: bool = Tru
     frame = _lean(frame)
     files = {"frame": {"float32": "frame.onnx"}, "chunk": {"float32": "chunk.onnx"}}
     _save(frame, out / "frame.onnx")
+    ref = Reference.of(model_)
     if chunk is not None:
         _save(chunk, out / "chunk.onnx")
-        wrong = graph_error(model_, out / "chunk.onnx", CHUNK_INPUT)
+        wrong = graph_error(ref, out / "chunk.onnx", CHUNK_INPUT)
         if wrong:  # an exporter that took a free length for a fixed one: the Scan form is right by construction
             log.warning("%s: the parallel chunk graph disagrees with the torch model (%s); the chunk graph scans the "
                         "frame graph", bundle.name, wrong)
@@ -110,9 +112,11 @@ def export_onnx(model: str | Path | Bundle, out: str | Path, *, int8: bool = Tru
         lean = short_names(frame if precision == "float32" else onnx.load(str(out / name)))
         _save(lean, out / name)
         chunk_file = out / files["chunk"][precision]
-        _save(short_names(onnx.load(str(chunk_file))) if chunk is not None else
-              scan_chunk_graph(lean, model_.samples_per_frame, model_.in_channels), chunk_file)
-    check_graphs(model_, out, files["frame"]["float32"], files["chunk"]["float32"])
+        if chunk is not None:
+            _save(short_names(chunk if precision == "float32" else onnx.load(str(chunk_file))), chunk_file)
+        else:
+            _save(scan_chunk_graph(lean, model_.samples_per_frame, model_.in_channels), chunk_file)
+    check_graphs(ref, out, files["frame"]["float32"], files["chunk"]["float32"])
     sidecar = build_sidecar(bundle, files, form)
     if int8:
         sidecar["int8"] = METHOD
@@ -154,44 +158,59 @@ def check_exportable(model: SignalModel) -> None:
         raise ExportError(f"state tensors of other dtypes than float32 and int64 cannot be exported: {', '.join(bad)}")
 
 
-def check_graphs(model: SignalModel, out: Path, frame_file: str, chunk_file: str) -> None:
+class Reference(NamedTuple):
+    """A random stream of two streams from a zero state and the torch model's outputs and final state on it
+    (its chunked forward), which every exported graph is checked against: x (2, frames * hop, C), the zero
+    state's tensors by name, y (2, frames, out_dim), the final state's tensors by name."""
+
+    x: np.ndarray
+    state: dict[str, np.ndarray]
+    y: np.ndarray
+    final: dict[str, np.ndarray]
+    hop: int
+
+    @classmethod
+    def of(cls, model: SignalModel) -> Reference:
+        gen = torch.Generator().manual_seed(0)
+        hop, C = model.samples_per_frame, model.in_channels
+        x = 0.3 * torch.randn(2, check_frames(model) * hop, C, generator=gen)
+        with torch.no_grad():
+            state = model.init_state(2)
+            y, final = model._forward(x, state, phase=0)
+        names = [n for n, _, _ in state_layout(model)[0]]
+        named = lambda s: {n: t.numpy() for n, t in zip(names, s.tensors(), strict=True)}  # noqa: E731
+        return cls(x.numpy(), named(state), y.numpy(), named(final), hop)
+
+
+def check_graphs(ref: Reference, out: Path, frame_file: str, chunk_file: str) -> None:
     """Both graphs against the torch model (:func:`graph_error`): within :data:`TOLERANCE` or :class:`ExportError`."""
     for what, first, file in (("chunk", CHUNK_INPUT, chunk_file), ("frame", FRAME_INPUT, frame_file)):
-        wrong = graph_error(model, out / file, first)
+        wrong = graph_error(ref, out / file, first)
         if wrong:
             raise ExportError(f"the exported {what} graph disagrees with the torch model: {wrong}")
 
 
-def graph_error(model: SignalModel, path: Path, first: str) -> str | None:
+def graph_error(ref: Reference, path: Path, first: str) -> str | None:
     """Run the graph at ``path`` (first input ``first``: the frame graph frame by frame, the chunk graph in one
-    call) on a random stream of two streams from a zero state and compare its outputs and final state with the
-    torch model's chunked forward: None within :data:`TOLERANCE`, else the worst relative error, named."""
-    gen = torch.Generator().manual_seed(0)
-    hop, C = model.samples_per_frame, model.in_channels
-    frames = check_frames(model)
-    x = 0.3 * torch.randn(2, frames * hop, C, generator=gen)
-    with torch.no_grad():
-        state = model.init_state(2)
-        ref, ref_state = model._forward(x, state, phase=0)
-    names = [n for n, _, _ in state_layout(model)[0]]
-    flat = {n: t.numpy() for n, t in zip(names, state.tensors(), strict=True)}
-    runner = GraphRunner(path, first, names)
+    call) on the reference stream and compare its outputs and final state with the torch model's: None within
+    :data:`TOLERANCE`, else the worst relative error, named."""
+    runner = GraphRunner(path, first, list(ref.state))
     if first == CHUNK_INPUT:
-        y, s = runner(x.numpy(), flat)
+        y, s = runner(ref.x, ref.state)
     else:
-        ys, s = [], flat
-        for t in range(frames):
-            y_t, s = runner(x[:, t * hop:(t + 1) * hop].numpy(), s)
+        ys, s, hop = [], ref.state, ref.hop
+        for t in range(ref.x.shape[1] // hop):
+            y_t, s = runner(ref.x[:, t * hop:(t + 1) * hop], s)
             ys.append(y_t)
         y = np.stack(ys, 1)
-    want = dict(zip(names, (t.numpy() for t in ref_state.tensors()), strict=True))
-    errs = {OUTPUT: _rel_err(y, ref.numpy())} | {n: _rel_err(s[n], want[n]) for n in names}
+    errs = {OUTPUT: _rel_err(y, ref.y)} | {n: _rel_err(s[n], want) for n, want in ref.final.items()}
     worst = max(errs, key=errs.get)
     return None if errs[worst] <= TOLERANCE else f"{worst} relative error {errs[worst]:.2e} > {TOLERANCE:g}"
 
 
 def check_frames(model: SignalModel) -> int:
-    """Frames :func:`graph_error` streams: :data:`CHECK_FRAMES`, or more, past two chunks of the longest SSD chunk."""
+    """Frames of the :class:`Reference` stream: :data:`CHECK_FRAMES`, or more, past two chunks of the longest SSD
+    chunk."""
     longest = max((m.chunk_size for m in model.modules() if isinstance(getattr(m, "chunk_size", None), int)), default=0)
     return max(CHECK_FRAMES, 2 * longest + 3)
 

@@ -157,8 +157,8 @@ class RuntimeConfig:
     onnxruntime's intra-op threads; detector: overrides of the bundle's detector settings (fields
     left None keep them); window_frames: frames per chunk-graph call (memory is bounded by it);
     min_chunk_frames: fewer frames in a push step through the frame graph one at a time (the log-mel keyword
-    model on one CPU thread, docs/performance.md: the frame graph 0.075 ms a frame, its parallel chunk graph
-    0.092 ms a frame in calls of 4 frames and 0.063 ms in calls of 6);
+    model on one CPU thread, docs/performance.md: the frame graph 0.080 ms a frame, its parallel chunk graph
+    0.099 ms a frame in calls of 4 frames and 0.069 ms in calls of 6);
     max_chunk_seconds: longer pushes are refused (push them in parts)."""
 
     precision: str = "float32"

@@ -170,17 +170,13 @@ class FlatStep(torch.nn.Module):
         return (y, *(_row_major(t) for t in new.tensors()))
 
 
-class FlatForward(torch.nn.Module):
+class FlatForward(FlatStep):
     """``model._forward`` over whole frames from frame phase 0, over a flat tuple of state tensors: the
     parallel form of :class:`FlatStep` (the same function over T frames, by the state contract), which
     ``pipelines.export`` writes as the ONNX chunk graph where the model's scans export.
 
     samples (B, T * samples_per_frame, C), then the state's tensors -> (y (B, T, out_dim), the new state's
     tensors in the same order)."""
-
-    def __init__(self, model: SignalModel, template: SignalModelState):
-        super().__init__()
-        self.model, self.template = model, template
 
     def forward(self, samples: Tensor, *flat: Tensor) -> tuple[Tensor, ...]:
         y, new = self.model._forward(samples, restructure(self.template, flat), phase=0)
