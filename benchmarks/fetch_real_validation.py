@@ -30,6 +30,12 @@ Sets (each checked against ``benchmarks/fetch_real_audio.py``'s sets: no package
   prompt names are Asterisk's own, so the core sounds package of the language gives their text; the keyword filter
   applies as in the report set.
 
+- ``fillets-cs``, ``fillets-nl``: the spoken dialogue of the puzzle game Fish Fillets NG in Czech (the original
+  cast) and Dutch (fillets-ng-data-cs and -nl, GPL-2), two fish and about forty other characters, each line's text
+  in the game's scripts (fillets-ng-data, ``script/<level>/dialogs_<lang>.lua``). A line is a negative only if the
+  report set's filter finds no keyword in its text and no word of it sounds like a keyword (espeak-ng's IPA of the
+  word in its language, the rule of training's foreign sentences); the speaker is the character (the cast per
+  character is not documented).
 - ``etr-music``, ``lincity-music``: the soundtracks of Extreme Tux Racer (extremetuxracer-data, 10 tracks, 9.5
   min) and LinCity-NG (lincity-ng-data, 3 tracks), both GPL-2+: produced game music, Ogg written at 16 kHz mono,
   the validation twin of the report set's music (other packages: asterisk-moh-opsound-wav, singularity-music).
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -320,6 +327,61 @@ def fetch_kajongg(name: str, dl: Downloads, dest: Path) -> list[Source]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Fish Fillets NG's dialogue
+
+FILLETS_TEXTS = "fillets-ng-data"  # the scripts: every language's text of every line
+FILLETS_ROOT = "usr/share/games/fillets-ng"
+# dialogId("<line id>", "<font: the character>", "<English text>") then dialogStr("<the text in the language>")
+_LUA_STRING = r'"((?:[^"\\]|\\.)*)"'
+FILLETS_LINE = re.compile(rf"dialogId\(\s*{_LUA_STRING}\s*,\s*{_LUA_STRING}\s*,\s*{_LUA_STRING}\s*\)\s*"
+                          rf"dialogStr\(\s*{_LUA_STRING}\s*\)")
+
+
+def fillets_lines(lua: str) -> dict[str, tuple[str, str]]:
+    """A level's ``dialogs_<lang>.lua`` -> {line id: (character, text in that language)}; Lua escapes undone."""
+    def unescape(x: str) -> str:
+        return re.sub(r"\\(.)", r"\1", x)
+
+    return {m[0]: (m[1].removeprefix("font_") or "narrator", unescape(m[3])) for m in FILLETS_LINE.findall(lua)}
+
+
+def fetch_fillets(name: str, dl: Downloads, dest: Path) -> list[Source]:
+    from ssm_signal.data.foreign_speech import without_lookalikes
+
+    lang = name.removeprefix("fillets-")
+    audio, sound = deb_folder(dl, f"fillets-ng-data-{lang}", f"{FILLETS_ROOT}/sound")
+    _, scripts = deb_folder(dl, FILLETS_TEXTS, f"{FILLETS_ROOT}/script")
+    lines: dict[tuple[str, str], tuple[str, str]] = {}
+    for lua in sorted(scripts.glob(f"*/dialogs_{lang}.lua")):
+        for line, said in fillets_lines(lua.read_text("utf-8")).items():
+            lines[(lua.parent.name, line)] = said
+    if not lines:
+        raise FetchError(f"{FILLETS_TEXTS}: no dialogs_{lang}.lua with lines")
+    kept = set(without_lookalikes([t for _, t in lines.values()], lang, fra.KEYWORDS))
+    src = Source.of(audio, name, licence=f"GPL-2 (fillets-ng-data-{lang}, debian/copyright)", language=lang,
+                    band="wideband", speakers=sorted({c for c, _ in lines.values()}), kind="speech",
+                    package=f"fillets-ng-data-{lang} + {FILLETS_TEXTS}",
+                    notes="Fish Fillets NG dialogue, one line a file (Ogg, 22.05 kHz) written at 16 kHz mono; text "
+                    f"from {FILLETS_TEXTS}'s dialogs_{lang}.lua; speaker = the character.")  # fmt: skip
+    b = Builder(dest, src)
+    for f in sorted(sound.glob(f"*/{lang}/*.ogg")):
+        said = lines.get((f.parent.parent.name, f.stem))
+        if said is None:
+            b.drop("no text")
+            continue
+        character, text = said
+        verdict, why = fra.classify([text], lang)
+        if verdict != "negative":
+            b.drop(why or verdict)
+        elif text not in kept:
+            b.drop("a word sounds like a keyword")
+        else:
+            b.add("speech", f"{f.parent.parent.name}_{f.stem}", src=f, transcript=text,
+                  speaker=f"{name} {character}")
+    return [src]
+
+
+# --------------------------------------------------------------------------------------------------
 # Asterisk prompt sets by other speakers
 
 ASTERISK_PROMPTS = {
@@ -346,6 +408,8 @@ SETS = {
     "parselmouth": fetch_parselmouth,
     "gcin": fetch_gcin,
     "kajongg": fetch_kajongg,
+    "fillets-cs": fetch_fillets,
+    "fillets-nl": fetch_fillets,
     **{k: functools.partial(fra.fetch_asterisk, table=ASTERISK_PROMPTS) for k in ASTERISK_PROMPTS},
     **{k: functools.partial(fra.fetch_music, table=VALIDATION_MUSIC) for k in VALIDATION_MUSIC},
 }
@@ -354,6 +418,8 @@ SET_PACKAGES = {
     "parselmouth": f"praat-parselmouth=={PARSELMOUTH_VERSION} (PyPI sdist)",
     "gcin": "gcin-voice",
     "kajongg": "kajongg",
+    "fillets-cs": f"fillets-ng-data-cs + {FILLETS_TEXTS}",
+    "fillets-nl": f"fillets-ng-data-nl + {FILLETS_TEXTS}",
     **{k: f"{v[0]} + {v[1]}" for k, v in ASTERISK_PROMPTS.items()},
     **{k: v.package for k, v in VALIDATION_MUSIC.items()},
 }

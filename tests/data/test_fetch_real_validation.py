@@ -64,7 +64,9 @@ def test_no_recording_package_or_speaker_in_common_with_the_report_set():
     report = audio_packages(fra.SET_PACKAGES)
     validation = audio_packages(frv.SET_PACKAGES)
     assert validation == {"openarena-data", "praat-parselmouth", "gcin-voice", "kajongg", "asterisk-prompt-es-co",
-                          "asterisk-prompt-fr-armelle", "extremetuxracer-data", "lincity-ng-data"}  # fmt: skip
+                          "asterisk-prompt-fr-armelle", "extremetuxracer-data", "lincity-ng-data",
+                          "fillets-ng-data-cs", "fillets-ng-data-nl"}  # fmt: skip
+    assert frv.FILLETS_TEXTS not in audio_packages(fra.SET_PACKAGES)  # nor the game's texts
     assert not report & validation
     assert not set(TRAINING_MUSIC_PACKAGES) & (report | validation)  # training music is heard by neither
     assert recorded_speech.PACKAGE not in report | validation  # nor training's recorded speech
@@ -147,3 +149,50 @@ def test_validation_music_is_each_track_a_clip(tmp_path, monkeypatch):
     assert all((tmp_path / "out" / "negatives" / "music" / "lincity-music" / n).is_file() for n in names)
     with pytest.raises(fra.FetchError, match="holds no"):
         frv.SETS["etr-music"]("etr-music", FakeDownloads(), tmp_path / "out2")
+
+
+def test_fillets_lines_parses_ids_characters_and_escaped_text():
+    lua = ('\ndialogId("vit-hs-klid1", "font_statue", "Citizens, please remain calm.")\n'
+           'dialogStr("Občané. Zachovejte klid a rozvahu.")\n\n'
+           'dialogId("m-x", "font_small", "He said \\"go\\".")\ndialogStr("Řekl \\"jdi\\".")\n'
+           'dialogId("dlg-n", "", "...")\ndialogStr("")\n'
+           'dialogLoad("script/"..codename.."/")\n')
+    assert frv.fillets_lines(lua) == {"vit-hs-klid1": ("statue", "Občané. Zachovejte klid a rozvahu."),
+                                      "m-x": ("small", 'Řekl "jdi".'), "dlg-n": ("narrator", "")}
+
+
+def test_fillets_keeps_only_keyword_free_lines_with_text_and_recording(tmp_path, monkeypatch):
+    """Lines whose text holds a keyword (spelled) or a word that sounds like one (espeak-ng, faked here) are
+    dropped, as are lines with no text and recordings with no line; the speaker is the character."""
+    root = tmp_path / "pkg" / frv.FILLETS_ROOT
+    (root / "script/city").mkdir(parents=True)
+    (root / "script/city/dialogs_nl.lua").write_text(
+        'dialogId("a", "font_small", "x")\ndialogStr("Welkom in de stad.")\n'
+        'dialogId("b", "font_big", "x")\ndialogStr("Stop daarmee!")\n'
+        'dialogId("c", "font_big", "x")\ndialogStr("Tja, prima dan.")\n'
+        'dialogId("d", "", "x")\ndialogStr("")\n'
+        'dialogId("e", "font_big", "x")\ndialogStr("Zonder opname.")\n', encoding="utf-8")
+    (root / "sound/city/nl").mkdir(parents=True)
+    for stem in ("a", "b", "c", "d", "zz"):
+        (root / f"sound/city/nl/{stem}.ogg").write_bytes(b"")
+
+    class FakeDownloads:
+        workdir = tmp_path / "work"
+
+        def deb(self, name):
+            assert name in ("fillets-ng-data-nl", frv.FILLETS_TEXTS)
+            return fra.Package(name, "1.0.1-1.1", "0" * 64, tmp_path / "pkg")
+
+    def tone(src, dst, rate, raw_rate=None):
+        fra.write_wav(dst, (0.1 * np.sin(np.arange(rate) * 0.3)).astype(np.float32), rate)
+
+    from ssm_signal.data import foreign_speech
+    monkeypatch.setattr(foreign_speech, "without_lookalikes",
+                        lambda texts, language, keywords: [t for t in texts if "Tja" not in t])
+    monkeypatch.setattr(fra, "sox_to_wav", tone)
+    [src] = frv.fetch_fillets("fillets-nl", FakeDownloads(), tmp_path / "out")
+    assert [(c.transcript, c.speaker, c.kind) for c in src.clips] == [
+        ("Welkom in de stad.", "fillets-nl small", "speech")]
+    assert src.dropped == {"holds a keyword or homophone": 1, "a word sounds like a keyword": 1, "not speech": 1,
+                           "no text": 1}
+    assert src.package == f"fillets-ng-data-nl + {frv.FILLETS_TEXTS}" and src.language == "nl"
