@@ -82,6 +82,7 @@ QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", 
 H = "--model.network.head.horizons"
 W = "--model.network.head.score_window"
 D = "--model.network.frontend.decimate"
+M = "--model.network.head.memory"
 S = ["--model.network.frontend.spread", "true"]
 NS = ["--model.network.frontend.spread", "false"]  # the UCR recipes compared before the spread feature existed
 CANDIDATES: dict[str, dict[str, list[str]]] = {
@@ -111,6 +112,9 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         # (frozen, drift); tried on Daphnet and on the generated table before, never here
         "score window 4 (two-sided)": [W, "4"],
         "score window 8 (two-sided)": [W, "8"],
+        # 2026-12-07: the nearest normal hidden state's distance added to the score (head.memory), adopted by the
+        # rule of sensor_anomaly_selection_state_neighbours_20261207.json (shipped since); the recipe before it
+        "without memory": [M, "0"],
     },
     "daphnet": {
         "shipped": [],
@@ -119,12 +123,37 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         "frames of 1 sample, horizons 1-32": [D, "1", H, "[1, 2, 4, 8, 16, 32]"],
         "spread": S,
         "score window 4": [W, "4"],
+        "without memory": [M, "0"],
     },
 }
 SELECT_SEEDS = [0, 1, 2]
 # --select also reads each run's val scores as a detector with a fixed latency would: frame t judged by the largest
 # of its score and the next k frames' (alarms k frames late); what that would buy, before building it
 LOOKAHEADS = (1, 2, 4)
+
+
+# --select also reads a second score beside the forecast error, from the same weights, before it was built (it is
+# now the anomaly head's ``memory``): the squared distance of a frame's hidden state h_t (the backbone's output) to
+# the nearest of the normal training frames' (at most BANK of them), over its mean among the training frames
+# themselves (each against the others): ssm_signal.models.heads.memory_bank and nearest_state
+BANK = 4000
+SEEN = {"ucr135": 900}  # val points that are also training points (read apart: a memory of them scores them ~0)
+
+
+@torch.no_grad()
+def hidden_frames(model, x: np.ndarray) -> torch.Tensor:
+    """One series (L, C) -> the backbone's output (F, d_model), from a fresh state."""
+    return model.forward_parts(torch.tensor(x, dtype=torch.float32)[None]).hidden[0]
+
+
+def state_neighbours(model, train: list, series: list) -> list[np.ndarray]:
+    """Frame scores (F_i, 1): the distance of each frame's hidden state to the bank of the training series' states
+    (their frames that the head scores) over the bank's scale, with no frame left unscored."""
+    from ssm_signal.models.heads import memory_bank, nearest_state
+
+    first = model.head.first_scored
+    bank, scale = memory_bank(torch.cat([hidden_frames(model, s.x)[first:] for s in train]), BANK)
+    return [(nearest_state(hidden_frames(model, s.x), bank) / scale).numpy()[:, None] for s in series]
 
 
 def looking_ahead(score: np.ndarray, k: int) -> np.ndarray:
@@ -284,11 +313,13 @@ def ensure_table(stream: str) -> Path:
 
 # -- recipe selection -------------------------------------------------------------------------------------------
 def select(stream: str, names: list[str] | None = None) -> dict:
+    from pipelines.evaluate.anomaly_metrics import frame_labels, point_metrics, quality
+    from ssm_signal import load_bundle
     from ssm_signal.data.sensor_tables import table_series
 
     cfg = STREAMS[stream]
     val = table_series(ensure_table(stream), splits=["val"])
-    from pipelines.evaluate.anomaly_metrics import quality
+    train_s = table_series(ensure_table(stream), splits=["train"])
 
     rows = {}
     for name, extra in CANDIDATES[stream].items():
@@ -299,16 +330,30 @@ def select(stream: str, names: list[str] | None = None) -> dict:
             with tempfile.TemporaryDirectory(prefix="bench_sensor_select_") as tmp:
                 bundle, fit = train(stream, [*extra, "--seed_everything", str(seed)], Path(tmp))
                 scores, engine = ssm_scores(bundle, val)
-            tol = int(round(cfg["hit_window_s"] * engine.frame_rate))
-            q = quality(engine.detector, scores, [s.label for s in val], engine.samples_per_frame, np.inf, tol,
-                        [s.kind for s in val])
-            ahead = {k: quality(engine.detector, [looking_ahead(x, k) for x in scores], [s.label for s in val],
-                                engine.samples_per_frame, np.inf, tol)["roc_auc"] for k in LOOKAHEADS}
+                near = state_neighbours(load_bundle(bundle).model.eval(), train_s, val)
+            tol, hop = int(round(cfg["hit_window_s"] * engine.frame_rate)), engine.samples_per_frame
+            labels, kinds = [s.label for s in val], [s.kind for s in val]
+            q = quality(engine.detector, scores, labels, hop, np.inf, tol, kinds)
+            ahead = {k: quality(engine.detector, [looking_ahead(x, k) for x in scores], labels, hop, np.inf,
+                                tol)["roc_auc"] for k in LOOKAHEADS}
+            unseen = SEEN.get(stream, 0) // hop
+            second = {}
+            for score_name, sc in {"forecast": scores, "neighbour": near,
+                             "forecast + neighbour": [a + b for a, b in zip(scores, near, strict=True)]}.items():
+                r = quality(engine.detector, sc, labels, hop, np.inf, tol, kinds)
+                second[score_name] = {"val_roc_auc": r["roc_auc"], "by_kind": r.get("roc_auc_by_kind"),
+                                "unseen_frames": point_metrics([x[unseen:, 0] for x in sc], [
+                                    frame_labels(y, hop, len(x))[unseen:] for x, y in zip(sc, labels, strict=True)])[
+                                    "roc_auc"] if unseen else r["roc_auc"]}
             runs.append({"seed": seed, "val_roc_auc": q["roc_auc"], "val_pr_auc": q["pr_auc"],
-                         "val_roc_auc_by_kind": q.get("roc_auc_by_kind"), "val_roc_auc_lookahead": ahead, **fit})
+                         "val_roc_auc_by_kind": q.get("roc_auc_by_kind"), "val_roc_auc_lookahead": ahead,
+                         "val_state_neighbours": second, **fit})
         mean = float(np.mean([r["val_roc_auc"] for r in runs]))
         rows[name] = {"overrides": extra, "val_roc_auc_mean": mean, "runs": runs, "val_roc_auc_lookahead_mean": {
-            k: float(np.mean([r["val_roc_auc_lookahead"][k] for r in runs])) for k in LOOKAHEADS}}
+            k: float(np.mean([r["val_roc_auc_lookahead"][k] for r in runs])) for k in LOOKAHEADS},
+            "val_state_neighbours_mean": {n: {m: float(np.mean([r["val_state_neighbours"][n][m] for r in runs]))
+                                              for m in ("val_roc_auc", "unseen_frames")}
+                                          for n in runs[0]["val_state_neighbours"]}}
         print(f"{stream} {name}: val ROC-AUC {mean:.4f} (seeds {[round(r['val_roc_auc'], 4) for r in runs]})",
               flush=True)
     return rows

@@ -356,6 +356,12 @@ class SensorAnomalyDataModule(_Base):
         if (train["label"] != 0).any():
             raise ValueError(f"{self.path}: training series must be normal (label 0) for anomaly detection")
         self.train_set = SensorTable(train, window=self.window, stride=self.window // 2, **kw)
+        self.normal_set = SensorTable(train, **kw)
         self.test_set = SensorTable(table[~table["split"].isin(["train", "val"])], **kw)
         has_val = (table["split"] == "val").any()
         self.val_set = SensorTable(table[table["split"] == "val"], **kw) if has_val else self.test_set
+
+    def normal_series(self) -> list[torch.Tensor]:
+        """The normal training series, each whole (L_i, C): the anomaly head's memory is fitted on them."""
+        self.setup("fit")
+        return [self.normal_set[i][0] for i in range(len(self.normal_set))]

@@ -428,6 +428,14 @@ class SignalTask(L.LightningModule):
                              "windows must be longer than the longest of head.horizons")
         head.err_var.copy_((total / count[:, None]).clamp_min(1e-8).reshape(-1))
 
+    @torch.no_grad()
+    def fit_anomaly_memory(self, series: list[Tensor]) -> None:
+        """Keep the hidden states of the normal training series as the anomaly head's memory: each series (L, C)
+        whole, from a fresh state, as a stream meets it; its frames from the first scored one on."""
+        head = self.model.head
+        states = [self.model.forward_parts(x[None].to(self.device)).hidden[0, head.first_scored:] for x in series]
+        head.set_memory(torch.cat(states) if states else torch.zeros(0, head.bank.shape[1]))
+
     def on_validation_epoch_end(self):
         if "val_auroc" in self.metrics:
             self._log_auroc("val")

@@ -167,6 +167,11 @@ def fit_and_bundle(trainer: L.Trainer, task: SignalTask, dm: L.LightningDataModu
     fit_s = time.time() - t0
     if task.model_config.head.kind == "anomaly":
         task.fit_anomaly_scale(dm.train_dataloader())
+        if task.model_config.head.memory:
+            if not hasattr(dm, "normal_series"):
+                raise UsageError(f"model.network.head.memory needs the normal training series, whole: "
+                                 f"{type(dm).__name__} has no normal_series() (SensorAnomalyDataModule has)")
+            task.fit_anomaly_memory(dm.normal_series())
         # the validation scores during training were normalised by a variance not fitted yet: measure them again
         trainer.validate(task, datamodule=dm, verbose=False)
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

@@ -18,15 +18,17 @@ KINDS = ("mamba", "mamba2", "s4d", "attention")
 
 
 def tiny_sensor_model() -> SignalModel:
-    """Two sensor channels at 100 Hz, blocks of 2, a Mamba-2 and an attention layer, the anomaly head."""
+    """Two sensor channels at 100 Hz, blocks of 2, a Mamba-2 and an attention layer, the anomaly head with a memory
+    of 6 normal states."""
     cfg = ModelConfig(FrontendConfig(kind="sensor", in_channels=2, sample_rate=100, decimate=2),
                       BackboneConfig(d_model=8, layers=["mamba2", "attention"],
                                      mixer_kwargs={"mamba2": {"headdim": 4, "d_state": 4},
                                                    "attention": {"n_heads": 2, "window": 6}}),
-                      HeadConfig("anomaly", threshold=1.5))
+                      HeadConfig("anomaly", threshold=1.5, memory=6))
     m = SignalModel(cfg).eval()
     with torch.no_grad():
         m.head.err_var.uniform_(0.5, 2.0)
+        m.head.set_memory(torch.randn(20, 8))
     return m
 
 

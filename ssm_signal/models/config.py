@@ -24,7 +24,8 @@ HEADS = ("classify", "forecast", "anomaly")
 RENAMED = {"frontend": {"channels": "in_channels"}}
 #: Fields added after bundles were saved without them, per section, with the default that reproduces the former
 #: behaviour: {section: {field: default}}. A bundle's fingerprint leaves them out where they hold that default.
-ADDED = {"frontend": {"spread": False, "pcen": False, "cepstra": 0}, "head": {"horizons": [1], "score_window": 1}}
+ADDED = {"frontend": {"spread": False, "pcen": False, "cepstra": 0},
+         "head": {"horizons": [1], "score_window": 1, "memory": 0}}
 
 
 def current_names(section: str, d: dict[str, Any]) -> dict[str, Any]:
@@ -176,6 +177,9 @@ class HeadConfig:
     score_window: anomaly only, frames whose errors the score tests together: 1 scores each frame's own
         normalised error; W > 1 tests the last W frames' errors against the normal variance, two-sided
         (too large or too small: see ``AnomalyHead``).
+    memory: anomaly only, how many hidden states of the normal training series the head keeps (0: none); with
+        M > 0 a frame's score also counts how far its hidden state lies from the nearest of them (a state that
+        normal data never reaches: a frozen sensor, say; see ``AnomalyHead``).
     """
 
     kind: str = "classify"
@@ -183,6 +187,7 @@ class HeadConfig:
     threshold: float = 3.0
     horizons: list[int] = dataclasses.field(default_factory=lambda: [1])
     score_window: int = 1
+    memory: int = 0
 
     def __post_init__(self):
         if self.kind not in HEADS:
@@ -199,6 +204,11 @@ class HeadConfig:
             raise ValueError(f"head.score_window must be an integer in [1, 4096], got {w!r}")
         if w != 1 and self.kind != "anomaly":
             raise ValueError(f"head.score_window applies to anomaly heads only, not {self.kind!r}")
+        m = self.memory
+        if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m <= 65536:
+            raise ValueError(f"head.memory must be an integer in [0, 65536], got {m!r}")
+        if m and self.kind != "anomaly":
+            raise ValueError(f"head.memory applies to anomaly heads only, not {self.kind!r}")
         if self.kind == "classify" and self.num_classes < 2:
             raise ValueError(f"head.num_classes must be >= 2 for classification, got {self.num_classes}")
 

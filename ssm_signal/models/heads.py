@@ -6,7 +6,8 @@
 - ``AnomalyHead``: a forecaster of the frames ``horizons`` ahead whose output is the anomaly score
   of frame t, the squared errors of the forecasts of x_t made that many frames before, normalised per
   horizon and feature by the error variance measured on normal data (``err_var``, fitted after
-  training). It carries the recent forecasts as its state, so streaming scores equal offline scores.
+  training), and optionally the distance of h_t to the nearest kept hidden state of normal data
+  (``memory``). It carries the recent forecasts as its state, so streaming scores equal offline scores.
 
 Every head has one entry point, ``apply(feats, hidden, state) -> (out, pred, state)``, for any
 number of frames F >= 1 (one frame is F = 1): the chunked forward and the single frame step
@@ -106,6 +107,30 @@ def horizon_errors(feats: Tensor, pred: Tensor, prev: Tensor, seen: Tensor, hori
     return err, forecast_exists(t, horizons)
 
 
+def nearest_state(hidden: Tensor, bank: Tensor) -> Tensor:
+    """hidden (..., D), bank (M, D) -> (...,): min_j |h - m_j|^2, as |h|^2 - 2 h.m_j + |m_j|^2 (one matrix
+    product; the differences themselves would hold (..., M, D) numbers), clamped at 0 against rounding."""
+    d2 = (hidden * hidden).sum(-1, keepdim=True) - 2 * hidden @ bank.T + (bank * bank).sum(-1)
+    return d2.amin(-1).clamp(min=0)
+
+
+def memory_bank(states: Tensor, size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Normal hidden states (N, D) -> (bank (size, D), scale ()). The bank: ``size`` of the states drawn without
+    replacement where N > size, else all N repeated in turn up to ``size`` rows (a repeat never changes the
+    nearest distance, and the bank keeps the shape the config gives). The scale: the mean over the distinct
+    states kept of each one's squared distance to its nearest other, the typical distance of a normal state to
+    the bank, so that novelty / scale is about 1 on normal data."""
+    if len(states) < 2:
+        raise ValueError(f"a memory of normal states needs at least 2 of them, got {len(states)}")
+    if len(states) > size:
+        g = torch.Generator().manual_seed(seed)
+        states = states[torch.randperm(len(states), generator=g)[:size]]
+    d2 = torch.cdist(states.double(), states.double()) ** 2
+    d2.fill_diagonal_(float("inf"))
+    scale = d2.amin(1).mean().clamp(min=1e-12).to(states.dtype)
+    return states[torch.arange(size) % len(states)], scale
+
+
 class AnomalyHead(nn.Module):
     """A forecaster of the frames ``horizons`` ahead whose output is the anomaly score of frame t. With
 
@@ -127,15 +152,39 @@ class AnomalyHead(nn.Module):
     the change, so a shift or a drift keeps the score up for as long as the longest horizon. The state carries
     the last max(horizons) frames' forecasts and the last W - 1 frames' errors, so streaming scores equal
     offline ones.
+
+    With ``memory`` M > 0 the head also keeps up to M hidden states of the normal training series (``bank``,
+    (M, d_model), and ``bank_scale``, fitted after training by :func:`memory_bank`), and adds to the score
+
+        novelty_t = min_j |h_t - m_j|^2 / bank_scale
+
+    which is about 1 on normal data and grows where the backbone's state goes where normal data never took it
+    (a frozen sensor keeps being forecast well once its stuck value fills the input, but its state is new).
+    It needs no state of its own: h_t already summarises the past.
     """
 
-    def __init__(self, d_model: int, feature_dim: int, horizons: tuple[int, ...] | list[int] = (1,), window: int = 1):
+    def __init__(self, d_model: int, feature_dim: int, horizons: tuple[int, ...] | list[int] = (1,), window: int = 1,
+                 memory: int = 0):
         super().__init__()
-        self.feature_dim, self.horizons, self.window = feature_dim, tuple(horizons), window
+        self.feature_dim, self.horizons, self.window, self.memory = feature_dim, tuple(horizons), window, memory
         K = len(self.horizons)
         self.forecast = ForecastHead(d_model, feature_dim * K)
         self.register_buffer("err_var", torch.ones(K * feature_dim))  # (K * C,), block k for horizons[k]
+        if memory:
+            self.register_buffer("bank", torch.zeros(memory, d_model))  # (M, d_model)
+            self.register_buffer("bank_scale", torch.ones(()))
         self.out_dim = 1
+
+    @property
+    def first_scored(self) -> int:
+        """The first frame that gets a score: every horizon's forecasts of the whole window exist there."""
+        return max(self.horizons) + self.window - 1
+
+    def set_memory(self, states: Tensor, seed: int = 0) -> None:
+        """Keep normal hidden states (N, d_model) as the bank (:func:`memory_bank`; ``seed`` draws them)."""
+        bank, scale = memory_bank(states.detach().float().cpu(), self.memory, seed)
+        self.bank.copy_(bank)
+        self.bank_scale.copy_(scale)
 
     def init_state(self, batch_size: int, *, device=None, dtype=torch.float32) -> AnomalyState:
         H, K, C = max(self.horizons), len(self.horizons), self.feature_dim
@@ -147,7 +196,7 @@ class AnomalyHead(nn.Module):
               ) -> tuple[Tensor, Tensor | None, tuple[AnomalyState]]:
         """feats (B, F, feature_dim), hidden (B, F, d_model) -> (scores (B, F, 1), forecasts (B, F, K * C), (state,))."""
         pred = self.forecast(hidden)
-        out, new = self.score(feats, pred, state[0])
+        out, new = self.score(feats, pred, state[0], hidden)
         return out, pred, (new,)
 
     def step(self, feats: Tensor, hidden: Tensor, state: tuple[AnomalyState]) -> tuple[Tensor, tuple[AnomalyState]]:
@@ -159,9 +208,10 @@ class AnomalyHead(nn.Module):
         """:func:`horizon_errors` of this head: err (B, F, K, C), valid (B, F, K)."""
         return horizon_errors(feats, pred, state.prev, state.seen, self.horizons)
 
-    def score(self, feats: Tensor, pred: Tensor, state: AnomalyState) -> tuple[Tensor, AnomalyState]:
-        """feats (B, F, C), pred (B, F, K * C) -> scores (B, F, 1), new state. The first max(horizons) + W - 1
-        frames of a stream score 0 (see the class docstring)."""
+    def score(self, feats: Tensor, pred: Tensor, state: AnomalyState, hidden: Tensor
+              ) -> tuple[Tensor, AnomalyState]:
+        """feats (B, F, C), pred (B, F, K * C), hidden (B, F, d_model) -> scores (B, F, 1), new state. The first
+        max(horizons) + W - 1 frames of a stream score 0 (see the class docstring)."""
         K, C, W, F = len(self.horizons), self.feature_dim, self.window, feats.shape[1]
         err, valid = self.errors(feats, pred, state)
         z = err / self.err_var.to(err.dtype).view(K, C) * valid[..., None]  # (B, F, K, C)
@@ -182,6 +232,9 @@ class AnomalyHead(nn.Module):
             g = (r - 1 - torch.log(r)) * (count > 0)[..., None]  # (B, F, K, C)
             out = g.mean(-1).sum(-1, keepdim=True) / (count > 0).sum(-1, keepdim=True).clamp(min=1)
             recent = zs[:, -(W - 1):].to(state.recent.dtype)
+        if self.memory:
+            out = out + (nearest_state(hidden.to(self.bank.dtype), self.bank) / self.bank_scale).to(out.dtype)[
+                ..., None]
         t = state.seen[:, None] + torch.arange(F, device=out.device)  # (B, F) frame index
-        out = out * (t >= max(self.horizons) + W - 1)[..., None]
+        out = out * (t >= self.first_scored)[..., None]
         return out, AnomalyState(prev=made.to(state.prev.dtype), recent=recent, seen=state.seen + F)

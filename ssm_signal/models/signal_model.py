@@ -80,7 +80,7 @@ class SignalModel(StreamingModule):
         elif hc.kind == "forecast":
             self.head = ForecastHead(bc.d_model, fc.feature_dim)
         else:
-            self.head = AnomalyHead(bc.d_model, fc.feature_dim, hc.horizons, hc.score_window)
+            self.head = AnomalyHead(bc.d_model, fc.feature_dim, hc.horizons, hc.score_window, hc.memory)
 
     @property
     def d_output(self) -> int:

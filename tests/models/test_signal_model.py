@@ -29,6 +29,9 @@ CONFIGS = {
     # forecasts of the next 5 frames: the score of a frame reads forecasts made up to 5 frames (chunks) before
     "sensor_anomaly_horizon": ModelConfig(FrontendConfig(kind="sensor", in_channels=3, decimate=2), BACKBONE,
                                           HeadConfig("anomaly", horizons=[1, 2, 5], score_window=4)),
+    # the score also counts the distance of each hidden state to the nearest of 16 kept ones (stateless per frame)
+    "sensor_anomaly_memory": ModelConfig(FrontendConfig(kind="sensor", in_channels=3, decimate=2), BACKBONE,
+                                         HeadConfig("anomaly", horizons=[1, 3], memory=16)),
     # frames of block means and the blocks' mean absolute steps (6 features from 3 channels)
     "sensor_anomaly_spread": ModelConfig(FrontendConfig(kind="sensor", in_channels=3, decimate=4, spread=True),
                                          BACKBONE, HeadConfig("anomaly", horizons=[1, 3])),
@@ -40,6 +43,8 @@ def make(name):
     m = SignalModel(CONFIGS[name])
     if CONFIGS[name].frontend.kind == "speech_embedding":
         lively_encoder_(m.frontend.encoder)  # else every window gives the same features
+    if CONFIGS[name].head.memory:
+        m.head.set_memory(torch.randn(40, CONFIGS[name].backbone.d_model))
     return m.double().eval()
 
 

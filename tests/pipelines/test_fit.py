@@ -6,6 +6,8 @@ import enum
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 import yaml
 
 from pipelines.train import dump_config_yaml, run_fit
@@ -88,6 +90,27 @@ def test_fit_sensor_anomaly_family(tmp_path):
     assert float(b.model.head.err_var.min()) > 0 and not np.allclose(b.model.head.err_var.numpy(), 1.0)
     p = b.predict(np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32), 1)
     assert p.label in ("anomaly", "normal") and p.frame_scores.shape == (100, 1)
+
+
+def test_fit_sensor_anomaly_memory_keeps_the_normal_series_states(tmp_path):
+    """With head.memory the bundle keeps hidden states of the normal training series, each streamed whole from a
+    fresh state (every distinct state kept: fewer than the memory), and the scale their nearest-other distance."""
+    from ssm_signal.data.sensor_tables import table_series
+    from ssm_signal.models.heads import memory_bank
+
+    table = small_anomaly_table(tmp_path / "t.parquet")
+    run_fit(["--config", str(CONFIGS / "sensor_anomaly.yaml"), *FAST, "--data.init_args.path", str(table),
+             "--data.init_args.window", "128", "--model.network.head.memory", "4000", "--output.test", "false",
+             "--output.bundle_dir", str(tmp_path / "bundle"), "--trainer.default_root_dir", str(tmp_path / "runs")])
+    m = load_bundle(tmp_path / "bundle").model
+    with torch.no_grad():
+        states = torch.cat([m.forward_parts(torch.tensor(s.x)[None]).hidden[0, m.head.first_scored:]
+                            for s in table_series(table, splits=["train"])])
+    bank, scale = memory_bank(states, 4000)
+    assert len(states) < 4000 and m.head.bank.shape == (4000, m.head.bank.shape[1])
+    assert torch.allclose(m.head.bank, bank, atol=1e-5) and float(m.head.bank_scale) == pytest.approx(float(scale),
+                                                                                                     rel=1e-4)
+    assert float(scale) > 0
 
 
 def test_fit_keyword_family(tmp_path, local_speech_encoder):

@@ -12,21 +12,24 @@ from tests.helpers import rel_err, state_rel_err
 from tests.streaming.conftest import kws_model
 
 
-def sensor(head: str, horizons: tuple[int, ...] = (1,), window: int = 1) -> SignalModel:
+def sensor(head: str, horizons: tuple[int, ...] = (1,), window: int = 1, memory: int = 0) -> SignalModel:
     cfg = ModelConfig(FrontendConfig(kind="sensor", in_channels=3, sample_rate=50, decimate=4),
                       BackboneConfig(d_model=8, layers=["mamba", "attention"],
                                      mixer_kwargs={"attention": {"n_heads": 2, "window": 4}}),
                       HeadConfig(head, num_classes=3 if head == "classify" else 0, horizons=list(horizons),
-                                 score_window=window))
+                                 score_window=window, memory=memory))
     m = SignalModel(cfg).eval()
     with torch.no_grad():
         m.frontend.mean.normal_()
         m.frontend.std.uniform_(0.5, 2)
+    if memory:
+        m.head.set_memory(0.3 * torch.randn(3 * memory, 8))
     return m
 
 
 @pytest.mark.parametrize("make", [lambda: kws_model(("mamba2", "s4d", "attention")), lambda: sensor("anomaly"),
-                                  lambda: sensor("anomaly", horizons=(2, 6), window=5), lambda: sensor("forecast"),
+                                  lambda: sensor("anomaly", horizons=(2, 6), window=5),
+                                  lambda: sensor("anomaly", horizons=(1, 2), memory=12), lambda: sensor("forecast"),
                                   lambda: sensor("classify")])
 @torch.inference_mode()
 def test_frame_step_equals_forward(make, seed):
