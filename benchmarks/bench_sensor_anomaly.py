@@ -140,20 +140,16 @@ BANK = 4000
 SEEN = {"ucr135": 900}  # val points that are also training points (read apart: a memory of them scores them ~0)
 
 
-@torch.no_grad()
-def hidden_frames(model, x: np.ndarray) -> torch.Tensor:
-    """One series (L, C) -> the backbone's output (F, d_model), from a fresh state."""
-    return model.forward_parts(torch.tensor(x, dtype=torch.float32)[None]).hidden[0]
-
-
 def state_neighbours(model, train: list, series: list) -> list[np.ndarray]:
     """Frame scores (F_i, 1): the distance of each frame's hidden state to the bank of the training series' states
-    (their frames that the head scores) over the bank's scale, with no frame left unscored."""
+    (the states the head's memory keeps) over the bank's scale, with no frame left unscored."""
+    from pipelines.task import memory_states
     from ssm_signal.models.heads import memory_bank, nearest_state
 
-    first = model.head.first_scored
-    bank, scale = memory_bank(torch.cat([hidden_frames(model, s.x)[first:] for s in train]), BANK)
-    return [(nearest_state(hidden_frames(model, s.x), bank) / scale).numpy()[:, None] for s in series]
+    bank, scale = memory_bank(memory_states(model, [s.x.copy() for s in train]), BANK)
+    with torch.no_grad():
+        hidden = [model.forward_parts(torch.tensor(s.x, dtype=torch.float32)[None]).hidden[0] for s in series]
+    return [(nearest_state(h, bank) / scale).numpy()[:, None] for h in hidden]
 
 
 def looking_ahead(score: np.ndarray, k: int) -> np.ndarray:
@@ -339,12 +335,13 @@ def select(stream: str, names: list[str] | None = None) -> dict:
             unseen = SEEN.get(stream, 0) // hop
             second = {}
             for score_name, sc in {"forecast": scores, "neighbour": near,
-                             "forecast + neighbour": [a + b for a, b in zip(scores, near, strict=True)]}.items():
-                r = quality(engine.detector, sc, labels, hop, np.inf, tol, kinds)
+                                   "forecast + neighbour": [a + b for a, b in zip(scores, near, strict=True)]}.items():
+                r = q if score_name == "forecast" else quality(engine.detector, sc, labels, hop, np.inf, tol, kinds)
                 second[score_name] = {"val_roc_auc": r["roc_auc"], "by_kind": r.get("roc_auc_by_kind"),
-                                "unseen_frames": point_metrics([x[unseen:, 0] for x in sc], [
-                                    frame_labels(y, hop, len(x))[unseen:] for x, y in zip(sc, labels, strict=True)])[
-                                    "roc_auc"] if unseen else r["roc_auc"]}
+                                      "unseen_frames": r["roc_auc"]}
+                if unseen:
+                    second[score_name]["unseen_frames"] = point_metrics([x[unseen:, 0] for x in sc], [
+                        frame_labels(y, hop, len(x))[unseen:] for x, y in zip(sc, labels, strict=True)])["roc_auc"]
             runs.append({"seed": seed, "val_roc_auc": q["roc_auc"], "val_pr_auc": q["pr_auc"],
                          "val_roc_auc_by_kind": q.get("roc_auc_by_kind"), "val_roc_auc_lookahead": ahead,
                          "val_state_neighbours": second, **fit})

@@ -45,6 +45,16 @@ from ssm_signal.models.heads import AnomalyHead, horizon_errors
 from ssm_signal.models.signal_model import ModelParts, SignalModelState
 
 
+@torch.no_grad()
+def memory_states(model, series: list[Tensor]) -> Tensor:
+    """The hidden states an anomaly head's memory keeps: each series (L, C) run whole from a fresh state, as a
+    stream meets it, and its frames from the head's first scored one on -> (N, d_model)."""
+    device = next(model.parameters()).device
+    first = model.head.first_scored
+    return torch.cat([model.forward_parts(torch.as_tensor(x, dtype=torch.float32, device=device)[None]).hidden[0, first:]
+                      for x in series]) if series else torch.zeros(0, model.input_proj.out_features)
+
+
 class SignalTask(L.LightningModule):
     """Train a SignalModel.
 
@@ -428,13 +438,9 @@ class SignalTask(L.LightningModule):
                              "windows must be longer than the longest of head.horizons")
         head.err_var.copy_((total / count[:, None]).clamp_min(1e-8).reshape(-1))
 
-    @torch.no_grad()
     def fit_anomaly_memory(self, series: list[Tensor]) -> None:
-        """Keep the hidden states of the normal training series as the anomaly head's memory: each series (L, C)
-        whole, from a fresh state, as a stream meets it; its frames from the first scored one on."""
-        head = self.model.head
-        states = [self.model.forward_parts(x[None].to(self.device)).hidden[0, head.first_scored:] for x in series]
-        head.set_memory(torch.cat(states) if states else torch.zeros(0, head.bank.shape[1]))
+        """Keep the hidden states of the normal training series as the anomaly head's memory."""
+        self.model.head.set_memory(memory_states(self.model, series))
 
     def on_validation_epoch_end(self):
         if "val_auroc" in self.metrics:
