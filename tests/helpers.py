@@ -184,3 +184,29 @@ def lively_encoder_(encoder: torch.nn.Module) -> torch.nn.Module:
             if conv.bias is not None:
                 conv.bias.zero_()
     return encoder
+
+
+def assert_training_extras(plain: Path, root: Path, words, prefix: str, extras: int) -> list[Path]:
+    """``root``, a keyword set generated like ``plain`` plus recorded clips named ``<prefix>*``, holds them in its
+    training split only, counts them in its summary (``extras`` of them), and its generated clips are ``plain``'s
+    (the same files, the same samples to the last bit of PCM-16). Returns the recorded clips."""
+    import json
+
+    import soundfile as sf
+
+    from ssm_signal.data.speech_commands import SpeechCommands
+
+    added = sorted(root.glob(f"*/{prefix}*.wav"))
+    train = {str(p) for p in SpeechCommands(root, "training", words=words)._paths}
+    assert added and all(str(p) in train for p in added)
+    for subset in ("validation", "testing"):
+        assert not any(Path(q).name.startswith(prefix) for q in SpeechCommands(root, subset, words=words)._paths)
+    counts = [json.loads((r / "SUMMARY.json").read_text())["clips"] for r in (plain, root)]
+    assert counts[1] == counts[0] + extras
+    generated = sorted(p.relative_to(plain) for p in plain.glob("*/*.wav") if p.parent.name != "_background_noise_")
+    assert generated == sorted(p.relative_to(root) for p in root.glob("*/*.wav")
+                               if p.parent.name != "_background_noise_" and not p.name.startswith(prefix))
+    for rel in generated[::3]:  # float rounding may move a sample by one step
+        a, b = (sf.read(r / rel, dtype="int16")[0].astype(np.int32) for r in (plain, root))
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1, rel
+    return added

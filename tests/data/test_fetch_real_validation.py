@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssm_signal.data import recorded_speech
+from ssm_signal.data import dialogue, recorded_speech
 from ssm_signal.data.training_speech import TRAINING_MUSIC_PACKAGES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +70,7 @@ def test_no_recording_package_or_speaker_in_common_with_the_report_set():
     assert not report & validation
     assert not set(TRAINING_MUSIC_PACKAGES) & (report | validation)  # training music is heard by neither
     assert recorded_speech.PACKAGE not in report | validation  # nor training's recorded speech
+    assert not {p.name for p in dialogue.PACKAGES.values()} & (report | validation)  # nor training's recorded dialogue
     report_speakers = {v[4] for v in fra.ASTERISK.values()}
     assert not report_speakers & {v[4] for v in frv.ASTERISK_PROMPTS.values()}
 

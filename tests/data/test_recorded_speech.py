@@ -12,6 +12,7 @@ import torch
 from ssm_signal.data import recorded_speech as rs
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import CORE_WORDS
+from tests.helpers import assert_training_extras
 
 
 def _stamp(folder, stamp: str, texts: dict[str, str], audio: dict[str, float]) -> None:
@@ -75,11 +76,9 @@ def test_a_keyword_set_with_recorded_speech_has_them_as_training_unknowns(stamps
     set's summary, and the generated clips are those of the set without them (the recordings draw their own
     stream; noise is mixed in from the same folder)."""
     import dataclasses
-    import json
 
     from ssm_signal.data import keywords as kw
     from ssm_signal.data import training_speech as kn
-    from ssm_signal.data.speech_commands import SpeechCommands
 
     monkeypatch.setattr(rs, "STAMPS", stamps)
     tiny = kw.KeywordSetConfig(n_speakers=10, words=("yes", "left"), other_words=("bed",), other_per_speaker=1,
@@ -87,17 +86,6 @@ def test_a_keyword_set_with_recorded_speech_has_them_as_training_unknowns(stamps
     plain = kw.generate_keyword_set(tmp_path / "plain", seed=2, config=tiny, workers=1)
     root = kw.generate_keyword_set(tmp_path / "rec", seed=2, workers=1,
                                    config=dataclasses.replace(tiny, training_speech=kn.TrainingSpeech(real_speech=2)))
-    recorded = sorted((root / "_unknown_").glob("recorded*.wav"))
+    recorded = assert_training_extras(plain, root, tiny.words, "recorded", 2)
     assert [p.name for p in recorded] == ["recorded0000_nohash_r0.wav", "recorded0001_nohash_r0.wav"]
-    train = SpeechCommands(root, "training", words=tiny.words)._paths
-    assert all(any(str(p) == str(q) for q in train) for p in recorded)
-    for subset in ("validation", "testing"):
-        assert not any("recorded" in str(q) for q in SpeechCommands(root, subset, words=tiny.words)._paths)
-    summary = json.loads((root / "SUMMARY.json").read_text())["clips"]
-    assert summary == json.loads((plain / "SUMMARY.json").read_text())["clips"] + 2
-    generated = sorted(p.relative_to(plain) for p in plain.glob("*/*.wav") if p.parent.name != "_background_noise_")
-    assert generated == sorted(p.relative_to(root) for p in root.glob("*/*.wav")
-                               if p.parent.name != "_background_noise_" and not p.name.startswith("recorded"))
-    for rel in generated[::3]:  # the same clips, to the last bit of PCM-16 (float rounding)
-        a, b = (sf.read(r / rel, dtype="int16")[0].astype(np.int32) for r in (plain, root))
-        assert a.shape == b.shape and np.abs(a - b).max() <= 1, rel
+    assert {p.parent.name for p in recorded} == {"_unknown_"}
