@@ -269,9 +269,8 @@ class Downloads:
         if name in self.cache:
             return self.cache[name]
         dl = self.workdir / "debs" / name
-        dl.mkdir(parents=True, exist_ok=True)
-        os.chmod(dl.parent, 0o755)
-        os.chmod(dl, 0o777)  # apt's _apt user may write there (no sandbox warning)
+        dl.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(dl.parent, 0o755)  # apt's _apt user reaches dl, which download() opens to it
         try:
             deb = debian_package.download(name, dl)
             out = self.workdir / "x" / name

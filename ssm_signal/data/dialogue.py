@@ -61,15 +61,18 @@ class Package:
     sha256: str
     #: the folder of the game's data inside the package
     folder: str
+    #: the lines of the unpacked folder, and one line's audio in it (samples (L,), sample rate)
+    lines: Callable[[Path], list[Line]]
+    read: Callable[[Path, str], tuple[np.ndarray, int]]
 
 
 PACKAGES = {
     "drascula": Package("drascula", "1.0+ds4-2",
                         "ed4af8e2d41ad446e2f3b73533daa1804e2f13f62f596c0b02b8dc39544f22b4",
-                        "usr/share/scummvm/drascula/en"),
+                        "usr/share/scummvm/drascula/en", game_lines.drascula_lines, game_lines.read_drascula),
     "fotaq": Package("flight-of-the-amazon-queen", "1.0.0-9",
                      "40c08fd258d6fe95c46c1eaf5e9137f84ba330657995a281bd887c94a560a0f1",
-                     "usr/share/scummvm/flight-of-the-amazon-queen"),
+                     "usr/share/scummvm/flight-of-the-amazon-queen", game_lines.queen_lines, game_lines.read_queen),
 }
 
 #: where :func:`fetch` unpacks the packages
@@ -110,22 +113,16 @@ def fetch(name: str, cache: str | Path | None = None) -> Path:
 
 # ------------------------------------------------------------------------------------------------ all sources
 
-_READERS: dict[str, tuple[Callable[[Path], list[Line]], Callable[[Path, str], tuple[np.ndarray, int]]]] = {
-    "drascula": (game_lines.drascula_lines, game_lines.read_drascula),
-    "fotaq": (game_lines.queen_lines, game_lines.read_queen),
-}
-
-
 def lines(source: str, folder: str | Path) -> list[Line]:
     """The lines of ``source`` (a key of :data:`PACKAGES`) in its unpacked ``folder``."""
-    return _READERS[source][0](Path(folder))
+    return PACKAGES[source].lines(Path(folder))
 
 
 def read_line(source: str, folder: str | Path, clip: str, sample_rate: int) -> torch.Tensor:
     """A line's audio (L,) at ``sample_rate``."""
     from ssm_signal.data.audio_io import resample
 
-    wave, rate = _READERS[source][1](Path(folder), clip)
+    wave, rate = PACKAGES[source].read(Path(folder), clip)
     return resample(torch.from_numpy(np.ascontiguousarray(wave)), rate, sample_rate)
 
 
@@ -192,8 +189,8 @@ def write_keyword_clips(root: str | Path, keywords: Sequence[str], copies: int, 
     from ssm_signal.data.audio_io import write_audio
 
     chosen = [x for x in spans() if x.word in set(keywords)]
-    said = {(s, ln.clip): words(ln.text) for s in sorted({x.source for x in chosen})
-            for ln in lines(s, fetch(s, cache))}
+    folders = {s: fetch(s, cache) for s in sorted({x.source for x in chosen})}
+    said = {(s, ln.clip): words(ln.text) for s, folder in folders.items() for ln in lines(s, folder)}
     wrong = [x for x in chosen if x.word not in said.get((x.source, x.clip), ())]
     if wrong:  # another version of a package, or a table made from other lines
         raise DataError(f"dialogue: {len(wrong)} pinned spans do not match their lines' text (first: "
@@ -202,7 +199,7 @@ def write_keyword_clips(root: str | Path, keywords: Sequence[str], copies: int, 
     out, last, wave = [], None, None
     for k, s in enumerate(chosen):
         if (s.source, s.clip) != last:  # the table is sorted by line: read each once
-            last, wave = (s.source, s.clip), read_line(s.source, fetch(s.source, cache), s.clip, sample_rate)
+            last, wave = (s.source, s.clip), read_line(s.source, folders[s.source], s.clip, sample_rate)
         voice = cut(wave, s, sample_rate)
         for c in range(copies):
             path = Path(root) / folder_of(s.word) / f"{PREFIX}{k:04d}_nohash_r{c}.wav"
@@ -230,14 +227,14 @@ def write_unknown_clips(folder: str | Path, count: int, sample_rate: int,
     from ssm_signal.data.audio_io import write_audio
     from ssm_signal.data.training_speech import speech_windows
 
-    pool = [(source, ln) for source in sorted(PACKAGES)
-            for ln in keyword_free(lines(source, fetch(source, cache)), keywords)]
+    folders = {source: fetch(source, cache) for source in sorted(PACKAGES)}
+    pool = [(source, ln) for source, folder in folders.items() for ln in keyword_free(lines(source, folder), keywords)]
     rng = np.random.default_rng([seed, 0xD1A2])
     chosen = sorted(rng.choice(len(pool), size=min(count, len(pool)), replace=False).tolist())
     out = []
     for k, i in enumerate(chosen):
         source, ln = pool[i]
-        wave = read_line(source, fetch(source, cache), ln.clip, sample_rate)
+        wave = read_line(source, folders[source], ln.clip, sample_rate)
         found = speech_windows(wave, sample_rate, 1, rng)
         if found:
             path = Path(folder) / f"{PREFIX}{k:04d}_nohash_r0.wav"
