@@ -2,8 +2,9 @@
 
 Each line of :mod:`ssm_signal.data.dialogue`'s sources is force-aligned against its own text with pocketsphinx
 (the en-us acoustic model and CMU dictionary that ship in its wheel), and every Speech Commands word in it gets a
-row: source, clip, speaker, word, start_s, end_s (seconds in the line's audio). Training reads the table and never
-aligns, so pocketsphinx is no dependency of the project: this script needs it (``pip install pocketsphinx==5.1.1``).
+row: source, clip, speaker, word, start_s, end_s (seconds in the line's audio). The real validation set
+(``fetch_real_validation.py``) reads the table and never aligns, so pocketsphinx is no dependency of the project:
+this script needs it (``pip install pocketsphinx==5.1.1``).
 
 A line is left out, and counted in the summary, when a word of it is not in the dictionary (a name such as
 "Evaristo" would be forced onto some stretch of audio and shift its neighbours), when the alignment fails, or when

@@ -36,6 +36,10 @@ Sets (each checked against ``benchmarks/fetch_real_audio.py``'s sets: no package
   report set's filter finds no keyword in its text and no word of it sounds like a keyword (espeak-ng's IPA of the
   word in its language, the rule of training's foreign sentences); the speaker is the character (the cast per
   character is not documented).
+- ``dialogue-fotaq``, ``dialogue-drascula``: the English voice casts of two adventure games (Flight of the Amazon
+  Queen, about 13 actors; Drascula, 10 characters; freeware, Debian main; :mod:`ssm_signal.data.dialogue`). Each
+  keyword is cut out of its line at the pinned forced-alignment span (ssm_signal/data/dialogue_spans.csv): 1,057
+  positives in running speech. Lines the report filter finds keyword-free are negatives (every 4th of FOTAQ's).
 - ``etr-music``, ``lincity-music``: the soundtracks of Extreme Tux Racer (extremetuxracer-data, 10 tracks, 9.5
   min) and LinCity-NG (lincity-ng-data, 3 tracks), both GPL-2+: produced game music, Ogg written at 16 kHz mono,
   the validation twin of the report set's music (other packages: asterisk-moh-opsound-wav, singularity-music).
@@ -382,6 +386,52 @@ def fetch_fillets(name: str, dl: Downloads, dest: Path) -> list[Source]:
 
 
 # --------------------------------------------------------------------------------------------------
+# English game dialogue: Flight of the Amazon Queen and Drascula (ssm_signal.data.dialogue)
+
+DIALOGUE_GAMES = {"fotaq": "Flight of the Amazon Queen", "drascula": "Drascula"}
+# Every k-th keyword-free line (in the game's order) is a negative: about 40 minutes of Flight of the Amazon
+# Queen's 2.7 hours, and all of Drascula's 18 minutes, so that streaming the set stays a matter of minutes.
+DIALOGUE_NEGATIVE_STRIDE = {"fotaq": 4, "drascula": 1}
+
+
+def fetch_dialogue(name: str, dl: Downloads, dest: Path) -> list[Source]:
+    from ssm_signal.data import dialogue
+    from ssm_signal.data.skips import DataError
+
+    game = name.removeprefix("dialogue-")
+    try:
+        folder = dialogue.fetch(game, dl.workdir / "dialogue")
+        said = dialogue.checked_spans({game: folder})
+    except DataError as e:
+        raise FetchError(str(e)) from e
+    pkg = dialogue.PACKAGES[game]
+    all_lines = dialogue.lines(game, folder)
+    stride = DIALOGUE_NEGATIVE_STRIDE[game]
+    src = Source.of(fra.Package(pkg.name, pkg.version, pkg.sha256, folder), name,
+                    licence=f"freeware: use, modify, redistribute, not sold by itself ({pkg.name}, debian/copyright)",
+                    language="en", band="wideband", speakers=sorted({ln.speaker for ln in all_lines}),
+                    kind="positives+speech",
+                    notes=f"{DIALOGUE_GAMES[game]}'s English voice cast (11,025 Hz source, written at 16 kHz mono). "
+                    "Positives: each keyword cut out of its line at the pinned pocketsphinx 5.1.1 alignment span "
+                    "(ssm_signal/data/dialogue_spans.csv) with 30/50 ms margins; negatives: every "
+                    f"{stride}. keyword-free line. Speaker = the character.")  # fmt: skip
+    b = Builder(dest, src)
+    rate = fra.WIDEBAND_RATE
+    last, wave = None, None
+    for k, (span, line) in enumerate(said):
+        if line.clip != last:  # the table is sorted by line: read each once
+            last, wave = line.clip, dialogue.read_line(game, folder, line.clip, rate)
+        b.add("positive", f"{span.word}_{game}_{k:04d}", audio=(dialogue.cut(wave, span, rate).numpy(), rate),
+              label=span.word, transcript=f"{line.text} [{span.word} cut at {span.start_s:.2f}-{span.end_s:.2f} s]",
+              speaker=f"{game} {line.speaker}")
+    free = [ln for ln in all_lines if fra.classify([ln.text], "en")[0] == "negative"]
+    for ln in free[::stride]:
+        b.add("speech", f"{game}_{ln.clip}", audio=(dialogue.read_line(game, folder, ln.clip, rate).numpy(), rate),
+              transcript=ln.text, speaker=f"{game} {ln.speaker}")
+    return [src]
+
+
+# --------------------------------------------------------------------------------------------------
 # Asterisk prompt sets by other speakers
 
 ASTERISK_PROMPTS = {
@@ -410,6 +460,8 @@ SETS = {
     "kajongg": fetch_kajongg,
     "fillets-cs": fetch_fillets,
     "fillets-nl": fetch_fillets,
+    "dialogue-fotaq": fetch_dialogue,
+    "dialogue-drascula": fetch_dialogue,
     **{k: functools.partial(fra.fetch_asterisk, table=ASTERISK_PROMPTS) for k in ASTERISK_PROMPTS},
     **{k: functools.partial(fra.fetch_music, table=VALIDATION_MUSIC) for k in VALIDATION_MUSIC},
 }
@@ -420,6 +472,8 @@ SET_PACKAGES = {
     "kajongg": "kajongg",
     "fillets-cs": f"fillets-ng-data-cs + {FILLETS_TEXTS}",
     "fillets-nl": f"fillets-ng-data-nl + {FILLETS_TEXTS}",
+    "dialogue-fotaq": "flight-of-the-amazon-queen",
+    "dialogue-drascula": "drascula",
     **{k: f"{v[0]} + {v[1]}" for k, v in ASTERISK_PROMPTS.items()},
     **{k: v.package for k, v in VALIDATION_MUSIC.items()},
 }

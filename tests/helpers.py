@@ -210,3 +210,28 @@ def assert_training_extras(plain: Path, root: Path, words, prefix: str, extras: 
         a, b = (sf.read(r / rel, dtype="int16")[0].astype(np.int32) for r in (plain, root))
         assert a.shape == b.shape and np.abs(a - b).max() <= 1, rel
     return added
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module, registered in ``sys.modules`` under its name as when it
+    runs (dataclasses look their module up there; one script imports another by name), loaded once."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name]
+    folder = str(REPO / "benchmarks")
+    if folder not in sys.path:
+        sys.path.append(folder)  # where a script's own ``import fetch_real_audio`` finds its sibling
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return mod

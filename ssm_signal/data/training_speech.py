@@ -144,11 +144,6 @@ class TrainingSpeech:
     real_speech: training clips of recorded speech, ``_unknown_``: words and short phrases said alone by people
         in 11 languages other than English (:mod:`~ssm_signal.data.recorded_speech`; Tux Paint's stamp
         descriptions), each a different recording.
-    dialogue_keywords: training clips per keyword said by people in recorded English game dialogue
-        (:mod:`~ssm_signal.data.dialogue`): each pinned span of a keyword, cut out of its line, this many times,
-        placed anew each time; labelled with the keyword.
-    dialogue_unknown: training clips of the same dialogue's keyword-free lines, ``_unknown_``: a 1 s window of
-        speech each, each line at most once.
     foreign_per_speaker: sentences in other languages each espeak-ng training speaker reads in its own voice
         variant (``crops_per_sentence`` windows each, ``_unknown_``), a language drawn from ``languages``
         for each (:mod:`~ssm_signal.data.foreign_speech`). Other engines' voices speak English only.
@@ -173,8 +168,6 @@ class TrainingSpeech:
     music_seconds: float = bounded(0.0, ge=0)
     real_music: int = bounded(0, ge=0)
     real_speech: int = bounded(0, ge=0)
-    dialogue_keywords: int = bounded(0, ge=0)
-    dialogue_unknown: int = bounded(0, ge=0)
     foreign_per_speaker: int = bounded(0, ge=0)
     languages: tuple[str, ...] = ("de", "es", "it", "ru", "cs", "bg", "eo", "pt-br")
     letters_per_speaker: int = bounded(0, ge=0)
@@ -199,8 +192,7 @@ class TrainingSpeech:
 
     @property
     def any(self) -> bool:
-        return bool(self.speech or self.music_seconds or self.real_music or self.real_speech
-                    or self.dialogue_keywords or self.dialogue_unknown)
+        return bool(self.speech or self.music_seconds or self.real_music or self.real_speech)
 
     @property
     def speech(self) -> bool:

@@ -15,6 +15,7 @@ import pytest
 from ssm_signal.data import aeon_wheel, anomaly_streams
 from ssm_signal.data.anomaly_streams import STREAMS, make_stream_table, read_timeeval_csv, stream_table_path
 from ssm_signal.data.sensor_tables import table_series
+from tests.helpers import load_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO / "data" / "anomaly_streams"
@@ -100,11 +101,7 @@ def test_a_training_file_that_is_not_the_normal_prefix_is_refused(fake_wheel, tm
 
 
 def test_fetch_script_writes_the_stream_tables_once(fake_wheel, tmp_path, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fetch_uea", REPO / "benchmarks" / "fetch_uea.py")
-    fetch = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fetch)
+    fetch = load_benchmark("fetch_uea")
     args = ["--names", "--streams", "ucr135", "--streams-dest", str(tmp_path), "--wheel", str(fake_wheel)]
     assert fetch.main(args) == 0
     assert stream_table_path("ucr135", tmp_path).is_file()

@@ -1,7 +1,8 @@
-"""ssm_signal.data.dialogue (and game_lines' Drascula reader): recorded game dialogue as training clips. A fake
-Drascula package (its data file written here in the engine's layout, speech files of tones) stands in for the
-Debian one: the text tables, which file says which line, the cut around a pinned span, the clips written into the training split, the keyword-free
-lines, and the errors (a table that does not match the lines, a package whose SHA-256 differs)."""
+"""ssm_signal.data.dialogue (and game_lines' Drascula reader): recorded game dialogue as real validation data. A
+fake Drascula package (its data file written here in the engine's layout, speech files of tones) stands in for
+the Debian one: the text tables, which file says which line, the cut around a pinned span, the validation set's
+positives and keyword-free lines (benchmarks/fetch_real_validation.py), and the errors (a table that does not
+match the lines, a package whose SHA-256 differs)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch
 from ssm_signal.data import dialogue, game_lines
 from ssm_signal.data.skips import DataError
 from ssm_signal.data.speech_commands import CORE_WORDS
-from tests.helpers import assert_training_extras
+from tests.helpers import load_benchmark
 
 TEXTS = {  # table -> entries (entry 0 is empty in the game's tables)
     "text": ["", "YES, THAT'S DONE", "IT'S A DOOR", "NO THANKS, NO"],
@@ -60,17 +61,17 @@ def _tone(seconds: float) -> bytes:
 @pytest.fixture()
 def cache(tmp_path, monkeypatch):
     """A cache holding the fake package as :func:`dialogue.fetch` leaves a real one (so nothing is downloaded),
-    the only source."""
+    the only source; where the validation set's fetch, working in ``tmp_path``, looks for it."""
     pkg = dialogue.PACKAGES["drascula"]
     monkeypatch.setattr(dialogue, "PACKAGES", {"drascula": pkg})
-    folder = tmp_path / "cache" / "drascula" / pkg.folder
+    folder = tmp_path / "dialogue" / "drascula" / pkg.folder
     folder.mkdir(parents=True)
     (folder / "drascula.dat").write_bytes(_dat())
     for name, seconds in (("1.ALS", 1.5), ("2.ALS", 1.0), ("3.ALS", 2.0), ("D1.ALS", 2.0), ("VB1.ALS", 0.8),
                           ("S1.ALS", 0.5), ("F1.ALS", 0.5), ("9.ALS", 0.5)):  # effects, no table, no entry
         (folder / name).write_bytes(_tone(seconds))
-    (tmp_path / "cache" / "drascula" / "SOURCE.json").write_text(json.dumps({"sha256": pkg.sha256}))
-    return tmp_path / "cache"
+    (tmp_path / "dialogue" / "drascula" / "SOURCE.json").write_text(json.dumps({"sha256": pkg.sha256}))
+    return tmp_path / "dialogue"
 
 
 def test_drascula_texts_read_the_english_tables():
@@ -111,45 +112,33 @@ def _table(path, rows):
     return path
 
 
-def _place(voice: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    clip = torch.zeros(16000)
-    start = int(rng.integers(0, 16000 - voice.shape[0] + 1))
-    clip[start:start + voice.shape[0]] = voice
-    return clip
+def _validation_set(tmp_path, monkeypatch, rows):
+    monkeypatch.setattr(dialogue, "SPANS", _table(tmp_path / "spans.csv", rows))
+    load_benchmark("fetch_real_audio")
+    frv = load_benchmark("fetch_real_validation")
+    return frv.fetch_dialogue("dialogue-drascula", frv.Downloads(tmp_path), tmp_path / "set")
 
 
-def test_keyword_clips_are_the_spans_of_wanted_words(cache, tmp_path, monkeypatch):
-    monkeypatch.setattr(dialogue, "SPANS", _table(tmp_path / "spans.csv", [
+def test_the_validation_set_has_the_spans_as_positives_and_keyword_free_lines_as_speech(cache, tmp_path,
+                                                                                        monkeypatch):
+    [src] = _validation_set(tmp_path, monkeypatch, [
         ["drascula", "1.ALS", "J", "yes", "0.10", "0.50"], ["drascula", "3.ALS", "J", "no", "0.20", "0.45"],
-        ["drascula", "3.ALS", "J", "no", "1.40", "1.70"], ["drascula", "VB1.ALS", "VB", "go", "0.05", "0.30"]]))
-    paths = dialogue.write_keyword_clips(tmp_path / "set", ("yes", "no"), 2, 16000, _place, 0, lambda w: w,
-                                         cache=cache)
-    names = sorted(str(p.relative_to(tmp_path / "set")) for p in paths)
-    assert names == sorted(f"{w}/dialogue{k:04d}_nohash_r{c}.wav" for k, w in enumerate(["yes", "no", "no"])
-                           for c in range(2))  # "go" is not wanted
-    for p in paths:
-        x, sr = sf.read(p)
-        assert sr == 16000 and x.shape == (16000,)
-        loud = np.flatnonzero(np.abs(x) > 0.05)  # the cut: its span and margins, nothing else of the line
-        assert 0.2 < (loud[-1] - loud[0]) / 16000 < 0.5
-    r0, r1 = (sf.read(tmp_path / "set" / "yes" / f"dialogue0000_nohash_r{c}.wav")[0] for c in (0, 1))
-    assert not np.array_equal(r0, r1)  # each copy placed anew
+        ["drascula", "3.ALS", "J", "no", "1.40", "1.70"]])
+    pos = [c for c in src.clips if c.kind == "positive"]
+    assert [(c.label, c.speaker) for c in pos] == [("yes", "drascula J"), ("no", "drascula J"), ("no", "drascula J")]
+    for c, span_s in zip(pos, (0.40, 0.25, 0.30), strict=True):
+        x, sr = sf.read(tmp_path / "set" / c.path)
+        assert sr == 16000 and abs(len(x) / sr - span_s - sum(dialogue.MARGIN_S)) < 0.002  # the cut, no more
+    # 1.ALS, 3.ALS and VB1.ALS say "yes", "no" and "go": the other two lines are the negatives
+    assert [(c.transcript, c.speaker) for c in src.clips if c.kind == "speech"] == [
+        ("IT'S A DOOR", "drascula J"), ("HEY IGOR, HOW IS EVERYTHING?", "drascula D")]
+    assert (src.package, src.version, src.sha256) == ("drascula", "1.0+ds4-2", dialogue.PACKAGES["drascula"].sha256)
 
 
 def test_a_table_that_does_not_match_the_lines_is_refused(cache, tmp_path, monkeypatch):
-    monkeypatch.setattr(dialogue, "SPANS", _table(tmp_path / "spans.csv", [
-        ["drascula", "2.ALS", "J", "yes", "0.10", "0.50"]]))  # line 2 says "IT'S A DOOR"
-    with pytest.raises(DataError, match="do not match"):
-        dialogue.write_keyword_clips(tmp_path / "set", CORE_WORDS, 1, 16000, _place, 0, lambda w: w, cache=cache)
-
-
-def test_unknown_clips_come_from_keyword_free_lines_only(cache, tmp_path):
-    free = dialogue.keyword_free(dialogue.lines("drascula", dialogue.fetch("drascula", cache)))
-    assert [ln.clip for ln in free] == ["2.ALS", "D1.ALS"]  # 1.ALS, 3.ALS and VB1.ALS say "yes", "no", "go"
-    assert [ln.clip for ln in dialogue.keyword_free(free, ("igor",))] == ["2.ALS"]  # a custom set's word
-    paths = dialogue.write_unknown_clips(tmp_path / "u", 5, 16000, _place, 0, cache=cache)
-    assert [p.name for p in paths] == ["dialogue0000_nohash_r0.wav", "dialogue0001_nohash_r0.wav"]  # 2 lines, not 5
-    assert sf.read(paths[1])[0].shape == (16000,)  # the 2 s line: a 1 s window of it
+    with pytest.raises(Exception, match="do not match") as e:  # line 2 says "IT'S A DOOR"
+        _validation_set(tmp_path, monkeypatch, [["drascula", "2.ALS", "J", "yes", "0.10", "0.50"]])
+    assert type(e.value).__name__ == "FetchError"  # the set is skipped with a one-line warning
 
 
 def test_fetch_refuses_a_package_that_is_not_the_pinned_one(tmp_path, monkeypatch):
@@ -172,26 +161,4 @@ def test_pinned_table_is_sorted_by_line_and_holds_only_keywords_of_sane_length()
     assert all(0.08 <= r.end_s - r.start_s <= 1.0 for r in rows)
     lines = [(r.source, r.clip) for r in rows]
     runs = [k for i, k in enumerate(lines) if i == 0 or k != lines[i - 1]]
-    assert len(runs) == len(set(runs))  # each line's spans together: write_keyword_clips reads a line once
-
-
-def test_a_keyword_set_with_dialogue_has_it_in_the_training_split_only(cache, tmp_path, monkeypatch):
-    """``training_speech.dialogue_keywords`` / ``dialogue_unknown`` write the cut keywords into their keyword's folder
-    and keyword-free lines into ``_unknown_``, training clips only, counted in the set's summary; the generated
-    clips are those of the set without them."""
-    from ssm_signal.data import keywords as kw
-    from ssm_signal.data import training_speech as kn
-
-    monkeypatch.setattr(dialogue, "DEFAULT_CACHE", cache)
-    monkeypatch.setattr(dialogue, "SPANS", _table(tmp_path / "spans.csv", [
-        ["drascula", "1.ALS", "J", "yes", "0.10", "0.50"], ["drascula", "3.ALS", "J", "no", "0.20", "0.45"]]))
-    tiny = kw.KeywordSetConfig(n_speakers=10, words=("yes", "left"), other_words=("bed",), other_per_speaker=1,
-                               validation_percent=30, testing_percent=30)
-    plain = kw.generate_keyword_set(tmp_path / "plain", seed=2, config=tiny, workers=1)
-    speech = kn.TrainingSpeech(dialogue_keywords=2, dialogue_unknown=9)
-    root = kw.generate_keyword_set(tmp_path / "dlg", seed=2, workers=1,
-                                   config=dataclasses.replace(tiny, training_speech=speech))
-    added = assert_training_extras(plain, root, tiny.words, "dialogue", 4)
-    assert sorted(str(p.relative_to(root)) for p in added) == [
-        "_unknown_/dialogue0000_nohash_r0.wav", "_unknown_/dialogue0001_nohash_r0.wav",
-        "yes/dialogue0000_nohash_r0.wav", "yes/dialogue0000_nohash_r1.wav"]  # "no" is not a word of this set
+    assert len(runs) == len(set(runs))  # each line's spans together: the validation set reads a line once

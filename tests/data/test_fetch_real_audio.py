@@ -3,19 +3,14 @@ splitting, and the run loop's idempotence and missing-set handling, with a fake 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("fetch_real_audio", REPO / "benchmarks" / "fetch_real_audio.py")
-fra = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("fetch_real_audio", fra)  # dataclasses look their module up there
-_spec.loader.exec_module(fra)
+from tests.helpers import load_benchmark
+
+fra = load_benchmark("fetch_real_audio")
 
 
 @pytest.mark.parametrize(

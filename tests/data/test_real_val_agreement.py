@@ -3,19 +3,15 @@ refusal to compare two evaluations made at different bundle versions (different 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("real_val_agreement", REPO / "benchmarks" / "real_val_agreement.py")
-rva = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("real_val_agreement", rva)
-_spec.loader.exec_module(rva)
+from tests.helpers import load_benchmark
+
+rva = load_benchmark("real_val_agreement")
 
 
 def test_ranks_average_ties():

@@ -11,6 +11,7 @@ import torch
 
 from ssm_signal.data.skips import DataError, SkipLog
 from ssm_signal.data.uea import FillLog, UEADataset, apply_nan_policy, load_ts, uea_path
+from tests.helpers import load_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
 UEA_ROOT = REPO / "data" / "uea"
@@ -221,12 +222,9 @@ def test_real_basic_motions():
 
 
 def test_fetch_script_extracts_and_is_idempotent(tmp_path, monkeypatch, capsys):
-    import importlib.util
     import zipfile
 
-    spec = importlib.util.spec_from_file_location("fetch_uea", REPO / "benchmarks" / "fetch_uea.py")
-    fetch = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fetch)
+    fetch = load_benchmark("fetch_uea")
     wheel = tmp_path / "aeon.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         for split in ("TRAIN", "TEST"):
