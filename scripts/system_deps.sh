@@ -4,14 +4,15 @@
 # flite, fortunes and fortunes-min (the held-out negative corpus: a second voice engine and its text),
 # festival with festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts (more engines and voices for keywords),
 # fortunes-de, -es, -it, -ru, -cs, -bg, -eo, -ga, -br (foreign sentences for training: data/foreign_speech.py),
-# xmoto-data and frozen-bubble-data (recorded music for training: data/training_speech.py's TRAINING_MUSIC).
+# xmoto-data and frozen-bubble-data (recorded music for training: data/training_speech.py's TRAINING_MUSIC),
+# tuxpaint-stamps-default (recorded speech for training, the default recipe's: data/recorded_speech.py; 161 MB).
 # Exits non-zero when they are not all there afterwards: `make test` and `make train` depend on this target,
 # and the tests fail (never skip) without these tools, so a machine that cannot install them stops here, saying why.
 set -euo pipefail
 PKGS=(espeak-ng sox alsa-utils sonic-pi-samples chromium chromium-driver flite fortunes fortunes-min
       festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
       fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-cs fortunes-bg fortunes-eo fortunes-ga fortunes-br
-      xmoto-data frozen-bubble-data)
+      xmoto-data frozen-bubble-data tuxpaint-stamps-default)
 TOOLS=(espeak-ng sox flite festival chromium)  # the programs the project runs
 
 check_tools() {
