@@ -35,7 +35,7 @@ SHORTEST_S, LONGEST_S = 0.08, 1.0
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", default="data/dialogue", help="where the packages are unpacked")
+    ap.add_argument("--cache", default=str(dialogue.DEFAULT_CACHE), help="where the packages are unpacked")
     ap.add_argument("--out", default=str(dialogue.SPANS))
     args = ap.parse_args(argv)
     try:

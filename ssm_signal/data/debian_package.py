@@ -30,9 +30,13 @@ def sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+#: whether this process has run ``apt-get update`` (once is enough: a package it did not list is not there)
+_lists_updated = False
+
+
 def download(spec: str, folder: Path) -> Path:
     """``apt-get download spec`` (a name, or ``name=version``) into ``folder``; the .deb's path. A machine without
-    package lists gets them once (``apt-get update``) and the download is tried again.
+    package lists gets them once per process (``apt-get update``) and the download is tried again.
 
     Raises:
         DataError: apt-get is missing or the download fails (one line, saying why).
@@ -41,8 +45,10 @@ def download(spec: str, folder: Path) -> Path:
         raise DataError(f"apt-get not found: {spec} cannot be downloaded on this machine")
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o777)  # apt-get download runs as the _apt user when it can
+    global _lists_updated
     r = _run(["apt-get", "download", spec], cwd=folder)
-    if r.returncode and "Unable to locate package" in r.stderr:
+    if r.returncode and "Unable to locate package" in r.stderr and not _lists_updated:
+        _lists_updated = True
         print("apt-get download found no package lists; running apt-get update once", flush=True)
         _run(["apt-get", "update", "-qq"])
         r = _run(["apt-get", "download", spec], cwd=folder)
